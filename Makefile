@@ -1,0 +1,57 @@
+# The two commands of the README: `make demo` and `make test`. Both set up everything they need first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SITE ?= example
+PYTEST_ARGS ?=
+
+APT_PACKAGES := lxc lxc-dev debootstrap nftables iproute2 bridge-utils openssh-client rsync \
+	python3-venv python3-dev gcc make git ca-certificates
+
+.PHONY: setup apt venv image demo test lint unit clean-lab help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make demo   - set up this Debian 12 machine and build the example lab (apply + status)"
+	@echo "make test   - set up and run the whole test suite"
+	@echo "make lint   - ruff and ansible-lint"
+
+setup: apt venv image
+
+# apt: installs only what is missing, so a second run does not touch the network.
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,lxc]'
+	touch $@
+
+image: venv
+	$(BIN)/provision image build
+
+demo: setup
+	$(BIN)/provision validate $(SITE)
+	$(BIN)/provision plan $(SITE)
+	$(BIN)/provision apply $(SITE)
+	$(BIN)/provision status $(SITE)
+	@echo "run artifacts: $$(ls -d $(CURDIR)/.provision/$(SITE)/runs/*-apply-* | tail -n 1)"
+
+test: setup
+	$(BIN)/ruff check provisioner tests bench
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check provisioner tests bench
+	$(BIN)/ansible-lint --profile production playbooks roles
+
+clean-lab: venv
+	$(BIN)/provision destroy $(SITE) --confirm-prod $(SITE)

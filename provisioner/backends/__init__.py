@@ -1,0 +1,17 @@
+"""Backends: where a site's segments and machines are built."""
+
+from __future__ import annotations
+
+from provisioner.backends.base import Backend
+from provisioner.site import LoadedSite
+from provisioner.state import SiteState
+
+
+def backend_for(site: LoadedSite, state: SiteState | None = None) -> Backend:
+    state = state or SiteState(site.name)
+    kind = site.model.backend.type
+    if kind == "lxc":
+        from provisioner.backends.lxc import LxcBackend
+
+        return LxcBackend(site, state)
+    raise NotImplementedError(kind)  # the model only admits implemented backends

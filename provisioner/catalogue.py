@@ -1,0 +1,52 @@
+"""Fixed vocabularies of the site file: tiers, roles, colours, data rules, sizes, templates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TIERS = ("development", "test", "production")
+DATA_RULES = ("dummy", "anonymised", "live")
+PEOPLE_ROLES = ("developer", "tester", "admin", "approver")
+ACCESS_LEVELS = ("none", "login", "sudo")
+SIZES = ("small", "medium", "large")
+TEMPLATES = ("debian12",)
+BACKENDS = ("lxc",)
+
+
+@dataclass(frozen=True)
+class Colour:
+    ansi: int  # SGR foreground code for terminals
+    hex: str  # for web banners and reports
+
+
+COLOURS: dict[str, Colour] = {
+    "green": Colour(32, "#2e7d32"),
+    "yellow": Colour(33, "#f9a825"),
+    "red": Colour(31, "#c62828"),
+    "blue": Colour(34, "#1565c0"),
+    "magenta": Colour(35, "#ad1457"),
+    "cyan": Colour(36, "#00838f"),
+}
+
+
+@dataclass(frozen=True)
+class HostRole:
+    description: str
+    ports: tuple[int, ...]  # service ports this role serves
+
+
+HOST_ROLES: dict[str, HostRole] = {
+    "app": HostRole("web application behind nginx", (80,)),
+    "db": HostRole("PostgreSQL database", (5432,)),
+    "worker": HostRole("background jobs, serves nothing", ()),
+}
+
+# The A.8.31 access matrix: what each people role gets in each tier, before waivers.
+DEFAULT_ACCESS: dict[str, dict[str, str]] = {
+    "admin": {"development": "sudo", "test": "sudo", "production": "sudo"},
+    "developer": {"development": "sudo", "test": "login", "production": "none"},
+    "tester": {"development": "none", "test": "login", "production": "none"},
+    "approver": {"development": "none", "test": "none", "production": "none"},
+}
+
+LEVEL_ORDER = {level: index for index, level in enumerate(ACCESS_LEVELS)}

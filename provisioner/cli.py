@@ -1,0 +1,244 @@
+"""`provision`: a thin command line over provisioner.operations.
+
+Exit codes: 0 done; 1 the operation failed; 2 bad input (site file or arguments), nothing touched;
+3 refused by policy (production needs confirmation), nothing touched; 130 interrupted, safe to re-run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from provisioner import __version__, operations
+from provisioner.errors import ExitCode, ProvisionError, SiteError
+from provisioner.plan import Action, Plan
+from provisioner.progress import Progress
+from provisioner.site import LoadedSite, load_site
+
+app = typer.Typer(
+    help="Separate development, test and production environments on your own hypervisors, and prove it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+image_app = typer.Typer(help="Base images the backends clone hosts from.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+out = Console()
+err = Console(stderr=True)
+
+SiteArg = Annotated[
+    str | None,
+    typer.Argument(help="site name under inventories/, a site directory, or a site.yml path", show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
+ConfirmOpt = Annotated[
+    str | None, typer.Option("--confirm-prod", metavar="SITE", help="confirm changes to production by naming the site")
+]
+
+
+def _emit(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _fail(exc: ProvisionError, as_json: bool) -> None:
+    if as_json:
+        payload: dict[str, Any] = {"error": str(exc), "exit_code": int(exc.exit_code)}
+        if isinstance(exc, SiteError):
+            payload["problems"] = [p.__dict__ for p in exc.problems]
+        _emit(payload)
+    label = (
+        "invalid" if exc.exit_code == ExitCode.INVALID else "refused" if exc.exit_code == ExitCode.REFUSED else "error"
+    )
+    err.print(f"[bold red]{label}:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(int(exc.exit_code))
+
+
+def _load(site: str | None, as_json: bool) -> LoadedSite:
+    try:
+        return load_site(site)
+    except ProvisionError as exc:
+        _fail(exc, as_json)
+        raise  # unreachable
+
+
+def _print_plan(plan: Plan) -> None:
+    if plan.empty:
+        out.print(f"[green]No changes.[/green] Site '{plan.site}' matches its site file.")
+        return
+    table = Table(title=f"Plan for site '{plan.site}'")
+    for column in ("action", "kind", "name", "environment", "detail"):
+        table.add_column(column)
+    colours = {Action.CREATE: "green", Action.DELETE: "red", Action.REPLACE: "red", Action.UPDATE: "yellow"}
+    for change in plan.changes:
+        colour = colours.get(change.action, "cyan")
+        env = (change.environment or "-") + (" [bold red](production)[/bold red]" if change.production else "")
+        table.add_row(f"[{colour}]{change.action}[/{colour}]", str(change.kind), change.name, env, change.detail)
+    out.print(table)
+    counts = {a: sum(1 for c in plan.changes if c.action == a) for a in Action}
+    out.print(", ".join(f"{n} to {a}" for a, n in counts.items() if n))
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False,
+) -> None:
+    if version:
+        out.print(f"provisioner {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def validate(site: SiteArg = None, as_json: JsonOpt = False) -> None:
+    """Check a site file; every problem names the file, line and key. Exit 2 if invalid."""
+    loaded = _load(site, as_json)
+    model = loaded.model
+    summary = {
+        "site": model.site,
+        "file": str(loaded.path),
+        "valid": True,
+        "environments": [e.name for e in model.environments],
+        "hosts": len(model.hosts),
+        "people": len(model.people),
+        "flows": len(model.flows),
+    }
+    if as_json:
+        _emit(summary)
+        return
+    out.print(
+        f"[green]valid:[/green] {loaded.path} — site '{model.site}', environments "
+        f"{', '.join(summary['environments'])}, {summary['hosts']} hosts, {summary['people']} people",
+        highlight=False,
+    )
+
+
+@app.command()
+def plan(site: SiteArg = None, as_json: JsonOpt = False) -> None:
+    """Show what apply would create, change or delete. Changes nothing."""
+    loaded = _load(site, as_json)
+    try:
+        the_plan = operations.plan(loaded)
+    except ProvisionError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit(the_plan.as_dict())
+    else:
+        _print_plan(the_plan)
+
+
+@app.command()
+def apply(site: SiteArg = None, confirm_prod: ConfirmOpt = None, as_json: JsonOpt = False) -> None:
+    """Build segments and machines, write the inventory, run the playbooks."""
+    loaded = _load(site, as_json)
+    progress = Progress(err if as_json else out)
+    try:
+        result = operations.apply(loaded, progress, confirm_prod=confirm_prod)
+    except ProvisionError as exc:
+        _fail(exc, as_json)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/yellow]: nothing is lost; run `provision apply` again to converge")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    run = result.run
+    summary = {
+        "site": loaded.name,
+        "plan": result.plan.as_dict()["changes"],
+        "inventory": str(result.inventory),
+        "run_dir": str(run.run_dir),
+        "status": run.status,
+        "stats": {k: run.total(k) for k in ("ok", "changed", "failures", "dark", "skipped")},
+        "failures": [f.__dict__ for f in run.failures],
+    }
+    if as_json:
+        _emit(summary)
+    else:
+        for failure in run.failures:
+            what = "unreachable" if failure.unreachable else "failed"
+            out.print(
+                f"[red]{failure.host}[/red] {what} at '{escape(failure.task)}': {escape(failure.message)}",
+                highlight=False,
+            )
+        stats = summary["stats"]
+        colour = "green" if run.ok else "red"
+        out.print(
+            f"[{colour}]{run.status}[/{colour}]: {stats['ok']} ok, {stats['changed']} changed, "
+            f"{stats['failures']} failed, {stats['dark']} unreachable",
+            highlight=False,
+        )
+        out.print(f"run artifacts (job events, stdout): {run.run_dir}", highlight=False)
+    if not run.ok:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+@app.command()
+def status(site: SiteArg = None, as_json: JsonOpt = False) -> None:
+    """Show each segment and machine of the site and whether it exists and runs."""
+    loaded = _load(site, as_json)
+    try:
+        data = operations.status(loaded)
+    except ProvisionError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit(data)
+        return
+    table = Table(title=f"Site '{loaded.name}' on {data['backend']}")
+    for column in ("name", "kind", "environment", "address", "state", "drift"):
+        table.add_column(column)
+    for row in data["machines"]:  # type: ignore[union-attr]
+        colour = "green" if row["state"] == "running" else "red"
+        table.add_row(
+            row["name"],
+            row["kind"],
+            row["environment"] or "-",
+            row["address"],
+            f"[{colour}]{row['state']}[/{colour}]",
+            "; ".join(row["drift"]),
+        )
+    out.print(table)
+    for seg in data["segments"]:  # type: ignore[union-attr]
+        mark = "[green]present[/green]" if seg["present"] else "[red]missing[/red]"
+        out.print(f"segment {seg['segment']}: {seg['cidr']} vlan {seg['vlan'] or '-'} {mark}", highlight=False)
+
+
+@app.command()
+def destroy(
+    site: SiteArg = None,
+    env: Annotated[list[str] | None, typer.Option("--env", help="destroy only this environment (repeatable)")] = None,
+    confirm_prod: ConfirmOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove the site's machines and segments (all, or --env ones). Production needs --confirm-prod SITE."""
+    loaded = _load(site, as_json)
+    progress = Progress(err if as_json else out)
+    try:
+        the_plan = operations.destroy(loaded, progress, environments=env, confirm_prod=confirm_prod)
+    except ProvisionError as exc:
+        _fail(exc, as_json)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/yellow]: run `provision destroy` again to finish")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    if as_json:
+        _emit(the_plan.as_dict())
+    else:
+        out.print(f"destroyed {len(the_plan.changes)} resource(s) of site '{loaded.name}'")
+
+
+@image_app.command("build")
+def image_build() -> None:
+    """Build the Debian base image the LXC lab clones hosts from (once; later calls do nothing)."""
+    from provisioner.lxclab import base_image
+
+    try:
+        rootfs = base_image.ensure_base(base_image.lxc_path(), say=lambda m: out.print(f"· {m}", highlight=False))
+    except ProvisionError as exc:
+        _fail(exc, False)
+    out.print(f"base image ready: {rootfs}", highlight=False)
+
+
+def main() -> None:
+    app()

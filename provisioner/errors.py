@@ -1,0 +1,51 @@
+"""Errors the tool reports to people, and the exit codes it documents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1  # the operation ran and failed (a host failed, a backend error)
+    INVALID = 2  # bad input: site file or command-line arguments; nothing was touched
+    REFUSED = 3  # refused by policy (production needs confirmation); nothing was touched
+    INTERRUPTED = 130  # stopped by SIGINT; safe to re-run
+
+
+class ProvisionError(Exception):
+    """An error with a message written for the sysadmin, and an exit code."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+
+class RefusedError(ProvisionError):
+    exit_code = ExitCode.REFUSED
+
+
+class BackendError(ProvisionError):
+    exit_code = ExitCode.FAILED
+
+
+@dataclass(frozen=True)
+class SiteProblem:
+    """One problem in a site file: where it is, which key, and what is allowed."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        key = f" {self.path}:" if self.path else ""
+        return f"{where}:{key} {self.message}"
+
+
+class SiteError(ProvisionError):
+    exit_code = ExitCode.INVALID
+
+    def __init__(self, problems: list[SiteProblem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))

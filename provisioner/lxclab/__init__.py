@@ -1,0 +1,1 @@
+"""Building blocks of the local LXC lab: the base image, containers, bridges."""

@@ -1,0 +1,216 @@
+"""The site file as typed data: what a sysadmin declares in inventories/<site>/site.yml."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import ipaddress
+import struct
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from provisioner.catalogue import COLOURS, HOST_ROLES, TEMPLATES
+
+NAME_RE = r"^[a-z][a-z0-9]{0,7}$"
+HOST_RE = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
+USER_RE = r"^[a-z_][a-z0-9_-]{0,30}$"
+CONTROL_RE = r"^[A-Z]{3,4}-[0-9]{1,2}$"
+
+# How each name pattern reads to a person, for error messages.
+PATTERN_HELP = {
+    NAME_RE: "1-8 lower-case letters or digits, starting with a letter (it becomes an interface name)",
+    HOST_RE: "2-32 lower-case letters, digits or '-', starting with a letter",
+    USER_RE: "a Unix user name: lower-case letters, digits, '_' or '-', at most 31 characters",
+    CONTROL_RE: "a control ID such as ACC-1 or NET-2",
+    r"^[a-z][a-z0-9]{1,11}$": "2-12 lower-case letters or digits, starting with a letter",
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$": "letters, digits, '.', '_' or '-', at most 64 characters",
+}
+
+EnvName = Annotated[str, Field(pattern=NAME_RE, description="2-8 lower-case letters/digits, starts with a letter")]
+SiteName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,11}$")]
+HostName = Annotated[str, Field(pattern=HOST_RE)]
+UserName = Annotated[str, Field(pattern=USER_RE)]
+
+SSH_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
+
+
+def _check_ssh_key(value: str) -> str:
+    parts = value.strip().split()
+    if len(parts) < 2:
+        raise ValueError("not an SSH public key; expected '<type> <base64> [comment]'")
+    kind, blob = parts[0], parts[1]
+    if kind not in SSH_KEY_TYPES:
+        raise ValueError(f"SSH key type '{kind}' is not allowed; allowed: {', '.join(SSH_KEY_TYPES)}")
+    try:
+        raw = base64.b64decode(blob, validate=True)
+        (length,) = struct.unpack(">I", raw[:4])
+        embedded = raw[4 : 4 + length].decode("ascii")
+    except (binascii.Error, struct.error, UnicodeDecodeError) as exc:
+        raise ValueError("SSH public key body is not valid base64 key data") from exc
+    if embedded != kind:
+        raise ValueError(f"SSH public key data says '{embedded}' but the key is labelled '{kind}'")
+    return " ".join(parts)
+
+
+SshPublicKey = Annotated[str, AfterValidator(_check_ssh_key)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Segment(Strict):
+    vlan: int = Field(ge=1, le=4094, description="802.1Q VLAN id (Proxmox VNet tag, OVS portgroup tag)")
+    cidr: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+
+
+class Environment(Strict):
+    name: EnvName
+    tier: Literal["development", "test", "production"]
+    segment: Segment
+    colour: str
+    data: Literal["dummy", "anonymised", "live"]
+    description: str = ""
+
+    @field_validator("colour")
+    @classmethod
+    def _known_colour(cls, value: str) -> str:
+        if value not in COLOURS:
+            raise ValueError(f"colour '{value}' is not known; allowed: {', '.join(COLOURS)}")
+        return value
+
+
+def _known_host_role(value: str) -> str:
+    if value not in HOST_ROLES:
+        raise ValueError(f"host role '{value}' is not known; allowed: {', '.join(HOST_ROLES)}")
+    return value
+
+
+HostRoleName = Annotated[str, AfterValidator(_known_host_role)]
+
+
+class Host(Strict):
+    name: HostName
+    environment: str
+    address: ipaddress.IPv4Address
+    roles: list[HostRoleName] = Field(default_factory=list)
+    size: Literal["small", "medium", "large"] = "small"
+    template: str = "debian12"
+
+    @field_validator("roles")
+    @classmethod
+    def _roles_once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a host role is listed twice")
+        return value
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, value: str) -> str:
+        if value not in TEMPLATES:
+            raise ValueError(f"template '{value}' is not known; allowed: {', '.join(TEMPLATES)}")
+        return value
+
+
+class AccessGrant(Strict):
+    """Access beyond what a person's roles give; production grants need a waiver (ACC-7)."""
+
+    environment: str
+    level: Literal["login", "sudo"]
+    waiver: str | None = None
+
+
+class Person(Strict):
+    name: UserName
+    full_name: str = ""
+    roles: list[Literal["developer", "tester", "admin", "approver"]] = Field(min_length=1)
+    ssh_key: SshPublicKey
+    access: list[AccessGrant] = Field(default_factory=list)
+
+
+class DeployIdentity(Strict):
+    name: UserName = "deploy"
+    ssh_key: SshPublicKey
+    environments: list[str] | None = Field(
+        default=None, description="environments it deploys to; default: every environment of the release path"
+    )
+
+
+class Flow(Strict):
+    """A permitted path between two environments; everything not declared is denied."""
+
+    from_env: str = Field(alias="from")
+    to_env: str = Field(alias="to")
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(min_length=1)
+    proto: Literal["tcp", "udp"] = "tcp"
+    to_roles: list[str] = Field(default_factory=list, description="only to hosts with one of these roles")
+    description: str = ""
+
+
+class ReleaseRules(Strict):
+    path: list[str] = Field(default_factory=lambda: ["dev", "test", "prod"], min_length=1)
+    required_approvals: int = Field(default=1, ge=1, le=9)
+
+
+class Waiver(Strict):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    control: Annotated[str, Field(pattern=CONTROL_RE)]
+    person: str | None = None
+    environment: str | None = None
+    justification: str = Field(min_length=10)
+    requester: str
+    approver: str
+    risk: Literal["low", "medium", "high"]
+    expires: dt.date
+    compensating: list[str] = Field(default_factory=list)
+
+
+class Management(Strict):
+    cidr: ipaddress.IPv4Network
+    controller: ipaddress.IPv4Address = Field(description="the controller's address on the management bridge")
+    gateway: ipaddress.IPv4Address = Field(description="the environment gateway's management address")
+
+
+class BackendSettings(Strict):
+    type: Literal["lxc"] = "lxc"
+
+
+class Site(Strict):
+    site: SiteName
+    description: str = ""
+    backend: BackendSettings = Field(default_factory=BackendSettings)
+    management: Management
+    environments: list[Environment] = Field(min_length=1)
+    hosts: list[Host] = Field(default_factory=list)
+    people: list[Person] = Field(default_factory=list)
+    deploy: DeployIdentity | None = None
+    flows: list[Flow] = Field(default_factory=list)
+    releases: ReleaseRules = Field(default_factory=ReleaseRules)
+    waivers: list[Waiver] = Field(default_factory=list)
+
+    # ---- lookups used everywhere -------------------------------------------------------------
+    def environment(self, name: str) -> Environment:
+        for env in self.environments:
+            if env.name == name:
+                return env
+        raise KeyError(name)
+
+    def hosts_in(self, env_name: str) -> list[Host]:
+        return [h for h in self.hosts if h.environment == env_name]
+
+    def person(self, name: str) -> Person | None:
+        return next((p for p in self.people if p.name == name), None)
+
+    def waiver(self, waiver_id: str) -> Waiver | None:
+        return next((w for w in self.waivers if w.id == waiver_id), None)
