@@ -1,0 +1,49 @@
+"""Shared helpers: run the real `provision` CLI, and build throwaway copies of site files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "inventories" / "example" / "site.yml"
+
+
+@dataclass
+class Result:
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> object:
+        return json.loads(self.stdout)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> Result:
+    proc = subprocess.run(
+        [sys.executable, "-m", "provisioner", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        cwd=ROOT,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def example_data() -> dict:
+    return yaml.safe_load(EXAMPLE.read_text())
+
+
+def write_site(directory: Path, data: dict) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "site.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

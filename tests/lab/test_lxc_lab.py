@@ -1,0 +1,219 @@
+"""The spine end to end on real LXC: plan, apply, re-apply, separation, interruption, destroy.
+
+The tests of this module run in order against one lab (building it costs seconds, not minutes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import time
+
+import pytest
+from probes import (
+    containers_named,
+    in_container,
+    interfaces_with_prefix,
+    routes_via_prefix,
+    site_containers,
+    ssh,
+    tcp_connect,
+)
+
+from provisioner.lxclab import hostguard, links
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+def lab(lab_factory):
+    return lab_factory()
+
+
+def tag(site: str) -> str:
+    return "pv" + hashlib.sha1(site.encode()).hexdigest()[:4]
+
+
+def wait_for_line(proc, needle: str, timeout: float = 300) -> list[str]:
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return seen
+    raise AssertionError(f"'{needle}' never appeared: {''.join(seen)}")
+
+
+def test_plan_on_an_empty_machine_lists_everything_to_create(lab):
+    result = lab.cli("plan", str(lab.site_file), "--json")
+    assert result.rc == 0, result.stderr
+    changes = {(c["kind"], c["name"]): c["action"] for c in result.json["changes"]}
+    site = lab.site.model
+    expected = {("segment", "mgmt")} | {("segment", e.name) for e in site.environments}
+    expected |= {("host", h.name) for h in site.hosts} | {("gateway", "gateway")}
+    assert set(changes) == expected
+    assert set(changes.values()) == {"create"}
+    assert site_containers(site.site) == set(), "plan must not create anything"
+
+
+def test_apply_killed_while_building_then_rerun_converges(lab):
+    proc = lab.popen("apply", str(lab.site_file))
+    wait_for_line(proc, "creating host")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert interfaces_with_prefix(tag(lab.site.name)), "the kill left a partly built lab to recover from"
+    result = lab.cli("apply", str(lab.site_file), "--json")
+    assert result.rc == 0, result.stdout + result.stderr
+    assert result.json["status"] == "successful"
+    names = {f"{lab.site.name}-{h.name}" for h in lab.site.model.hosts} | {f"{lab.site.name}-gateway"}
+    assert site_containers(lab.site.name) == names
+    assert containers_named(f"{lab.site.name}-") == names, "no orphaned container directories"
+
+
+def test_after_apply_plan_is_empty_and_second_apply_changes_nothing(lab):
+    plan = lab.cli("plan", str(lab.site_file), "--json")
+    assert plan.json["changes"] == []
+    again = lab.cli("apply", str(lab.site_file), "--json")
+    assert again.rc == 0, again.stderr
+    assert again.json["plan"] == []
+    assert again.json["stats"]["changed"] == 0
+    assert again.json["stats"]["ok"] > 0, "the run must have done something to count"
+
+
+def test_every_host_answers_ssh_at_its_declared_address_with_a_pinned_host_key(lab):
+    state = lab.state
+    for host in lab.site.model.hosts:
+        result = ssh(state.controller_key, state.known_hosts, "provision", str(host.address), "hostname")
+        assert result.returncode == 0, f"{host.name}: {result.stderr}"
+        assert result.stdout.strip() == host.name
+
+
+def test_hosts_have_distinct_identities(lab):
+    ids, keys = set(), set()
+    for host in lab.site.model.hosts:
+        container = f"{lab.site.name}-{host.name}"
+        ids.add(in_container(container, "cat /etc/machine-id").stdout.strip())
+        keys.add(in_container(container, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[1])
+    assert len(ids) == len(keys) == len(lab.site.model.hosts)
+
+
+def test_each_host_has_one_interface_on_its_environments_bridge(lab):
+    site = lab.site.model
+    all_links = {link.name: link for link in links.list_links()}
+    for host in site.hosts:
+        container = f"{site.site}-{host.name}"
+        inside = json.loads(in_container(container, "ip -j link show").stdout)
+        assert sorted(i["ifname"] for i in inside) == ["eth0", "lo"], host.name
+        peer_index = inside[[i["ifname"] for i in inside].index("eth0")]["link_index"]
+        host_side = next(link for link in links.list_links() if _ifindex(link.name) == peer_index)
+        assert all_links[host_side.name].master == f"{tag(site.site)}-{host.environment}", host.name
+
+
+def _ifindex(name: str) -> int:
+    return int(open(f"/sys/class/net/{name}/ifindex").read())
+
+
+def test_no_host_reaches_another_environment_but_hosts_inside_one_do(lab):
+    site = lab.site.model
+    for src in site.hosts:
+        for dst in site.hosts:
+            if src.name == dst.name:
+                continue
+            result = tcp_connect(f"{site.site}-{src.name}", str(dst.address), 22)
+            if src.environment == dst.environment:
+                assert "connected" in result.stdout, f"{src.name} -> {dst.name} (same environment): {result.stderr}"
+            else:
+                assert "connected" not in result.stdout, f"{src.name} -> {dst.name} crossed environments"
+                # refused by the gateway, not a typo or a dead host
+                assert "No route to host" in result.stderr, f"{src.name} -> {dst.name}: {result.stderr}"
+
+
+def test_the_lab_never_routes_to_the_outside(lab):
+    site = lab.site.model
+    gateway = f"{site.site}-gateway"
+    routes = in_container(gateway, "ip -4 route show").stdout
+    assert "default" not in routes, routes
+    host = f"{site.site}-{site.hosts[0].name}"
+    result = tcp_connect(host, "192.0.2.1", 80)
+    assert "connected" not in result.stdout
+    assert hostguard.present(site.site)
+
+
+def test_inventory_is_standard_yaml_for_plain_ansible(lab):
+    import yaml
+
+    inventory = yaml.safe_load((lab.site_file.parent / "hosts.yml").read_text())
+    groups = inventory["all"]["children"]
+    assert set(groups["env_prod"]["hosts"]) == {"prod-app1", "prod-db1"}
+    assert groups["env_prod"]["vars"]["env_tier"] == "production"
+    assert set(groups["role_db"]["hosts"]) == {"dev-db1", "test-db1", "prod-db1"}
+
+
+def test_run_artifacts_keep_events_and_no_secret(lab):
+    runs = sorted((lab.state.runs_dir).iterdir())
+    assert runs
+    last = runs[-1]
+    events = list(last.glob("artifacts/job/job_events/*.json"))
+    assert events, "job events are kept as evidence"
+    private_key = lab.state.controller_key.read_text()
+    body = private_key.strip().splitlines()[1]
+    for path in last.rglob("*"):
+        if path.is_file():
+            assert body not in path.read_text(errors="ignore"), f"private key material in {path}"
+
+
+def test_destroy_prod_without_confirmation_refuses_and_changes_nothing(lab):
+    before = lab.cli("status", str(lab.site_file), "--json").json
+    result = lab.cli("destroy", str(lab.site_file), "--env", "prod")
+    assert result.rc == 3, result.stdout + result.stderr
+    assert "--confirm-prod" in result.stderr
+    wrong = lab.cli("destroy", str(lab.site_file), "--env", "prod", "--confirm-prod", "example")
+    assert wrong.rc == 3
+    assert lab.cli("status", str(lab.site_file), "--json").json == before
+
+
+def test_apply_interrupted_by_sigint_then_rerun_converges(lab):
+    result = lab.cli("destroy", str(lab.site_file), "--env", "dev")
+    assert result.rc == 0, result.stderr
+    assert not any(name.startswith(f"{lab.site.name}-dev-") for name in site_containers(lab.site.name))
+    proc = lab.popen("apply", str(lab.site_file))
+    wait_for_line(proc, "creating host")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) in (130, 1), "SIGINT ends the apply"
+    result = lab.cli("apply", str(lab.site_file), "--json")
+    assert result.rc == 0, result.stdout + result.stderr
+    assert lab.cli("plan", str(lab.site_file), "--json").json["changes"] == []
+    dev_host = next(h for h in lab.site.model.hosts if h.environment == "dev")
+    other_dev = next(h for h in lab.site.model.hosts if h.environment == "dev" and h.name != dev_host.name)
+    assert "connected" in tcp_connect(f"{lab.site.name}-{dev_host.name}", str(other_dev.address), 22).stdout
+
+
+def test_apply_interrupted_during_the_playbooks_then_rerun_converges(lab):
+    proc = lab.popen("apply", str(lab.site_file))
+    wait_for_line(proc, "inventory written")
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    result = lab.cli("apply", str(lab.site_file), "--json")
+    assert result.rc == 0 and result.json["stats"]["changed"] == 0, result.stdout + result.stderr
+
+
+def test_destroy_leaves_nothing_of_the_site_behind(lab):
+    site = lab.site.model
+    result = lab.cli("destroy", str(lab.site_file), "--confirm-prod", site.site)
+    assert result.rc == 0, result.stderr
+    prefix = tag(site.site)
+    assert site_containers(site.site) == set()
+    assert containers_named(f"{site.site}-") == set()
+    assert interfaces_with_prefix(prefix) == [], "no bridge or veth of the site"
+    assert routes_via_prefix(prefix) == []
+    assert not hostguard.present(site.site)
+    assert not (lab.site_file.parent / "hosts.yml").exists()
+    state = lab.state
+    assert not state.keys_dir.exists() and not state.known_hosts.exists()
+    assert state.runs_dir.is_dir(), "run artifacts stay: they are change evidence"
+    assert lab.cli("plan", str(lab.site_file), "--json").json["changes"], "everything is to create again"
