@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import signal
 import time
 
@@ -200,6 +201,20 @@ def test_apply_interrupted_during_the_playbooks_then_rerun_converges(lab):
     assert proc.wait(timeout=120) == 130
     result = lab.cli("apply", str(lab.site_file), "--json")
     assert result.rc == 0 and result.json["stats"]["changed"] == 0, result.stdout + result.stderr
+
+
+def test_a_failed_host_is_a_one_line_summary_not_a_traceback(lab):
+    container = f"{lab.site.name}-test-db1"
+    in_container(container, "systemctl stop ssh.socket ssh.service; pkill -x sshd; true")
+    try:
+        result = lab.cli("apply", str(lab.site_file))
+        assert result.rc == 1
+        assert "Traceback" not in result.stdout + result.stderr
+        assert re.search(r"test-db1 unreachable at '[^']+': ", result.stdout), result.stdout
+        assert "run artifacts" in result.stdout
+    finally:
+        in_container(container, "systemctl start ssh.service")
+    assert lab.cli("apply", str(lab.site_file)).rc == 0
 
 
 def test_destroy_leaves_nothing_of_the_site_behind(lab):

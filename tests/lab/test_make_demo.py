@@ -1,0 +1,39 @@
+"""`make demo` on a fresh clone builds the example lab and says where the run artifacts are."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from helpers import ROOT
+from probes import site_containers
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
+
+
+def test_make_demo_on_a_fresh_clone(tmp_path: Path):
+    assert not site_containers("example"), (
+        "an 'example' lab from another checkout is running on this machine; destroy it first "
+        "(make clean-lab in that checkout)"
+    )
+    clone = tmp_path / "provisioner"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVISION_", "VIRTUAL_ENV"))}
+    try:
+        demo = subprocess.run(["make", "demo"], cwd=clone, env=env, capture_output=True, text=True, timeout=1700)
+        assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
+        match = re.search(r"run artifacts: (\S+)", demo.stdout)
+        assert match, demo.stdout[-2000:]
+        run_dir = Path(match.group(1))
+        assert run_dir.is_relative_to(clone / ".provision" / "example" / "runs")
+        assert list(run_dir.glob("artifacts/job/job_events/*.json"))
+        assert "successful" in demo.stdout
+        assert len(site_containers("example")) == 7
+        again = subprocess.run(["make", "demo"], cwd=clone, env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0 and "0 changed" in again.stdout, again.stdout[-2000:]
+    finally:
+        subprocess.run(["make", "clean-lab"], cwd=clone, env=env, capture_output=True, timeout=600)
+    assert not site_containers("example")
