@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from provisioner import policy
 from provisioner.catalogue import COLOURS
 from provisioner.desired import GATEWAY
 from provisioner.site import LoadedSite
@@ -48,8 +49,20 @@ def build_inventory(site: LoadedSite) -> dict[str, Any]:
                 "env_vlan": seg.vlan,
                 "env_cidr": str(seg.cidr),
                 "env_gateway": str(seg.gateway),
+                "env_accounts": policy.accounts_for(model, env),
+                "env_deploy": policy.deploy_for(model, env),
+                "env_app_hosts": [str(h.address) for h in policy.app_hosts(model, env.name)],
+                "env_db_developers": policy.database_roles(model, env)["developers"],
+                "env_db_admins": policy.database_roles(model, env)["admins"],
             },
-            "hosts": {h.name: {"ansible_host": str(h.address)} for h in model.hosts_in(env.name)},
+            "hosts": {
+                h.name: {
+                    "ansible_host": str(h.address),
+                    "host_roles": list(h.roles),
+                    "host_services": policy.service_sources(model, h),
+                }
+                for h in model.hosts_in(env.name)
+            },
         }
         tiers.setdefault(f"tier_{env.tier}", {"children": {}})["children"][env_group(env.name)] = {}
     children.update(tiers)
@@ -63,6 +76,20 @@ def build_inventory(site: LoadedSite) -> dict[str, Any]:
             "vars": {
                 "provisioner_site": model.site,
                 "provisioner_management_cidr": str(model.management.cidr),
+                "provisioner_environments": [
+                    {
+                        "name": e.name,
+                        "tier": e.tier,
+                        "cidr": str(e.segment.cidr),
+                        "gateway": str(e.segment.gateway),
+                        "vlan": e.segment.vlan,
+                        "interface": f"seg-{e.name}",
+                    }
+                    for e in model.environments
+                ],
+                "provisioner_flows": [f.as_dict() for f in policy.resolved_flows(model)],
+                "provisioner_people": sorted(p.name for p in model.people),
+                "provisioner_deploy_user": model.deploy.name if model.deploy else "",
                 "ansible_user": AUTOMATION_USER,
                 "ansible_python_interpreter": "/usr/bin/python3",
             },

@@ -13,6 +13,7 @@ from provisioner.inventory import inventory_path, write_inventory
 from provisioner.plan import Change, Plan
 from provisioner.progress import Progress
 from provisioner.runner import RunResult, run_playbook, write_ansible_cfg
+from provisioner.secrets_store import ensure_site_secrets
 from provisioner.site import LoadedSite
 from provisioner.state import SiteState
 
@@ -50,11 +51,19 @@ def apply(site: LoadedSite, progress: Progress, confirm_prod: str | None = None)
         if the_plan.empty:
             progress.say("machines and segments match the site file")
         backend.apply(the_plan, progress.say)  # idempotent: also refreshes known host keys
+        ensure_site_secrets(state, site.model)
         cfg = write_ansible_cfg(state)
         inventory = write_inventory(site, cfg)
         progress.say(f"inventory written to {inventory}")
         with progress:
-            result = run_playbook(state, "site.yml", inventory, purpose="apply", on_event=progress.event)
+            result = run_playbook(
+                state,
+                "site.yml",
+                inventory,
+                purpose="apply",
+                on_event=progress.event,
+                extravars={"provisioner_secrets_dir": str(state.secrets_dir)},
+            )
         return ApplyResult(the_plan, result, inventory)
 
 

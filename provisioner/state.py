@@ -112,6 +112,7 @@ class SiteState:
     def forget_lab(self) -> None:
         """After a full destroy: keys and known hosts go; run folders stay as change evidence."""
         shutil.rmtree(self.keys_dir, ignore_errors=True)
+        shutil.rmtree(self.secrets_dir, ignore_errors=True)
         shutil.rmtree(self.journal_dir, ignore_errors=True)
         self.known_hosts.unlink(missing_ok=True)
         self.ansible_cfg.unlink(missing_ok=True)
