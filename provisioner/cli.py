@@ -228,6 +228,58 @@ def destroy(
         out.print(f"destroyed {len(the_plan.changes)} resource(s) of site '{loaded.name}'")
 
 
+@app.command()
+def verify(
+    site: SiteArg = None,
+    workers: Annotated[int, typer.Option("--workers", "-n", min=1, max=32, help="parallel workers")] = 4,
+    keys: Annotated[
+        str | None, typer.Option("--keys", help="folder of people's private keys for login attempts")
+    ] = None,
+    select: Annotated[str | None, typer.Option("-k", help="only checks matching this pytest expression")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the conformance suite: read state from the hosts and attempt what must fail. Exit 1 if a control fails."""
+    from pathlib import Path
+
+    from provisioner.conformance.controls import CONTROLS
+    from provisioner.conformance.verify import run_verify
+
+    loaded = _load(site, as_json)
+    try:
+        result = run_verify(loaded, workers=workers, keys_dir=Path(keys) if keys else None, select=select)
+    except ProvisionError as exc:
+        _fail(exc, as_json)
+    summary = result.by_control()
+    if as_json:
+        _emit(
+            {
+                "site": loaded.name,
+                "ok": result.ok,
+                "run_dir": str(result.run_dir),
+                "controls": summary,
+                "failures": result.failed,
+            }
+        )
+    else:
+        table = Table(title=f"Conformance of site '{loaded.name}' (ISO 27001:2022 A.8.31)")
+        for column in ("control", "title", "pass", "fail", "skip", "status"):
+            table.add_column(column)
+        for cid, counts in summary.items():
+            status = "[red]FAIL[/red]" if counts["fail"] else "[green]PASS[/green]" if counts["pass"] else "skipped"
+            title = CONTROLS[cid].title if cid in CONTROLS else ""
+            table.add_row(cid, title, str(counts["pass"]), str(counts["fail"]), str(counts["skip"]), status)
+        out.print(table)
+        for failure in result.failed:
+            out.print(
+                f"[red]{failure['control']}[/red] {escape(failure['check'] + '[' + failure['host'] + ']')}: "
+                f"{escape(failure['evidence'].splitlines()[-1] if failure['evidence'] else failure['observed'])}",
+                highlight=False,
+            )
+        out.print(f"results (JSON, JUnit XML): {result.run_dir}", highlight=False)
+    if not result.ok:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
 @image_app.command("build")
 def image_build() -> None:
     """Build the Debian base image the LXC lab clones hosts from (once; later calls do nothing)."""

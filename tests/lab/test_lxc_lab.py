@@ -122,15 +122,18 @@ def test_no_host_reaches_another_environment_but_hosts_inside_one_do(lab):
     site = lab.site.model
     for src in site.hosts:
         for dst in site.hosts:
-            if src.name == dst.name:
+            if src.environment == dst.environment:
                 continue
             result = tcp_connect(f"{site.site}-{src.name}", str(dst.address), 22)
-            if src.environment == dst.environment:
-                assert "connected" in result.stdout, f"{src.name} -> {dst.name} (same environment): {result.stderr}"
-            else:
-                assert "connected" not in result.stdout, f"{src.name} -> {dst.name} crossed environments"
-                # refused by the gateway, not a typo or a dead host
-                assert "No route to host" in result.stderr, f"{src.name} -> {dst.name}: {result.stderr}"
+            assert "connected" not in result.stdout, f"{src.name} -> {dst.name} crossed environments"
+            # refused by the gateway, not a typo or a dead host
+            assert "No route to host" in result.stderr, f"{src.name} -> {dst.name}: {result.stderr}"
+    # the positive control: inside an environment the app host reaches its database
+    for env in site.environments:
+        app = next(h for h in site.hosts_in(env.name) if "app" in h.roles)
+        db = next(h for h in site.hosts_in(env.name) if "db" in h.roles)
+        result = tcp_connect(f"{site.site}-{app.name}", str(db.address), 5432)
+        assert "connected" in result.stdout, f"{app.name} -> {db.name}:5432: {result.stderr}"
 
 
 def test_the_lab_never_routes_to_the_outside(lab):
@@ -188,9 +191,9 @@ def test_apply_interrupted_by_sigint_then_rerun_converges(lab):
     result = lab.cli("apply", str(lab.site_file), "--json")
     assert result.rc == 0, result.stdout + result.stderr
     assert lab.cli("plan", str(lab.site_file), "--json").json["changes"] == []
-    dev_host = next(h for h in lab.site.model.hosts if h.environment == "dev")
-    other_dev = next(h for h in lab.site.model.hosts if h.environment == "dev" and h.name != dev_host.name)
-    assert "connected" in tcp_connect(f"{lab.site.name}-{dev_host.name}", str(other_dev.address), 22).stdout
+    app = next(h for h in lab.site.model.hosts_in("dev") if "app" in h.roles)
+    db = next(h for h in lab.site.model.hosts_in("dev") if "db" in h.roles)
+    assert "connected" in tcp_connect(f"{lab.site.name}-{app.name}", str(db.address), 5432).stdout
 
 
 def test_apply_interrupted_during_the_playbooks_then_rerun_converges(lab):

@@ -1,0 +1,177 @@
+"""ACC-1..5: accounts, keys, the production database, sudo, sshd — read and attempted."""
+
+from __future__ import annotations
+
+import pytest
+
+from provisioner import policy
+from provisioner.secrets_store import database_password_name
+
+LOCAL_HUMANS = "getent passwd | awk -F: '$3 >= 1000 && $3 < 60000 {print $1}'"
+
+
+def _developers_and_testers(lab):
+    return lab.people("developer", "tester")
+
+
+@pytest.mark.control("ACC-1")
+def test_no_developer_or_tester_account_on_production(lab, evidence, prod_host_name):
+    host = lab.host(prod_host_name)
+    env = lab.model.environment(host.environment)
+    allowed = {a["name"] for a in policy.accounts_for(lab.model, env)} | {"provision"}
+    if lab.model.deploy:
+        allowed.add(lab.model.deploy.name)
+    remote = lab.remote.host(str(host.address))
+    users = set(remote.check_output(LOCAL_HUMANS).split())
+    forbidden = {p.name for p in _developers_and_testers(lab) if p.name not in allowed}
+    evidence.expect(f"accounts only for {', '.join(sorted(allowed))}")
+    evidence.observe(f"local accounts: {', '.join(sorted(users))}")
+    assert not users & forbidden, f"developer/tester accounts on {prod_host_name}: {sorted(users & forbidden)}"
+    assert users <= allowed, f"undeclared accounts on {prod_host_name}: {sorted(users - allowed)}"
+    keys = lab.remote.run_as_root(
+        str(host.address), "sh -c 'cat /root/.ssh/authorized_keys /home/*/.ssh/authorized_keys 2>/dev/null; true'"
+    ).stdout
+    planted = [p.name for p in _developers_and_testers(lab) if p.ssh_key.split()[1] in keys]
+    evidence.note(f"authorized_keys scanned for {len(_developers_and_testers(lab))} developer/tester keys")
+    assert not planted, f"keys of {', '.join(planted)} are authorised on {prod_host_name}"
+    allow_groups = remote.check_output('sudo -n sshd -T | awk \'$1=="allowgroups" {$1=""; print}\'').split()
+    evidence.note(f"sshd AllowGroups: {' '.join(allow_groups)}")
+    assert allow_groups, f"sshd on {prod_host_name} has no AllowGroups"
+
+
+@pytest.mark.control("ACC-2")
+def test_developer_key_refused_by_production_and_accepted_in_development(lab, evidence, developer_name):
+    key = lab.key_of(developer_name)
+    if key is None:
+        pytest.skip(f"no private key for {developer_name} to attempt with (--provision-keys)")
+    dev_hosts = lab.hosts("development")
+    evidence.expect(f"{developer_name}'s key logs in on a development host and is refused by every production host")
+    control = lab.remote.attempt_ssh(key, developer_name, str(dev_hosts[0].address), "id -un")
+    evidence.note(f"positive control {developer_name}@{dev_hosts[0].name}: rc={control.rc} {control.stdout.strip()}")
+    assert control.ok, f"the key of {developer_name} does not work on {dev_hosts[0].name}: {control.stderr.strip()}"
+    accepted = []
+    users = {developer_name, "root", "provision"} | {p.name for p in lab.model.people}
+    if lab.model.deploy:
+        users.add(lab.model.deploy.name)
+    for host in lab.hosts("production"):
+        for user in sorted(users):
+            attempt = lab.remote.attempt_ssh(key, user, str(host.address))
+            refused = "Permission denied" in attempt.stderr
+            evidence.row(host=host.name, user=user, refused=refused, stderr=attempt.stderr.strip()[-200:])
+            if attempt.ok:
+                accepted.append(f"{user}@{host.name}")
+            else:
+                assert refused, f"{user}@{host.name} failed for another reason: {attempt.stderr.strip()}"
+    evidence.observe("refused everywhere" if not accepted else f"accepted as {', '.join(accepted)}")
+    assert not accepted, f"{developer_name}'s key logs in as {', '.join(accepted)}"
+
+
+def _db_hosts(lab, tier):
+    return [h for h in lab.hosts(tier) if "db" in h.roles]
+
+
+def _psql_attempt(lab, source, db_host, user, password):
+    command = (
+        "read -r PGPASSWORD; export PGPASSWORD; "
+        f"PGCONNECT_TIMEOUT=5 psql -X -w -At -h {db_host.address} -U {user} -d app -c 'select current_user'"
+    )
+    return lab.remote.attempt_ssh(lab.state.controller_key, "provision", str(source.address), command, stdin=password)
+
+
+@pytest.mark.control("ACC-3")
+def test_developer_cannot_reach_the_production_database(lab, evidence, developer_name):
+    dev_env = next(e for e in lab.model.environments if e.tier == "development")
+    secret = lab.state.secrets_dir / database_password_name(developer_name, dev_env.name)
+    if not secret.is_file():
+        pytest.skip(f"{developer_name} has no database role in {dev_env.name}")
+    password = secret.read_text().strip()
+    source = lab.model.hosts_in(dev_env.name)[0]
+    dev_db = _db_hosts(lab, "development")[0]
+    evidence.expect(f"{developer_name} connects to the {dev_env.name} database and not to production's")
+    control = _psql_attempt(lab, source, dev_db, developer_name, password)
+    evidence.note(f"positive control from {source.name} to {dev_db.name}: rc={control.rc} {control.stdout.strip()}")
+    assert control.ok and control.stdout.strip() == developer_name, f"control failed: {control.stderr.strip()}"
+    reasons = ("No route to host", "pg_hba.conf rejects", "password authentication failed", "timeout expired")
+    for prod_db in _db_hosts(lab, "production"):
+        attempt = _psql_attempt(lab, source, prod_db, developer_name, password)
+        evidence.row(source=source.name, database=prod_db.name, rc=attempt.rc, error=attempt.stderr.strip()[-300:])
+        assert not attempt.ok, f"{developer_name} logged in to the production database on {prod_db.name}"
+        assert any(r in attempt.stderr for r in reasons), f"failed for an unexpected reason: {attempt.stderr.strip()}"
+    evidence.observe("refused by every production database")
+
+
+@pytest.mark.control("ACC-3")
+def test_no_developer_role_in_the_production_database(lab, evidence, prod_host_name):
+    host = lab.host(prod_host_name)
+    if "db" not in host.roles:
+        pytest.skip(f"{prod_host_name} holds no database")
+    roles = lab.remote.run_as_root(
+        str(host.address), "-u postgres psql -X -At -c 'select rolname from pg_roles where rolcanlogin'"
+    )
+    assert roles.rc == 0, roles.stderr
+    logins = set(roles.stdout.split())
+    forbidden = {p.name for p in _developers_and_testers(lab)} & logins
+    evidence.expect("no developer or tester login role")
+    evidence.observe(f"login roles: {', '.join(sorted(logins))}")
+    assert not forbidden, f"developer/tester database roles on {prod_host_name}: {sorted(forbidden)}"
+
+
+@pytest.mark.control("ACC-4")
+def test_production_sudo_only_for_administrators(lab, evidence, prod_host_name):
+    host = lab.host(prod_host_name)
+    env = lab.model.environment(host.environment)
+    admins = {a["name"] for a in policy.accounts_for(lab.model, env) if a["level"] == "sudo"} | {"provision"}
+    deploy = lab.model.deploy.name if lab.model.deploy else None
+    remote = lab.remote.host(str(host.address))
+    evidence.expect(
+        f"full sudo only for {', '.join(sorted(admins))}; {deploy or 'no deploy identity'} only the deploy command"
+    )
+    wrong = []
+    for user in sorted(set(remote.check_output(LOCAL_HUMANS).split())):
+        rules = lab.remote.run_as_root(str(host.address), f"sudo -l -U {user}").stdout
+        full = "(ALL" in rules and " ALL\n" in rules + "\n"
+        evidence.row(user=user, full_sudo=full, rules=rules.strip().splitlines()[-3:])
+        if full and user not in admins:
+            wrong.append(f"{user} has full sudo")
+        if user == deploy:
+            commands = [line.strip() for line in rules.splitlines() if line.startswith("    (")]
+            if any("provision-deploy" not in c for c in commands) or not commands:
+                wrong.append(f"{user} may run more than the deploy command: {commands}")
+    evidence.observe("; ".join(wrong) or "as declared")
+    assert not wrong, "; ".join(wrong)
+
+
+@pytest.mark.control("ACC-4")
+def test_developer_sudo_refused_in_test_and_allowed_in_development(lab, evidence, developer_name):
+    key = lab.key_of(developer_name)
+    if key is None:
+        pytest.skip(f"no private key for {developer_name}")
+    dev_host = lab.hosts("development")[0]
+    test_hosts = lab.hosts("test")
+    if not test_hosts:
+        pytest.skip("no test environment")
+    control = lab.remote.attempt_ssh(key, developer_name, str(dev_host.address), "sudo -n true")
+    evidence.note(f"positive control: sudo on {dev_host.name} rc={control.rc}")
+    assert control.ok, f"{developer_name} cannot sudo in development: {control.stderr.strip()}"
+    attempt = lab.remote.attempt_ssh(key, developer_name, str(test_hosts[0].address), "sudo -n true")
+    evidence.expect(f"{developer_name} logs in on {test_hosts[0].name} but sudo is refused")
+    evidence.observe(f"rc={attempt.rc} {attempt.stderr.strip()[-200:]}")
+    assert not attempt.ok, f"{developer_name} may sudo on {test_hosts[0].name}"
+    assert "sudo" in attempt.stderr and "Permission denied" not in attempt.stderr, (
+        f"refused for the wrong reason (no login?): {attempt.stderr.strip()}"
+    )
+
+
+@pytest.mark.control("ACC-5")
+def test_no_root_login_and_no_password_authentication(lab, evidence, host_name):
+    host = lab.host(host_name)
+    effective = dict(
+        line.split(" ", 1)
+        for line in lab.remote.run_as_root(str(host.address), "sshd -T").stdout.splitlines()
+        if " " in line
+    )
+    wanted = {"permitrootlogin": "no", "passwordauthentication": "no", "kbdinteractiveauthentication": "no"}
+    observed = {k: effective.get(k, "?") for k in wanted}
+    evidence.expect(", ".join(f"{k} {v}" for k, v in wanted.items()))
+    evidence.observe(", ".join(f"{k} {v}" for k, v in observed.items()))
+    assert observed == wanted, f"sshd -T on {host_name}: {observed}"

@@ -1,0 +1,71 @@
+"""CUE-1..2 (the environment is visible everywhere) and LOG-1 (production records logins and sudo)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from provisioner.catalogue import COLOURS
+
+
+@pytest.mark.control("CUE-1")
+def test_banners_and_prompt_announce_the_environment(lab, evidence, host_name):
+    host = lab.host(host_name)
+    env = lab.model.environment(host.environment)
+    colour = f"\x1b[1;{COLOURS[env.colour].ansi}m"
+    remote = lab.remote.host(str(host.address))
+    evidence.expect(
+        f"/etc/motd, /etc/issue.net (the SSH banner) and the prompt show {env.name.upper()} in {env.colour}"
+    )
+    problems = []
+    for path in ("/etc/motd", "/etc/issue.net"):
+        file = remote.file(path)
+        content = file.content_string if file.exists else ""
+        shown = env.name.upper() in content and colour in content
+        evidence.row(file=path, shows_environment=shown)
+        if not shown:
+            problems.append(f"{path} does not show {env.name.upper()} in {env.colour}")
+    banner = lab.remote.run_as_root(str(host.address), "sshd -T").stdout
+    if "banner /etc/issue.net" not in banner:
+        problems.append("sshd does not show /etc/issue.net as its banner")
+    prompt = remote.run('bash -lic \'eval "$PROMPT_COMMAND"; printf %s "$PS1"\'').stdout
+    evidence.row(prompt=repr(prompt[-80:]))
+    if env.name not in prompt or f"{COLOURS[env.colour].ansi}m" not in prompt:
+        problems.append(f"the login prompt does not show {env.name} in {env.colour}")
+    evidence.observe("; ".join(problems) or "environment shown at login and in the prompt")
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.control("CUE-2")
+def test_hostname_carries_the_environment(lab, evidence, host_name):
+    host = lab.host(host_name)
+    actual = lab.remote.host(str(host.address)).check_output("hostname")
+    evidence.expect(f"a hostname containing '{host.environment}'")
+    evidence.observe(actual)
+    assert host.environment in actual, f"{actual} does not name its environment {host.environment}"
+
+
+@pytest.mark.control("LOG-1")
+def test_production_records_a_fresh_login_and_sudo(lab, evidence, prod_host_name):
+    host = lab.host(prod_host_name)
+    address = str(host.address)
+    marker = f"pv-verify-{uuid.uuid4().hex[:8]}"
+    settings = lab.remote.run_as_root(
+        address, "sh -c 'ls -d /var/log/journal && cat /etc/sudoers.d/* | grep -h logfile'"
+    )
+    evidence.note(settings.stdout.strip())
+    assert settings.rc == 0, f"journald is not persistent or sudo has no log file on {prod_host_name}"
+    since = lab.remote.host(address).check_output("date +%s")
+    login = lab.remote.attempt_ssh(lab.state.controller_key, "provision", address, f"sudo -n logger {marker}")
+    assert login.ok, login.stderr
+    time.sleep(0.5)
+    journal = lab.remote.run_as_root(address, f"journalctl --no-pager -o cat --since @{since}").stdout
+    sudo_log = lab.remote.run_as_root(address, "cat /var/log/sudo.log").stdout
+    evidence.expect("the fresh SSH login in the journal, the sudo command in the sudo log")
+    found_login = "Accepted publickey for provision" in journal
+    found_sudo = marker in sudo_log
+    evidence.observe(f"login logged: {found_login}; sudo logged: {found_sudo}")
+    assert found_login, f"the login at {since} is not in the journal of {prod_host_name}"
+    assert found_sudo, f"the sudo command {marker} is not in /var/log/sudo.log of {prod_host_name}"

@@ -1,0 +1,184 @@
+"""pytest plugin behind `provision verify`: the site as fixtures, control IDs on checks, evidence in JSON."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioner.conformance.controls import CONTROLS
+from provisioner.conformance.remote import Remote
+from provisioner.model import Host, Person
+from provisioner.site import LoadedSite, load_site
+from provisioner.state import SiteState
+
+RESULTS_FILE = "results.json"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("provisioner", "provisioner conformance suite")
+    group.addoption("--provision-site", help="site file to verify")
+    group.addoption("--provision-keys", default=None, help="folder of people's private keys for login attempts")
+    group.addoption("--provision-results", default=None, help="folder for results.json")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "control(id): the A.8.31 control a check proves")
+    config._provision_results = []  # type: ignore[attr-defined]
+
+
+# ---- the site ----------------------------------------------------------------------------------------
+class Lab:
+    """What checks need: the site, its policy, a way into each host, the people's keys."""
+
+    def __init__(self, site: LoadedSite, keys_dir: Path | None):
+        self.site = site
+        self.model = site.model
+        self.state = SiteState(site.name)
+        self.remote = Remote(self.state)
+        self.keys_dir = keys_dir
+
+    def hosts(self, tier: str | None = None) -> list[Host]:
+        return [h for h in self.model.hosts if tier is None or self.model.environment(h.environment).tier == tier]
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.model.hosts if h.name == name)
+
+    def people(self, *roles: str) -> list[Person]:
+        return [p for p in self.model.people if set(roles) & set(p.roles)]
+
+    def key_of(self, person: str) -> Path | None:
+        if self.keys_dir is None:
+            return None
+        path = self.keys_dir / person
+        return path if path.is_file() else None
+
+
+def _lab(config: pytest.Config) -> Lab:
+    if not hasattr(config, "_provision_lab"):
+        site = load_site(config.getoption("--provision-site"))
+        keys = config.getoption("--provision-keys")
+        default_keys = site.directory / "demo-keys"
+        keys_dir = Path(keys) if keys else (default_keys if default_keys.is_dir() else None)
+        config._provision_lab = Lab(site, keys_dir)  # type: ignore[attr-defined]
+    return config._provision_lab  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def lab(request: pytest.FixtureRequest) -> Lab:
+    return _lab(request.config)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Checks name what they iterate over; the site file says what exists."""
+    if not metafunc.config.getoption("--provision-site"):
+        return
+    lab = _lab(metafunc.config)
+    params: dict[str, list[str]] = {
+        "host_name": [h.name for h in lab.hosts()],
+        "prod_host_name": [h.name for h in lab.hosts("production")],
+        "source_name": [
+            lab.model.hosts_in(e.name)[0].name for e in lab.model.environments if lab.model.hosts_in(e.name)
+        ],
+        "developer_name": [p.name for p in lab.people("developer")],
+    }
+    for fixture, values in params.items():
+        if fixture in metafunc.fixturenames:
+            metafunc.parametrize(fixture, values, ids=values)
+
+
+# ---- evidence ------------------------------------------------------------------------------------------
+class Evidence:
+    def __init__(self) -> None:
+        self.expected: str = ""
+        self.observed: str = ""
+        self.lines: list[str] = []
+        self.rows: list[dict[str, Any]] = []
+
+    def expect(self, text: str) -> None:
+        self.expected = text
+
+    def observe(self, text: str) -> None:
+        self.observed = text
+
+    def note(self, text: str) -> None:
+        self.lines.append(text)
+
+    def row(self, **row: Any) -> None:
+        self.rows.append(row)
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest) -> Evidence:
+    record = Evidence()
+    request.node._provision_evidence = record
+    return record
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("control")
+    if marker is None or report.when not in ("setup", "call"):
+        return
+    if report.when == "setup" and report.passed:
+        return
+    record: Evidence | None = getattr(item, "_provision_evidence", None)
+    callspec = getattr(item, "callspec", None)
+    subject = ",".join(str(v) for v in callspec.params.values()) if callspec else "site"
+    status = "pass" if report.passed else "skip" if report.skipped else "fail"
+    detail = ""
+    if report.failed:
+        detail = (str(call.excinfo.value) if call.excinfo else report.longreprtext).strip().splitlines()[0]
+    elif report.skipped and isinstance(report.longrepr, tuple):
+        detail = str(report.longrepr[2])
+    report.user_properties.append(
+        (
+            "provision",
+            {
+                "control": marker.args[0],
+                "check": item.originalname if hasattr(item, "originalname") else item.name,
+                "host": subject,
+                "status": status,
+                "expected": record.expected if record else "",
+                "observed": record.observed if record else "",
+                "evidence": "\n".join([*(record.lines if record else []), detail]).strip()[:4000],
+                "rows": record.rows if record else [],
+                "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "duration": round(report.duration, 3),
+            },
+        )
+    )
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == "provision":
+            _RESULTS.append(value)
+
+
+_RESULTS: list[dict[str, Any]] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if hasattr(session.config, "workerinput"):
+        return  # xdist worker: the controller process collects
+    folder = session.config.getoption("--provision-results")
+    if not folder:
+        return
+    results = sorted(_RESULTS, key=lambda r: (r["control"], r["check"], r["host"]))
+    payload = {
+        "site": session.config.getoption("--provision-site"),
+        "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "controls": {cid: c.as_dict() for cid, c in CONTROLS.items()},
+        "results": results,
+    }
+    path = Path(folder) / RESULTS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
