@@ -1,6 +1,6 @@
 """Molecule's delegated driver, backed by the project's own LXC lab: one small site per scenario.
 
-    python -m provisioner.molecule_lab create  --name NAME --ephemeral DIR [--hosts H ...] [--extra FILE]
+    python -m provisioner.molecule_lab create  --name NAME --ephemeral DIR [--hosts H ...] [--extra FILE] [--fresh]
     python -m provisioner.molecule_lab destroy --name NAME --ephemeral DIR
 
 `create` writes a tiny site file (site name derived from NAME), builds it with the LXC backend (plan + apply,
@@ -74,11 +74,16 @@ def parse_host(text: str) -> tuple[str, str | None, list[str]]:
 def site_data(site: str, hosts: list[str], envs: list[str], extra: dict[str, Any]) -> dict[str, Any]:
     """The site file of a scenario: environments of 10.94.<10*(i+1)>.0/24, hosts at .11, .12, ..."""
     parsed = [parse_host(h) for h in hosts]
-    wanted_envs = list(dict.fromkeys([*envs, *(e for _, e, _ in parsed if e)]))
-    environments = []
-    for index, spec in enumerate(wanted_envs):
+    tiers: dict[str, str] = {}
+    for spec in [*envs, *(e for _, e, _ in parsed if e)]:
         env, _, tier = spec.partition(":")
         tier = tier or TIERS.get(env, "development")
+        if tier not in COLOURS:
+            raise ProvisionError(f"environment {env}: tier '{tier}' is not one of {', '.join(COLOURS)}")
+        tiers.setdefault(env, tier)
+    order = list(COLOURS)  # development, test, production: the release path runs this way
+    environments = []
+    for index, (env, tier) in enumerate(sorted(tiers.items(), key=lambda item: order.index(item[1]))):
         third = 10 * (index + 1)
         environments.append(
             {
@@ -144,10 +149,16 @@ class Lab:
         extra: dict[str, Any],
         instance_config: Path | None,
         inventory_dir: Path | None,
+        fresh: bool = False,
     ) -> LoadedSite:
         site = self.write_site(site_data(self.site_name, hosts, envs, extra))
         backend = self.backend(site)
         with self.state.lock():
+            if fresh:  # whatever an interrupted run left of this site goes first: converge starts from scratch
+                leftovers = backend.destroy_plan(None)
+                if not leftovers.empty:
+                    say(f"removing what a previous run left of site '{site.name}'")
+                    backend.apply(leftovers, say)
             plan = backend.plan()
             backend.apply(plan, say)
             ensure_site_secrets(self.state, site.model)
@@ -233,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--envs", nargs="*", default=list(DEFAULT_ENVS), help="environments NAME[:TIER] (default: dev prod)"
     )
+    parser.add_argument(
+        "--fresh", action="store_true", help="create: first remove anything a previous run left of the site"
+    )
     parser.add_argument("--extra", type=Path, help="YAML mapping of site-file keys to set (people, flows, ...)")
     parser.add_argument(
         "--instance-config",
@@ -253,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "create":
             extra = yaml.safe_load(args.extra.read_text()) if args.extra else {}
-            site = lab.create(args.hosts, args.envs, extra or {}, args.instance_config, args.inventory_dir)
+            site = lab.create(args.hosts, args.envs, extra or {}, args.instance_config, args.inventory_dir, args.fresh)
             say(f"site '{site.name}' is up; state in {lab.state.root}")
         else:
             lab.destroy(args.instance_config, args.inventory_dir)

@@ -275,6 +275,8 @@ class LxcBackend(Backend):
             "lxc.start.auto = 0",
             "lxc.sysctl.net.ipv4.ip_forward = 0",
             "lxc.sysctl.net.ipv6.conf.all.disable_ipv6 = 1",
+            # every refused connection gets its ICMP answer: probes tell a firewall reject from a drop
+            "lxc.sysctl.net.ipv4.icmp_ratelimit = 0",
         ]
         for index, nic in enumerate(spec.nics):
             mac = _short_hash(f"{self.site.name}/{spec.name}/{index}", 10)

@@ -15,22 +15,49 @@ from provisioner.state import AUTOMATION_USER, SiteState
 
 # Runs on a lab host: opens TCP connections in parallel and says how each one ended.
 REACH_SCRIPT = r"""
-import concurrent.futures, errno, json, socket, sys
-def probe(target):
-    address, port = target
+import concurrent.futures, errno, json, select, socket, struct, sys, time
+IP_RECVERR = 11
+
+def tcp(address, port):
     sock = socket.socket()
     sock.settimeout(3)
     try:
         sock.connect((address, port))
-        outcome = "connected"
+        return "connected"
     except socket.timeout:
-        outcome = "timeout"
+        return "timeout"
     except OSError as exc:
-        outcome = {errno.ECONNREFUSED: "refused", errno.EHOSTUNREACH: "rejected",
-                   errno.ENETUNREACH: "rejected"}.get(exc.errno, errno.errorcode.get(exc.errno, str(exc)))
+        return {errno.ECONNREFUSED: "refused", errno.EHOSTUNREACH: "rejected",
+                errno.ENETUNREACH: "rejected"}.get(exc.errno, errno.errorcode.get(exc.errno, str(exc)))
     finally:
         sock.close()
-    return [address, port, outcome]
+
+def offender(address, port):
+    # A UDP datagram with IP_RECVERR: the ICMP error names who refused it (the gateway or the host).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_IP, IP_RECVERR, 1)
+    sock.setblocking(False)
+    try:
+        sock.connect((address, port))
+        sock.send(b"provisioner reachability probe")
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            select.select([], [], [sock], 0.1)
+            try:
+                _, ancillary, _, _ = sock.recvmsg(64, 512, socket.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                continue
+            for level, kind, data in ancillary:
+                if level == socket.SOL_IP and kind == IP_RECVERR and len(data) >= 24:
+                    return "icmp-from:" + socket.inet_ntoa(data[20:24])
+        return "no-icmp"
+    finally:
+        sock.close()
+
+def probe(target):
+    address, port, proto = target
+    return [address, port, proto, tcp(address, port) if proto == "tcp" else offender(address, port)]
+
 with concurrent.futures.ThreadPoolExecutor(64) as pool:
     print(json.dumps(list(pool.map(probe, json.loads(sys.argv[1])))))
 """
@@ -75,6 +102,8 @@ class Remote:
                 ssh_identity_file=str(self.state.controller_key),
                 ssh_extra_args=" ".join(self.ssh_options),
                 controlpersist=120,
+                # testinfra %-formats its command line: %%C reaches ssh as %C (a hash of the connection)
+                controlpath=f"/tmp/provisioner-verify-{self.state.site}-%%C",
             )
         return self._hosts[address]
 
@@ -89,12 +118,16 @@ class Remote:
         )  # fmt: skip
         return Attempt(proc.returncode, self.redactor.text(proc.stdout), self.redactor.text(proc.stderr))
 
-    def reach(self, source: str, targets: list[tuple[str, int]]) -> list[tuple[str, int, str]]:
-        """From lab host `source`, try each (address, port); outcome: connected|refused|rejected|timeout."""
-        result = self.host(source).run("python3 -c %s %s", REACH_SCRIPT, json.dumps(targets))
+    def reach(self, source: str, targets: list[tuple[str, int]], proto: str = "tcp") -> list[tuple[str, int, str]]:
+        """From lab host `source`, try each (address, port).
+
+        tcp: connected | refused | rejected | timeout. udp: icmp-from:<address of who refused> | no-icmp.
+        """
+        wanted = [[address, port, proto] for address, port in targets]
+        result = self.host(source).run("python3 -c %s %s", REACH_SCRIPT, json.dumps(wanted))
         if result.rc != 0:
             raise RuntimeError(f"probe from {source} failed: {result.stderr.strip()}")
-        return [tuple(row) for row in json.loads(result.stdout)]  # type: ignore[misc]
+        return [(address, port, outcome) for address, port, _, outcome in json.loads(result.stdout)]
 
     def run_as_root(self, address: str, command: str) -> Attempt:
         result = self.host(address).run(f"sudo -n {command}")

@@ -54,7 +54,8 @@ def test_verify_passes_every_check_on_the_lab(lab):
     assert set(results["controls"]) >= SUITE_CONTROLS
     for row in results["results"]:
         assert row["control"] in CONTROLS and row["time"] and row["status"] in ("pass", "skip")
-        assert row["expected"], f"{row['check']} records what it expected"
+        if row["status"] == "pass":
+            assert row["expected"], f"{row['check']} records what it expected"
     matrix = [r for row in results["results"] if row["control"] == "NET-2" for r in row["rows"]]
     assert {(r["source_env"], r["destination_env"]) for r in matrix} >= {("dev", "prod"), ("test", "prod")}
     assert all(r["observed"] == "rejected" for r in matrix if r["destination_env"] == "prod")

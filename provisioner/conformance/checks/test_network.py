@@ -57,14 +57,25 @@ def _matrix_targets(lab, source):
     return rows
 
 
+UDP_PROBE_PORT = 9  # discard: never a declared flow, so the gateway must refuse it itself
+
+
 @pytest.mark.control("NET-2")
 def test_reachability_from_each_environment(lab, evidence, source_name):
     source = lab.host(source_name)
+    gateway = str(lab.model.environment(source.environment).segment.gateway)
     rows = _matrix_targets(lab, source)
     outcomes = {
         (a, p): o for a, p, o in lab.remote.reach(str(source.address), [(str(t.address), p) for t, p, _ in rows])
     }
-    evidence.expect("declared flows open, every other path to other environments blocked at the gateway")
+    others = sorted({str(t.address) for t, _, _ in rows})
+    refused_by = {
+        a: o for a, _, o in lab.remote.reach(str(source.address), [(a, UDP_PROBE_PORT) for a in others], proto="udp")
+    }
+    evidence.expect(
+        "declared flows open; every other path to another environment refused by the gateway itself "
+        f"({gateway}), whatever the destination host's own firewall does"
+    )
     wrong = []
     for target, port, allowed in rows:
         observed = outcomes[(str(target.address), port)]
@@ -75,10 +86,19 @@ def test_reachability_from_each_environment(lab, evidence, source_name):
             observed=observed, detail=OUTCOME_TEXT.get(observed, observed), ok=ok,
         )  # fmt: skip
         if not ok:
-            wrong.append(
-                f"{source.name} -> {target.name}:{port} expected {'open' if allowed else 'blocked'}, {observed}"
-            )
-    evidence.observe(f"{len(rows) - len(wrong)}/{len(rows)} paths as declared")
+            wrong.append(f"{source.name} -> {target.name}:{port} expected {'open' if allowed else 'blocked'}, {observed}")
+    for target in sorted({t.name for t, _, _ in rows}):
+        address = str(lab.host(target).address)
+        observed = refused_by[address]
+        ok = observed == f"icmp-from:{gateway}"
+        evidence.row(
+            source=source.name, source_env=source.environment, destination=target,
+            destination_env=lab.host(target).environment, port=f"{UDP_PROBE_PORT}/udp", expected=f"icmp-from:{gateway}",
+            observed=observed, detail="who refused the datagram", ok=ok,
+        )  # fmt: skip
+        if not ok:
+            wrong.append(f"{source.name} -> {target}: the gateway let it through ({observed}, expected the gateway)")
+    evidence.observe(f"{len(rows) + len(others) - len(wrong)}/{len(rows) + len(others)} paths as declared")
     assert not wrong, "; ".join(wrong)
 
 

@@ -1,0 +1,155 @@
+"""accounts (ACC-1, ACC-2, ACC-4, ACC-5) on the scenario's lab: who exists where, sshd's effective settings,
+sudo rights, and real SSH logins from the controller with the example people's demo keys."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import testinfra
+
+INVENTORY = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+KNOWN_HOSTS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "known_hosts"
+DEMO_KEYS = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]).parents[1] / "inventories" / "example" / "demo-keys"
+
+testinfra_hosts = ["dev-app1", "prod-app1"]
+
+
+@functools.cache
+def hostvars() -> dict:
+    out = subprocess.run(
+        ["ansible-inventory", "-i", INVENTORY, "--list"], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out)["_meta"]["hostvars"]
+
+
+def machine(name: str):
+    return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY, sudo=True)
+
+
+def address(name: str) -> str:
+    return hostvars()[name]["ansible_host"]
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory) -> Path:
+    """The demo private keys, mode 0600 (a fresh clone does not keep file modes)."""
+    folder = tmp_path_factory.mktemp("demo-keys")
+    for person in ("alice", "carol", "dave", "deploy"):
+        shutil.copy(DEMO_KEYS / person, folder / person)
+        (folder / person).chmod(0o600)
+    return folder
+
+
+def ssh(keys: Path, user: str, host: str, command: str = "true") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            "ssh", "-i", str(keys / user), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={KNOWN_HOSTS}",
+            "-o", "ControlMaster=no", "-o", "ConnectTimeout=5", f"{user}@{address(host)}", command,
+        ],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+
+
+# ---- who exists where (ACC-1) ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "present", "groups"),
+    [
+        ("dev-app1", ["alice", "bob", "dave", "deploy"], {"alice": "pv-sudo", "dave": "pv-sudo"}),
+        ("prod-app1", ["dave", "deploy"], {"dave": "pv-sudo"}),
+    ],
+)
+def test_listed_accounts_exist(name, present, groups):
+    target = machine(name)
+    for user in present:
+        assert target.user(user).exists, f"{user} missing on {name}"
+        assert target.user(user).shell == "/bin/bash"
+    for user, group in groups.items():
+        assert group in target.user(user).groups
+    assert "pv-login" in target.user("dave").groups
+    assert "pv-deploy" in target.user("deploy").groups
+
+
+@pytest.mark.parametrize("user", ["alice", "bob", "carol", "erin", "mallory"])
+def test_nobody_else_on_production(user):
+    assert not machine("prod-app1").user(user).exists, f"{user} has an account on production"
+
+
+def test_leaver_removed_with_home():
+    assert not machine("prod-app1").file("/home/mallory").exists
+
+
+def test_testers_have_no_place_in_development():
+    assert not machine("dev-app1").user("carol").exists
+
+
+def test_passwords_locked(host):
+    for line in host.file("/etc/shadow").content_string.splitlines():
+        user, password = line.split(":")[:2]
+        if user in ("alice", "bob", "dave", "deploy"):
+            assert password.startswith("!"), f"{user} has a usable password"
+
+
+def test_authorized_keys_exactly_the_declared_key(host):
+    dave = host.file("/home/dave/.ssh/authorized_keys")
+    assert dave.mode == 0o600 and dave.user == "dave"
+    assert dave.content_string.strip() == (DEMO_KEYS / "dave.pub").read_text().strip()
+
+
+# ---- sshd (ACC-5) ----------------------------------------------------------------------------------------
+def test_sshd_effective_settings(host):
+    settings: dict[str, list[str]] = {}
+    for line in host.run("/usr/sbin/sshd -T").stdout.splitlines():
+        key, _, value = line.partition(" ")
+        settings.setdefault(key, []).append(value)  # sshd -T prints one allowgroups line per group
+    assert settings["permitrootlogin"] == ["no"]
+    assert settings["passwordauthentication"] == ["no"]
+    assert settings["kbdinteractiveauthentication"] == ["no"]
+    assert settings["permitemptypasswords"] == ["no"]
+    assert settings["pubkeyauthentication"] == ["yes"]
+    assert set(settings["allowgroups"]) == {"pv-login", "pv-deploy", "provision"}
+
+
+def test_sshd_running_with_the_dropin(host):
+    assert host.service("ssh").is_running
+    assert host.file("/etc/ssh/sshd_config.d/10-provisioner.conf").contains("^AllowGroups ")
+
+
+# ---- real logins (ACC-2) ---------------------------------------------------------------------------------
+def test_developer_logs_in_to_development(keys):
+    result = ssh(keys, "alice", "dev-app1", "id -un")
+    assert result.returncode == 0 and result.stdout.strip() == "alice", result.stderr
+
+
+@pytest.mark.parametrize("user", ["alice", "carol"])
+def test_developer_and_tester_keys_refused_by_production(keys, user):
+    result = ssh(keys, user, "prod-app1")
+    assert result.returncode == 255 and "Permission denied" in result.stderr, result.stderr
+
+
+def test_admin_logs_in_to_production_with_sudo(keys):
+    result = ssh(keys, "dave", "prod-app1", "sudo -n id -u")
+    assert result.returncode == 0 and result.stdout.strip() == "0", result.stderr
+
+
+# ---- sudo (ACC-4) ----------------------------------------------------------------------------------------
+def test_deploy_may_run_only_the_deploy_command(keys):
+    allowed = ssh(keys, "deploy", "prod-app1", "sudo -n /usr/local/sbin/provision-deploy release-1")
+    assert allowed.returncode == 0, allowed.stderr
+    refused = ssh(keys, "deploy", "prod-app1", "sudo -n /usr/bin/id")
+    assert refused.returncode != 0
+    assert "a password is required" in refused.stderr or "not allowed" in refused.stderr, refused.stderr
+
+
+def test_sudo_rules_on_production():
+    target = machine("prod-app1")
+    rules = target.file("/etc/sudoers.d/pv-deploy").content_string.splitlines()
+    assert "%pv-deploy ALL=(root) NOPASSWD: /usr/local/sbin/provision-deploy" in rules
+    assert target.file("/etc/sudoers.d/pv-sudo").mode == 0o440
+    assert target.run("visudo -c").rc == 0

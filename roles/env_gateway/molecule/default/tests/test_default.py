@@ -1,0 +1,138 @@
+"""env_gateway (NET-2) on the scenario's lab: the policy is loaded, forwarding is on, only declared flows pass.
+
+Every crossing is tried for real from inside a host, against a port that is listening, so a refusal can only
+come from the gateway ("No route to host": ICMP administratively prohibited), never from a closed port.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import socket
+import subprocess
+
+import pytest
+import testinfra
+
+INVENTORY = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+TABLE = "provisioner_gateway"
+
+testinfra_hosts = ["gateway"]
+
+
+@functools.cache
+def hostvars() -> dict:
+    out = subprocess.run(
+        ["ansible-inventory", "-i", INVENTORY, "--list"], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out)["_meta"]["hostvars"]
+
+
+def machine(name: str):
+    return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY, sudo=True)
+
+
+def address(name: str) -> str:
+    return hostvars()[name]["ansible_host"]
+
+
+def connect(source: str, target: str, port: int):
+    """A TCP connection from inside `source`; stderr says why it failed."""
+    return machine(source).run(f"timeout 5 bash -c 'exec 3<>/dev/tcp/{target}/{port}' && echo connected")
+
+
+@pytest.fixture(scope="module")
+def listeners():
+    """Something listening on every port a probe below aims at, on its target host."""
+    wanted = {("test-app1", 80), ("dev-app1", 80), ("prod-db1", 5432), ("test-app1", 22)}
+    for name, port in wanted:
+        if port == 22:
+            continue  # sshd
+        unit = f"molecule-listen-{port}"
+        target = machine(name)
+        target.run(f"systemctl stop {unit}; systemctl reset-failed {unit}")
+        started = target.run(f"systemd-run --unit={unit} --property=RuntimeMaxSec=300 /usr/bin/nc -lk {port}")
+        assert started.rc == 0, started.stderr
+    for name, port in wanted:
+        assert (
+            machine(name).run(f"timeout 5 bash -c 'until ss -Hltn sport = :{port} | grep -q .; do sleep 0.1; done'").rc
+            == 0
+        )
+    yield
+    for name, port in wanted:
+        if port != 22:
+            machine(name).run(f"systemctl stop molecule-listen-{port}")
+
+
+def test_policy_is_the_roles_ruleset(host):
+    ruleset = host.run(f"nft list table inet {TABLE}")
+    assert ruleset.rc == 0, ruleset.stderr
+    assert 'comment "flow dev -> test"' in ruleset.stdout
+    for pair in ("dev_to_prod", "test_to_prod", "dev_to_test", "prod_to_dev", "dev_to_mgmt"):
+        assert f'counter name "deny_{pair}"' in ruleset.stdout
+    assert host.file("/etc/nftables.conf").contains("Ansible managed")
+
+
+def test_nftables_loads_the_policy_at_boot(host):
+    nftables = host.service("nftables")
+    assert nftables.is_enabled
+    assert nftables.is_running
+
+
+def test_forwarding_on_only_after_the_ruleset(host):
+    dropin = host.file("/etc/systemd/system/nftables.service.d/provisioner-forwarding.conf")
+    assert dropin.contains("ExecStartPost=/usr/sbin/sysctl -q -w net.ipv4.ip_forward=1")
+    assert host.run("sysctl -n net.ipv4.ip_forward").stdout.strip() == "1"
+
+
+def test_gateway_has_one_leg_per_environment(host):
+    links = host.run("ip -o -4 addr show").stdout
+    for name in ("mgmt", "seg-dev", "seg-test", "seg-prod"):
+        assert f" {name} " in links
+
+
+@pytest.mark.usefixtures("listeners")
+def test_declared_flow_passes():
+    result = connect("dev-app1", address("test-app1"), 80)
+    assert result.rc == 0 and "connected" in result.stdout, result.stderr
+
+
+@pytest.mark.usefixtures("listeners")
+@pytest.mark.parametrize(
+    ("source", "target", "port"),
+    [
+        ("dev-app1", "prod-db1", 5432),  # development into production: never
+        ("test-app1", "prod-db1", 5432),  # test into production: never
+        ("test-app1", "dev-app1", 80),  # the flow is one-way
+        ("prod-db1", "dev-app1", 80),  # undeclared
+        ("dev-app1", "test-app1", 22),  # the flow opens port 80 only
+    ],
+)
+def test_undeclared_crossing_is_rejected_by_the_gateway(source, target, port):
+    result = connect(source, address(target), port)
+    assert result.rc != 0, f"{source} reached {target}:{port}"
+    assert "No route to host" in result.stderr, result.stderr
+
+
+@pytest.mark.usefixtures("listeners")
+def test_denied_crossing_is_counted(host):
+    def packets() -> int:
+        out = host.run(f"nft -j list counter inet {TABLE} deny_dev_to_prod").stdout
+        return next(item["counter"]["packets"] for item in json.loads(out)["nftables"] if "counter" in item)
+
+    before = packets()
+    connect("dev-app1", address("prod-db1"), 5432)
+    assert packets() > before
+
+
+def test_hosts_cannot_reach_the_gateway_itself():
+    gateway_on_dev = hostvars()["dev-app1"]["env_gateway"]
+    result = connect("dev-app1", gateway_on_dev, 22)
+    assert result.rc != 0 and "No route to host" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("name", ["dev-app1", "test-app1", "prod-db1"])
+def test_management_network_reaches_every_host(name):
+    with socket.create_connection((address(name), 22), timeout=5) as sock:
+        assert sock.recv(4) == b"SSH-"
