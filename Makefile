@@ -13,7 +13,7 @@ APT_PACKAGES := lxc lxc-dev debootstrap nftables iproute2 bridge-utils openssh-c
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make demo   - set up this Debian 12 machine and build the example lab (apply + status)"
+	@echo "make demo   - set up this Debian 12 machine, build the example lab and verify it"
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make lint   - ruff and ansible-lint"
 
@@ -43,10 +43,12 @@ demo: setup
 	$(BIN)/provision plan $(SITE)
 	$(BIN)/provision apply $(SITE)
 	$(BIN)/provision status $(SITE)
+	$(BIN)/provision verify $(SITE)
 	@echo "run artifacts: $$(ls -d $(CURDIR)/.provision/$(SITE)/runs/*-apply-* | tail -n 1)"
+	@echo "conformance results: $$(ls -d $(CURDIR)/.provision/$(SITE)/runs/*-verify-* | tail -n 1)"
 
+# ruff and ansible-lint run inside the suite (tests/test_lint.py)
 test: setup
-	$(BIN)/ruff check provisioner tests bench
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv

@@ -58,7 +58,11 @@ def test_verify_passes_every_check_on_the_lab(lab):
             assert row["expected"], f"{row['check']} records what it expected"
     matrix = [r for row in results["results"] if row["control"] == "NET-2" for r in row["rows"]]
     assert {(r["source_env"], r["destination_env"]) for r in matrix} >= {("dev", "prod"), ("test", "prod")}
-    assert all(r["observed"] == "rejected" for r in matrix if r["destination_env"] == "prod")
+    tcp = [r for r in matrix if isinstance(r["port"], int)]
+    assert all(r["observed"] == "rejected" for r in tcp if r["destination_env"] == "prod")
+    gateways = {e.name: str(e.segment.gateway) for e in lab.site.model.environments}
+    udp = [r for r in matrix if not isinstance(r["port"], int)]
+    assert udp and all(r["observed"] == f"icmp-from:{gateways[r['source_env']]}" for r in udp), udp
     assert any(r["expected"] == "open" for r in matrix), "the declared dev -> test flow is probed too"
     suites = ET.parse(run_dir / "junit.xml").getroot()
     assert int(suites.find("testsuite").get("tests")) == len(results["results"])

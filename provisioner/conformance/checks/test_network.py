@@ -86,7 +86,9 @@ def test_reachability_from_each_environment(lab, evidence, source_name):
             observed=observed, detail=OUTCOME_TEXT.get(observed, observed), ok=ok,
         )  # fmt: skip
         if not ok:
-            wrong.append(f"{source.name} -> {target.name}:{port} expected {'open' if allowed else 'blocked'}, {observed}")
+            wrong.append(
+                f"{source.name} -> {target.name}:{port} expected {'open' if allowed else 'blocked'}, {observed}"
+            )
     for target in sorted({t.name for t, _, _ in rows}):
         address = str(lab.host(target).address)
         observed = refused_by[address]
