@@ -22,6 +22,9 @@ from provisioner.state import AUTOMATION_USER
 
 REQUIRED_COMMANDS = ("lxc-create", "lxc-start", "lxc-stop", "lxc-ls", "ip", "nft", "ssh-keygen", "chroot")
 SSH_WAIT_SECONDS = 90
+# systemd in every container takes inotify instances from root's host-wide budget (default 128): with a
+# few labs running, new containers stall at boot ("Too many open files") unless the budget is raised.
+HOST_LIMITS = {"/proc/sys/fs/inotify/max_user_instances": 8192, "/proc/sys/fs/inotify/max_user_watches": 1048576}
 PARALLEL = 4
 
 GATEWAY_NFTABLES = """#!/usr/sbin/nft -f
@@ -149,6 +152,8 @@ class LxcBackend(Backend):
         self.preflight()
         lxcpath = self.lxcpath
         builds = any(c.kind != Kind.SEGMENT and c.action in (Action.CREATE, Action.REPLACE) for c in plan.changes)
+        if any(c.kind != Kind.SEGMENT and c.action != Action.DELETE for c in plan.changes):
+            _raise_host_limits(report)
         rootfs = base_image.ensure_base(lxcpath, say=report) if builds else base_image.base_rootfs(lxcpath)
         actual = self.discover()
         specs = {m.name: m for m in self.desired.machines}
@@ -405,6 +410,14 @@ class LxcBackend(Backend):
 
     def cleanup_site(self) -> None:
         hostguard.remove(self.site.name)
+
+
+def _raise_host_limits(report: Report) -> None:
+    for path, wanted in HOST_LIMITS.items():
+        current = int(Path(path).read_text())
+        if current < wanted:
+            report(f"raising {path.removeprefix('/proc/sys/').replace('/', '.')} from {current} to {wanted}")
+            Path(path).write_text(str(wanted))
 
 
 def _parse_nics(text: str) -> list[tuple[str, str]]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ class Lab:
         self.state = SiteState(site.name)
         self.remote = Remote(self.state)
         self.keys_dir = keys_dir
+        self._key_copies: Path | None = None
 
     def hosts(self, tier: str | None = None) -> list[Host]:
         return [h for h in self.model.hosts if tier is None or self.model.environment(h.environment).tier == tier]
@@ -52,10 +56,19 @@ class Lab:
         return [p for p in self.model.people if set(roles) & set(p.roles)]
 
     def key_of(self, person: str) -> Path | None:
-        if self.keys_dir is None:
+        """A private copy (mode 0600) of the person's key: ssh refuses keys others can read, and a git
+        checkout does not keep file modes."""
+        if self.keys_dir is None or not (self.keys_dir / person).is_file():
             return None
-        path = self.keys_dir / person
-        return path if path.is_file() else None
+        if self._key_copies is None:
+            self._key_copies = Path(tempfile.mkdtemp(prefix="provisioner-keys-"))
+            atexit.register(shutil.rmtree, self._key_copies, True)
+        copy = self._key_copies / person
+        if not copy.exists():
+            fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write((self.keys_dir / person).read_bytes())
+        return copy
 
 
 def _lab(config: pytest.Config) -> Lab:
