@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -47,3 +48,13 @@ def write_site(directory: Path, data: dict) -> Path:
     path = directory / "site.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def lab_prerequisites_missing() -> str | None:
+    """Why the LXC lab cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "the LXC lab needs root"
+    for command in ("lxc-start", "nft", "ip"):
+        if shutil.which(command) is None:
+            return f"{command} is not installed (make setup installs it)"
+    return None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import lab_prerequisites_missing
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted(p.parent for p in ROOT.glob("roles/*/molecule/default/molecule.yml"))
@@ -27,11 +27,9 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def prerequisites_missing() -> str | None:
-    if os.geteuid() != 0:
-        return "the LXC lab needs root"
-    for command in ("lxc-start", "nft", "ip"):
-        if shutil.which(command) is None:
-            return f"{command} is not installed (make setup installs it)"
+    missing = lab_prerequisites_missing()
+    if missing is not None:
+        return missing
     if not (VENV_BIN / "molecule").exists():
         return f"molecule is not installed in {VENV_BIN} (pip install -e '.[dev]')"
     return None

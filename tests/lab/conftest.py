@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import example_data, run_cli, write_site
+from helpers import example_data, lab_prerequisites_missing, run_cli, write_site
 
 from provisioner.site import load_site
 from provisioner.state import SiteState
 
 LAB_SITE = "spine"
-
-
-def lab_prerequisites_missing() -> str | None:
-    if os.geteuid() != 0:
-        return "the LXC lab needs root"
-    for command in ("lxc-start", "nft", "ip"):
-        if shutil.which(command) is None:
-            return f"{command} is not installed (make setup installs it)"
-    return None
 
 
 def pytest_collection_modifyitems(config, items):
