@@ -3,37 +3,21 @@ sudo rights, and real SSH logins from the controller with the example people's d
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-import testinfra
 
-INVENTORY = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+sys.path.insert(0, str(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]).parents[1] / "molecule" / "shared"))
+from scenario import address, machine
+
 KNOWN_HOSTS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "known_hosts"
 DEMO_KEYS = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]).parents[1] / "inventories" / "example" / "demo-keys"
 
 testinfra_hosts = ["dev-app1", "prod-app1"]
-
-
-@functools.cache
-def hostvars() -> dict:
-    out = subprocess.run(
-        ["ansible-inventory", "-i", INVENTORY, "--list"], capture_output=True, text=True, check=True
-    ).stdout
-    return json.loads(out)["_meta"]["hostvars"]
-
-
-def machine(name: str):
-    return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY, sudo=True)
-
-
-def address(name: str) -> str:
-    return hostvars()[name]["ansible_host"]
 
 
 @pytest.fixture(scope="module")

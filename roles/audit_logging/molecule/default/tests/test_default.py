@@ -4,33 +4,21 @@ fresh sudo command, then read back from the logs."""
 
 from __future__ import annotations
 
-import functools
 import ipaddress
-import json
 import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
-import testinfra
 
-INVENTORY = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+sys.path.insert(0, str(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]).parents[1] / "molecule" / "shared"))
+from scenario import hostvars, machine
+
 KNOWN_HOSTS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "known_hosts"
 
 testinfra_hosts = ["dev-app1", "prod-app1"]
-
-
-@functools.cache
-def hostvars() -> dict:
-    out = subprocess.run(
-        ["ansible-inventory", "-i", INVENTORY, "--list"], capture_output=True, text=True, check=True
-    ).stdout
-    return json.loads(out)["_meta"]["hostvars"]
-
-
-def machine(name: str):
-    return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY, sudo=True)
 
 
 def sshd_settings(host) -> dict[str, str]:

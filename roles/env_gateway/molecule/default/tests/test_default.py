@@ -6,40 +6,20 @@ come from the gateway ("No route to host": ICMP administratively prohibited), ne
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import socket
-import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-import testinfra
 
-INVENTORY = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+sys.path.insert(0, str(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]).parents[1] / "molecule" / "shared"))
+from scenario import address, connect, hostvars, machine
+
 TABLE = "provisioner_gateway"
 
 testinfra_hosts = ["gateway"]
-
-
-@functools.cache
-def hostvars() -> dict:
-    out = subprocess.run(
-        ["ansible-inventory", "-i", INVENTORY, "--list"], capture_output=True, text=True, check=True
-    ).stdout
-    return json.loads(out)["_meta"]["hostvars"]
-
-
-def machine(name: str):
-    return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY, sudo=True)
-
-
-def address(name: str) -> str:
-    return hostvars()[name]["ansible_host"]
-
-
-def connect(source: str, target: str, port: int):
-    """A TCP connection from inside `source`; stderr says why it failed."""
-    return machine(source).run(f"timeout 5 bash -c 'exec 3<>/dev/tcp/{target}/{port}' && echo connected")
 
 
 @pytest.fixture(scope="module")

@@ -3,15 +3,16 @@ pre-login SSH banner (as a real SSH client sees it), its MOTD and its shell prom
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-INVENTORY = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+sys.path.insert(0, str(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]).parents[1] / "molecule" / "shared"))
+from scenario import hostvars
+
 KNOWN_HOSTS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "known_hosts"
 ESC = "\x1b"
 
@@ -22,14 +23,6 @@ EXPECTED = {
     "dev-app1": ("DEV", "development", 32, "dummy"),
     "prod-app1": ("PROD", "production", 31, "live"),
 }
-
-
-@functools.cache
-def hostvars() -> dict:
-    out = subprocess.run(
-        ["ansible-inventory", "-i", INVENTORY, "--list"], capture_output=True, text=True, check=True
-    ).stdout
-    return json.loads(out)["_meta"]["hostvars"]
 
 
 def name_of(host) -> str:

@@ -4,35 +4,17 @@ production database, which holds no developer role at all."""
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import shlex
-import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-import testinfra
 
-INVENTORY = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+sys.path.insert(0, str(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]).parents[1] / "molecule" / "shared"))
+from scenario import address, hostvars, machine
 
 testinfra_hosts = ["dev-db1", "prod-db1"]
-
-
-@functools.cache
-def hostvars() -> dict:
-    out = subprocess.run(
-        ["ansible-inventory", "-i", INVENTORY, "--list"], capture_output=True, text=True, check=True
-    ).stdout
-    return json.loads(out)["_meta"]["hostvars"]
-
-
-def machine(name: str):
-    return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY, sudo=True)
-
-
-def address(name: str) -> str:
-    return hostvars()[name]["ansible_host"]
 
 
 def secret(user: str, env: str) -> str:
