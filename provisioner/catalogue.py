@@ -10,7 +10,9 @@ PEOPLE_ROLES = ("developer", "tester", "admin", "approver")
 ACCESS_LEVELS = ("none", "login", "sudo")
 SIZES = ("small", "medium", "large")
 TEMPLATES = ("debian12",)
-BACKENDS = ("lxc",)
+BACKENDS = ("lxc", "proxmox", "libvirt")
+# What each size means on a hypervisor: (virtual CPUs, memory in MiB).
+SIZE_RESOURCES: dict[str, tuple[int, int]] = {"small": (1, 1024), "medium": (2, 2048), "large": (4, 4096)}
 
 
 @dataclass(frozen=True)

@@ -69,10 +69,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+ShortId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,7}$")]
+
+
 class Segment(Strict):
     vlan: int = Field(ge=1, le=4094, description="802.1Q VLAN id (Proxmox VNet tag, OVS portgroup tag)")
     cidr: ipaddress.IPv4Network
     gateway: ipaddress.IPv4Address
+    vnet: ShortId | None = Field(default=None, description="Proxmox SDN VNet id; default: derived from env and site")
 
 
 class Environment(Strict):
@@ -178,18 +182,74 @@ class Waiver(Strict):
 
 class Management(Strict):
     cidr: ipaddress.IPv4Network
+    vlan: int | None = Field(default=None, ge=1, le=4094, description="VLAN of the management network (hypervisors)")
+    vnet: ShortId | None = Field(default=None, description="Proxmox SDN VNet id of the management network")
     controller: ipaddress.IPv4Address = Field(description="the controller's address on the management bridge")
     gateway: ipaddress.IPv4Address = Field(description="the environment gateway's management address")
 
 
-class BackendSettings(Strict):
+class LxcSettings(Strict):
+    """The local LXC lab: bridges and containers on the controller itself."""
+
     type: Literal["lxc"] = "lxc"
+
+
+class ProxmoxToken(Strict):
+    """A Proxmox API token; its secret comes from an environment variable or a file of mode 0600."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+![A-Za-z][A-Za-z0-9._-]*$")] = Field(
+        description="USER@REALM!TOKENID"
+    )
+    env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = "PROVISION_PVE_TOKEN"
+    file: str | None = Field(default=None, description="file holding the token secret; must be mode 0600")
+
+
+class ProxmoxSettings(Strict):
+    """A Proxmox VE cluster reached through its REST API."""
+
+    type: Literal["proxmox"]
+    host: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")] = Field(description="host[:port]")
+    node: Annotated[str, Field(pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$")]
+    token: ProxmoxToken
+    verify_tls: bool = True
+    ca_file: str | None = None
+    template: int = Field(ge=100, le=999999999, description="VMID of the template the machines are cloned from")
+    full_clone: bool = False
+    storage: str | None = Field(default=None, description="target storage for full clones")
+    bridge: Annotated[str, Field(pattern=r"^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$")] = "vmbr0"
+    zone: ShortId | None = Field(default=None, description="SDN VLAN zone id; default: 'pv' + 4 hex of the site")
+    realm: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9.-]{1,31}$")] = "pve"
+    nameserver: ipaddress.IPv4Address | None = None
+    datacenter_firewall: bool = Field(
+        default=False, description="switch the datacenter firewall on (needed for the security groups to filter)"
+    )
+    task_timeout: int = Field(default=600, ge=5, le=7200, description="seconds to wait for one Proxmox task")
+
+
+class LibvirtSettings(Strict):
+    """A KVM host managed through libvirt."""
+
+    type: Literal["libvirt"]
+    uri: str = "qemu:///system"
+    network_mode: Literal["openvswitch", "bridge"] = "openvswitch"
+    ovs_bridge: Annotated[str, Field(pattern=r"^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$")] | None = None
+    bridges: dict[str, Annotated[str, Field(pattern=r"^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$")]] = Field(
+        default_factory=dict, description="bridge mode: segment (environment or 'mgmt') -> host bridge per VLAN"
+    )
+    domain_type: Literal["kvm", "qemu"] = "kvm"
+    pool: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] = "provisioner"
+    pool_path: str = "/var/lib/provisioner/images"
+    image: str | None = Field(default=None, description="base qcow2; default: the one `provision image build` made")
+    tb_cache_mib: int = Field(default=128, ge=16, le=4096, description="TCG translation cache per guest (qemu type)")
+
+
+BackendSettings = Annotated[LxcSettings | ProxmoxSettings | LibvirtSettings, Field(discriminator="type")]
 
 
 class Site(Strict):
     site: SiteName
     description: str = ""
-    backend: BackendSettings = Field(default_factory=BackendSettings)
+    backend: BackendSettings = Field(default_factory=LxcSettings)
     management: Management
     environments: list[Environment] = Field(min_length=1)
     hosts: list[Host] = Field(default_factory=list)

@@ -73,6 +73,14 @@ def _segments(site: Site, today: dt.date) -> Iterator[Problem]:
 
     networks: list[tuple[KeyPath, str, ipaddress.IPv4Network]] = [(("management", "cidr"), "management", mgmt.cidr)]
     vlans: dict[int, str] = {}
+    if site.backend.type != "lxc" and mgmt.vlan is None:
+        yield (
+            ("management", "vlan"),
+            f"the {site.backend.type} backend puts the management network on its own VLAN: give its id (1-4094)",
+        )
+    if mgmt.vlan is not None:
+        vlans[mgmt.vlan] = "management"
+    vnets: dict[str, str] = {mgmt.vnet: "management"} if mgmt.vnet else {}
     for index, env in enumerate(site.environments):
         seg = env.segment
         path: KeyPath = ("environments", index, "segment")
@@ -91,6 +99,10 @@ def _segments(site: Site, today: dt.date) -> Iterator[Problem]:
         if seg.vlan in vlans:
             yield ((*path, "vlan"), f"VLAN {seg.vlan} is already used by '{vlans[seg.vlan]}'; VLAN ids must be unique")
         vlans.setdefault(seg.vlan, env.name)
+        if seg.vnet and seg.vnet in vnets:
+            yield ((*path, "vnet"), f"VNet '{seg.vnet}' is already used by '{vnets[seg.vnet]}'; VNet ids must differ")
+        if seg.vnet:
+            vnets.setdefault(seg.vnet, env.name)
         if seg.gateway not in seg.cidr or seg.gateway in (seg.cidr.network_address, seg.cidr.broadcast_address):
             yield ((*path, "gateway"), f"{seg.gateway} is not a usable address of {seg.cidr}")
 
