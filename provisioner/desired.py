@@ -68,16 +68,29 @@ class DesiredState:
         return next(s for s in self.segments if s.key == key)
 
 
-def desired_state(site: Site) -> DesiredState:
+def gateway_interface_names(site: Site, naming: str = "named") -> dict[str, str]:
+    """The gateway's interface per segment key.
+
+    "named": the backend names interfaces itself (LXC: `mgmt`, `seg-<env>`); "indexed": cloud-init names the
+    NICs of a VM in order (`eth0` on the management network, then `eth1`... per environment).
+    """
+    keys = [MGMT, *(e.name for e in site.environments)]
+    if naming == "indexed":
+        return {key: f"eth{index}" for index, key in enumerate(keys)}
+    return {key: ("mgmt" if key == MGMT else f"seg-{key}") for key in keys}
+
+
+def desired_state(site: Site, naming: str = "named") -> DesiredState:
     mgmt = site.management
-    segments = [SegmentSpec(MGMT, None, mgmt.cidr, mgmt.gateway, None)]
-    gateway_nics = [NicSpec(MGMT, "mgmt", mgmt.gateway, mgmt.cidr.prefixlen, None)]
+    names = gateway_interface_names(site, naming)
+    segments = [SegmentSpec(MGMT, None, mgmt.cidr, mgmt.gateway, mgmt.vlan)]
+    gateway_nics = [NicSpec(MGMT, names[MGMT], mgmt.gateway, mgmt.cidr.prefixlen, None)]
     machines: list[MachineSpec] = []
     for env in site.environments:
         seg = env.segment
         production = env.tier == "production"
         segments.append(SegmentSpec(env.name, env.name, seg.cidr, seg.gateway, seg.vlan, production))
-        gateway_nics.append(NicSpec(env.name, f"seg-{env.name}", seg.gateway, seg.cidr.prefixlen, None))
+        gateway_nics.append(NicSpec(env.name, names[env.name], seg.gateway, seg.cidr.prefixlen, None))
         for host in site.hosts_in(env.name):
             nic = NicSpec(env.name, "eth0", host.address, seg.cidr.prefixlen, seg.gateway)
             machines.append(

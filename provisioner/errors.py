@@ -28,6 +28,12 @@ class BackendError(ProvisionError):
     exit_code = ExitCode.FAILED
 
 
+class InputError(ProvisionError):
+    """Bad input found before anything was touched: a setting the hypervisor cannot honour, a bad argument."""
+
+    exit_code = ExitCode.INVALID
+
+
 @dataclass(frozen=True)
 class SiteProblem:
     """One problem in a site file: where it is, which key, and what is allowed."""

@@ -10,7 +10,7 @@ import yaml
 
 from provisioner import policy
 from provisioner.catalogue import COLOURS
-from provisioner.desired import GATEWAY
+from provisioner.desired import GATEWAY, MGMT, gateway_interface_names
 from provisioner.site import LoadedSite
 from provisioner.state import AUTOMATION_USER
 
@@ -28,8 +28,9 @@ def role_group(role: str) -> str:
     return f"role_{role}"
 
 
-def build_inventory(site: LoadedSite) -> dict[str, Any]:
+def build_inventory(site: LoadedSite, nic_naming: str = "named") -> dict[str, Any]:
     model = site.model
+    interfaces = gateway_interface_names(model, nic_naming)
     children: dict[str, Any] = {
         "gateways": {"hosts": {GATEWAY: {"ansible_host": str(model.management.gateway)}}},
     }
@@ -76,6 +77,7 @@ def build_inventory(site: LoadedSite) -> dict[str, Any]:
             "vars": {
                 "provisioner_site": model.site,
                 "provisioner_management_cidr": str(model.management.cidr),
+                "provisioner_management_interface": interfaces[MGMT],
                 "provisioner_environments": [
                     {
                         "name": e.name,
@@ -83,7 +85,7 @@ def build_inventory(site: LoadedSite) -> dict[str, Any]:
                         "cidr": str(e.segment.cidr),
                         "gateway": str(e.segment.gateway),
                         "vlan": e.segment.vlan,
-                        "interface": f"seg-{e.name}",
+                        "interface": interfaces[e.name],
                     }
                     for e in model.environments
                 ],
@@ -102,10 +104,10 @@ def inventory_path(site: LoadedSite) -> Path:
     return site.directory / "hosts.yml"
 
 
-def write_inventory(site: LoadedSite, ansible_cfg: Path) -> Path:
+def write_inventory(site: LoadedSite, ansible_cfg: Path, nic_naming: str = "named") -> Path:
     path = inventory_path(site)
     text = HEADER.format(site_file=site.path.name, cfg=ansible_cfg, inventory=path) + yaml.safe_dump(
-        build_inventory(site), sort_keys=False, default_flow_style=False
+        build_inventory(site, nic_naming), sort_keys=False, default_flow_style=False
     )
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)

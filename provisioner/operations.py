@@ -53,7 +53,7 @@ def apply(site: LoadedSite, progress: Progress, confirm_prod: str | None = None)
         backend.apply(the_plan, progress.say)  # idempotent: also refreshes known host keys
         ensure_site_secrets(state, site.model)
         cfg = write_ansible_cfg(state)
-        inventory = write_inventory(site, cfg)
+        inventory = write_inventory(site, cfg, backend.nic_naming)
         progress.say(f"inventory written to {inventory}")
         with progress:
             result = run_playbook(

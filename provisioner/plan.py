@@ -18,6 +18,7 @@ class Kind(StrEnum):
     SEGMENT = "segment"
     GATEWAY = "gateway"
     HOST = "host"
+    POLICY = "policy"  # hypervisor-side policy objects: pools, access, security groups
 
 
 @dataclass(frozen=True)

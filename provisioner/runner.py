@@ -130,7 +130,10 @@ def run_playbook(
 ) -> RunResult:
     """Run playbooks/<playbook>; SIGINT cancels the run cleanly and is re-raised as KeyboardInterrupt."""
     run_dir = new_run_dir(state, purpose)
-    redactor = Redactor(state.secret_values())
+    # What the controller holds for the site, plus secrets handed to provision through its environment
+    # (such as the Proxmox API token), wherever Ansible might echo them.
+    env_secrets = [v for k, v in os.environ.items() if SECRET_NAME.search(k) and k not in KEEP_NAMES]
+    redactor = Redactor([*state.secret_values(), *env_secrets])
     failures: list[HostFailure] = []
     cancelled = threading.Event()
 

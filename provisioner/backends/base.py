@@ -119,11 +119,12 @@ class Backend(ABC):
     """A hypervisor that can hold a site's segments and machines."""
 
     name: str = "abstract"
+    nic_naming: str = "named"  # see desired.gateway_interface_names
 
     def __init__(self, site: LoadedSite, state: SiteState):
         self.site = site
         self.state = state
-        self.desired: DesiredState = desired_state(site.model)
+        self.desired: DesiredState = desired_state(site.model, self.nic_naming)
 
     @abstractmethod
     def preflight(self) -> None:
@@ -142,6 +143,11 @@ class Backend(ABC):
     @abstractmethod
     def apply(self, plan: Plan, report: Report) -> None:
         """Carry out the plan. Every step is idempotent, so an interrupted apply can simply be re-run."""
+
+    def hypervisor_access(self) -> list[dict[str, object]] | None:
+        """Per person and environment, the rights held at the hypervisor, read back live (ACC-6); None where the
+        backend has no hypervisor accounts (the local LXC lab)."""
+        return None
 
     @abstractmethod
     def cleanup_site(self) -> None:

@@ -5,26 +5,21 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
-import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, Backend, Report
 from provisioner.desired import MGMT, MachineSpec, SegmentSpec
 from provisioner.errors import BackendError, ProvisionError
-from provisioner.hostkeys import new_host_key
+from provisioner.hostkeys import HostKey, new_host_key
 from provisioner.lxclab import base_image, containers, hostguard, links
 from provisioner.lxclab.containers import SeedFile
 from provisioner.plan import Action, Change, Kind, Plan
+from provisioner.sshwait import wait_for_ssh
 from provisioner.state import AUTOMATION_USER
 
 REQUIRED_COMMANDS = ("lxc-create", "lxc-start", "lxc-stop", "lxc-ls", "ip", "nft", "ssh-keygen", "chroot")
 SSH_WAIT_SECONDS = 90
-# systemd in every container takes inotify instances from root's host-wide budget (default 128): with a
-# few labs running, new containers stall at boot ("Too many open files") unless the budget is raised.
-HOST_LIMITS = {"/proc/sys/fs/inotify/max_user_instances": 8192, "/proc/sys/fs/inotify/max_user_watches": 1048576}
 PARALLEL = 4
 
 GATEWAY_NFTABLES = """#!/usr/sbin/nft -f
@@ -153,7 +148,7 @@ class LxcBackend(Backend):
         lxcpath = self.lxcpath
         builds = any(c.kind != Kind.SEGMENT and c.action in (Action.CREATE, Action.REPLACE) for c in plan.changes)
         if any(c.kind != Kind.SEGMENT and c.action != Action.DELETE for c in plan.changes):
-            _raise_host_limits(report)
+            containers.raise_host_limits(report)
         rootfs = base_image.ensure_base(lxcpath, say=report) if builds else base_image.base_rootfs(lxcpath)
         actual = self.discover()
         specs = {m.name: m for m in self.desired.machines}
@@ -243,14 +238,7 @@ class LxcBackend(Backend):
         mgmt_bridge = self.bridge(MGMT)
         links.set_address(mgmt_bridge, f"{mgmt.controller}/{mgmt.cidr.prefixlen}")
         hostguard.install(self.site.name, mgmt_bridge)
-        wanted = self._wanted_routes()
-        present = links.routes_via(mgmt_bridge)
-        for cidr, via in wanted.items():
-            if present.get(cidr) != via:
-                links.replace_route(cidr, via, mgmt_bridge)
-        for cidr in present:
-            if cidr not in wanted:
-                links.delete_route(cidr, mgmt_bridge)
+        links.sync_routes(mgmt_bridge, self._wanted_routes())
 
     def _labels(self, spec: MachineSpec, host_key: str) -> dict[str, str]:
         return {
@@ -268,48 +256,32 @@ class LxcBackend(Backend):
         }
 
     def _config(self, spec: MachineSpec, rootfs: Path, directory: Path) -> str:
-        lines = [
-            f"# managed by provisioner: site={self.site.name} {spec.kind}={spec.name}",
-            "lxc.include = /usr/share/lxc/config/debian.common.conf",
-            "lxc.arch = amd64",
-            f"lxc.rootfs.path = overlay:{rootfs}:{directory / 'overlay' / 'delta'}",
-            f"lxc.uts.name = {spec.name}",
-            "lxc.apparmor.profile = unconfined",
-            "lxc.tty.max = 2",
-            "lxc.pty.max = 256",
-            "lxc.start.auto = 0",
-            "lxc.sysctl.net.ipv4.ip_forward = 0",
-            "lxc.sysctl.net.ipv6.conf.all.disable_ipv6 = 1",
-            # every refused connection gets its ICMP answer: probes tell a firewall reject from a drop
-            "lxc.sysctl.net.ipv4.icmp_ratelimit = 0",
-        ]
+        lines = containers.config_header(
+            f"managed by provisioner: site={self.site.name} {spec.kind}={spec.name}",
+            spec.name,
+            rootfs,
+            directory / "overlay" / "delta",
+        )
         for index, nic in enumerate(spec.nics):
             mac = _short_hash(f"{self.site.name}/{spec.name}/{index}", 10)
-            lines += [
-                f"lxc.net.{index}.type = veth",
-                f"lxc.net.{index}.link = {self.bridge(nic.segment)}",
-                f"lxc.net.{index}.name = {nic.name}",
-                f"lxc.net.{index}.veth.pair = {self.veth(spec.name, index)}",
-                f"lxc.net.{index}.hwaddr = 02:{mac[0:2]}:{mac[2:4]}:{mac[4:6]}:{mac[6:8]}:{mac[8:10]}",
-                f"lxc.net.{index}.flags = up",
-                f"lxc.net.{index}.ipv4.address = {nic.address}/{nic.prefixlen}",
-            ]
-            if nic.gateway is not None:
-                lines.append(f"lxc.net.{index}.ipv4.gateway = {nic.gateway}")
+            lines += containers.nic_config(
+                index,
+                link=self.bridge(nic.segment),
+                name=nic.name,
+                hwaddr=f"02:{mac[0:2]}:{mac[2:4]}:{mac[4:6]}:{mac[6:8]}:{mac[8:10]}",
+                address=f"{nic.address}/{nic.prefixlen}",
+                gateway=None if nic.gateway is None else str(nic.gateway),
+                pair=self.veth(spec.name, index),
+            )
         return "\n".join(lines) + "\n"
 
-    def _seed(self, spec: MachineSpec, rootfs: Path, host_key_private: bytes, host_key_public: str) -> list[SeedFile]:
+    def _seed(self, spec: MachineSpec, rootfs: Path, host_key: HostKey) -> list[SeedFile]:
         uid, gid = containers.user_ids(rootfs, AUTOMATION_USER)
-        home = f"/home/{AUTOMATION_USER}"
         files = [
-            SeedFile("/etc/hostname", f"{spec.name}\n".encode()),
-            SeedFile("/etc/hosts", f"127.0.0.1\tlocalhost\n127.0.1.1\t{spec.name}\n".encode()),
-            SeedFile("/etc/machine-id", f"{uuid.uuid4().hex}\n".encode(), 0o444),
-            SeedFile("/etc/ssh/ssh_host_ed25519_key", host_key_private, 0o600),
-            SeedFile("/etc/ssh/ssh_host_ed25519_key.pub", f"{host_key_public}\n".encode()),
-            SeedFile(f"{home}/.ssh", b"", 0o700, uid, gid, kind="dir"),
-            SeedFile(
-                f"{home}/.ssh/authorized_keys", f"{self.state.controller_public_key()}\n".encode(), 0o600, uid, gid
+            *containers.hostname_files(spec.name),
+            *containers.identity_files(host_key),
+            *containers.authorized_keys_files(
+                f"/home/{AUTOMATION_USER}", uid, gid, f"{self.state.controller_public_key()}\n"
             ),
         ]
         if spec.kind == Kind.GATEWAY:
@@ -348,7 +320,7 @@ class LxcBackend(Backend):
                 rootfs,
                 self._labels(spec, key.public),
                 self._config(spec, rootfs, lxcpath / name),
-                self._seed(spec, rootfs, key.private, key.public),
+                self._seed(spec, rootfs, key),
             )
             containers.start(name)
             return
@@ -390,13 +362,7 @@ class LxcBackend(Backend):
         if not pending:
             return
         report(f"waiting for SSH on {len(pending)} machine(s)")
-        deadline = time.monotonic() + SSH_WAIT_SECONDS
-        while pending and time.monotonic() < deadline:
-            for address in list(pending):
-                if _ssh_answers(address):
-                    del pending[address]
-            if pending:
-                time.sleep(0.3)
+        pending = wait_for_ssh(pending, SSH_WAIT_SECONDS)
         if pending:
             names = ", ".join(f"{n} ({a})" for a, n in pending.items())
             raise BackendError(f"SSH did not answer within {SSH_WAIT_SECONDS}s on {names}")
@@ -412,22 +378,5 @@ class LxcBackend(Backend):
         hostguard.remove(self.site.name)
 
 
-def _raise_host_limits(report: Report) -> None:
-    for path, wanted in HOST_LIMITS.items():
-        current = int(Path(path).read_text())
-        if current < wanted:
-            report(f"raising {path.removeprefix('/proc/sys/').replace('/', '.')} from {current} to {wanted}")
-            Path(path).write_text(str(wanted))
-
-
 def _parse_nics(text: str) -> list[tuple[str, str]]:
     return [tuple(item.split("=", 1)) for item in text.split(",") if "=" in item]  # type: ignore[misc]
-
-
-def _ssh_answers(address: str) -> bool:
-    try:
-        with socket.create_connection((address, 22), timeout=1) as sock:
-            sock.settimeout(2)
-            return sock.recv(4).startswith(b"SSH-")
-    except OSError:
-        return False

@@ -68,6 +68,12 @@ CONTROLS: dict[str, Control] = {
         ),
         Control("ACC-5", "No root login and no password authentication over SSH", "high", (_A831, "A.8.5")),
         Control(
+            "ACC-6",
+            "At the hypervisor, developers hold no rights on production resources",
+            "critical",
+            (_A831, "A.5.15", "A.5.18", "A.8.2"),
+        ),
+        Control(
             "CUE-1",
             "Every host announces its environment at login and in the prompt, in its colour",
             "medium",

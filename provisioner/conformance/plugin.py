@@ -46,6 +46,14 @@ class Lab:
         self.keys_dir = keys_dir
         self._key_copies: Path | None = None
 
+    def hypervisor_access(self) -> list[dict[str, Any]] | None:
+        """Rights at the hypervisor read back live from it; None where the backend has no hypervisor accounts."""
+        from provisioner.backends import backend_for
+
+        backend = backend_for(self.site, self.state)
+        backend.preflight()
+        return backend.hypervisor_access()
+
     def hosts(self, tier: str | None = None) -> list[Host]:
         return [h for h in self.model.hosts if tier is None or self.model.environment(h.environment).tier == tier]
 

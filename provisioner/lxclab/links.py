@@ -52,6 +52,10 @@ def set_address(bridge: str, cidr: str) -> None:
     run(["ip", "address", "replace", cidr, "dev", bridge])
 
 
+def delete_address(device: str, cidr: str) -> None:
+    run(["ip", "address", "delete", cidr, "dev", device], check=False)
+
+
 def addresses(device: str) -> set[str]:
     data = json.loads(run(["ip", "-j", "-4", "address", "show", "dev", device]).stdout or "[]")
     return {f"{a['local']}/{a['prefixlen']}" for item in data for a in item.get("addr_info", [])}
@@ -65,6 +69,11 @@ def attach(veth: str, bridge: str) -> None:
     run(["ip", "link", "set", veth, "master", bridge, "up"])
 
 
+def routes_to(cidr: str) -> list[dict]:
+    """Every IPv4 route of the main table for exactly this destination, whatever its device."""
+    return json.loads(run(["ip", "-j", "-4", "route", "show", "exact", cidr]).stdout or "[]")
+
+
 def routes_via(device: str) -> dict[str, str]:
     data = json.loads(run(["ip", "-j", "-4", "route", "show", "dev", device]).stdout or "[]")
     return {r["dst"]: r["gateway"] for r in data if "gateway" in r}
@@ -76,3 +85,14 @@ def replace_route(cidr: str, via: str, device: str) -> None:
 
 def delete_route(cidr: str, device: str) -> None:
     run(["ip", "route", "delete", cidr, "dev", device], check=False)
+
+
+def sync_routes(device: str, wanted: dict[str, str]) -> None:
+    """Make the gateway routes on device exactly wanted ({cidr: via}), touching only those that differ."""
+    present = routes_via(device)
+    for cidr, via in wanted.items():
+        if present.get(cidr) != via:
+            replace_route(cidr, via, device)
+    for cidr in present:
+        if cidr not in wanted:
+            delete_route(cidr, device)

@@ -19,6 +19,7 @@ LAB_SITE = "spine"
 
 
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.get_closest_marker("contract") is not None)  # stable: the rest keep order
     reason = lab_prerequisites_missing()
     if reason is None:
         return

@@ -1,0 +1,587 @@
+"""The Proxmox VE backend: SDN VNets per environment, VMs cloned from a template into a pool per environment,
+security groups mirroring the gateway policy, and hypervisor access per people role.
+
+`plan` reads the cluster with one list call per resource type (VMs, zones, VNets, pools, groups, users, ACLs,
+security groups), whatever the number of VMs. `apply` converges what the plan lists; every step is idempotent,
+so an interrupted apply is finished by running it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, Backend, Report, destroy_changes
+from provisioner.backends.proxmox import access, firewall
+from provisioner.backends.proxmox.client import CallCounter, PveClient, PveError, token_secret
+from provisioner.backends.proxmox.machines import VmLifecycle
+from provisioner.backends.proxmox.names import READY_TAG, Names, parse_tags, tag_value
+from provisioner.backends.proxmox.network import SdnWriter, vnet_design, vnet_drift
+from provisioner.desired import MGMT, MachineSpec
+from provisioner.errors import BackendError, InputError, ProvisionError
+from provisioner.model import ProxmoxSettings
+from provisioner.plan import Action, Change, Kind, Plan
+from provisioner.site import LoadedSite
+from provisioner.sshwait import wait_for_ssh
+from provisioner.state import SiteState
+
+PARALLEL = 4
+SSH_WAIT_SECONDS = 180
+POOLS = "pools"
+ACCESS = "access"
+DC_FIREWALL = "datacenter-firewall"
+
+
+class ProxmoxBackend(Backend):
+    name = "proxmox"
+    nic_naming = "indexed"  # Proxmox's cloud-init names the NICs eth0, eth1... in netN order
+
+    def __init__(self, site: LoadedSite, state: SiteState):
+        super().__init__(site, state)
+        assert isinstance(site.model.backend, ProxmoxSettings)
+        self.settings: ProxmoxSettings = site.model.backend
+        self.names = Names(site.model)
+        self.calls = CallCounter()
+        self._client: PveClient | None = None
+        self._cluster: dict[str, Any] = {}
+        self._keys_lock = threading.Lock()
+        # Ansible runs next, so apply waits until every machine it touched answers SSH. Only a benchmark of
+        # the API path, against a fake whose VMs never boot, switches this off.
+        self.wait_for_ssh = True
+
+    # ---- connection ----------------------------------------------------------------------------
+    @property
+    def client(self) -> PveClient:
+        if self._client is None:
+            secret = token_secret(self.settings, self.site.directory)
+            self._client = PveClient(self.settings, secret, self.calls)
+        return self._client
+
+    def preflight(self) -> None:
+        """Before anything is touched: the API answers, the token works, the node, template and bridge exist."""
+        where = f"{self.site.path}: backend"
+        try:
+            self.client.get("version")
+        except PveError as exc:
+            raise InputError(f"{where}.host: cannot use the Proxmox API at {self.settings.host}: {exc}") from exc
+        nodes = {str(n.get("node")) for n in self.client.get("nodes") or []}
+        if self.settings.node not in nodes:
+            raise InputError(
+                f"{where}.node: node '{self.settings.node}' is not in the cluster; allowed: {', '.join(sorted(nodes))}"
+            )
+        try:
+            template = self.client.get(f"nodes/{self.settings.node}/qemu/{self.settings.template}/config")
+        except PveError as exc:
+            raise InputError(
+                f"{where}.template: VM {self.settings.template} cannot be read on node {self.settings.node}: {exc}"
+            ) from exc
+        if not int(template.get("template", 0) or 0):
+            raise InputError(
+                f"{where}.template: VM {self.settings.template} ({template.get('name', 'no name')}) is not a "
+                "template; convert it with `qm template` or name a template's VMID"
+            )
+        try:
+            bridges = {
+                str(n.get("iface"))
+                for n in self.client.get(f"nodes/{self.settings.node}/network") or []
+                if n.get("type") in ("bridge", "OVSBridge")
+            }
+        except PveError as exc:
+            if exc.status != 501:
+                raise
+            bridges = set()  # this API does not list the node's interfaces; the SDN zone check will tell
+        if bridges and self.settings.bridge not in bridges:
+            raise InputError(
+                f"{where}.bridge: node {self.settings.node} has no bridge '{self.settings.bridge}'; "
+                f"allowed: {', '.join(sorted(bridges))}"
+            )
+
+    # ---- discovery -----------------------------------------------------------------------------
+    def _read_cluster(self) -> dict[str, Any]:
+        """One list call per resource type."""
+        c = self.client
+        cluster = {
+            "vms": [r for r in c.get("cluster/resources", type="vm") or [] if r.get("type") == "qemu"],
+            "zones": c.get("cluster/sdn/zones") or [],
+            "vnets": c.get("cluster/sdn/vnets", pending=1) or [],
+            "pools": c.get("pools") or [],
+            "groups": c.get("access/groups") or [],
+            "users": c.get("access/users") or [],
+            "acls": c.get("access/acl") or [],
+            "fw_groups": c.get("cluster/firewall/groups") or [],
+        }
+        if self.settings.datacenter_firewall:
+            cluster["fw_options"] = c.get("cluster/firewall/options") or {}
+        self._cluster = cluster
+        return cluster
+
+    def _site_vms(self, cluster: dict[str, Any]) -> list[dict[str, Any]]:
+        pools = set(self.names.pools())
+        found = []
+        for vm in cluster["vms"]:
+            tags = parse_tags(vm.get("tags"))
+            ours = self.names.site_tag in tags or vm.get("pool") in pools
+            if ours and self.names.machine_of(str(vm.get("name", ""))) is not None:
+                found.append(vm)
+        return found
+
+    def discover(self) -> ActualState:
+        cluster = self._read_cluster()
+        state = ActualState()
+        vnets = {str(v.get("vnet")): v for v in cluster["vnets"]}
+        for seg in self.desired.segments:
+            design = vnet_design(self.names, seg)
+            found = vnets.get(design.vnet)
+            if found is not None and found.get("zone") == self.names.zone:
+                state.segments[seg.key] = ActualSegment(
+                    seg.key, seg.environment, design.vnet, seg.production, vnet_drift(design, found, self.names.zone)
+                )
+        wanted_vnets = {self.names.vnet(s.key) for s in self.desired.segments}
+        for name, vnet in vnets.items():
+            alias = str(vnet.get("alias") or "")
+            if vnet.get("zone") == self.names.zone and name not in wanted_vnets:
+                label = alias.split()[2] if alias.startswith(f"provisioner {self.site.name} ") else name
+                key = f"{label}" if label != MGMT else MGMT
+                state.segments[key] = ActualSegment(key, key if key != MGMT else None, name)
+        for vm in self._site_vms(cluster):
+            machine = self.names.machine_of(str(vm["name"])) or ""
+            tags = parse_tags(vm.get("tags"))
+            env = tag_value(tags, "env-")
+            pool = vm.get("pool")
+            if env is None and pool and pool != self.names.pool(None):
+                env = str(pool).removeprefix(f"{self.site.name}-")
+            kind = tag_value(tags, "kind-") or (Kind.GATEWAY if pool == self.names.pool(None) else Kind.HOST)
+            drift = []
+            if pool != self.names.pool(env if kind != Kind.GATEWAY else None):
+                drift.append(f"in pool {pool or 'none'}, expected {self.names.pool(env)}")
+            actual = ActualMachine(
+                name=machine,
+                kind=Kind(kind),
+                environment=env if kind != Kind.GATEWAY else None,
+                handle=f"{vm.get('node')}/{vm.get('vmid')}",
+                fingerprint=tag_value(tags, "fp-") or "",
+                complete=READY_TAG in tags and not vm.get("lock"),
+                running=vm.get("status") == "running",
+                production="tier-production" in tags or pool == self._prod_pool(env),
+                drift=drift,
+            )
+            if machine in state.machines:  # a duplicate left by a lost clone answer: it goes
+                machine = f"{machine}#{vm.get('vmid')}"
+                actual.name = machine
+            state.machines[machine] = actual
+        return state
+
+    def _prod_pool(self, env: str | None) -> str | None:
+        names = [e.name for e in self.site.model.environments if e.tier == "production"]
+        return self.names.pool(env) if env in names else None
+
+    # ---- plan ----------------------------------------------------------------------------------
+    def plan(self) -> Plan:
+        actual = self.discover()
+        plan = self._machine_plan(actual)
+        plan.changes += self._policy_changes()
+        return plan
+
+    def _machine_plan(self, actual: ActualState) -> Plan:
+        from provisioner.backends.base import plan_changes
+
+        # The backend's own fingerprint (spec + template) stands in for the generic one.
+        for spec in self.desired.machines:
+            have = actual.machines.get(spec.name)
+            if have is not None and have.fingerprint == self._fingerprint(spec):
+                have.fingerprint = spec.fingerprint()
+        return plan_changes(self.desired, actual)
+
+    def _fingerprint(self, spec: MachineSpec) -> str:
+        from provisioner.backends.proxmox.machines import fingerprint
+
+        return fingerprint(spec, self.settings)
+
+    def _policy_changes(self) -> list[Change]:
+        cluster = self._cluster
+        changes: list[Change] = []
+        pools = {str(p.get("poolid")) for p in cluster["pools"]}
+        missing = [p for p in self.names.pools() if p not in pools]
+        if missing:
+            changes.append(Change(Action.CREATE, Kind.POLICY, POOLS, None, "resource pools " + ", ".join(missing)))
+        problems = access.drift(
+            self.site.model,
+            self.names,
+            cluster["groups"],
+            cluster["users"],
+            access.actual_acls(cluster["acls"], self.names),
+        )
+        if problems:
+            prod = any(f"/pool/{self._prod_pool(e.name)}" in " ".join(problems) for e in self._prod_envs())
+            changes.append(Change(Action.UPDATE, Kind.POLICY, ACCESS, None, "; ".join(problems[:4]), prod))
+        for env, problem in firewall.drift(self.site.model, self.names, cluster["fw_groups"]).items():
+            production = self.site.model.environment(env).tier == "production"
+            changes.append(Change(Action.UPDATE, Kind.POLICY, f"firewall-{env}", env, problem, production))
+        if self.settings.datacenter_firewall and not int(cluster.get("fw_options", {}).get("enable", 0) or 0):
+            changes.append(Change(Action.UPDATE, Kind.POLICY, DC_FIREWALL, None, "switch the datacenter firewall on"))
+        return changes
+
+    def _prod_envs(self) -> list[Any]:
+        return [e for e in self.site.model.environments if e.tier == "production"]
+
+    def destroy_plan(self, environments: Iterable[str] | None = None) -> Plan:
+        envs = list(environments) if environments is not None else None
+        plan = destroy_changes(self.site.name, self.discover(), envs)
+        cluster = self._cluster
+        fw_groups = {str(g.get("group")) for g in cluster["fw_groups"]}
+        pools = {str(p.get("poolid")) for p in cluster["pools"]}
+        for env in self.site.model.environments:
+            if envs is not None and env.name not in envs:
+                continue
+            production = env.tier == "production"
+            if self.names.security_group(env.name) in fw_groups:
+                plan.changes.append(
+                    Change(Action.DELETE, Kind.POLICY, f"firewall-{env.name}", env.name, "destroy", production)
+                )
+            if self.names.pool(env.name) in pools:
+                plan.changes.append(
+                    Change(Action.DELETE, Kind.POLICY, f"pool-{env.name}", env.name, "destroy", production)
+                )
+        if envs is None:
+            if self.names.pool(None) in pools:
+                plan.changes.append(Change(Action.DELETE, Kind.POLICY, "pool-infra", None, "destroy"))
+            if access.design(self.site.model, self.names).groups.keys() & {
+                str(g.get("groupid")) for g in cluster["groups"]
+            }:
+                plan.changes.append(
+                    Change(Action.DELETE, Kind.POLICY, ACCESS, None, "groups, users and ACLs of the site")
+                )
+        return plan
+
+    # ---- apply ---------------------------------------------------------------------------------
+    def apply(self, plan: Plan, report: Report) -> None:
+        actual = self.discover()
+        specs = {m.name: m for m in self.desired.machines}
+        lifecycle = VmLifecycle(self.client, self.names, self.settings, self.state.controller_public_key())
+        machine_changes = [c for c in plan.changes if c.kind in (Kind.HOST, Kind.GATEWAY)]
+
+        # 1. machines that go, hosts before the gateway
+        removals = [c for c in machine_changes if c.action in (Action.DELETE, Action.REPLACE)]
+        for change in sorted(removals, key=lambda c: c.kind == Kind.GATEWAY):
+            have = actual.machines.get(change.name)
+            if have is not None:
+                node, vmid = have.handle.split("/")
+                report(f"removing {change.kind} {change.name} (VM {vmid})")
+                lifecycle.remove(node, int(vmid), report)
+                self._forget_host_key(change.name)
+
+        # 2. networks, pools, access and the security groups, before any VM needs them
+        sdn = SdnWriter(self.client, self.names, self.settings.bridge)
+        segment_work = [c for c in plan.of(Kind.SEGMENT) if c.action in (Action.CREATE, Action.UPDATE)]
+        if segment_work:
+            sdn.ensure_zone()
+            vnets = {str(v.get("vnet")): v for v in self._cluster["vnets"]}
+            for change in segment_work:
+                seg = self.desired.segment(change.name)
+                design = vnet_design(self.names, seg)
+                report(f"{change.action} segment {seg.key}: VNet {design.vnet} (VLAN {seg.vlan}, {seg.cidr})")
+                sdn.ensure_vnet(design, vnets.get(design.vnet))
+        policy = {c.name: c for c in plan.of(Kind.POLICY)}
+        if POOLS in policy and policy[POOLS].action != Action.DELETE:
+            self._ensure_pools(report)
+        if ACCESS in policy and policy[ACCESS].action != Action.DELETE:
+            self._ensure_access(report)
+        for env in self.site.model.environments:
+            change = policy.get(f"firewall-{env.name}")
+            if change is not None and change.action != Action.DELETE:
+                self._ensure_security_group(env.name, report)
+        if DC_FIREWALL in policy:
+            report("switching the datacenter firewall on")
+            self.client.put("cluster/firewall/options", enable=1)
+
+        # 3. segments that go (after their VMs), then apply SDN once
+        for change in plan.of(Kind.SEGMENT, Action.DELETE):
+            have_seg = actual.segments.get(change.name)
+            if have_seg is not None:
+                report(f"removing segment {change.name} (VNet {have_seg.handle})")
+                sdn.remove_vnet(have_seg.handle)
+        full_destroy = any(
+            c.kind == Kind.SEGMENT and c.name == MGMT and c.action == Action.DELETE for c in plan.changes
+        )
+        if full_destroy:
+            sdn.remove_zone_if_empty()
+        if sdn.changed or segment_work:
+            report("applying the SDN configuration")
+            sdn.apply()
+
+        # 4. machines: the gateway first (hosts are reached through it), then hosts in parallel
+        todo = [c for c in machine_changes if c.action != Action.DELETE]
+        for change in [c for c in todo if c.kind == Kind.GATEWAY]:
+            self._converge(change, specs[change.name], actual, lifecycle, report)
+        hosts = [c for c in todo if c.kind == Kind.HOST]
+        if hosts:
+            with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+                futures = [pool.submit(self._converge_in_thread, c, specs[c.name], actual, report) for c in hosts]
+                errors = []
+                for future in futures:
+                    try:
+                        future.result()
+                    except ProvisionError as exc:
+                        errors.append(str(exc))
+                if errors:
+                    raise BackendError("; ".join(errors))
+
+        # 5. what goes with the environments: security groups, pools, access
+        for change in plan.of(Kind.POLICY, Action.DELETE):
+            if change.name.startswith("firewall-"):
+                self._remove_security_group(change.name.removeprefix("firewall-"), report)
+        for change in plan.of(Kind.POLICY, Action.DELETE):
+            if change.name.startswith("pool-"):
+                env = change.name.removeprefix("pool-")
+                self._remove_pool(self.names.pool(None if env == "infra" else env), report)
+            elif change.name == ACCESS:
+                self._remove_access(report)
+
+        # 6. every machine touched answers SSH; the pinned host keys go to known_hosts
+        touched = [specs[c.name] for c in todo if c.name in specs]
+        self._refresh_host_keys(lifecycle, report)
+        if self.wait_for_ssh:
+            self._wait_for_ssh(touched, report)
+
+    def _converge_in_thread(self, change: Change, spec: MachineSpec, actual: ActualState, report: Report) -> None:
+        lifecycle = VmLifecycle(self.client.fork(), self.names, self.settings, self.state.controller_public_key())
+        self._converge(change, spec, actual, lifecycle, report)
+
+    def _converge(
+        self, change: Change, spec: MachineSpec, actual: ActualState, lifecycle: VmLifecycle, report: Report
+    ) -> None:
+        have = actual.machines.get(spec.name)
+        say = report
+        if change.action in (Action.CREATE, Action.REPLACE) or have is None:
+            built = lifecycle.create(spec, say)
+            self._remember_host_key(spec, built.vmid, built.host_key)
+            return
+        node, vmid = have.handle.split("/")
+        if change.action == Action.UPDATE:
+            built = lifecycle.update(node, int(vmid), spec, say)
+            self._remember_host_key(spec, built.vmid, built.host_key)
+        elif change.action == Action.START:
+            say(f"starting {spec.name} (VM {vmid})")
+            self._remember_host_key(spec, int(vmid), lifecycle.start(node, int(vmid), spec))
+
+    # ---- pools, access, security groups ---------------------------------------------------------
+    def _ensure_pools(self, report: Report) -> None:
+        have = {str(p.get("poolid")) for p in self.client.get("pools") or []}
+        for pool in self.names.pools():
+            if pool not in have:
+                report(f"creating resource pool {pool}")
+                env = pool.removeprefix(f"{self.site.name}-")
+                self.client.call(
+                    "POST",
+                    "pools",
+                    {"poolid": pool, "comment": self.names.comment(env=env)},
+                    settle=lambda p=pool: p in {str(x.get("poolid")) for x in self.client.get("pools") or []},
+                )
+
+    def _remove_pool(self, pool: str, report: Report) -> None:
+        if pool in {str(p.get("poolid")) for p in self.client.get("pools") or []}:
+            report(f"removing resource pool {pool}")
+            self.client.call("DELETE", "pools", {"poolid": pool}, settle=lambda: pool not in self._pool_ids())
+
+    def _pool_ids(self) -> set[str]:
+        return {str(p.get("poolid")) for p in self.client.get("pools") or []}
+
+    def _ensure_access(self, report: Report) -> None:
+        c = self.client
+        want = access.design(self.site.model, self.names)
+        groups = {str(g.get("groupid")) for g in c.get("access/groups") or []}
+        for group, comment in sorted(want.groups.items()):
+            if group not in groups:
+                report(f"creating group {group}")
+                c.call(
+                    "POST",
+                    "access/groups",
+                    {"groupid": group, "comment": comment},
+                    settle=lambda g=group: g in {str(x.get("groupid")) for x in c.get("access/groups") or []},
+                )
+        users = {str(u.get("userid")): u for u in c.get("access/users") or []}
+        site_groups = set(want.groups)
+        for uid, wanted in sorted(want.users.items()):
+            if uid not in users:
+                report(f"creating hypervisor user {uid}")
+                c.call(
+                    "POST",
+                    "access/users",
+                    {"userid": uid, "groups": ",".join(sorted(wanted)), "comment": self.names.comment()},
+                    settle=lambda u=uid: u in {str(x.get("userid")) for x in c.get("access/users") or []},
+                )
+                continue
+            member_of = access.split_groups(users[uid].get("groups"))
+            if member_of & site_groups != wanted:
+                report(f"setting the groups of {uid}")
+                c.put(f"access/users/{uid}", groups=",".join(sorted((member_of - site_groups) | wanted)))
+        for uid, user in users.items():
+            member_of = access.split_groups(user.get("groups"))
+            if uid not in want.users and member_of & site_groups:
+                report(f"removing {uid} from the site's groups (not in the site file)")
+                c.put(f"access/users/{uid}", groups=",".join(sorted(member_of - site_groups)))
+        have_acls = access.actual_acls(c.get("access/acl") or [], self.names)
+        for acl in sorted(have_acls - want.acls):
+            report(f"revoking {acl.role} on {acl.path} from {acl.kind} {acl.ugid}")
+            c.put("access/acl", **acl.params(), delete=1)
+        for acl in sorted(want.acls - have_acls):
+            report(f"granting {acl.role} on {acl.path} to {acl.kind} {acl.ugid}")
+            c.put("access/acl", **acl.params())
+
+    def _remove_access(self, report: Report) -> None:
+        c = self.client
+        for acl in sorted(access.actual_acls(c.get("access/acl") or [], self.names)):
+            c.put("access/acl", **acl.params(), delete=1)
+        want = access.design(self.site.model, self.names)
+        for user in c.get("access/users") or []:
+            uid = str(user.get("userid"))
+            member_of = access.split_groups(user.get("groups"))
+            if self.names.owns_comment(user.get("comment")) and not (member_of - set(want.groups)):
+                report(f"removing hypervisor user {uid}")
+                c.call("DELETE", f"access/users/{uid}", {}, settle=lambda u=uid: not self._user_exists(u))
+        for group in c.get("access/groups") or []:
+            gid = str(group.get("groupid"))
+            if gid in want.groups and self.names.owns_comment(group.get("comment")):
+                report(f"removing group {gid}")
+                c.call("DELETE", f"access/groups/{gid}", {}, settle=lambda g=gid: not self._group_exists(g))
+
+    def _user_exists(self, uid: str) -> bool:
+        return uid in {str(u.get("userid")) for u in self.client.get("access/users") or []}
+
+    def _group_exists(self, gid: str) -> bool:
+        return gid in {str(g.get("groupid")) for g in self.client.get("access/groups") or []}
+
+    def _ensure_security_group(self, env: str, report: Report) -> None:
+        c = self.client
+        name = self.names.security_group(env)
+        rules = firewall.rules_for(self.site.model, env)
+        comment = firewall.group_comment(self.names, env, rules)
+        groups = {str(g.get("group")): g for g in c.get("cluster/firewall/groups") or []}
+        if name not in groups:
+            report(f"creating security group {name}")
+            c.call(
+                "POST",
+                "cluster/firewall/groups",
+                {"group": name, "comment": comment},
+                settle=lambda: name in {str(g.get("group")) for g in c.get("cluster/firewall/groups") or []},
+            )
+        report(f"writing the rules of security group {name}")
+        for existing in sorted(c.get(f"cluster/firewall/groups/{name}") or [], key=lambda r: -int(r.get("pos", 0))):
+            c.delete(f"cluster/firewall/groups/{name}/{existing['pos']}")
+        for rule in reversed(rules):  # each new rule goes to the top
+            c.post(f"cluster/firewall/groups/{name}", **rule.params())
+        c.post("cluster/firewall/groups", group=name, rename=name, comment=comment)
+
+    def _remove_security_group(self, env: str, report: Report) -> None:
+        c = self.client
+        name = self.names.security_group(env)
+        if name not in {str(g.get("group")) for g in c.get("cluster/firewall/groups") or []}:
+            return
+        report(f"removing security group {name}")
+        for existing in sorted(c.get(f"cluster/firewall/groups/{name}") or [], key=lambda r: -int(r.get("pos", 0))):
+            c.delete(f"cluster/firewall/groups/{name}/{existing['pos']}")
+        c.delete(f"cluster/firewall/groups/{name}")
+
+    # ---- host keys and SSH ---------------------------------------------------------------------
+    @property
+    def _host_keys_file(self) -> Any:
+        return self.state.root / "proxmox-host-keys.json"
+
+    def _host_keys(self) -> dict[str, dict[str, Any]]:
+        try:
+            return json.loads(self._host_keys_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _save_host_keys(self, keys: dict[str, dict[str, Any]]) -> None:
+        self.state.ensure()
+        tmp = self._host_keys_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(keys, indent=1, sort_keys=True))
+        os.replace(tmp, self._host_keys_file)
+
+    def _remember_host_key(self, spec: MachineSpec, vmid: int, key: str) -> None:
+        with self._keys_lock:
+            keys = self._host_keys()
+            keys[spec.name] = {"vmid": vmid, "address": str(spec.address), "key": key}
+            self._save_host_keys(keys)
+
+    def _forget_host_key(self, name: str) -> None:
+        with self._keys_lock:
+            keys = self._host_keys()
+            keys.pop(name, None)
+            self._save_host_keys(keys)
+
+    def _refresh_host_keys(self, lifecycle: VmLifecycle, report: Report) -> None:
+        """known_hosts from the pinned keys of the site's ready VMs; a key missing here is read again."""
+        actual = self.discover()
+        keys = self._host_keys()
+        entries = {}
+        for spec in self.desired.machines:
+            have = actual.machines.get(spec.name)
+            if have is None or not have.complete or not have.running:
+                continue
+            node, vmid = have.handle.split("/")
+            known = keys.get(spec.name)
+            if known is None or known.get("vmid") != int(vmid) or known.get("address") != str(spec.address):
+                report(f"reading the SSH host key of {spec.name} through the guest agent")
+                self._remember_host_key(spec, int(vmid), lifecycle.read_host_key(node, int(vmid), spec.name))
+                known = self._host_keys()[spec.name]
+            entries[str(spec.address)] = known["key"]
+        self.state.write_known_hosts(entries)
+
+    def _wait_for_ssh(self, specs: list[MachineSpec], report: Report) -> None:
+        pending = {str(s.address): s.name for s in specs}
+        if not pending:
+            return
+        report(f"waiting for SSH on {len(pending)} machine(s)")
+        pending = wait_for_ssh(pending, SSH_WAIT_SECONDS)
+        if pending:
+            names = ", ".join(f"{n} ({a})" for a, n in pending.items())
+            mgmt = self.site.model.management
+            raise BackendError(
+                f"SSH did not answer within {SSH_WAIT_SECONDS}s on {names}. The VMs run; the controller needs "
+                f"the address {mgmt.controller} on the management VLAN {mgmt.vlan} and routes to the segments "
+                f"via {mgmt.gateway}"
+            )
+
+    def cleanup_site(self) -> None:
+        self._host_keys_file.unlink(missing_ok=True)
+
+    # ---- read back for the conformance suite ---------------------------------------------------
+    def hypervisor_access(self) -> list[dict[str, Any]]:
+        """Per person and environment: the Proxmox roles they effectively hold on the environment's pool, its
+        VMs and its VNet, computed from the ACLs and group memberships read back from the cluster."""
+        cluster = self._read_cluster()
+        acl_list = cluster["acls"]
+        memberships = {str(u.get("userid")): access.split_groups(u.get("groups")) for u in cluster["users"]}
+        vms_by_pool: dict[str, list[int]] = {}
+        for vm in self._site_vms(cluster):
+            vms_by_pool.setdefault(str(vm.get("pool")), []).append(int(vm["vmid"]))
+        rows = []
+        for person in self.site.model.people:
+            uid = access.userid(self.site.model, person.name)
+            groups = memberships.get(uid, set())
+            for env in self.site.model.environments:
+                pool = self.names.pool(env.name)
+                paths = [f"/pool/{pool}", f"/sdn/zones/{self.names.zone}/{self.names.vnet(env.name)}"]
+                paths += [f"/vms/{vmid}" for vmid in sorted(vms_by_pool.get(pool, []))]
+                held: dict[str, list[str]] = {}
+                for path in paths:
+                    for role, via in access.effective_roles(acl_list, uid, groups, path).items():
+                        held.setdefault(role, []).append(f"{path} (ACL on {via})")
+                rows.append(
+                    {
+                        "person": person.name,
+                        "userid": uid,
+                        "environment": env.name,
+                        "tier": env.tier,
+                        "roles": sorted(held),
+                        "evidence": held,
+                        "user_exists": uid in memberships,
+                    }
+                )
+        return rows
