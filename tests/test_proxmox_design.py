@@ -117,7 +117,7 @@ def test_token_file_must_be_private(tmp_path: Path, monkeypatch):
     secret.write_text("0b7c6a4e-secret\n")
     secret.chmod(0o644)
     settings = ProxmoxSettings.model_validate(proxmox_data(token={"id": "root@pam!p", "file": str(secret)})["backend"])
-    with pytest.raises(InputError, match="mode 0644.*0600"):
+    with pytest.raises(InputError, match=r"mode 0644.*0600"):
         token_secret(settings, tmp_path)
     secret.chmod(0o600)
     assert token_secret(settings, tmp_path) == "0b7c6a4e-secret"

@@ -216,11 +216,15 @@ class ProxmoxBackend(Backend):
             access.actual_acls(cluster["acls"], self.names),
         )
         if problems:
-            prod = any(f"/pool/{self._prod_pool(e.name)}" in " ".join(problems) for e in self._prod_envs())
-            changes.append(Change(Action.UPDATE, Kind.POLICY, ACCESS, None, "; ".join(problems[:4]), prod))
+            # Adding what is missing harms nothing; changing or revoking what production runs with does.
+            prod_paths = [f"/pool/{self.names.pool(e.name)}" for e in self._prod_envs()]
+            harmful = [p for p in problems if "missing" not in p and any(path in p for path in prod_paths)]
+            action = Action.UPDATE if len(problems) > len([p for p in problems if "missing" in p]) else Action.CREATE
+            changes.append(Change(action, Kind.POLICY, ACCESS, None, "; ".join(problems[:4]), bool(harmful)))
         for env, problem in firewall.drift(self.site.model, self.names, cluster["fw_groups"]).items():
             production = self.site.model.environment(env).tier == "production"
-            changes.append(Change(Action.UPDATE, Kind.POLICY, f"firewall-{env}", env, problem, production))
+            action = Action.CREATE if problem.endswith("missing") else Action.UPDATE
+            changes.append(Change(action, Kind.POLICY, f"firewall-{env}", env, problem, production))
         if self.settings.datacenter_firewall and not int(cluster.get("fw_options", {}).get("enable", 0) or 0):
             changes.append(Change(Action.UPDATE, Kind.POLICY, DC_FIREWALL, None, "switch the datacenter firewall on"))
         return changes
@@ -341,8 +345,10 @@ class ProxmoxBackend(Backend):
             elif change.name == ACCESS:
                 self._remove_access(report)
 
-        # 6. every machine touched answers SSH; the pinned host keys go to known_hosts
-        touched = [specs[c.name] for c in todo if c.name in specs]
+        # 6. the pinned host keys go to known_hosts; the gateway answers SSH. Hosts are reached through the
+        # gateway, which forwards only once the env_gateway role (the first play) has loaded the site's
+        # policy, so a new gateway cannot carry SSH to them yet: their guest agents already proved them up.
+        touched = [specs[c.name] for c in todo if c.name in specs and specs[c.name].kind == Kind.GATEWAY]
         self._refresh_host_keys(lifecycle, report)
         if self.wait_for_ssh:
             self._wait_for_ssh(touched, report)

@@ -105,16 +105,16 @@ class PveClient:
         return PveClient(self.settings, self._secret, self.on_call)
 
     # ---- plain calls ---------------------------------------------------------------------------
-    def get(self, path: str, **params: Any) -> Any:
+    def get(self, path: str, /, **params: Any) -> Any:
         return self.call("GET", path, params)
 
-    def post(self, path: str, **params: Any) -> Any:
+    def post(self, path: str, /, **params: Any) -> Any:
         return self.call("POST", path, params)
 
-    def put(self, path: str, **params: Any) -> Any:
+    def put(self, path: str, /, **params: Any) -> Any:
         return self.call("PUT", path, params)
 
-    def delete(self, path: str, **params: Any) -> Any:
+    def delete(self, path: str, /, **params: Any) -> Any:
         return self.call("DELETE", path, params)
 
     def call(

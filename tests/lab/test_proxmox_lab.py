@@ -1,0 +1,295 @@
+"""The Proxmox backend end to end: the real CLI and unmodified proxmoxer against the schema-validating fake,
+whose started VMs are LXC containers, so the roles and the conformance suite run through the Proxmox path."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import lab_site_data
+from helpers import ROOT, run_cli, write_site
+from pvecontract import keep
+from pvefake import FakePve
+from pvefake.realize_lxc import LxcRealizer, cleanup_lab
+
+SITE = "pvlab"
+NET = 98
+TEMPLATE = 9000
+WRITES = ("POST", "PUT", "DELETE")
+
+
+def proxmox_site(name: str, net: int, fake: FakePve, *, environments: list[str] | None = None) -> dict:
+    data = lab_site_data(name, net)
+    data["management"]["vlan"] = 5
+    data["backend"] = {
+        "type": "proxmox",
+        "host": f"{fake.host}:{fake.port}",
+        "node": "pve1",
+        "token": {"id": "root@pam!provisioner", "env": "PROVISION_PVE_TOKEN"},
+        "verify_tls": False,
+        "template": TEMPLATE,
+    }
+    if environments is not None:
+        data["environments"] = [e for e in data["environments"] if e["name"] in environments]
+        data["hosts"] = [h for h in data["hosts"] if h["environment"] in environments]
+        data["flows"] = [f for f in data["flows"] if f["from"] in environments and f["to"] in environments]
+        data["releases"]["path"] = [p for p in data["releases"]["path"] if p in environments]
+        if data.get("deploy"):
+            data["deploy"].pop("environments", None)
+    return data
+
+
+class Api:
+    """The test's own proxmoxer client: looks at the cluster the way any API user would."""
+
+    def __init__(self, fake: FakePve, secret: str):
+        from proxmoxer import ProxmoxAPI
+
+        self._api = ProxmoxAPI(
+            f"{fake.host}:{fake.port}", user="root@pam", token_name="provisioner", token_value=secret, verify_ssl=False
+        )
+
+    def get(self, path: str, **params: object):
+        return self._api(path.strip("/")).get(**params)
+
+    def put(self, path: str, **params: object):
+        return self._api(path.strip("/")).put(**params)
+
+    def delete(self, path: str, **params: object):
+        return self._api(path.strip("/")).delete(**params)
+
+
+class PveLab:
+    def __init__(self, base: Path, name: str, data: dict, secret: str):
+        self.name = name
+        self.site_file = write_site(base / "inventories" / name, data)
+        keys = ROOT / "inventories" / "example" / "demo-keys"
+        (self.site_file.parent / "demo-keys").symlink_to(keys)
+        self.env = {"PROVISION_STATE_DIR": str(base / "state"), "PROVISION_PVE_TOKEN": secret}
+        self.secret = secret
+
+    def cli(self, *args: str, timeout: float = 900):
+        return run_cli(*args, env=self.env, timeout=timeout)
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "provisioner", *args],
+            env={**os.environ, **self.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+def start_fake(lab_id: str, controller: str) -> tuple[FakePve, str]:
+    cleanup_lab(lab_id)
+    fake = FakePve(schema_version="9.1", node="pve1", realizer=LxcRealizer(lab_id, controller=controller))
+    fake.start()
+    secret = fake.add_token("root@pam", "provisioner", privsep=False)
+    fake.add_storage("local-lvm")
+    fake.add_bridge("vmbr0")
+    fake.add_template(TEMPLATE, name="debian12-cloud")
+    return fake, secret
+
+
+@pytest.fixture(scope="module")
+def pve(tmp_path_factory) -> Iterator[tuple[FakePve, PveLab]]:
+    fake, secret = start_fake("pvf8", f"10.{NET}.0.1")
+    lab = PveLab(tmp_path_factory.mktemp("pve"), SITE, proxmox_site(SITE, NET, fake), secret)
+    try:
+        yield fake, lab
+    finally:
+        lab.cli("destroy", str(lab.site_file), "--confirm-prod", SITE)
+        keep(fake)
+        fake.stop()
+        fake.realizer.close()
+
+
+def writes_since(fake: FakePve, start: int) -> list[tuple[str, str]]:
+    return [(r.method, r.route) for r in fake.requests[start:] if r.method in WRITES]
+
+
+def vms_of(api: Api, site: str) -> dict[str, dict]:
+    """name -> resource entry, read through the API."""
+    return {
+        str(r["name"]): r
+        for r in api.get("cluster/resources", type="vm")
+        if str(r.get("name", "")).startswith(f"{site}-")
+    }
+
+
+def test_plan_on_an_empty_cluster_lists_everything_with_one_call_per_resource_type(pve):
+    fake, lab = pve
+    start = len(fake.requests)
+    result = lab.cli("plan", str(lab.site_file), "--json")
+    assert result.rc == 0, result.stderr
+    changes = json.loads(result.stdout)["changes"]
+    kinds = {(c["kind"], c["name"]) for c in changes}
+    assert ("gateway", "gateway") in kinds and ("host", "prod-db1") in kinds
+    assert {("segment", s) for s in ("mgmt", "dev", "test", "prod")} <= kinds
+    assert ("policy", "access") in kinds and ("policy", "pools") in kinds
+    routes = [r.route for r in fake.requests[start:]]
+    assert not writes_since(fake, start), "plan must not change anything"
+    per_vm = [r for r in routes if "{vmid}" in r and not r.endswith("/config")]
+    assert not per_vm, f"plan reads per VM: {per_vm}"
+
+
+def test_apply_builds_the_site_and_the_roles_run(pve):
+    fake, lab = pve
+    api = Api(fake, lab.secret)
+    result = lab.cli("apply", str(lab.site_file))
+    assert result.rc == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    vms = vms_of(api, SITE)
+    assert set(vms) == {
+        f"{SITE}-{n}" for n in ("gateway", "dev-app1", "dev-db1", "test-app1", "test-db1", "prod-app1", "prod-db1")
+    }
+    for name, vm in vms.items():
+        tags = set(str(vm.get("tags", "")).split(";"))
+        assert {f"site-{SITE}", "ready"} <= tags, name
+        assert vm["status"] == "running"
+    prod = api.get(f"/nodes/pve1/qemu/{vms[f'{SITE}-prod-db1']['vmid']}/config")
+    assert int(prod["protection"]) == 1
+    assert "bridge=" in prod["net0"] and "tag=" not in prod["net0"], "VMs attach to the VNet, which carries the tag"
+    assert vms[f"{SITE}-prod-db1"]["pool"] == f"{SITE}-prod"
+    vnets = {v["vnet"]: v for v in api.get("/cluster/sdn/vnets", running=1)}
+    tags = sorted(int(v["tag"]) for v in vnets.values() if str(v.get("alias", "")).startswith(f"provisioner {SITE} "))
+    assert tags == [5, 10, 20, 30]
+
+
+def test_verify_passes_including_hypervisor_access(pve):
+    _fake, lab = pve
+    result = lab.cli("verify", str(lab.site_file), "--json")
+    assert result.rc == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    acc6 = summary["controls"]["ACC-6"]
+    assert acc6["pass"] >= 2 and acc6["fail"] == 0
+
+
+def test_a_developer_granted_production_at_the_hypervisor_fails_acc6_and_apply_revokes_it(pve):
+    fake, lab = pve
+    api = Api(fake, lab.secret)
+    api.put("/access/acl", path=f"/pool/{SITE}-prod", roles="PVEVMUser", users="alice@pve")
+    try:
+        result = lab.cli("verify", str(lab.site_file), "--json", "-k", "hypervisor")
+        assert result.rc != 0
+        assert "alice@pve holds PVEVMUser on prod" in result.stdout
+        plan = lab.cli("plan", str(lab.site_file), "--json")
+        access = [c for c in json.loads(plan.stdout)["changes"] if c["name"] == "access"]
+        assert access and "PVEVMUser on /pool/pvlab-prod for user alice@pve" in access[0]["detail"]
+        assert access[0]["production"], "revoking a production grant is a production change"
+        assert lab.cli("apply", str(lab.site_file)).rc == 3, "a production change needs the confirmation"
+        applied = lab.cli("apply", str(lab.site_file), "--confirm-prod", SITE)
+        assert applied.rc == 0, applied.stderr[-2000:]
+    finally:
+        api.put("/access/acl", path=f"/pool/{SITE}-prod", roles="PVEVMUser", users="alice@pve", delete=1)
+    assert lab.cli("verify", str(lab.site_file), "-k", "hypervisor").rc == 0
+
+
+def test_second_apply_changes_nothing(pve):
+    fake, lab = pve
+    start = len(fake.requests)
+    plan = lab.cli("plan", str(lab.site_file), "--json")
+    assert json.loads(plan.stdout)["changes"] == []
+    result = lab.cli("apply", str(lab.site_file), "--json")
+    assert result.rc == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["stats"]["changed"] == {}
+    assert not writes_since(fake, start), "a second apply must not write to the cluster"
+
+
+def test_destroying_production_refuses_without_confirmation_and_protection_holds(pve):
+    fake, lab = pve
+    api = Api(fake, lab.secret)
+    start = len(fake.requests)
+    result = lab.cli("destroy", str(lab.site_file), "--env", "prod")
+    assert result.rc == 3
+    assert "--confirm-prod" in result.stderr
+    assert not writes_since(fake, start)
+    vmid = vms_of(api, SITE)[f"{SITE}-prod-app1"]["vmid"]
+    with pytest.raises(Exception, match="protection mode enabled"):
+        api.delete(f"/nodes/pve1/qemu/{vmid}")
+
+
+def test_destroy_leaves_nothing_of_the_site(pve):
+    fake, lab = pve
+    api = Api(fake, lab.secret)
+    result = lab.cli("destroy", str(lab.site_file), "--confirm-prod", SITE)
+    assert result.rc == 0, result.stderr[-2000:]
+    assert vms_of(api, SITE) == {}
+    assert not [v for v in api.get("/cluster/sdn/vnets") if str(v.get("alias", "")).startswith(f"provisioner {SITE}")]
+    assert not [p for p in api.get("/pools") if str(p["poolid"]).startswith(f"{SITE}-")]
+    assert not [g for g in api.get("/access/groups") if str(g["groupid"]).startswith(f"{SITE}-")]
+    assert not [a for a in api.get("/access/acl") if f"/pool/{SITE}-" in str(a["path"])]
+
+
+# ---- faults: a small site of one environment ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Iterator[tuple[FakePve, PveLab]]:
+    fake, secret = start_fake("pvf9", "10.99.0.1")
+    data = proxmox_site("pvsmall", 99, fake, environments=["dev"])
+    lab = PveLab(tmp_path_factory.mktemp("pvsmall"), "pvsmall", data, secret)
+    try:
+        yield fake, lab
+    finally:
+        fake.faults.error_rate = 0.0
+        fake.faults.lock_timeout_rate = 0.0
+        lab.cli("destroy", str(lab.site_file), "--confirm-prod", "pvsmall")
+        keep(fake)
+        fake.stop()
+        fake.realizer.close()
+
+
+def assert_converged(fake: FakePve, lab: PveLab) -> None:
+    api = Api(fake, lab.secret)
+    plan = lab.cli("plan", str(lab.site_file), "--json")
+    assert plan.rc == 0, plan.stderr
+    assert json.loads(plan.stdout)["changes"] == []
+    vms = vms_of(api, "pvsmall")
+    assert set(vms) == {"pvsmall-gateway", "pvsmall-dev-app1", "pvsmall-dev-db1"}, "nothing orphaned, nothing lost"
+
+
+def test_apply_killed_while_cloning_converges_on_rerun(small):
+    fake, lab = small
+    fake.faults.slow_tasks = 8.0
+    proc = lab.popen("apply", str(lab.site_file))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if any(r.route.endswith("/clone") for r in fake.requests):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    fake.faults.slow_tasks = 1.0
+    result = lab.cli("apply", str(lab.site_file))
+    assert result.rc == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert_converged(fake, lab)
+
+
+def test_apply_through_random_500s_and_lock_timeouts_converges_or_says_why(small):
+    fake, lab = small
+    api = Api(fake, lab.secret)
+    lab.cli("destroy", str(lab.site_file), "--confirm-prod", "pvsmall")
+    fake.faults.error_rate = 0.1
+    fake.faults.lock_timeout_rate = 0.2
+    try:
+        result = lab.cli("apply", str(lab.site_file))
+    finally:
+        fake.faults.error_rate = 0.0
+        fake.faults.lock_timeout_rate = 0.0
+    if result.rc != 0:
+        message = result.stderr.strip().splitlines()[-1]
+        assert "Proxmox" in message or "failed" in message, message
+        assert "Traceback" not in result.stderr
+        for vm in vms_of(api, "pvsmall").values():
+            assert "ready" in str(vm.get("tags", "")) or vm.get("lock"), f"half-made VM left: {vm}"
+        result = lab.cli("apply", str(lab.site_file))
+        assert result.rc == 0, result.stderr[-2000:]
+    injected = [r for r in fake.requests if r.status == 500 and "injected" in (r.reason or "")]
+    assert injected, "the fault knobs did not fire: this test proved nothing"
+    assert_converged(fake, lab)

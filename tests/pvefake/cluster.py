@@ -1,0 +1,331 @@
+"""Cluster-wide and node read routes: version, nodes, status, resources, nextid, storage, tasks."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .api import Api, Request, Routes
+from .common import flag, opt_int, version_info
+from .errors import ApiError, param_error
+from .sdn_model import running_vnet_bridges
+from .tasks import parse_upid
+from .vmconfig import max_disk, memory_mib, vcpus
+
+ROUTES = Routes()
+NODE_MEM = 64 << 30
+NODE_CPUS = 16
+BOOT_TIME = time.time()
+
+
+@ROUTES.add("GET", "/version")
+def get_version(api: Api, req: Request) -> dict[str, Any]:
+    return version_info(api.state.version)
+
+
+def _node_entry(api: Api) -> dict[str, Any]:
+    return {
+        "node": api.state.node,
+        "id": f"node/{api.state.node}",
+        "type": "node",
+        "status": "online",
+        "level": "",
+        "cpu": 0.02,
+        "maxcpu": NODE_CPUS,
+        "mem": 4 << 30,
+        "maxmem": NODE_MEM,
+        "uptime": int(time.time() - BOOT_TIME),
+        "ssl_fingerprint": ":".join(["AB"] * 32),
+    }
+
+
+@ROUTES.add("GET", "/nodes")
+def list_nodes(api: Api, req: Request) -> list[dict[str, Any]]:
+    return [_node_entry(api)]
+
+
+@ROUTES.add("GET", "/nodes/{node}")
+def node_index(api: Api, req: Request) -> list[dict[str, str]]:
+    return [{"name": n} for n in ("qemu", "storage", "tasks", "status", "sdn", "network", "version")]
+
+
+@ROUTES.add("GET", "/nodes/{node}/status")
+def node_status(api: Api, req: Request) -> dict[str, Any]:
+    info = version_info(api.state.version)
+    return {
+        "uptime": int(time.time() - BOOT_TIME),
+        "cpu": 0.02,
+        "loadavg": ["0.10", "0.05", "0.01"],
+        "memory": {"total": NODE_MEM, "used": 4 << 30, "free": NODE_MEM - (4 << 30)},
+        "cpuinfo": {"cpus": NODE_CPUS, "sockets": 1, "cores": NODE_CPUS, "model": "pvefake vCPU"},
+        "pveversion": f"pve-manager/{info['version']}/{info['repoid']}",
+        "kversion": "Linux 6.8.12-pve #1 SMP PREEMPT_DYNAMIC",
+    }
+
+
+@ROUTES.add("GET", "/nodes/{node}/version")
+def node_version(api: Api, req: Request) -> dict[str, Any]:
+    return version_info(api.state.version)
+
+
+@ROUTES.add("GET", "/cluster/status")
+def cluster_status(api: Api, req: Request) -> list[dict[str, Any]]:
+    # A standalone node: PVE lists just the node entry (no `cluster` entry without corosync).
+    return [
+        {
+            "type": "node",
+            "id": f"node/{api.state.node}",
+            "name": api.state.node,
+            "ip": "127.0.0.1",
+            "local": 1,
+            "nodeid": 0,
+            "online": 1,
+            "level": "",
+        }
+    ]
+
+
+@ROUTES.add("GET", "/cluster/nextid")
+def next_id(api: Api, req: Request) -> str:
+    # The schema says integer, but PVE answers a string; nothing is reserved (the clone may lose the race).
+    wanted = opt_int(req.params, "vmid")
+    if wanted is not None:
+        if wanted in api.state.vms:
+            raise param_error({"vmid": f"VM {wanted} already exists"})
+        return str(wanted)
+    vmid = 100
+    while vmid in api.state.vms:
+        vmid += 1
+    return str(vmid)
+
+
+def vm_resource(api: Api, vmid: int) -> dict[str, Any]:
+    vm = api.state.vms[vmid]
+    cfg = vm.config
+    entry: dict[str, Any] = {
+        "id": f"qemu/{vmid}",
+        "type": "qemu",
+        "vmid": vmid,
+        "name": vm.name,
+        "node": api.state.node,
+        "status": vm.status,
+        "template": 1 if vm.is_template else 0,
+        "maxmem": memory_mib(cfg) << 20,
+        "maxcpu": vcpus(cfg),
+        "maxdisk": max_disk(cfg),
+        "mem": (memory_mib(cfg) << 19) if vm.status == "running" else 0,
+        "cpu": 0.01 if vm.status == "running" else 0,
+        "disk": 0,
+        "uptime": int(time.time() - vm.started_at) if vm.status == "running" and vm.started_at else 0,
+        "netin": 0,
+        "netout": 0,
+        "diskread": 0,
+        "diskwrite": 0,
+    }
+    if cfg.get("tags"):
+        entry["tags"] = cfg["tags"]
+    pool = api.state.pool_of(vmid)
+    if pool:
+        entry["pool"] = pool
+    if vm.lock:
+        entry["lock"] = vm.lock
+    return entry
+
+
+@ROUTES.add("GET", "/cluster/resources")
+def resources(api: Api, req: Request) -> list[dict[str, Any]]:
+    kind = req.params.get("type")
+    out: list[dict[str, Any]] = []
+    if kind in (None, "node"):
+        node = _node_entry(api)
+        node.pop("ssl_fingerprint")
+        out.append(node)
+    if kind in (None, "vm"):
+        for vmid in sorted(api.state.vms):
+            if api.perms.has(req.who, f"/vms/{vmid}", ["VM.Audit"]):
+                out.append(vm_resource(api, vmid))
+    if kind in (None, "storage"):
+        for store in sorted(api.state.storages.values(), key=lambda s: s.storage):
+            if api.perms.has(
+                req.who, f"/storage/{store.storage}", ["Datastore.Audit", "Datastore.AllocateSpace"], True
+            ):
+                out.append(
+                    {
+                        "id": f"storage/{api.state.node}/{store.storage}",
+                        "type": "storage",
+                        "storage": store.storage,
+                        "node": api.state.node,
+                        "status": "available",
+                        "plugintype": store.type,
+                        "content": store.content,
+                        "shared": store.shared,
+                        "maxdisk": 500 << 30,
+                        "disk": 10 << 30,
+                    }
+                )
+    if kind in (None, "sdn"):
+        for zone in sorted(api.state.sdn.running.zones):
+            if api.perms.has(req.who, f"/sdn/zones/{zone}", ["SDN.Audit"]):
+                out.append(
+                    {
+                        "id": f"sdn/{api.state.node}/{zone}",
+                        "type": "sdn",
+                        "sdn": zone,
+                        "node": api.state.node,
+                        "status": "ok",
+                    }
+                )
+    if kind is None:
+        for pool in sorted(api.state.pools):
+            if api.perms.has(req.who, f"/pool/{pool}", ["Pool.Audit"]):
+                out.append({"id": f"/pool/{pool}", "type": "pool", "pool": pool})
+    return out
+
+
+@ROUTES.add("GET", "/storage")
+def list_storage(api: Api, req: Request) -> list[dict[str, Any]]:
+    wanted = req.params.get("type")
+    return [
+        {"storage": s.storage, "type": s.type, "content": s.content, "shared": s.shared, "digest": "0" * 40}
+        for s in sorted(api.state.storages.values(), key=lambda s: s.storage)
+        if wanted in (None, s.type)
+        and api.perms.has(req.who, f"/storage/{s.storage}", ["Datastore.Audit", "Datastore.AllocateSpace"], True)
+    ]
+
+
+@ROUTES.add("GET", "/storage/{storage}")
+def get_storage(api: Api, req: Request) -> dict[str, Any]:
+    store = api.state.storages.get(req.params["storage"])
+    if store is None:
+        raise ApiError(500, f"storage '{req.params['storage']}' does not exist")
+    return {
+        "storage": store.storage,
+        "type": store.type,
+        "content": store.content,
+        "shared": store.shared,
+        "digest": "0" * 40,
+    }
+
+
+@ROUTES.add("GET", "/nodes/{node}/storage")
+def node_storage(api: Api, req: Request) -> list[dict[str, Any]]:
+    content = req.params.get("content")
+    return [
+        {
+            "storage": s.storage,
+            "type": s.type,
+            "content": s.content,
+            "shared": s.shared,
+            "active": 1,
+            "enabled": 1,
+            "total": 500 << 30,
+            "used": 10 << 30,
+            "avail": 490 << 30,
+            "used_fraction": 0.02,
+        }
+        for s in sorted(api.state.storages.values(), key=lambda s: s.storage)
+        if (content is None or content in s.content.split(","))
+        and api.perms.has(req.who, f"/storage/{s.storage}", ["Datastore.Audit", "Datastore.AllocateSpace"], True)
+    ]
+
+
+@ROUTES.add("GET", "/nodes/{node}/network")
+def node_network(api: Api, req: Request) -> list[dict[str, Any]]:
+    # Only the bridges the test set up (plus applied vnets for `any_bridge`/`include_sdn`).
+    kind = req.params.get("type")
+    out: list[dict[str, Any]] = []
+    if kind in (None, "bridge", "any_bridge", "any_local_bridge", "include_sdn"):
+        out += [
+            {
+                "iface": b.name,
+                "type": "bridge",
+                "active": 1,
+                "autostart": 1,
+                "method": "manual",
+                "families": ["inet"],
+                "bridge_ports": "eno1",
+                "bridge_vlan_aware": 1 if b.vlan_aware else 0,
+                "priority": index,
+            }
+            for index, b in enumerate(sorted(api.state.bridges.values(), key=lambda b: b.name))
+        ]
+    if kind in ("any_bridge", "include_sdn"):
+        out += [{"iface": v, "type": "vnet", "active": 1} for v in sorted(running_vnet_bridges(api.state))]
+    return out
+
+
+# -- tasks --------------------------------------------------------------------------------------
+
+
+def _task_or_400(api: Api, req: Request):
+    upid = req.params["upid"]
+    if parse_upid(upid) is None:
+        raise param_error({"upid": "unable to parse worker upid"})
+    task = api.state.tasks.get(upid)
+    invisible = task is not None and time.monotonic() - task.created < api.faults.task_invisible_seconds
+    if task is None or invisible:
+        raise param_error({"upid": "no such task"})
+    if req.who.auth_id != task.user and not (req.who.tokenid is None and task.user.split("!")[0] == req.who.userid):
+        api.perms.check(req.who, f"/nodes/{api.state.node}", ["Sys.Audit"])
+    return task
+
+
+@ROUTES.add("GET", "/nodes/{node}/tasks/{upid}")
+def task_index(api: Api, req: Request) -> list[dict[str, str]]:
+    _task_or_400(api, req)
+    return [{"name": "log"}, {"name": "status"}]
+
+
+@ROUTES.add("GET", "/nodes/{node}/tasks/{upid}/status")
+def task_status(api: Api, req: Request) -> dict[str, Any]:
+    return _task_or_400(api, req).status_dict()
+
+
+@ROUTES.add("GET", "/nodes/{node}/tasks/{upid}/log")
+def task_log(api: Api, req: Request) -> list[dict[str, Any]]:
+    task = _task_or_400(api, req)
+    start = opt_int(req.params, "start") or 0
+    limit = opt_int(req.params, "limit")
+    limit = 50 if limit is None else limit
+    lines = list(task.lines)
+    chosen = lines[start : start + limit] if limit else lines[start:]
+    return [{"n": start + i + 1, "t": text} for i, text in enumerate(chosen)]
+
+
+@ROUTES.add("DELETE", "/nodes/{node}/tasks/{upid}")
+def task_stop(api: Api, req: Request) -> None:
+    task = _task_or_400(api, req)
+    if task.status == "running":
+        task.log("received interrupt")  # the worker notices nothing; PVE would SIGTERM it
+    return None
+
+
+@ROUTES.add("GET", "/nodes/{node}/tasks")
+def task_list(api: Api, req: Request) -> list[dict[str, Any]]:
+    params = req.params
+    source = params.get("source", "archive")
+    vmid = params.get("vmid")
+    typefilter = params.get("typefilter")
+    userfilter = params.get("userfilter")
+    only_errors = flag(params, "errors")
+    may_audit = api.perms.has(req.who, f"/nodes/{api.state.node}", ["Sys.Audit"])
+    selected = []
+    for task in sorted(api.state.tasks.values(), key=lambda t: (t.starttime, t.pid), reverse=True):
+        if not may_audit and task.user.split("!")[0] != req.who.userid:
+            continue
+        if source == "active" and task.status != "running":
+            continue
+        if source == "archive" and task.status == "running":
+            continue
+        if vmid is not None and task.id != str(vmid):
+            continue
+        if typefilter and task.type != typefilter:
+            continue
+        if userfilter and userfilter not in task.user:
+            continue
+        if only_errors and task.exitstatus in (None, "OK"):
+            continue
+        selected.append(task.list_entry())
+    start = opt_int(params, "start") or 0
+    limit = opt_int(params, "limit") or 50
+    return selected[start : start + limit]

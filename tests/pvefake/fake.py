@@ -1,0 +1,321 @@
+"""`FakePve`: the public face of the fake — set up state, start/stop the HTTPS server, inspect."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import uuid
+import warnings
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from . import access, cluster, firewall, pools, qemu, sdn
+from .api import Api, Route
+from .faults import Faults
+from .http import HttpsServer, make_self_signed
+from .permissions import check_path
+from .realize import NullRealizer, Realizer
+from .recorder import RecordedRequest, Recorder
+from .schema import Schema, SchemaUnavailable
+from .state import AclKey, Bridge, Group, Pool, State, Storage, Token, User, Vm
+from .vmconfig import normalize_tags, random_mac
+
+log = logging.getLogger(__name__)
+
+STORAGE_DEFAULTS = {
+    "local": ("dir", "iso,vztmpl,backup,snippets"),
+    "local-lvm": ("lvmthin", "images,rootdir"),
+    "local-zfs": ("zfspool", "images,rootdir"),
+}
+
+
+def all_routes() -> dict[tuple[str, str], Route]:
+    table: dict[tuple[str, str], Route] = {}
+    for module in (cluster, qemu, sdn, pools, access, firewall):
+        table.update(module.ROUTES.table)
+    return table
+
+
+class FakePve:
+    """A stateful fake of one Proxmox VE node's REST API, validated against the official schema."""
+
+    def __init__(
+        self,
+        schema_version: str = "9.1",
+        node: str = "pve1",
+        realizer: Realizer | None = None,
+        faults: Faults | None = None,
+        task_seconds: float = 0.3,
+        validate: bool = True,
+        schema_folder: Path | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.schema_version = schema_version
+        self.schema: Schema | None = None
+        self.validation_note = "validation disabled by the caller (validate=False)"
+        if validate:
+            try:
+                self.schema = Schema.load(schema_version, schema_folder)
+                self.validation_note = f"validating against pve-api-{schema_version}.flat.json"
+            except SchemaUnavailable as exc:
+                # Still useful without the schema: every route the fake implements keeps working.
+                self.validation_note = f"validation OFF: {exc}"
+                log.warning("pvefake: %s", self.validation_note)
+        self.state = State(node=node, version=schema_version)
+        self.state.users["root@pam"] = User("root@pam")
+        self._owns_realizer = realizer is None
+        self.recorder = Recorder(schema_version)
+        self.api = Api(
+            self.state,
+            self.schema,
+            faults if faults is not None else Faults(),
+            realizer if realizer is not None else NullRealizer(),
+            self.recorder,
+            task_seconds,
+            all_routes(),
+        )
+        self.host = host
+        self.port = 0
+        self._server: HttpsServer | None = None
+        self._tmp: Path | None = None
+        self.cert_path: Path | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    @property
+    def validating(self) -> bool:
+        return self.schema is not None
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}/api2/json"
+
+    def start(self) -> FakePve:
+        if self._server is not None:
+            return self
+        self._tmp = Path(tempfile.mkdtemp(prefix="pvefake-"))
+        self.cert_path, key_path = make_self_signed(self._tmp, self.host)
+        self._server = HttpsServer(self.api, self.host, 0 if not self.port else self.port, self.cert_path, key_path)
+        self.port = int(self._server.port)
+        self._server.start()
+        return self
+
+    def stop(self, close_realizer: bool | None = None, task_timeout: float = 5.0) -> None:
+        """Stop serving and wait for running task workers. The realizer is closed when the fake
+        created it (the default NullRealizer); one passed in belongs to the caller unless
+        `close_realizer=True`."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        self.api.tasks.wait_all(task_timeout)
+        if close_realizer if close_realizer is not None else self._owns_realizer:
+            self.realizer.close()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> FakePve:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- knobs -----------------------------------------------------------------------------------
+    @property
+    def faults(self) -> Faults:
+        return self.api.faults
+
+    @faults.setter
+    def faults(self, value: Faults) -> None:
+        # the API and the task runner must see the same object, even when a test swaps it
+        self.api.faults = value
+        self.api.tasks.faults = value
+
+    @property
+    def realizer(self) -> Realizer:
+        return self.api.realizer
+
+    @realizer.setter
+    def realizer(self, value: Realizer) -> None:
+        self.api.realizer = value
+
+    # -- inspection ------------------------------------------------------------------------------
+    @property
+    def task_seconds(self) -> float:
+        return self.api.tasks.task_seconds
+
+    @task_seconds.setter
+    def task_seconds(self, value: float) -> None:
+        self.api.tasks.task_seconds = value
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        return self.recorder.requests
+
+    def route_counts(self) -> Counter[tuple[str, str]]:
+        return self.recorder.route_counts()
+
+    def wait_tasks(self, timeout: float = 10.0) -> bool:
+        return self.api.tasks.wait_all(timeout)
+
+    # -- state setup -----------------------------------------------------------------------------
+    def add_user(
+        self, userid: str, password: str | None = None, groups: Iterable[str] = (), enable: bool = True
+    ) -> User:
+        with self.state.lock:
+            user = self.state.users.get(userid) or User(userid)
+            user.enable = enable
+            if password is not None:
+                user.password = password
+            self.state.users[userid] = user
+            for group in groups:
+                self.add_group(group).members.add(userid)
+            return user
+
+    def add_token(self, userid: str, tokenid: str, privsep: bool = False, expire: int = 0) -> str:
+        """Create (or replace) an API token and return its secret."""
+        with self.state.lock:
+            user = self.add_user(userid)
+            secret = str(uuid.uuid4())
+            user.tokens[tokenid] = Token(tokenid, secret=secret, privsep=privsep, expire=expire)
+            return secret
+
+    def add_group(self, groupid: str, members: Iterable[str] = (), comment: str = "") -> Group:
+        with self.state.lock:
+            group = self.state.groups.setdefault(groupid, Group(groupid, comment=comment))
+            group.members.update(members)
+            return group
+
+    def add_role(self, roleid: str, privs: Iterable[str]) -> None:
+        with self.state.lock:
+            self.state.roles[roleid] = set(privs)
+
+    def add_acl(
+        self,
+        path: str,
+        roleid: str,
+        *,
+        user: str | None = None,
+        group: str | None = None,
+        token: str | None = None,
+        propagate: bool = True,
+    ) -> None:
+        if not check_path(path):
+            raise ValueError(f"invalid ACL path '{path}'")
+        with self.state.lock:
+            for kind, ugid in (("user", user), ("group", group), ("token", token)):
+                if ugid:
+                    self.state.acls[AclKey(path, kind, ugid, roleid)] = propagate
+
+    def add_pool(self, poolid: str, comment: str = "", vms: Iterable[int] = ()) -> Pool:
+        with self.state.lock:
+            pool = self.state.pools.setdefault(poolid, Pool(poolid, comment=comment))
+            pool.vms.update(vms)
+            return pool
+
+    def add_storage(self, name: str, type: str | None = None, content: str | None = None, shared: int = 0) -> Storage:
+        default_type, default_content = STORAGE_DEFAULTS.get(name, ("dir", "images,rootdir,iso,vztmpl,backup"))
+        with self.state.lock:
+            store = Storage(name, type or default_type, content or default_content, shared)
+            self.state.storages[name] = store
+            return store
+
+    def add_bridge(self, name: str, vlan_aware: bool = True) -> Bridge:
+        with self.state.lock:
+            bridge = Bridge(name, vlan_aware)
+            self.state.bridges[name] = bridge
+            return bridge
+
+    def add_vm(self, vmid: int, config: dict[str, str], status: str = "stopped", pool: str | None = None) -> Vm:
+        with self.state.lock:
+            vm = Vm(vmid, dict(config), status=status)
+            self.state.vms[vmid] = vm
+            if pool:
+                self.add_pool(pool).vms.add(vmid)
+            return vm
+
+    def add_template(
+        self,
+        vmid: int,
+        name: str = "debian12-cloud",
+        *,
+        storage: str = "local-lvm",
+        bridge: str = "vmbr0",
+        memory: int = 2048,
+        cores: int = 2,
+        disk_size: str = "8G",
+        tags: str | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> Vm:
+        """A cloud-init template as `qm template` leaves it: scsi0 base disk, ide2 cloud-init drive,
+        guest agent on, one virtio NIC, serial console."""
+        with self.state.lock:
+            config = {
+                "name": name,
+                "template": "1",
+                "boot": "order=scsi0;ide2;net0",
+                "cores": str(cores),
+                "sockets": "1",
+                "memory": str(memory),
+                "ostype": "l26",
+                "agent": "1",
+                "scsihw": "virtio-scsi-single",
+                "scsi0": f"{storage}:base-{vmid}-disk-0,size={disk_size}",
+                "ide2": f"{storage}:vm-{vmid}-cloudinit,media=cdrom",
+                "net0": f"virtio={random_mac(self.api.rng)},bridge={bridge}",
+                "serial0": "socket",
+                "vga": "serial0",
+                "smbios1": f"uuid={uuid.UUID(int=self.api.rng.getrandbits(128), version=4)}",
+                "vmgenid": str(uuid.UUID(int=self.api.rng.getrandbits(128), version=4)),
+            }
+            if tags:
+                config["tags"] = normalize_tags(tags)
+            config.update(extra or {})
+            return self.add_vm(vmid, config)
+
+    # -- client helpers --------------------------------------------------------------------------
+    def client(
+        self, user: str = "root@pam", token_name: str = "provisioner", token_value: str | None = None, **kw: Any
+    ) -> Any:
+        """A proxmoxer client for this fake (creates a non-privsep token when no secret is given)."""
+        from proxmoxer import ProxmoxAPI
+
+        if token_value is None:
+            token_value = self.add_token(user, token_name)
+        api = ProxmoxAPI(
+            self.host, port=self.port, user=user, token_name=token_name, token_value=token_value, verify_ssl=False, **kw
+        )
+        return quiet_insecure_warnings(api)
+
+    def raw(self, method: str, path: str, *, token: tuple[str, str, str] | None = None, **kw: Any) -> Any:
+        """A plain `requests` call (for wire-level assertions); `token` = (userid, tokenid, secret)."""
+        import requests
+        from urllib3.exceptions import InsecureRequestWarning
+
+        headers = dict(kw.pop("headers", {}))
+        if token is not None:
+            headers["Authorization"] = f"PVEAPIToken={token[0]}!{token[1]}={token[2]}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InsecureRequestWarning)
+            return requests.request(method, f"{self.url}{path}", headers=headers, verify=False, timeout=10, **kw)
+
+
+def quiet_insecure_warnings(api: Any) -> Any:
+    """Silence urllib3's InsecureRequestWarning for this proxmoxer client only (its session gets an
+    adapter that filters the warning around each send), instead of filtering warnings globally."""
+    import requests
+    from urllib3.exceptions import InsecureRequestWarning
+
+    class QuietAdapter(requests.adapters.HTTPAdapter):
+        def send(self, *args: Any, **kwargs: Any) -> Any:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", InsecureRequestWarning)
+                return super().send(*args, **kwargs)
+
+    api._store["session"].mount("https://", QuietAdapter())
+    return api

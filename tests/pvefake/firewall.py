@@ -1,0 +1,473 @@
+"""Firewall (pve-firewall): cluster options, security groups, IP sets, cluster and per-VM rules.
+
+Rules are kept as PVE keeps them: `POST .../rules` inserts at position 0 (unshift), so existing
+rules shift down, and a rule is disabled (`enable: 0`) unless `enable=1` is sent. Positions address
+rules in `.../rules/{pos}`; a missing one is `no rule at position N`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .api import Api, Request, Routes
+from .common import list_param, opt_int, opt_str
+from .errors import die, param_error
+from .state import IpSet, SecurityGroup, config_digest
+
+ROUTES = Routes()
+RULE_FIELDS = (
+    "type",
+    "action",
+    "enable",
+    "macro",
+    "source",
+    "dest",
+    "proto",
+    "dport",
+    "sport",
+    "iface",
+    "log",
+    "comment",
+    "icmp-type",
+)
+OPTION_SKIP = frozenset({"node", "vmid", "digest", "delete"})
+MACROS = frozenset(
+    {
+        "Amanda", "Auth", "BGP", "BitTorrent", "BitTorrent32", "CVS", "Ceph", "Citrix", "DAAP", "DCC", "DHCPfwd",
+        "DHCPv6", "DNS", "Distcc", "FTP", "Finger", "GNUnet", "GRE", "Git", "HKP", "HTTP", "HTTPS", "ICPV2", "ICQ",
+        "IMAP", "IMAPS", "IPIP", "IPsec", "IPsecah", "IPsecnat", "IRC", "Jetdirect", "L2TP", "LDAP", "LDAPS", "MDNS",
+        "MSNP", "MSSQL", "Mail", "Munin", "MySQL", "NNTP", "NNTPS", "NTP", "NeighborDiscovery", "OSPF", "OpenVPN",
+        "PCA", "PMG", "POP3", "POP3S", "PPtP", "Ping", "PostgreSQL", "Printer", "RDP", "RIP", "RNDC", "Razor",
+        "Rdate", "Rsync", "SANE", "SMB", "SMBswat", "SMTP", "SMTPS", "SNMP", "SPAMD", "SPICEproxy", "SSH", "SVN",
+        "SixXS", "Squid", "Submission", "Syslog", "TFTP", "Telnet", "Telnets", "Time", "Trcrt", "VNC", "VNCL",
+        "Web", "Webcache", "Webmin", "Whois",
+    }
+)  # fmt: skip
+PORT_PROTOCOLS = frozenset({"tcp", "udp", "dccp", "sctp", "6", "17", "33", "132"})
+DIGEST_MISMATCH = "detected modified configuration - file changed by other user? Try again."
+
+
+# -- rule verification ----------------------------------------------------------------------------
+
+
+def _address_refs(api: Api, value: str, errors: dict[str, str], field: str) -> None:
+    if value.startswith("+"):
+        name = value[1:].split("/", 1)[-1]
+        if name not in api.state.firewall.ipsets:
+            errors.setdefault(field, f"no such ipset '{name}'")
+    elif value[:1].isalpha() and ":" not in value and "." not in value:
+        errors.setdefault(field, f"no such alias '{value.split('/', 1)[-1]}'")
+
+
+def verify_rule(api: Api, rule: dict[str, Any], in_group: bool) -> None:
+    errors: dict[str, str] = {}
+    kind, action = rule.get("type"), rule.get("action")
+    if kind == "group":
+        if in_group:
+            errors["type"] = "security groups inside security groups are not allowed"
+        elif action not in api.state.firewall.groups:
+            errors["action"] = f"no such security group '{action}'"
+    elif action not in ("ACCEPT", "DROP", "REJECT"):
+        errors["action"] = f"unknown action '{action}'"
+    macro = rule.get("macro")
+    if macro and macro not in MACROS:
+        errors["macro"] = f"unknown macro '{macro}'"
+    for field in ("source", "dest"):
+        if rule.get(field):
+            _address_refs(api, str(rule[field]), errors, field)
+    for field in ("dport", "sport"):
+        if rule.get(field):
+            proto = rule.get("proto")
+            if not proto:
+                errors.setdefault("proto", f"missing property - '{field}' requires this property")
+            elif str(proto) not in PORT_PROTOCOLS:
+                errors.setdefault(field, f"protocol '{proto}' does not support ports")
+    if errors:
+        raise param_error(errors)
+
+
+def _rule_from(params: dict[str, Any]) -> dict[str, Any]:
+    rule = {k: params[k] for k in RULE_FIELDS if params.get(k) is not None}
+    rule["enable"] = int(params["enable"]) if params.get("enable") is not None else 0
+    return rule
+
+
+def rule_listing(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    digest = config_digest({str(i): repr(sorted(r.items())) for i, r in enumerate(rules)})
+    return [{**r, "pos": i, "digest": digest} for i, r in enumerate(rules)]
+
+
+def _at(rules: list[dict[str, Any]], pos: int) -> dict[str, Any]:
+    if pos < 0 or pos >= len(rules):
+        raise die(f"no rule at position {pos}")
+    return rules[pos]
+
+
+def _check_digest(rules: list[dict[str, Any]], params: dict[str, Any]) -> None:
+    digest = opt_str(params, "digest")
+    if digest and rules and digest != rule_listing(rules)[0]["digest"]:
+        raise die(DIGEST_MISMATCH)
+
+
+def create_rule(api: Api, req: Request, rules: list[dict[str, Any]], in_group: bool = False) -> None:
+    _check_digest(rules, req.params)
+    rule = _rule_from(req.params)
+    verify_rule(api, rule, in_group)
+    rules.insert(0, rule)  # PVE unshifts: the new rule goes to the top
+
+
+def update_rule(api: Api, req: Request, rules: list[dict[str, Any]], in_group: bool = False) -> None:
+    params = req.params
+    pos = int(params["pos"])
+    rule = _at(rules, pos)
+    _check_digest(rules, params)
+    moveto = opt_int(params, "moveto")
+    if moveto is not None and moveto != pos:
+        others = [r for i, r in enumerate(rules) if i != pos]
+        index = moveto if moveto < pos else moveto - 1
+        others.insert(min(max(index, 0), len(others)), rule)
+        rules[:] = others
+        return
+    updated = dict(rule)
+    updated.update({k: params[k] for k in RULE_FIELDS if params.get(k) is not None})
+    if params.get("enable") is not None:
+        updated["enable"] = int(params["enable"])
+    for key in list_param(params, "delete"):
+        updated.pop(key, None)
+    verify_rule(api, updated, in_group)
+    rules[pos] = updated
+
+
+def delete_rule(req: Request, rules: list[dict[str, Any]]) -> None:
+    pos = int(req.params["pos"])
+    _at(rules, pos)
+    _check_digest(rules, req.params)
+    del rules[pos]
+
+
+def _options_get(options: dict[str, Any]) -> dict[str, Any]:
+    return {**options, "digest": config_digest(options)}
+
+
+def _options_put(options: dict[str, Any], params: dict[str, Any]) -> None:
+    digest = opt_str(params, "digest")
+    if digest and digest != config_digest(options):
+        raise die(DIGEST_MISMATCH)
+    for key in list_param(params, "delete"):
+        options.pop(key, None)
+    for key, value in params.items():
+        if key not in OPTION_SKIP:
+            options[key] = int(value) if str(value).isdigit() else value
+
+
+# -- cluster options and rules --------------------------------------------------------------------
+
+
+@ROUTES.add("GET", "/cluster/firewall")
+def fw_index(api: Api, req: Request) -> list[dict[str, str]]:
+    return [{"name": n} for n in ("aliases", "rules", "options", "groups", "ipset", "macros", "refs")]
+
+
+@ROUTES.add("GET", "/cluster/firewall/options")
+def cluster_options(api: Api, req: Request) -> dict[str, Any]:
+    return _options_get(api.state.firewall.cluster_options)
+
+
+@ROUTES.add("PUT", "/cluster/firewall/options")
+def set_cluster_options(api: Api, req: Request) -> None:
+    _options_put(api.state.firewall.cluster_options, req.params)
+
+
+@ROUTES.add("GET", "/cluster/firewall/macros")
+def macros(api: Api, req: Request) -> list[dict[str, str]]:
+    return [{"macro": m, "descr": f"{m} traffic"} for m in sorted(MACROS)]
+
+
+@ROUTES.add("GET", "/cluster/firewall/rules")
+def cluster_rules(api: Api, req: Request) -> list[dict[str, Any]]:
+    return rule_listing(api.state.firewall.cluster_rules)
+
+
+@ROUTES.add("POST", "/cluster/firewall/rules")
+def add_cluster_rule(api: Api, req: Request) -> None:
+    create_rule(api, req, api.state.firewall.cluster_rules)
+
+
+@ROUTES.add("GET", "/cluster/firewall/rules/{pos}")
+def get_cluster_rule(api: Api, req: Request) -> dict[str, Any]:
+    rules = api.state.firewall.cluster_rules
+    pos = int(req.params["pos"])
+    _at(rules, pos)
+    return rule_listing(rules)[pos]
+
+
+@ROUTES.add("PUT", "/cluster/firewall/rules/{pos}")
+def set_cluster_rule(api: Api, req: Request) -> None:
+    update_rule(api, req, api.state.firewall.cluster_rules)
+
+
+@ROUTES.add("DELETE", "/cluster/firewall/rules/{pos}")
+def del_cluster_rule(api: Api, req: Request) -> None:
+    delete_rule(req, api.state.firewall.cluster_rules)
+
+
+# -- security groups ------------------------------------------------------------------------------
+
+
+def _group(api: Api, name: str) -> SecurityGroup:
+    group = api.state.firewall.groups.get(name)
+    if group is None:
+        raise die(f"no such security group '{name}'")
+    return group
+
+
+def _group_references(api: Api, name: str) -> str | None:
+    fw = api.state.firewall
+    if any(r.get("type") == "group" and r.get("action") == name for r in fw.cluster_rules):
+        return "cluster firewall rules"
+    for vmid, rules in sorted(fw.vm_rules.items()):
+        if any(r.get("type") == "group" and r.get("action") == name for r in rules):
+            return f"VM {vmid}"
+    return None
+
+
+@ROUTES.add("GET", "/cluster/firewall/groups")
+def list_groups(api: Api, req: Request) -> list[dict[str, Any]]:
+    out = []
+    for name in sorted(api.state.firewall.groups):
+        group = api.state.firewall.groups[name]
+        entry: dict[str, Any] = {"group": name, "digest": config_digest({"rules": repr(group.rules)})}
+        if group.comment:
+            entry["comment"] = group.comment
+        out.append(entry)
+    return out
+
+
+@ROUTES.add("POST", "/cluster/firewall/groups")
+def create_group(api: Api, req: Request) -> None:
+    groups = api.state.firewall.groups
+    name = str(req.params["group"])
+    rename = opt_str(req.params, "rename")
+    if rename is not None:
+        if rename not in groups:
+            raise die(f"no such security group '{rename}'")
+        if name in groups and name != rename:
+            raise param_error({"group": f"Security group '{name}' already exists"})
+        group = groups.pop(rename)
+        group.name = name
+        if req.params.get("comment") is not None:
+            group.comment = str(req.params["comment"])
+        groups[name] = group
+        for rules in [api.state.firewall.cluster_rules, *api.state.firewall.vm_rules.values()]:
+            for rule in rules:
+                if rule.get("type") == "group" and rule.get("action") == rename:
+                    rule["action"] = name
+        return
+    if name in groups:
+        raise param_error({"group": f"Security group '{name}' already exists"})
+    groups[name] = SecurityGroup(name, comment=str(req.params.get("comment") or ""))
+
+
+@ROUTES.add("GET", "/cluster/firewall/groups/{group}")
+def group_rules(api: Api, req: Request) -> list[dict[str, Any]]:
+    return rule_listing(_group(api, str(req.params["group"])).rules)
+
+
+@ROUTES.add("POST", "/cluster/firewall/groups/{group}")
+def add_group_rule(api: Api, req: Request) -> None:
+    create_rule(api, req, _group(api, str(req.params["group"])).rules, in_group=True)
+
+
+@ROUTES.add("DELETE", "/cluster/firewall/groups/{group}")
+def delete_group(api: Api, req: Request) -> None:
+    name = str(req.params["group"])
+    group = _group(api, name)
+    if group.rules:
+        raise die(f"Security group '{name}' is not empty")
+    where = _group_references(api, name)
+    if where:
+        raise die(f"Security group '{name}' is still in use ({where})")
+    del api.state.firewall.groups[name]
+
+
+@ROUTES.add("GET", "/cluster/firewall/groups/{group}/{pos}")
+def get_group_rule(api: Api, req: Request) -> dict[str, Any]:
+    rules = _group(api, str(req.params["group"])).rules
+    pos = int(req.params["pos"])
+    _at(rules, pos)
+    return rule_listing(rules)[pos]
+
+
+@ROUTES.add("PUT", "/cluster/firewall/groups/{group}/{pos}")
+def set_group_rule(api: Api, req: Request) -> None:
+    update_rule(api, req, _group(api, str(req.params["group"])).rules, in_group=True)
+
+
+@ROUTES.add("DELETE", "/cluster/firewall/groups/{group}/{pos}")
+def del_group_rule(api: Api, req: Request) -> None:
+    delete_rule(req, _group(api, str(req.params["group"])).rules)
+
+
+# -- IP sets --------------------------------------------------------------------------------------
+
+
+def _ipset(api: Api, name: str) -> IpSet:
+    ipset = api.state.firewall.ipsets.get(name)
+    if ipset is None:
+        raise die(f"no such IPSet '{name}'")
+    return ipset
+
+
+@ROUTES.add("GET", "/cluster/firewall/ipset")
+def list_ipsets(api: Api, req: Request) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": s.name,
+            "digest": config_digest({"entries": repr(s.entries)}),
+            **({"comment": s.comment} if s.comment else {}),
+        }
+        for s in sorted(api.state.firewall.ipsets.values(), key=lambda s: s.name)
+    ]
+
+
+@ROUTES.add("POST", "/cluster/firewall/ipset")
+def create_ipset(api: Api, req: Request) -> None:
+    sets = api.state.firewall.ipsets
+    name = str(req.params["name"])
+    rename = opt_str(req.params, "rename")
+    if rename is not None:
+        ipset = _ipset(api, rename)
+        if name in sets and name != rename:
+            raise param_error({"name": f"IPSet '{name}' already exists"})
+        del sets[rename]
+        ipset.name = name
+        sets[name] = ipset
+        return
+    if name in sets:
+        raise param_error({"name": f"IPSet '{name}' already exists"})
+    sets[name] = IpSet(name, comment=str(req.params.get("comment") or ""))
+
+
+@ROUTES.add("GET", "/cluster/firewall/ipset/{name}")
+def ipset_entries(api: Api, req: Request) -> list[dict[str, Any]]:
+    ipset = _ipset(api, str(req.params["name"]))
+    digest = config_digest({"entries": repr(ipset.entries)})
+    return [{**e, "digest": digest} for e in ipset.entries]
+
+
+@ROUTES.add("POST", "/cluster/firewall/ipset/{name}")
+def add_ipset_entry(api: Api, req: Request) -> None:
+    ipset = _ipset(api, str(req.params["name"]))
+    cidr = str(req.params["cidr"])
+    if cidr.endswith("/0"):
+        raise param_error({"cidr": "a zero prefix is not allowed in ipset entries"})
+    if any(e["cidr"] == cidr for e in ipset.entries):
+        raise param_error({"cidr": f"address '{cidr}' already exists"})
+    entry: dict[str, Any] = {"cidr": cidr}
+    if req.params.get("comment") is not None:
+        entry["comment"] = str(req.params["comment"])
+    if req.params.get("nomatch") is not None:
+        entry["nomatch"] = int(req.params["nomatch"])
+    ipset.entries.append(entry)
+
+
+@ROUTES.add("DELETE", "/cluster/firewall/ipset/{name}")
+def delete_ipset(api: Api, req: Request) -> None:
+    name = str(req.params["name"])
+    ipset = _ipset(api, name)
+    if ipset.entries and str(req.params.get("force", "0")) != "1":
+        raise die(f"IPSet '{name}' is not empty")
+    del api.state.firewall.ipsets[name]
+
+
+def _ipset_entry(api: Api, req: Request) -> tuple[IpSet, dict[str, Any]]:
+    ipset = _ipset(api, str(req.params["name"]))
+    cidr = str(req.params["cidr"])
+    for entry in ipset.entries:
+        if entry["cidr"] == cidr:
+            return ipset, entry
+    raise die("no such IP/Network")
+
+
+@ROUTES.add("GET", "/cluster/firewall/ipset/{name}/{cidr}")
+def get_ipset_entry(api: Api, req: Request) -> dict[str, Any]:
+    return dict(_ipset_entry(api, req)[1])
+
+
+@ROUTES.add("PUT", "/cluster/firewall/ipset/{name}/{cidr}")
+def set_ipset_entry(api: Api, req: Request) -> None:
+    _, entry = _ipset_entry(api, req)
+    if req.params.get("comment") is not None:
+        entry["comment"] = str(req.params["comment"])
+    if req.params.get("nomatch") is not None:
+        entry["nomatch"] = int(req.params["nomatch"])
+
+
+@ROUTES.add("DELETE", "/cluster/firewall/ipset/{name}/{cidr}")
+def del_ipset_entry(api: Api, req: Request) -> None:
+    ipset, entry = _ipset_entry(api, req)
+    ipset.entries.remove(entry)
+
+
+# -- per-VM firewall ------------------------------------------------------------------------------
+
+
+def _vm_scope(api: Api, req: Request) -> int:
+    from .qemu import get_vm
+
+    return get_vm(api, req.params["vmid"]).vmid
+
+
+def _vm_rules(api: Api, req: Request) -> list[dict[str, Any]]:
+    return api.state.firewall.vm_rules.setdefault(_vm_scope(api, req), [])
+
+
+def _vm_options(api: Api, req: Request) -> dict[str, Any]:
+    return api.state.firewall.vm_options.setdefault(_vm_scope(api, req), {})
+
+
+VM_FW = "/nodes/{node}/qemu/{vmid}/firewall"
+
+
+@ROUTES.add("GET", VM_FW)
+def vm_fw_index(api: Api, req: Request) -> list[dict[str, str]]:
+    _vm_scope(api, req)
+    return [{"name": n} for n in ("rules", "aliases", "ipset", "options", "refs", "log")]
+
+
+@ROUTES.add("GET", f"{VM_FW}/options")
+def vm_options(api: Api, req: Request) -> dict[str, Any]:
+    return _options_get(_vm_options(api, req))
+
+
+@ROUTES.add("PUT", f"{VM_FW}/options")
+def set_vm_options(api: Api, req: Request) -> None:
+    _options_put(_vm_options(api, req), req.params)
+
+
+@ROUTES.add("GET", f"{VM_FW}/rules")
+def vm_rules(api: Api, req: Request) -> list[dict[str, Any]]:
+    return rule_listing(_vm_rules(api, req))
+
+
+@ROUTES.add("POST", f"{VM_FW}/rules")
+def add_vm_rule(api: Api, req: Request) -> None:
+    create_rule(api, req, _vm_rules(api, req))
+
+
+@ROUTES.add("GET", f"{VM_FW}/rules/{{pos}}")
+def get_vm_rule(api: Api, req: Request) -> dict[str, Any]:
+    rules = _vm_rules(api, req)
+    pos = int(req.params["pos"])
+    _at(rules, pos)
+    return rule_listing(rules)[pos]
+
+
+@ROUTES.add("PUT", f"{VM_FW}/rules/{{pos}}")
+def set_vm_rule(api: Api, req: Request) -> None:
+    update_rule(api, req, _vm_rules(api, req))
+
+
+@ROUTES.add("DELETE", f"{VM_FW}/rules/{{pos}}")
+def del_vm_rule(api: Api, req: Request) -> None:
+    delete_rule(req, _vm_rules(api, req))

@@ -1,0 +1,177 @@
+"""In-memory state of the fake cluster (one node), inspectable by tests as `fake.state`.
+
+Everything is guarded by `State.lock` (re-entrant): request handlers hold it for their whole
+critical section, task workers take it only around their mutations so that slow realizer calls
+(which may build containers) never block the API.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from .tasks import Task
+
+
+def config_digest(items: dict[str, Any]) -> str:
+    """sha1 over a stable rendering, as PVE hashes the raw config file."""
+    text = "".join(f"{k}: {items[k]}\n" for k in sorted(items))
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+@dataclass
+class Vm:
+    vmid: int
+    config: dict[str, str]
+    status: str = "stopped"
+    pending: dict[str, str] = field(default_factory=dict)  # changes waiting for the next start
+    pending_delete: set[str] = field(default_factory=set)
+    started_at: float | None = None
+    pid: int | None = None
+    cloudinit_generated: dict[str, str] | None = None  # cloud-init keys as of the last regeneration
+
+    @property
+    def name(self) -> str:
+        return self.config.get("name", f"VM {self.vmid}")
+
+    @property
+    def lock(self) -> str | None:
+        return self.config.get("lock")
+
+    @property
+    def is_template(self) -> bool:
+        return self.config.get("template") == "1"
+
+    def digest(self) -> str:
+        return config_digest(self.config)
+
+
+@dataclass
+class Storage:
+    storage: str
+    type: str
+    content: str
+    shared: int = 0
+
+
+@dataclass
+class Bridge:
+    name: str
+    vlan_aware: bool = True
+
+
+@dataclass
+class SdnConfig:
+    zones: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vnets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    subnets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def copy(self) -> SdnConfig:
+        return copy.deepcopy(self)
+
+
+@dataclass
+class SdnState:
+    pending: SdnConfig = field(default_factory=SdnConfig)  # what /etc/pve/sdn/*.cfg holds
+    running: SdnConfig = field(default_factory=SdnConfig)  # .running-config after the last apply
+    lock_token: str | None = None  # PVE 9.x global SDN lock
+    apply_count: int = 0
+
+
+@dataclass
+class Pool:
+    poolid: str
+    comment: str = ""
+    vms: set[int] = field(default_factory=set)
+    storage: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Token:
+    tokenid: str
+    secret: str
+    privsep: bool = True
+    expire: int = 0
+    comment: str = ""
+
+
+@dataclass
+class User:
+    userid: str
+    enable: bool = True
+    expire: int = 0
+    firstname: str = ""
+    lastname: str = ""
+    email: str = ""
+    comment: str = ""
+    password: str | None = None
+    tokens: dict[str, Token] = field(default_factory=dict)
+
+
+@dataclass
+class Group:
+    groupid: str
+    comment: str = ""
+    members: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class AclKey:
+    path: str
+    type: str  # user | group | token
+    ugid: str
+    roleid: str
+
+
+@dataclass
+class SecurityGroup:
+    name: str
+    comment: str = ""
+    rules: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class IpSet:
+    name: str
+    comment: str = ""
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class FirewallState:
+    cluster_options: dict[str, Any] = field(default_factory=dict)
+    cluster_rules: list[dict[str, Any]] = field(default_factory=list)
+    groups: dict[str, SecurityGroup] = field(default_factory=dict)
+    ipsets: dict[str, IpSet] = field(default_factory=dict)
+    vm_options: dict[int, dict[str, Any]] = field(default_factory=dict)
+    vm_rules: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass
+class State:
+    node: str
+    version: str
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    vms: dict[int, Vm] = field(default_factory=dict)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    storages: dict[str, Storage] = field(default_factory=dict)
+    bridges: dict[str, Bridge] = field(default_factory=dict)
+    sdn: SdnState = field(default_factory=SdnState)
+    pools: dict[str, Pool] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+    groups: dict[str, Group] = field(default_factory=dict)
+    roles: dict[str, set[str]] = field(default_factory=dict)  # custom roles only
+    acls: dict[AclKey, bool] = field(default_factory=dict)  # value: propagate
+    firewall: FirewallState = field(default_factory=FirewallState)
+
+    def pool_of(self, vmid: int) -> str | None:
+        for pool in self.pools.values():
+            if vmid in pool.vms:
+                return pool.poolid
+        return None
+
+    def user_groups(self, userid: str) -> list[str]:
+        return sorted(g.groupid for g in self.groups.values() if userid in g.members)
