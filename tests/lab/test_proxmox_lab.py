@@ -56,13 +56,13 @@ class Api:
             f"{fake.host}:{fake.port}", user="root@pam", token_name="provisioner", token_value=secret, verify_ssl=False
         )
 
-    def get(self, path: str, **params: object):
+    def get(self, path: str, /, **params: object):
         return self._api(path.strip("/")).get(**params)
 
-    def put(self, path: str, **params: object):
+    def put(self, path: str, /, **params: object):
         return self._api(path.strip("/")).put(**params)
 
-    def delete(self, path: str, **params: object):
+    def delete(self, path: str, /, **params: object):
         return self._api(path.strip("/")).delete(**params)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, Backend, Report, destroy_changes
 from provisioner.backends.proxmox import access, firewall
 from provisioner.backends.proxmox.client import CallCounter, PveClient, PveError, token_secret
-from provisioner.backends.proxmox.machines import VmLifecycle
+from provisioner.backends.proxmox.machines import VmidAllocator, VmLifecycle
 from provisioner.backends.proxmox.names import READY_TAG, Names, parse_tags, tag_value
 from provisioner.backends.proxmox.network import SdnWriter, vnet_design, vnet_drift
 from provisioner.desired import MGMT, MachineSpec
@@ -49,6 +49,7 @@ class ProxmoxBackend(Backend):
         self._client: PveClient | None = None
         self._cluster: dict[str, Any] = {}
         self._keys_lock = threading.Lock()
+        self._allocator = VmidAllocator()
         # Ansible runs next, so apply waits until every machine it touched answers SSH. Only a benchmark of
         # the API path, against a fake whose VMs never boot, switches this off.
         self.wait_for_ssh = True
@@ -265,7 +266,8 @@ class ProxmoxBackend(Backend):
     def apply(self, plan: Plan, report: Report) -> None:
         actual = self.discover()
         specs = {m.name: m for m in self.desired.machines}
-        lifecycle = VmLifecycle(self.client, self.names, self.settings, self.state.controller_public_key())
+        self._allocator = VmidAllocator()
+        lifecycle = self._lifecycle(self.client)
         machine_changes = [c for c in plan.changes if c.kind in (Kind.HOST, Kind.GATEWAY)]
 
         # 1. machines that go, hosts before the gateway
@@ -354,8 +356,11 @@ class ProxmoxBackend(Backend):
             self._wait_for_ssh(touched, report)
 
     def _converge_in_thread(self, change: Change, spec: MachineSpec, actual: ActualState, report: Report) -> None:
-        lifecycle = VmLifecycle(self.client.fork(), self.names, self.settings, self.state.controller_public_key())
-        self._converge(change, spec, actual, lifecycle, report)
+        self._converge(change, spec, actual, self._lifecycle(self.client.fork()), report)
+
+    def _lifecycle(self, client: PveClient) -> VmLifecycle:
+        key = self.state.controller_public_key()
+        return VmLifecycle(client, self.names, self.settings, key, self._allocator)
 
     def _converge(
         self, change: Change, spec: MachineSpec, actual: ActualState, lifecycle: VmLifecycle, report: Report
@@ -418,13 +423,17 @@ class ProxmoxBackend(Backend):
                     "POST",
                     "access/users",
                     {"userid": uid, "groups": ",".join(sorted(wanted)), "comment": self.names.comment()},
-                    settle=lambda u=uid: u in {str(x.get("userid")) for x in c.get("access/users") or []},
+                    settle=lambda u=uid: self._user_exists(u),
                 )
-                continue
+                users[uid] = c.get(f"access/users/{uid}") or {}  # another site may have made it first
             member_of = access.split_groups(users[uid].get("groups"))
-            if member_of & site_groups != wanted:
+            if member_of & site_groups - wanted:
                 report(f"setting the groups of {uid}")
                 c.put(f"access/users/{uid}", groups=",".join(sorted((member_of - site_groups) | wanted)))
+            elif wanted - member_of:
+                # appending leaves memberships that other sites give the same person untouched, even in a race
+                report(f"adding {uid} to {', '.join(sorted(wanted - member_of))}")
+                c.put(f"access/users/{uid}", groups=",".join(sorted(wanted - member_of)), append=1)
         for uid, user in users.items():
             member_of = access.split_groups(user.get("groups"))
             if uid not in want.users and member_of & site_groups:

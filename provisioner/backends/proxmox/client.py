@@ -133,6 +133,9 @@ class PveClient:
                 return self._once(method, path, params)
             except PveError as exc:
                 if not _transient(exc):
+                    # 'already exists' after a lost answer, or another apply was faster: settled all the same
+                    if settle is not None and exc.status is not None and exc.status >= 500 and settle():
+                        return None
                     raise
                 last = exc
             if settle is not None and settle():

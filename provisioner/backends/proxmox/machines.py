@@ -8,6 +8,7 @@ or a VM that discovery finds (by pool and name) and, lacking the `ready` tag, re
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -67,8 +68,45 @@ def vm_config(
     return config
 
 
+class VmidAllocator:
+    """Hands out VM ids to the threads of one apply without giving the same id twice. Other clients on the
+    cluster may still take an id first; the clone then fails and is retried with the next one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._given: set[int] = set()
+
+    def next(self, client: PveClient) -> int:
+        with self._lock:
+            vmid = _as_vmid(client.get("cluster/nextid"))
+            while vmid in self._given:
+                vmid += 1
+                try:
+                    vmid = _as_vmid(client.get("cluster/nextid", vmid=vmid))  # answers the id itself when free
+                except PveError as exc:
+                    if exc.status != 400:
+                        raise
+            self._given.add(vmid)
+            return vmid
+
+
+def _as_vmid(raw: Any) -> int:
+    try:
+        return int(raw)  # documented as an integer, answered as a string
+    except (TypeError, ValueError) as exc:
+        raise PveError(f"Proxmox answered {raw!r} for the next free VM id; expected a number") from exc
+
+
 class VmLifecycle:
-    def __init__(self, client: PveClient, names: Names, settings: ProxmoxSettings, controller_key: str):
+    def __init__(
+        self,
+        client: PveClient,
+        names: Names,
+        settings: ProxmoxSettings,
+        controller_key: str,
+        allocator: VmidAllocator | None = None,
+    ):
+        self.allocator = allocator or VmidAllocator()
         self.client = client
         self.names = names
         self.settings = settings
@@ -99,11 +137,7 @@ class VmLifecycle:
                 params["storage"] = self.settings.storage
         last: PveError | None = None
         for _ in range(ATTEMPTS):
-            raw = self.client.get("cluster/nextid")
-            try:
-                vmid = int(raw)  # documented as integer, answered as a string
-            except (TypeError, ValueError) as exc:
-                raise PveError(f"Proxmox answered {raw!r} for the next free VM id; expected a number") from exc
+            vmid = self.allocator.next(self.client)
             say(f"{spec.name}: cloning template {self.settings.template} to VM {vmid}")
             try:
                 upid = self.client.call(
