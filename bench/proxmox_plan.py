@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import example_data, write_site  # noqa: E402
+from helpers import example_data, proxmox_backend, write_site  # noqa: E402
 from pvefake import FakePve  # noqa: E402
 
 from provisioner.backends.proxmox.backend import ProxmoxBackend  # noqa: E402
@@ -34,14 +34,7 @@ def big_site(fake: FakePve, vms: int) -> dict:
     data = example_data()
     data["site"] = "pvbench"
     data["management"] = {"cidr": "10.70.0.0/24", "controller": "10.70.0.1", "gateway": "10.70.0.254", "vlan": 5}
-    data["backend"] = {
-        "type": "proxmox",
-        "host": f"{fake.host}:{fake.port}",
-        "node": "pve1",
-        "token": {"id": "root@pam!provisioner", "env": "PROVISION_PVE_TOKEN"},
-        "verify_tls": False,
-        "template": 9000,
-    }
+    data["backend"] = proxmox_backend(fake.host, fake.port)
     hosts = []
     for index, env in enumerate(data["environments"]):
         net = ipaddress.ip_network(f"10.70.{8 + 4 * index}.0/22")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable, Iterable
+
+from provisioner.errors import BackendError
 
 
 def ssh_answers(address: str) -> bool:
@@ -27,3 +30,17 @@ def wait_for_ssh(pending: dict[str, str], seconds: float, interval: float = 0.3)
         if left:
             time.sleep(interval)
     return left
+
+
+def require_ssh(
+    machines: Iterable[tuple[str, str]], seconds: float, say: Callable[[str], None], hint: str = ""
+) -> None:
+    """(address, name) pairs must all answer SSH within `seconds`, else a BackendError naming the silent ones."""
+    pending = dict(machines)
+    if not pending:
+        return
+    say(f"waiting for SSH on {len(pending)} machine(s)")
+    silent = wait_for_ssh(pending, seconds)
+    if silent:
+        names = ", ".join(f"{name} ({address})" for address, name in silent.items())
+        raise BackendError(f"SSH did not answer within {seconds:.0f}s on {names}{'. ' + hint if hint else ''}")

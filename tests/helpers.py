@@ -43,6 +43,19 @@ def example_data() -> dict:
     return yaml.safe_load(EXAMPLE.read_text())
 
 
+def proxmox_backend(host: str, port: int, **settings: object) -> dict:
+    """The `backend` section of a site on a (fake) Proxmox cluster: node pve1, template 9000, token from env."""
+    return {
+        "type": "proxmox",
+        "host": f"{host}:{port}",
+        "node": "pve1",
+        "token": {"id": "root@pam!provisioner", "env": "PROVISION_PVE_TOKEN"},
+        "verify_tls": False,
+        "template": 9000,
+        **settings,
+    }
+
+
 def write_site(directory: Path, data: dict) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "site.yml"

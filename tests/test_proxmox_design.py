@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import example_data, run_cli, write_site
+from helpers import example_data, proxmox_backend, run_cli, write_site
 
 from provisioner.backends.proxmox import access, firewall
 from provisioner.backends.proxmox.client import PveError, _transient, token_secret
@@ -23,15 +23,7 @@ def proxmox_data(port: int = 8006, **backend: object) -> dict:
     data = example_data()
     data["site"] = "pvdesign"
     data["management"]["vlan"] = 5
-    data["backend"] = {
-        "type": "proxmox",
-        "host": f"127.0.0.1:{port}",
-        "node": "pve1",
-        "token": {"id": "root@pam!provisioner", "env": "PROVISION_PVE_TOKEN"},
-        "verify_tls": False,
-        "template": 9000,
-        **backend,
-    }
+    data["backend"] = proxmox_backend("127.0.0.1", port, **backend)
     return data
 
 

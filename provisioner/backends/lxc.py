@@ -15,7 +15,7 @@ from provisioner.hostkeys import HostKey, new_host_key
 from provisioner.lxclab import base_image, containers, hostguard, links
 from provisioner.lxclab.containers import SeedFile
 from provisioner.plan import Action, Change, Kind, Plan
-from provisioner.sshwait import wait_for_ssh
+from provisioner.sshwait import require_ssh
 from provisioner.state import AUTOMATION_USER
 
 REQUIRED_COMMANDS = ("lxc-create", "lxc-start", "lxc-stop", "lxc-ls", "ip", "nft", "ssh-keygen", "chroot")
@@ -200,7 +200,7 @@ class LxcBackend(Backend):
 
         # 5. wait until every machine touched answers SSH, then record the host keys
         touched = [specs[c.name] for c in todo if c.name in specs]
-        self._wait_for_ssh(touched, report)
+        require_ssh([(str(s.address), s.name) for s in touched], SSH_WAIT_SECONDS, report)
         self._write_known_hosts()
 
     def _has_segment(self, key: str) -> bool:
@@ -356,16 +356,6 @@ class LxcBackend(Backend):
             report(f"restarting {spec.name}: an interface was removed")
             containers.stop(name)
             containers.start(name)
-
-    def _wait_for_ssh(self, specs: list[MachineSpec], report: Report) -> None:
-        pending = {str(s.address): s.name for s in specs}
-        if not pending:
-            return
-        report(f"waiting for SSH on {len(pending)} machine(s)")
-        pending = wait_for_ssh(pending, SSH_WAIT_SECONDS)
-        if pending:
-            names = ", ".join(f"{n} ({a})" for a, n in pending.items())
-            raise BackendError(f"SSH did not answer within {SSH_WAIT_SECONDS}s on {names}")
 
     def _write_known_hosts(self) -> None:
         entries = {}

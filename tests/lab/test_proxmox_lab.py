@@ -4,17 +4,14 @@ whose started VMs are LXC containers, so the roles and the conformance suite run
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import lab_site_data
-from helpers import ROOT, run_cli, write_site
+from conftest import Lab, lab_site_data
+from helpers import ROOT, proxmox_backend, write_site
 from pvecontract import keep
 from pvefake import FakePve
 from pvefake.realize_lxc import LxcRealizer, cleanup_lab
@@ -28,14 +25,7 @@ WRITES = ("POST", "PUT", "DELETE")
 def proxmox_site(name: str, net: int, fake: FakePve, *, environments: list[str] | None = None) -> dict:
     data = lab_site_data(name, net)
     data["management"]["vlan"] = 5
-    data["backend"] = {
-        "type": "proxmox",
-        "host": f"{fake.host}:{fake.port}",
-        "node": "pve1",
-        "token": {"id": "root@pam!provisioner", "env": "PROVISION_PVE_TOKEN"},
-        "verify_tls": False,
-        "template": TEMPLATE,
-    }
+    data["backend"] = proxmox_backend(fake.host, fake.port)
     if environments is not None:
         data["environments"] = [e for e in data["environments"] if e["name"] in environments]
         data["hosts"] = [h for h in data["hosts"] if h["environment"] in environments]
@@ -66,26 +56,21 @@ class Api:
         return self._api(path.strip("/")).delete(**params)
 
 
-class PveLab:
+class PveLab(Lab):
+    """A lab whose site lives on a fake Proxmox cluster; the token secret reaches provision by environment."""
+
     def __init__(self, base: Path, name: str, data: dict, secret: str):
+        super().__init__(
+            site_file=write_site(base / "inventories" / name, data),
+            state_dir=base / "state",
+            env={"PROVISION_STATE_DIR": str(base / "state"), "PROVISION_PVE_TOKEN": secret},
+        )
         self.name = name
-        self.site_file = write_site(base / "inventories" / name, data)
-        keys = ROOT / "inventories" / "example" / "demo-keys"
-        (self.site_file.parent / "demo-keys").symlink_to(keys)
-        self.env = {"PROVISION_STATE_DIR": str(base / "state"), "PROVISION_PVE_TOKEN": secret}
         self.secret = secret
+        (self.site_file.parent / "demo-keys").symlink_to(ROOT / "inventories" / "example" / "demo-keys")
 
     def cli(self, *args: str, timeout: float = 900):
-        return run_cli(*args, env=self.env, timeout=timeout)
-
-    def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "provisioner", *args],
-            env={**os.environ, **self.env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        return super().cli(*args, timeout=timeout)
 
 
 def start_fake(lab_id: str, controller: str) -> tuple[FakePve, str]:

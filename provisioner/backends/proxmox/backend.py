@@ -26,7 +26,7 @@ from provisioner.errors import BackendError, InputError, ProvisionError
 from provisioner.model import ProxmoxSettings
 from provisioner.plan import Action, Change, Kind, Plan
 from provisioner.site import LoadedSite
-from provisioner.sshwait import wait_for_ssh
+from provisioner.sshwait import require_ssh
 from provisioner.state import SiteState
 
 PARALLEL = 4
@@ -549,19 +549,12 @@ class ProxmoxBackend(Backend):
         self.state.write_known_hosts(entries)
 
     def _wait_for_ssh(self, specs: list[MachineSpec], report: Report) -> None:
-        pending = {str(s.address): s.name for s in specs}
-        if not pending:
-            return
-        report(f"waiting for SSH on {len(pending)} machine(s)")
-        pending = wait_for_ssh(pending, SSH_WAIT_SECONDS)
-        if pending:
-            names = ", ".join(f"{n} ({a})" for a, n in pending.items())
-            mgmt = self.site.model.management
-            raise BackendError(
-                f"SSH did not answer within {SSH_WAIT_SECONDS}s on {names}. The VMs run; the controller needs "
-                f"the address {mgmt.controller} on the management VLAN {mgmt.vlan} and routes to the segments "
-                f"via {mgmt.gateway}"
-            )
+        mgmt = self.site.model.management
+        hint = (
+            f"The VMs run; the controller needs the address {mgmt.controller} on the management VLAN {mgmt.vlan} "
+            f"and routes to the segments via {mgmt.gateway}"
+        )
+        require_ssh([(str(s.address), s.name) for s in specs], SSH_WAIT_SECONDS, report, hint)
 
     def cleanup_site(self) -> None:
         self._host_keys_file.unlink(missing_ok=True)
