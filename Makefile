@@ -8,6 +8,9 @@ PYTEST_ARGS ?=
 
 APT_PACKAGES := lxc lxc-dev debootstrap nftables iproute2 bridge-utils openssh-client rsync \
 	python3-venv python3-dev gcc make git ca-certificates
+# the libvirt/KVM backend: daemons started by hand (scripts/libvirt-lab), never as services
+APT_PACKAGES += libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
+	qemu-system-x86 qemu-utils openvswitch-switch genisoimage e2fsprogs
 
 .PHONY: setup apt venv image demo test lint unit clean-lab help
 .DEFAULT_GOAL := help
@@ -32,7 +35,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,lxc]'
+	$(BIN)/pip install -q -e '.[dev,lxc,libvirt]'
 	touch $@
 
 image: venv

@@ -14,4 +14,8 @@ def backend_for(site: LoadedSite, state: SiteState | None = None) -> Backend:
         from provisioner.backends.lxc import LxcBackend
 
         return LxcBackend(site, state)
+    if kind == "libvirt":
+        from provisioner.backends.libvirt import LibvirtBackend
+
+        return LibvirtBackend(site, state)
     raise NotImplementedError(kind)  # the model only admits implemented backends
