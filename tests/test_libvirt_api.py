@@ -23,7 +23,6 @@ from provisioner.libvirtlab import xmlspec
 from provisioner.plan import Action
 from provisioner.progress import Progress
 from provisioner.site import load_site
-from provisioner.state import SiteState
 
 libvirt = pytest.importorskip("libvirt")
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)

@@ -153,9 +153,9 @@ def start(say=print) -> list[str]:
     return started
 
 
-def stop(say=print) -> list[str]:
-    """Stop the daemons that `start` started (libvirtd first); others are left running."""
-    mine = _started()
+def stop(say=print, only: list[str] | None = None) -> list[str]:
+    """Stop the daemons that `start` started (libvirtd first), or only those named; others are left running."""
+    mine = _started() if only is None else _started() & set(only)
     stopped = []
     for daemon in reversed(ORDER):
         pid = daemon.pid()
@@ -167,7 +167,7 @@ def stop(say=print) -> list[str]:
         while daemon.pid() is not None and time.monotonic() < deadline:
             time.sleep(0.2)
         stopped.append(daemon.name)
-    _record(set())
+    _record(_started() - set(stopped))
     return stopped
 
 
