@@ -38,7 +38,7 @@ from provisioner.plan import Action, Change, Kind, Plan
 SSH_WAIT_SECONDS = 420
 PARALLEL = 4
 HOST_COMMANDS = ("ip", "nft", "ssh-keygen", "genisoimage")
-KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet"
+KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
 
 
 def _short_hash(text: str, length: int) -> str:
@@ -323,6 +323,13 @@ class LibvirtBackend(Backend):
 
     # ---- apply ---------------------------------------------------------------------------------
     def apply(self, plan: Plan, report: Report) -> None:
+        libvirt = _libvirt()
+        try:
+            self._apply(plan, report)
+        except libvirt.libvirtError as exc:
+            raise BackendError(f"libvirt ({self.settings.uri}): {exc.get_error_message()}") from exc
+
+    def _apply(self, plan: Plan, report: Report) -> None:
         self.preflight()
         actual = self.discover()
         specs = {m.name: m for m in self.desired.machines}
@@ -491,7 +498,9 @@ class LibvirtBackend(Backend):
         image = guest_image.ensure_built(say=report)
         for part in missing:
             report(f"importing {self.image.volume(part)} into storage pool {self.settings.pool}")
-            storage.upload_file(self.conn, self.pool, self.image.volume(part), getattr(image, part), parts[part])
+            storage.import_file(
+                self.conn, self.pool, self.image.volume(part), getattr(image, part), parts[part], self.wires_controller
+            )
 
     def _labels(self, spec: MachineSpec, host_key: str, state: str) -> dict[str, str]:
         return {
@@ -533,6 +542,7 @@ class LibvirtBackend(Backend):
             nics=tuple(nics),
             tb_cache_mib=self.settings.tb_cache_mib,
             console_log=f"/var/log/libvirt/qemu/{name}-console.log" if self.wires_controller else None,
+            checksum_offload=not (self.openvswitch and self.settings.ovs_datapath == "netdev"),
         )
 
     def _seed(self, spec: MachineSpec, host_key_private: str, host_key_public: str):

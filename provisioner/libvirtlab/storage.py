@@ -6,12 +6,14 @@ libvirt test driver (test:///) keeps volumes in memory and cannot upload: there 
 
 from __future__ import annotations
 
+import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import libvirt
 
 from provisioner.errors import BackendError
-from provisioner.libvirtlab.xmlspec import pool_xml, volume_xml
+from provisioner.libvirtlab.xmlspec import pool_target, pool_xml, volume_xml
 
 CHUNK = 4 * 1024 * 1024
 
@@ -38,6 +40,24 @@ def find_volume(pool: libvirt.virStoragePool, name: str) -> libvirt.virStorageVo
 
 def can_upload(conn: libvirt.virConnect) -> bool:
     return conn.getType() != "TEST"
+
+
+def import_file(
+    conn: libvirt.virConnect, pool: libvirt.virStoragePool, name: str, source: Path, fmt: str, local: bool
+) -> str:
+    """A volume holding a copy of `source`: copied straight into a local directory pool, else uploaded."""
+    target = pool_target(pool.XMLDesc(0))
+    if not (local and ET.fromstring(pool.XMLDesc(0)).get("type") == "dir" and target):
+        return upload_file(conn, pool, name, source, fmt)
+    old = find_volume(pool, name)
+    if old is not None:
+        old.delete(0)
+    partial = Path(target) / f".{name}.partial"
+    shutil.copyfile(source, partial)
+    partial.rename(Path(target) / name)
+    pool.refresh(0)
+    volume = pool.storageVolLookupByName(name)
+    return volume.path()
 
 
 def upload_file(conn: libvirt.virConnect, pool: libvirt.virStoragePool, name: str, source: Path, fmt: str) -> str:
