@@ -12,7 +12,7 @@ APT_PACKAGES := lxc lxc-dev debootstrap nftables iproute2 bridge-utils openssh-c
 APT_PACKAGES += libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
 	qemu-system-x86 qemu-utils openvswitch-switch genisoimage e2fsprogs
 
-.PHONY: setup apt venv image demo test lint unit clean-lab help
+.PHONY: setup apt venv image demo test lint unit clean-lab help libvirt-up libvirt-down
 .DEFAULT_GOAL := help
 
 help:
@@ -60,3 +60,10 @@ lint: venv
 
 clean-lab: venv
 	$(BIN)/provision destroy $(SITE) --confirm-prod $(SITE)
+
+# libvirtd, virtlogd and Open vSwitch started by hand (no systemd); `down` stops only what `up` started
+libvirt-up: venv
+	$(BIN)/python -m provisioner.libvirtlab.daemons start
+
+libvirt-down: venv
+	$(BIN)/python -m provisioner.libvirtlab.daemons stop
