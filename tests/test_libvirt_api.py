@@ -167,6 +167,16 @@ def test_a_guest_moved_to_another_segment_is_drift(api, hypervisor):
     assert fresh(api).plan().changes == []
 
 
+def test_a_stopped_network_is_drift_and_apply_restarts_it(api, hypervisor):
+    networks(hypervisor)["lvapi-dev"].destroy()
+    (change,) = fresh(api).plan().changes
+    assert (change.action, str(change.kind), change.name) == (Action.UPDATE, "segment", "dev")
+    assert "network is not active" in change.detail
+    apply(api)
+    assert networks(hypervisor)["lvapi-dev"].isActive()
+    assert fresh(api).plan().changes == []
+
+
 def test_a_guest_left_half_built_is_replaced_by_the_next_apply(api, hypervisor):
     dom = domains(hypervisor)["lvapi-dev-web1"]
     xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)

@@ -137,9 +137,9 @@ class LibvirtBackend(Backend):
         from provisioner.libvirtlab import ovs
 
         _libvirt()
-        missing = [c for c in ("ssh-keygen", "genisoimage") if shutil.which(c) is None]
-        if self.settings.uri.startswith(("qemu:///", "qemu+unix:///")) and not self.settings.uri.startswith("test:"):
-            missing += [c for c in HOST_COMMANDS if shutil.which(c) is None and c not in missing]
+        uri = urlparse(self.settings.uri)
+        needed = HOST_COMMANDS if uri.scheme.startswith("qemu") and not uri.hostname else ("ssh-keygen", "genisoimage")
+        missing = [c for c in needed if shutil.which(c) is None]
         if missing:
             raise ProvisionError(f"the libvirt backend needs {', '.join(missing)}; run `make setup`")
         _ = self.conn
@@ -422,9 +422,12 @@ class LibvirtBackend(Backend):
         except libvirt.libvirtError:
             existing = None
         if existing is not None:
-            labels = xmlspec.read_labels(existing.XMLDesc(0), "segment")
+            xml = existing.XMLDesc(0)
+            labels = xmlspec.read_labels(xml, "segment")
             if not labels or labels.get("site") != self.site.name:
                 raise BackendError(self._foreign(f"libvirt network {name}"))
+            if not self._network_drift(seg.key, xml, bool(existing.isActive())):
+                return  # the network is as designed; the drift is on the controller's side, repaired after
             report(f"redefining segment {seg.key} (network {name})")
             self._remove_network(name)
         else:
