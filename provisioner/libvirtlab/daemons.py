@@ -144,12 +144,12 @@ def start(say=print) -> list[str]:
             continue
         say(f"starting {daemon.name}")
         run(daemon.command, timeout=60)
+        _record(_started() | {daemon.name})  # recorded at once: a later failure must not orphan it
         _wait(lambda d=daemon: d.pid() is not None, daemon.name)
         started.append(daemon.name)
         if daemon is OVSDB:
             run(["ovs-vsctl", "--no-wait", "init"])
     _wait(LIBVIRT_SOCKET.exists, "the libvirtd socket")
-    _record(_started() | set(started))
     return started
 
 
