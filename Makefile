@@ -8,8 +8,11 @@ PYTEST_ARGS ?=
 
 APT_PACKAGES := lxc lxc-dev debootstrap nftables iproute2 bridge-utils openssh-client rsync \
 	python3-venv python3-dev gcc make git ca-certificates
+# the libvirt/KVM backend: daemons started by hand (scripts/libvirt-lab), never as services
+APT_PACKAGES += libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
+	qemu-system-x86 qemu-utils openvswitch-switch genisoimage e2fsprogs
 
-.PHONY: setup apt venv image demo test lint unit clean-lab help
+.PHONY: setup apt venv image demo test lint unit clean-lab help libvirt-up libvirt-down
 .DEFAULT_GOAL := help
 
 help:
@@ -29,10 +32,10 @@ apt:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,lxc,proxmox]'
+	$(BIN)/pip install -q -e '.[dev,lxc,proxmox,libvirt]'
 	touch $@
 
 image: venv
@@ -57,3 +60,10 @@ lint: venv
 
 clean-lab: venv
 	$(BIN)/provision destroy $(SITE) --confirm-prod $(SITE)
+
+# libvirtd, virtlogd and Open vSwitch started by hand (no systemd); `down` stops only what `up` started
+libvirt-up: venv
+	$(BIN)/python -m provisioner.libvirtlab.daemons start
+
+libvirt-down: venv
+	$(BIN)/python -m provisioner.libvirtlab.daemons stop

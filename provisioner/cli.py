@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -280,16 +281,36 @@ def verify(
         raise typer.Exit(int(ExitCode.FAILED))
 
 
+class ImageBackend(StrEnum):
+    ALL = "all"
+    LXC = "lxc"
+    LIBVIRT = "libvirt"
+
+
 @image_app.command("build")
-def image_build() -> None:
-    """Build the Debian base image the LXC lab clones hosts from (once; later calls do nothing)."""
-    from provisioner.lxclab import base_image
+def image_build(
+    backend: Annotated[
+        ImageBackend, typer.Option("--backend", help="which base image: the LXC lab's, the libvirt guests', or both")
+    ] = ImageBackend.ALL,
+) -> None:
+    """Build the Debian base images hosts are cloned from (once; later calls do nothing); needs only the mirror."""
+
+    def say(message: str) -> None:
+        out.print(f"· {message}", highlight=False)
 
     try:
-        rootfs = base_image.ensure_base(base_image.lxc_path(), say=lambda m: out.print(f"· {m}", highlight=False))
+        if backend in (ImageBackend.ALL, ImageBackend.LXC):
+            from provisioner.lxclab import base_image
+
+            rootfs = base_image.ensure_base(base_image.lxc_path(), say=say)
+            out.print(f"LXC base image ready: {rootfs}", highlight=False)
+        if backend in (ImageBackend.ALL, ImageBackend.LIBVIRT):
+            from provisioner.libvirtlab import guest_image
+
+            image = guest_image.ensure_built(say=say)
+            out.print(f"libvirt guest image ready: {image.directory}", highlight=False)
     except ProvisionError as exc:
         _fail(exc, False)
-    out.print(f"base image ready: {rootfs}", highlight=False)
 
 
 def main() -> None:

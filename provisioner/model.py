@@ -241,6 +241,12 @@ class LibvirtSettings(Strict):
     pool_path: str = "/var/lib/provisioner/images"
     image: str | None = Field(default=None, description="base qcow2; default: the one `provision image build` made")
     tb_cache_mib: int = Field(default=128, ge=16, le=4096, description="TCG translation cache per guest (qemu type)")
+    ovs_datapath: Literal["system", "netdev"] = Field(
+        default="system", description="datapath of the bridge provision creates; netdev where openvswitch.ko is missing"
+    )
+    max_memory_mib: int | None = Field(
+        default=None, ge=128, le=1048576, description="caps each guest's memory from its size (small TCG labs)"
+    )
 
 
 BackendSettings = Annotated[LxcSettings | ProxmoxSettings | LibvirtSettings, Field(discriminator="type")]

@@ -7,7 +7,7 @@ import ipaddress
 from collections.abc import Iterator
 
 from provisioner.catalogue import DEFAULT_ACCESS, LEVEL_ORDER
-from provisioner.model import Person, Site, Waiver
+from provisioner.model import LibvirtSettings, Person, Site, Waiver
 from provisioner.yamlsource import KeyPath, format_path
 
 Problem = tuple[KeyPath, str]
@@ -24,6 +24,7 @@ def check_site(site: Site, today: dt.date | None = None) -> list[Problem]:
         _people_and_waivers,
         _deploy_identity,
         _release_path,
+        _libvirt_networks,
     ):
         problems.extend(check(site, today))
     return problems
@@ -256,3 +257,37 @@ def _release_path(site: Site, today: dt.date) -> Iterator[Problem]:
             f"{site.releases.required_approvals} approvals required but only {len(approvers)} "
             f"{'person has' if len(approvers) == 1 else 'people have'} the approver role",
         )
+
+
+def _libvirt_networks(site: Site, today: dt.date) -> Iterator[Problem]:
+    """libvirt bridge mode: one host bridge per segment (each environment and 'mgmt'), nothing else."""
+    backend = site.backend
+    if not isinstance(backend, LibvirtSettings):
+        return
+    segments = ["mgmt", *(e.name for e in site.environments)]
+    if backend.network_mode == "openvswitch":
+        if backend.bridges:
+            yield (
+                ("backend", "bridges"),
+                "bridges are for network_mode 'bridge'; in 'openvswitch' mode every segment is a VLAN on ovs_bridge",
+            )
+        return
+    if backend.ovs_bridge:
+        yield (("backend", "ovs_bridge"), "ovs_bridge is for network_mode 'openvswitch'; bridge mode uses 'bridges'")
+    for key in backend.bridges:
+        if key not in segments:
+            yield (("backend", "bridges", key), f"unknown segment '{key}'; allowed: {_allowed(segments)}")
+    for key in segments:
+        if key not in backend.bridges:
+            yield (
+                ("backend", "bridges"),
+                f"network_mode 'bridge' needs the host bridge of segment '{key}' (one Linux bridge per VLAN)",
+            )
+    used: dict[str, str] = {}
+    for key, bridge in backend.bridges.items():
+        if bridge in used:
+            yield (
+                ("backend", "bridges", key),
+                f"bridge '{bridge}' already carries segment '{used[bridge]}'; every segment needs its own bridge",
+            )
+        used.setdefault(bridge, key)

@@ -18,4 +18,8 @@ def backend_for(site: LoadedSite, state: SiteState | None = None) -> Backend:
         from provisioner.backends.proxmox.backend import ProxmoxBackend
 
         return ProxmoxBackend(site, state)
+    if kind == "libvirt":
+        from provisioner.backends.libvirt import LibvirtBackend
+
+        return LibvirtBackend(site, state)
     raise NotImplementedError(kind)  # the model only admits implemented backends

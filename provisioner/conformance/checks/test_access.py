@@ -89,8 +89,11 @@ def test_developer_cannot_reach_the_production_database(lab, evidence, developer
     if not secret.is_file():
         pytest.skip(f"{developer_name} has no database role in {dev_env.name}")
     password = secret.read_text().strip()
+    dev_dbs = _db_hosts(lab, "development")
+    if not dev_dbs:
+        pytest.skip(f"{dev_env.name} holds no database to run the positive control against")
     source = lab.model.hosts_in(dev_env.name)[0]
-    dev_db = _db_hosts(lab, "development")[0]
+    dev_db = dev_dbs[0]
     evidence.expect(f"{developer_name} connects to the {dev_env.name} database and not to production's")
     control = _psql_attempt(lab, source, dev_db, developer_name, password)
     evidence.note(f"positive control from {source.name} to {dev_db.name}: rc={control.rc} {control.stdout.strip()}")
