@@ -8,11 +8,11 @@ PYTEST_ARGS ?=
 
 APT_PACKAGES := lxc lxc-dev debootstrap nftables iproute2 bridge-utils openssh-client rsync \
 	python3-venv python3-dev gcc make git ca-certificates
-# the libvirt/KVM backend: daemons started by hand (scripts/libvirt-lab), never as services
+# the libvirt/KVM backend: daemons started by hand (python -m provisioner.libvirtlab.daemons), never as services
 APT_PACKAGES += libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
 	qemu-system-x86 qemu-utils openvswitch-switch genisoimage e2fsprogs
 
-.PHONY: setup apt venv image demo test lint unit clean-lab help libvirt-up libvirt-down
+.PHONY: setup apt venv image images demo test lint unit clean-lab help libvirt-up libvirt-down
 .DEFAULT_GOAL := help
 
 help:
@@ -38,8 +38,12 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[dev,lxc,proxmox,libvirt]'
 	touch $@
 
+# the demo needs only the LXC base; the test suite also boots libvirt guests
 image: venv
-	$(BIN)/provision image build
+	$(BIN)/provision image build --backend lxc
+
+images: venv
+	$(BIN)/provision image build --backend all
 
 demo: setup
 	$(BIN)/provision validate $(SITE)
@@ -51,7 +55,7 @@ demo: setup
 	@echo "conformance results: $$(ls -d $(CURDIR)/.provision/$(SITE)/runs/*-verify-* | tail -n 1)"
 
 # ruff and ansible-lint run inside the suite (tests/test_lint.py)
-test: setup
+test: setup images
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv

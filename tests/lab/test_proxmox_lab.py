@@ -3,6 +3,7 @@ whose started VMs are LXC containers, so the roles and the conformance suite run
 
 from __future__ import annotations
 
+import collections
 import json
 import signal
 import time
@@ -182,6 +183,9 @@ def test_second_apply_changes_nothing(pve):
     start = len(fake.requests)
     plan = lab.cli("plan", str(lab.site_file), "--json")
     assert json.loads(plan.stdout)["changes"] == []
+    calls = collections.Counter((r.method, r.route) for r in fake.requests[start:])
+    assert max(calls.values()) == 1, f"plan of a built site repeats a call per VM: {calls.most_common(3)}"
+    assert len(calls) <= 14, "plan makes one list call per resource type, plus the preflight checks"
     result = lab.cli("apply", str(lab.site_file), "--json")
     assert result.rc == 0, result.stderr[-2000:]
     assert json.loads(result.stdout)["stats"]["changed"] == {}

@@ -11,7 +11,10 @@ from provisioner import policy
 def hypervisor_rows(lab):
     rows = lab.hypervisor_access()
     if rows is None:
-        pytest.skip(f"the {lab.model.backend.type} backend has no hypervisor accounts; ACC-6 applies to Proxmox")
+        pytest.skip(
+            f"the {lab.model.backend.type} backend gives people no hypervisor accounts (only root on the host "
+            "manages it); ACC-6 is read back from Proxmox ACLs"
+        )
     return rows
 
 
