@@ -121,14 +121,21 @@ class ProxmoxBackend(Backend):
         return cluster
 
     def _site_vms(self, cluster: dict[str, Any]) -> list[dict[str, Any]]:
+        """The site's VMs: tagged with the site, or in one of its pools, or (a clone still running: Proxmox adds
+        the pool only when the clone ends) named for one of its machines and locked by a clone. Complete ones
+        first, so a duplicate left by an interrupted apply is the one planned for removal."""
         pools = set(self.names.pools())
+        machines = {m.name for m in self.desired.machines}
         found = []
         for vm in cluster["vms"]:
             tags = parse_tags(vm.get("tags"))
-            ours = self.names.site_tag in tags or vm.get("pool") in pools
-            if ours and self.names.machine_of(str(vm.get("name", ""))) is not None:
+            machine = self.names.machine_of(str(vm.get("name", "")))
+            if machine is None:
+                continue
+            cloning = vm.get("lock") == "clone" and machine in machines
+            if self.names.site_tag in tags or vm.get("pool") in pools or cloning:
                 found.append(vm)
-        return found
+        return sorted(found, key=lambda vm: (READY_TAG not in parse_tags(vm.get("tags")), int(vm.get("vmid", 0))))
 
     def discover(self) -> ActualState:
         cluster = self._read_cluster()
@@ -167,7 +174,7 @@ class ProxmoxBackend(Backend):
                 fingerprint=tag_value(tags, "fp-") or "",
                 complete=READY_TAG in tags and not vm.get("lock"),
                 running=vm.get("status") == "running",
-                production="tier-production" in tags or pool == self._prod_pool(env),
+                production="tier-production" in tags or (pool is not None and pool == self._prod_pool(env)),
                 drift=drift,
             )
             if machine in state.machines:  # a duplicate left by a lost clone answer: it goes
