@@ -193,6 +193,14 @@ def test_second_apply_changes_nothing(pve):
     assert not writes_since(fake, start), "a second apply must not write to the cluster"
 
 
+def test_the_token_secret_is_in_no_run_artifact_or_state_file(pve):
+    _fake, lab = pve
+    files = [p for p in (lab.state_dir).rglob("*") if p.is_file()]
+    assert any("runs" in p.parts for p in files), "no run artifacts to look at"
+    leaks = [p for p in files if lab.secret.encode() in p.read_bytes()]
+    assert not leaks, f"the API token secret is written in {leaks}"
+
+
 def test_destroying_production_refuses_without_confirmation_and_protection_holds(pve):
     fake, lab = pve
     api = Api(fake, lab.secret)
