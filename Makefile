@@ -11,6 +11,8 @@ APT_PACKAGES := lxc lxc-dev debootstrap nftables iproute2 bridge-utils openssh-c
 # the libvirt/KVM backend: daemons started by hand (python -m provisioner.libvirtlab.daemons), never as services
 APT_PACKAGES += libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
 	qemu-system-x86 qemu-utils openvswitch-switch genisoimage e2fsprogs
+# the evidence pack and the web checks: headless Chromium, graphviz diagrams, PDF (weasyprint needs pango)
+APT_PACKAGES += chromium graphviz poppler-utils fonts-dejavu-core libpango-1.0-0 libpangoft2-1.0-0
 
 .PHONY: setup apt venv image images demo test lint unit clean-lab help libvirt-up libvirt-down
 .DEFAULT_GOAL := help

@@ -41,6 +41,16 @@ class SiteState:
     def ansible_cfg(self) -> Path:
         return self.root / "ansible.cfg"
 
+    @property
+    def evidence_dir(self) -> Path:
+        """The site's evidence folder: release ledger, data records, reports. It outlives a destroy."""
+        return self.root / "evidence"
+
+    @property
+    def signing_dir(self) -> Path:
+        """The controller's evidence signing key (see provisioner.signing); it outlives a destroy."""
+        return self.root / "signing"
+
     def ensure(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.keys_dir.mkdir(exist_ok=True, mode=0o700)
@@ -73,7 +83,7 @@ class SiteState:
     def secret_values(self) -> list[str]:
         """Every secret the controller holds for the site, so run output can be masked."""
         values = []
-        for folder in (self.keys_dir, self.secrets_dir):
+        for folder in (self.keys_dir, self.secrets_dir, self.signing_dir):
             for path in sorted(folder.glob("*")) if folder.is_dir() else []:
                 if path.is_file() and not path.name.endswith(".pub"):
                     text = path.read_text(errors="ignore").strip()
