@@ -81,5 +81,23 @@ CONTROLS: dict[str, Control] = {
         ),
         Control("CUE-2", "Host names carry the environment", "medium", (_A831,)),
         Control("LOG-1", "Production logs logins and privileged commands", "high", (_A831, "A.8.15")),
+        Control(
+            "NET-4",
+            "A network diagram generated from live state shows the boundaries and matches the declaration",
+            "medium",
+            (_A831, "A.8.20", "A.8.22"),
+        ),
+        Control(
+            "ACC-7",
+            "A recorded, unexpired exception approved by someone other than its requester, with compensating controls",
+            "high",
+            (_A831, "A.5.3", "A.5.36"),
+        ),
+        Control(
+            "DOC-1",
+            "An evidence pack for the auditor: results, diagram, matrices, releases, waivers, policy; signed",
+            "medium",
+            (_A831, "A.5.37", "A.5.33"),
+        ),
     )
 }
