@@ -38,6 +38,17 @@ class ActualMachine:
 
 
 @dataclass
+class Attachment:
+    """Something live on one of the site's segments: a machine's interface or a bare switch port."""
+
+    segment: str  # segment key (environment name or 'mgmt')
+    machine: str  # machine name (its label) or the backend's handle for something unlabelled
+    address: str | None
+    managed: bool  # carries the site's labels
+    interface: str = ""  # the port / veth on the segment
+
+
+@dataclass
 class ActualState:
     segments: dict[str, ActualSegment] = field(default_factory=dict)
     machines: dict[str, ActualMachine] = field(default_factory=dict)
@@ -148,6 +159,17 @@ class Backend(ABC):
         """Per person and environment, the rights held at the hypervisor, read back live (ACC-6); None where the
         backend has no hypervisor accounts (the local LXC lab)."""
         return None
+
+    def attachments(self) -> list[Attachment]:
+        """What is live on the site's segments (NET-4). By default the labelled machines at their addresses;
+        backends that can read their switch ports also list what sits there without the site's labels."""
+        env_of = {m.name: m.environment for m in self.desired.machines}
+        found = []
+        for machine in self.discover().machines.values():
+            if machine.running:
+                segment = machine.environment or env_of.get(machine.name) or "mgmt"
+                found.append(Attachment(segment, machine.name, machine.address, True))
+        return found
 
     @abstractmethod
     def cleanup_site(self) -> None:

@@ -8,7 +8,7 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, Backend, Report
+from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, Attachment, Backend, Report
 from provisioner.desired import MGMT, MachineSpec, SegmentSpec
 from provisioner.errors import BackendError, ProvisionError
 from provisioner.hostkeys import HostKey, new_host_key
@@ -116,6 +116,50 @@ class LxcBackend(Backend):
                 address=labels.get("address"),
             )
         return state
+
+    def attachments(self) -> list[Attachment]:
+        """Every running container with an interface on one of the site's bridges (labelled or not), with the
+        address it holds, and every bridge port no container explains."""
+        all_links = links.list_links()
+        bridges = {
+            link.name: link.labels.get("segment", "")
+            for link in all_links
+            if link.labels.get("site") == self.site.name and link.labels.get("kind") == "segment"
+        }
+        ports = {link.name: link.master for link in all_links if link.master in bridges}
+        explained: set[str] = set()
+        found: list[Attachment] = []
+        for name in sorted(containers.running_names()):
+            directory = self.lxcpath / name
+            config = directory / "config"
+            if not config.is_file():
+                continue
+            nics = _config_nics(config.read_text())
+            if not any(nic.get("link") in bridges for nic in nics.values()):
+                continue
+            labels = containers.read_labels(directory) or {}
+            managed = labels.get("site") == self.site.name and labels.get("managed-by") == "provisioner"
+            info = _lxc_info(name)
+            explained |= set(info["links"])
+            for nic in nics.values():
+                if nic.get("link") not in bridges:
+                    continue
+                address = nic.get("ipv4.address", "").split("/")[0] or None
+                if address not in info["ips"]:
+                    address = next(iter(info["ips"]), None) if len(nics) == 1 else None
+                found.append(
+                    Attachment(
+                        bridges[nic["link"]],
+                        labels.get("name", name) if managed else name,
+                        address,
+                        managed,
+                        nic.get("veth.pair", ""),
+                    )
+                )
+        for port, bridge in sorted(ports.items()):
+            if port not in explained and not any(a.interface == port for a in found):
+                found.append(Attachment(bridges[str(bridge)], f"port {port}", None, False, port))
+        return found
 
     def _wanted_routes(self) -> dict[str, str]:
         via = str(self.site.model.management.gateway)
@@ -366,6 +410,32 @@ class LxcBackend(Backend):
 
     def cleanup_site(self) -> None:
         hostguard.remove(self.site.name)
+
+
+def _config_nics(text: str) -> dict[str, dict[str, str]]:
+    """lxc.net.<i>.<key> = value lines of a container config, per interface index."""
+    nics: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        parts = key.strip().split(".", 3)
+        if len(parts) == 4 and parts[:2] == ["lxc", "net"]:
+            nics.setdefault(parts[2], {})[parts[3]] = value.strip()
+    return nics
+
+
+def _lxc_info(name: str) -> dict[str, list[str]]:
+    """The addresses a running container holds and its host-side interfaces, from `lxc-info`."""
+    from provisioner.shell import run
+
+    output = run(["lxc-info", "-n", name], check=False).stdout
+    info: dict[str, list[str]] = {"ips": [], "links": []}
+    for line in output.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "IP":
+            info["ips"].append(value.strip())
+        elif key.strip() == "Link":
+            info["links"].append(value.strip())
+    return info
 
 
 def _parse_nics(text: str) -> list[tuple[str, str]]:

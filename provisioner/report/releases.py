@@ -1,0 +1,99 @@
+"""A tolerant reader of the release ledger (`<state>/evidence/releases.jsonl`, written by `provision release`).
+
+The report only reads it: per release, its digest, who created it, when it reached each environment and who
+approved it. A missing or partly unreadable ledger is reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LEDGER_FILE = "releases.jsonl"
+
+
+@dataclass
+class Release:
+    id: str
+    digest: str = ""
+    artifact: str = ""
+    author: str = ""
+    created: str = ""
+    reached: dict[str, str] = field(default_factory=dict)  # env -> time of the first successful deploy
+    verified: dict[str, str] = field(default_factory=dict)  # env -> time of the first successful verify
+    failed: list[str] = field(default_factory=list)  # "deploy prod at <time>"
+    approvals: list[dict[str, str]] = field(default_factory=list)  # actor, time
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "digest": self.digest,
+            "artifact": self.artifact,
+            "author": self.author,
+            "created": self.created,
+            "reached": self.reached,
+            "verified": self.verified,
+            "failed": self.failed,
+            "approvals": self.approvals,
+        }
+
+
+@dataclass
+class Ledger:
+    path: Path
+    present: bool
+    entries: list[dict[str, Any]]
+    problems: list[str]
+    releases: list[Release]
+
+    @property
+    def last(self) -> Release | None:
+        return self.releases[-1] if self.releases else None
+
+    @property
+    def summary(self) -> str:
+        if not self.present:
+            return "no releases recorded"
+        return f"{len(self.releases)} release(s), {len(self.entries)} ledger entries"
+
+
+def read_ledger(evidence_dir: Path) -> Ledger:
+    path = evidence_dir / LEDGER_FILE
+    if not path.is_file():
+        return Ledger(path, False, [], [], [])
+    entries: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"line {number}: not JSON ({exc.msg})")
+            continue
+        if not isinstance(entry, dict) or not entry.get("release") or not entry.get("event"):
+            problems.append(f"line {number}: no 'release' or 'event'")
+            continue
+        entries.append(entry)
+    releases: dict[str, Release] = {}
+    for entry in entries:
+        rid = str(entry["release"])
+        release = releases.setdefault(rid, Release(rid))
+        event, when, actor = str(entry["event"]), str(entry.get("time", "")), str(entry.get("actor", ""))
+        ok = entry.get("result", "ok") == "ok"
+        env = str(entry.get("env", ""))
+        release.digest = release.digest or str(entry.get("digest", ""))
+        release.artifact = release.artifact or str(entry.get("artifact", ""))
+        if event == "create":
+            release.author, release.created = actor, when
+        elif event == "approve" and ok:
+            release.approvals.append({"actor": actor, "time": when})
+        elif event in ("deploy", "verify") and not ok:
+            release.failed.append(f"{event} {env} at {when}")
+        elif event == "deploy":
+            release.reached.setdefault(env, when)
+        elif event == "verify":
+            release.verified.setdefault(env, when)
+    return Ledger(path, True, entries, problems, list(releases.values()))
