@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from provisioner import __version__, operations
-from provisioner.errors import ExitCode, ProvisionError, SiteError
+from provisioner.errors import ExitCode, InputError, ProvisionError, SiteError
 from provisioner.plan import Action, Plan
 from provisioner.progress import Progress
 from provisioner.site import LoadedSite, load_site
@@ -278,6 +278,76 @@ def verify(
             )
         out.print(f"results (JSON, JUnit XML): {result.run_dir}", highlight=False)
     if not result.ok:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+@app.command(
+    context_settings={"help_option_names": ["--help", "-h"]},
+    epilog="`provision report verify DIR` checks a pack: every file against MANIFEST.sha256 and the signature over "
+    "it. Exit 0 if it holds; 1 naming the file that does not.",
+)
+def report(
+    target: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[SITE] | verify DIR", help="the site to report on; or `verify DIR` to check a pack"),
+    ] = None,
+    out_dir: Annotated[
+        str | None,
+        typer.Option("--out", help="folder for the pack (new or empty); default <state>/evidence/reports/<time>"),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The auditor's evidence pack (DOC-1) from the latest verify run and live state: HTML, PDF, JSON, JUnit,
+    OSCAL, network diagram, signed checksum manifest."""
+    from pathlib import Path
+
+    args = list(target or [])
+    if args and args[0] == "verify":
+        if len(args) != 2:
+            _fail(InputError("usage: provision report verify DIR"), as_json)
+        _report_verify(Path(args[1]), as_json)
+        return
+    if len(args) > 1:
+        _fail(InputError(f"one site expected, got {' '.join(args)}"), as_json)
+    from provisioner.report.collect import collect
+    from provisioner.report.pack import default_folder, write_pack
+    from provisioner.state import SiteState
+
+    loaded = _load(args[0] if args else None, as_json)
+    state = SiteState(loaded.name)
+    try:
+        data = collect(loaded, state)
+        folder = write_pack(data, Path(out_dir) if out_dir else default_folder(state), state)
+    except ProvisionError as exc:
+        _fail(exc, as_json)
+    failing = [c["id"] for c in data["controls"] if c["status"] == "fail"]
+    if as_json:
+        _emit({"site": loaded.name, "pack": str(folder), "verify_run": data["verify_run"], "failing": failing,
+               "differences": data["live"]["differences"]})  # fmt: skip
+        return
+    for question in data["questions"]:
+        out.print(f"{question['id']} {question['status']}: {escape(question['answer'])}", highlight=False)
+    if failing:
+        out.print(f"[red]failing controls:[/red] {', '.join(failing)}", highlight=False)
+    for difference in data["live"]["differences"]:
+        out.print(f"[red]differs from the site file:[/red] {escape(difference)}", highlight=False)
+    out.print(f"evidence pack: {folder}", highlight=False)
+
+
+def _report_verify(folder: Any, as_json: bool) -> None:
+    from provisioner.report.manifest import verify_pack
+
+    if not folder.is_dir():
+        _fail(InputError(f"{folder}: no such folder"), as_json)
+    problems = verify_pack(folder)
+    if as_json:
+        _emit({"pack": str(folder), "ok": not problems, "problems": problems})
+    elif problems:
+        for problem in problems:
+            err.print(f"[red]tampered:[/red] {escape(problem)}", highlight=False)
+    else:
+        out.print(f"[green]intact:[/green] every file of {folder} matches its signed manifest", highlight=False)
+    if problems:
         raise typer.Exit(int(ExitCode.FAILED))
 
 

@@ -2,7 +2,7 @@
 
 For every host, as root over SSH: local accounts (uid >= 1000), their authorized keys, groups, login shell,
 sshd's effective AllowGroups and `sudo -l -U`. From these each account's level on the host follows:
-none, login, deploy (sudo limited to named commands) or sudo (any command). The matrix is person ×
+none, login, deploy (sudo limited to named commands) or sudo (any command). The matrix is person by
 environment with the highest level held on any host of the environment, plus the hypervisor's roles where
 the backend has hypervisor accounts.
 """

@@ -19,14 +19,30 @@ from provisioner.site import LoadedSite
 from provisioner.state import SiteState
 
 QUESTIONS = (
-    ("Q1", "Can your junior developer log into the live database right now and delete a table?", ("ACC-2", "ACC-3", "NET-2")),
-    ("Q2", "Show me the data in your test environment. Is that a real customer's name and address?", ("DATA-1", "DATA-2")),
-    ("Q3", "Show me the record of your last software release. Who approved it moving from test to live?", ("CHG-2", "CHG-4")),
+    (
+        "Q1",
+        "Can your junior developer log into the live database right now and delete a table?",
+        ("ACC-2", "ACC-3", "NET-2"),
+    ),
+    (
+        "Q2",
+        "Show me the data in your test environment. Is that a real customer's name and address?",
+        ("DATA-1", "DATA-2"),
+    ),
+    (
+        "Q3",
+        "Show me the record of your last software release. Who approved it moving from test to live?",
+        ("CHG-2", "CHG-4"),
+    ),
 )
 
 
 def latest_verify_run(state: SiteState) -> Path:
-    runs = sorted(p for p in state.runs_dir.glob("*-verify-*") if (p / "results.json").is_file()) if state.runs_dir.is_dir() else []
+    runs = (
+        sorted(p for p in state.runs_dir.glob("*-verify-*") if (p / "results.json").is_file())
+        if state.runs_dir.is_dir()
+        else []
+    )
     if not runs:
         raise ProvisionError(f"site '{state.site}' has no verify run with results: run `provision verify` first")
     return runs[-1]
@@ -43,7 +59,14 @@ def load_results(run_dir: Path) -> dict[str, Any]:
 
 
 def reachability(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for row in rows if row["control"] == "NET-2" for r in row.get("rows", []) if isinstance(r, dict)]
+    """NET-2's matrix rows (source, destination, port, expected, observed), each with its check's time."""
+    return [
+        {"time": row.get("time", ""), **r}
+        for row in rows
+        if row["control"] == "NET-2"
+        for r in row.get("rows", [])
+        if isinstance(r, dict)
+    ]
 
 
 def _catalogue(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -102,7 +125,9 @@ def questions(
                 "production database, and nothing in development or test can open a connection into production.",
             )  # fmt: skip
             entry["attempts"] = [
-                r for r in reachability(rows) if r.get("destination_env") in prod_envs and r.get("source_env") not in prod_envs
+                r
+                for r in reachability(rows)
+                if r.get("destination_env") in prod_envs and r.get("source_env") not in prod_envs
             ]
         elif qid == "Q2":
             entry["status"], entry["answer"] = _answer(
@@ -167,7 +192,9 @@ def waivers_section(site: Site, rows: list[dict[str, Any]], today: dt.date) -> l
     ]
 
 
-def live_access(site: LoadedSite, state: SiteState, attachments: list[Attachment], hyper: Any) -> access_matrix.AccessMatrix:
+def live_access(
+    site: LoadedSite, state: SiteState, attachments: list[Attachment], hyper: Any
+) -> access_matrix.AccessMatrix:
     from provisioner.conformance.remote import Remote
 
     remote = Remote(state)
@@ -208,7 +235,7 @@ def extra_rows(diffs: list[str], now: str) -> list[dict[str, Any]]:
             "host": "site",
             "status": "pass",
             "raw_status": "pass",
-            "expected": "per-control results, diagram, matrices, releases, waivers, policy; checksum manifest, signature",
+            "expected": "results, diagram, matrices, releases, waivers, policy; a checksum manifest and its signature",
             "observed": "generated from the latest verify run and live state; MANIFEST.sha256 signed",
             "evidence": "see MANIFEST.sha256 and MANIFEST.sha256.sig in this pack",
             "rows": [],

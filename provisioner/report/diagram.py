@@ -67,8 +67,7 @@ def flow_summary(matrix: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str
         entry["probes"] += 1
         if str(row.get("observed")) in OPEN_OUTCOMES:
             entry["open"].add(str(row.get("port")))
-        expected_open = str(row.get("expected")) == "open"
-        if expected_open != (str(row.get("observed")) in OPEN_OUTCOMES) and isinstance(row.get("port"), int):
+        if row.get("ok") is False:
             entry["mismatch"] += 1
     return pairs
 
@@ -135,7 +134,9 @@ def to_dot(
         lines.append(f"  {_q('seg_' + src)} -> {_q('seg_' + dst)} [label={_q(label)}, {style}, constraint=false];")
     if diffs:
         text = "\\l".join(html.escape(d, quote=False) for d in diffs) + "\\l"
-        lines.append(f"  differences [shape=box, color=red, fontcolor=red, label={_q('differences:' + chr(92) + 'l' + text)}];")
+        lines.append(
+            f"  differences [shape=box, color=red, fontcolor=red, label={_q('differences:' + chr(92) + 'l' + text)}];"
+        )
     lines.append("}")
     return "\n".join(lines) + "\n"
 

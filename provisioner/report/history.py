@@ -89,9 +89,7 @@ def trend_svg(entries: list[dict[str, Any]], width: int = 480, height: int = 140
             parts.append(f'<circle cx="{x}" cy="{y}" r="2.5" fill="{COLOURS[status]}"/>')
     legend_x = pad_left
     for status in STATUSES:
-        parts.append(
-            f'<text x="{legend_x}" y="{height - 4}" font-size="10" fill="{COLOURS[status]}">{status}</text>'
-        )
+        parts.append(f'<text x="{legend_x}" y="{height - 4}" font-size="10" fill="{COLOURS[status]}">{status}</text>')
         legend_x += 60
     parts.append("</svg>")
     return "".join(parts)
