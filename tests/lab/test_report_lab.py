@@ -1,0 +1,158 @@
+"""`provision report` on a real lab: the evidence pack from one verify run and live state.
+
+One lab (site `rptlab`, 10.88.0.0/16), one apply, one verify. A container that is not in the site file is
+started on the lab's dev bridge, so the diagram drawn from live state must show it as a difference.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from helpers import ROOT
+
+from provisioner.backends.lxc import LxcBackend
+from provisioner.conformance.controls import CONTROLS
+from provisioner.lxclab import base_image, containers
+from provisioner.report.collect import QUESTIONS
+from provisioner.report.manifest import MANIFEST, SIGNATURE
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(1500)]
+
+KEYS = ROOT / "inventories" / "example" / "demo-keys"
+INTRUDER = "rptlab-intruder"
+INTRUDER_ADDRESS = "10.88.10.99"
+PACK_FILES = {
+    "report.html", "report.pdf", "report.json", "junit.xml", "oscal-assessment-results.json",
+    "network.svg", "network.dot", "evidence-signing-key.pub", MANIFEST, SIGNATURE,
+}  # fmt: skip
+
+
+def _start_intruder(bridge: str) -> None:
+    """A container without the site's labels, on the site's dev bridge, at an address the site file lacks."""
+    lxcpath = base_image.lxc_path()
+    rootfs = base_image.base_rootfs(lxcpath)
+    directory = lxcpath / INTRUDER
+    delta = directory / "overlay" / "delta"
+    delta.mkdir(parents=True)
+    lines = containers.config_header("not managed by provisioner: a report test's intruder", INTRUDER, rootfs, delta)
+    lines += containers.nic_config(0, bridge, "eth0", "02:88:00:00:00:99", f"{INTRUDER_ADDRESS}/24")
+    lines.append("lxc.init.cmd = /bin/sleep infinity")
+    containers.write_config(directory, "\n".join(lines) + "\n")
+    containers.start(INTRUDER)
+
+
+def _remove_intruder() -> None:
+    lxcpath = base_image.lxc_path()
+    if (lxcpath / INTRUDER).exists():
+        containers.remove(lxcpath, INTRUDER, running=containers.is_running(INTRUDER))
+
+
+@pytest.fixture(scope="module")
+def built(lab_factory, tmp_path_factory):
+    lab = lab_factory("rptlab", 88)
+    applied = lab.cli("apply", str(lab.site_file), "--json", timeout=1200)
+    assert applied.rc == 0, applied.stdout[-3000:] + applied.stderr[-3000:]
+    verified = lab.cli("verify", str(lab.site_file), "--keys", str(KEYS), "--json")
+    assert verified.rc == 0, verified.stdout[-3000:]
+    _remove_intruder()  # a leftover of an interrupted earlier run
+    _start_intruder(LxcBackend(lab.site, lab.state).bridge("dev"))
+    try:
+        pack = tmp_path_factory.mktemp("pack") / "evidence"
+        made = lab.cli("report", str(lab.site_file), "--out", str(pack), "--json")
+        assert made.rc == 0, made.stdout[-3000:] + made.stderr[-3000:]
+        yield lab, pack, made.json, tmp_path_factory.mktemp("artifacts")
+    finally:
+        _remove_intruder()
+
+
+def test_pack_holds_every_format_and_verifies(built):
+    lab, pack, _, _ = built
+    assert {p.name for p in pack.iterdir()} == PACK_FILES
+    checked = lab.cli("report", "verify", str(pack))
+    assert checked.rc == 0, checked.stdout + checked.stderr
+    oscal = json.loads((pack / "oscal-assessment-results.json").read_text())["assessment-results"]
+    assert oscal["metadata"]["oscal-version"].startswith("1.1")
+    assert oscal["results"][0]["findings"] and oscal["results"][0]["observations"]
+
+
+def test_diagram_from_live_state_shows_the_undeclared_container(built):
+    _, pack, summary, _ = built
+    assert any(INTRUDER in d and "not in the site file" in d for d in summary["differences"]), summary["differences"]
+    svg = (pack / "network.svg").read_text()
+    assert INTRUDER in svg and INTRUDER_ADDRESS in svg and "NOT IN SITE FILE" in svg
+    for env, vlan in (("dev", 10), ("test", 20), ("prod", 30)):
+        assert f"VLAN {vlan}" in svg and f"10.88.{vlan}.0/24" in svg, env
+    report = json.loads((pack / "report.json").read_text())
+    net4 = next(c for c in report["controls"] if c["id"] == "NET-4")
+    assert net4["status"] == "fail" and INTRUDER in net4["results"][0]["observed"]
+    assert summary["failing"] == ["NET-4"], "only the deliberate difference fails"
+
+
+def test_access_matrix_is_read_from_the_hosts(built):
+    _, pack, _, _ = built
+    access = json.loads((pack / "report.json").read_text())["access"]
+    levels = access["levels"]
+    assert levels["alice"] == {"dev": "sudo", "test": "login", "prod": "none"}
+    assert levels["carol"] == {"dev": "none", "test": "login", "prod": "none"}
+    assert levels["dave"] == {"dev": "sudo", "test": "sudo", "prod": "sudo"}
+    assert levels["deploy"]["prod"] == "deploy"
+    assert access["hypervisor"] is None and not access["unreadable"]
+    prod_db = {a["user"]: a for a in access["hosts"]["prod-db1"]}
+    assert "alice" not in prod_db or prod_db["alice"]["level"] == "none"
+
+
+def test_html_in_chromium_answers_the_three_questions_and_lists_every_control(built):
+    _, pack, _, artifacts = built
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    url = (pack / "report.html").as_uri()
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--user-data-dir=" + str(artifacts / "profile"),
+    ]
+    shot = artifacts / "report.png"
+    subprocess.run(
+        [chromium, *flags, f"--screenshot={shot}", "--window-size=1280,4000", url],
+        capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert shot.is_file() and shot.stat().st_size > 10_000, "the screenshot is kept next to the pack"
+    dom = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    for qid, question, _ in QUESTIONS:
+        assert f'id="{qid.lower()}"' in dom and question in dom, qid
+    for cid in CONTROLS:
+        assert f'id="control-{cid}"' in dom, cid
+    assert "not checked" in dom, "Q2 without DATA-* results says so"
+    assert 'id="policy"' in dom and "Secure Development Policy" in dom
+
+
+def test_pdf_has_the_same_sections(built):
+    _, pack, _, _ = built
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(pack / "report.pdf"), "-"], capture_output=True, text=True
+    ).stdout
+    flat = " ".join(text.split())
+    for heading in ("The auditor's three questions", "Controls", "Network diagram", "Reachability matrix",
+                    "Access matrix", "Release history", "Waivers", "Secure Development Policy"):  # fmt: skip
+        assert heading in flat, heading
+    for qid, _, _ in QUESTIONS:
+        assert f"{qid}." in flat
+    for cid in CONTROLS:
+        assert cid in flat, cid
+
+
+def test_no_secret_in_any_file_of_the_pack(built):
+    lab, pack, _, _ = built
+    secrets = [s for s in lab.state.secret_values() if len(s) >= 8]
+    assert secrets, "the lab holds secrets (controller key, database passwords, evidence key)"
+    texts = {p.name: p.read_bytes().decode(errors="replace") for p in pack.iterdir()}
+    texts["report.pdf (text)"] = subprocess.run(
+        ["pdftotext", str(pack / "report.pdf"), "-"], capture_output=True, text=True
+    ).stdout
+    for name, text in texts.items():
+        for secret in secrets:
+            assert secret not in text, f"a secret appears in {name}"
