@@ -105,7 +105,7 @@ def _answer(status_by_control: dict[str, str], ids: tuple[str, ...], yes: str, n
         return "at risk", yes
     if any(s in ("skip", "not checked") for s in statuses):
         return "partly proven", no + " (some checks were skipped or not run; see below)"
-    return "no", no
+    return "proven", no
 
 
 def questions(
@@ -145,8 +145,6 @@ def questions(
             )  # fmt: skip
             last = ledger.last
             entry["release"] = last.as_dict() if last else None
-            if last is None:
-                entry["answer"] += f" Release ledger: {ledger.summary}."
         out.append(entry)
     return out
 
