@@ -266,7 +266,15 @@ def verify(
         for column in ("control", "title", "pass", "fail", "skip", "status"):
             table.add_column(column)
         for cid, counts in summary.items():
-            status = "[red]FAIL[/red]" if counts["fail"] else "[green]PASS[/green]" if counts["pass"] else "skipped"
+            status = (
+                "[red]FAIL[/red]"
+                if counts["fail"]
+                else "[yellow]WAIVED[/yellow]"
+                if counts.get("waived")
+                else "[green]PASS[/green]"
+                if counts["pass"]
+                else "skipped"
+            )
             title = CONTROLS[cid].title if cid in CONTROLS else ""
             table.add_row(cid, title, str(counts["pass"]), str(counts["fail"]), str(counts["skip"]), status)
         out.print(table)

@@ -1,0 +1,49 @@
+"""Shared by the report's unit tests: the example site, a recorded verify run, a pack built from them."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from helpers import EXAMPLE
+
+from provisioner.backends.base import Attachment
+from provisioner.model import Site
+from provisioner.report import access_matrix, collect, releases
+from provisioner.site import load_site
+
+RESULTS = Path(__file__).resolve().parent / "data" / "report" / "results.json"
+TODAY = dt.date(2026, 11, 24)
+
+
+def example_site(**changes: Any) -> Site:
+    return load_site(EXAMPLE).model.model_copy(update=changes)
+
+
+def recorded_results() -> dict[str, Any]:
+    return json.loads(RESULTS.read_text())
+
+
+def live_as_declared(site: Site) -> list[Attachment]:
+    return [Attachment(h.environment, h.name, str(h.address), True) for h in site.hosts]
+
+
+def build_report(
+    site: Site | None = None,
+    payload: dict[str, Any] | None = None,
+    attachments: list[Attachment] | None = None,
+    evidence_dir: Path | None = None,
+    history: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    site = site or example_site()
+    payload = copy.deepcopy(payload or recorded_results())
+    segments = {e.name for e in site.environments} | {"mgmt"}
+    matrix = access_matrix.build_matrix(site, {}, {}, None)
+    ledger = releases.read_ledger(evidence_dir or Path("/nonexistent"))
+    return collect.assemble(
+        site, Path("20261124T060000Z-verify-abc123"), payload, segments,
+        live_as_declared(site) if attachments is None else attachments, matrix, ledger, history or [], today=TODAY,
+    )  # fmt: skip
