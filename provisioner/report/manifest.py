@@ -7,6 +7,8 @@ public half is in the pack (and listed in the manifest). `ssh-keygen -Y verify` 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from pathlib import Path
 
@@ -39,6 +41,26 @@ def write_manifest(folder: Path, state: SiteState) -> None:
     (folder / SIGNATURE).write_text(signing.sign(state, manifest, NAMESPACE) + "\n")
 
 
+ARMOR_BEGIN, ARMOR_END, ARMOR_WIDTH = "-----BEGIN SSH SIGNATURE-----", "-----END SSH SIGNATURE-----", 70
+
+
+def _armor_problem(text: str) -> str | None:
+    """The signature file must be exactly as `ssh-keygen -Y sign` armours it: a changed byte that decodes to
+    the same signature (spare base64 bits, a trailing newline) is tampering too."""
+    lines = text.split("\n")
+    if len(lines) < 4 or lines[0] != ARMOR_BEGIN or lines[-2] != ARMOR_END or lines[-1] != "":
+        return "not an SSH signature armoured as ssh-keygen writes it"
+    body = "".join(lines[1:-2])
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return "the signature is not valid base64"
+    canonical = base64.b64encode(raw).decode()
+    if [canonical[i : i + ARMOR_WIDTH] for i in range(0, len(canonical), ARMOR_WIDTH)] != lines[1:-2]:
+        return "the signature's encoding differs from what ssh-keygen writes"
+    return None
+
+
 def verify_pack(folder: Path, trusted_key: str | None = None) -> list[str]:
     """Problems found, each naming a file; empty when every file matches and the signature holds."""
     problems: list[str] = []
@@ -52,7 +74,8 @@ def verify_pack(folder: Path, trusted_key: str | None = None) -> list[str]:
     public = key_path.read_text(errors="replace").strip()
     if trusted_key is not None and public.split()[:2] != trusted_key.split()[:2]:
         problems.append(f"{PUBLIC_KEY}: not the site's evidence key")
-    reason = signing.verify(public, SIGNER, manifest, sig_path.read_text(errors="replace"), NAMESPACE)
+    signature = sig_path.read_text(errors="replace")
+    reason = _armor_problem(signature) or signing.verify(public, SIGNER, manifest, signature, NAMESPACE)
     if reason is not None:
         problems.append(f"{SIGNATURE}: the signature over {MANIFEST} does not verify ({reason.splitlines()[0]})")
     listed: dict[str, str] = {}
