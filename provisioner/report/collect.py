@@ -79,7 +79,8 @@ def _catalogue(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def controls_section(rows: list[dict[str, Any]], catalogue: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     counts = summarise(rows)
     section = []
-    for cid, meta in catalogue.items():
+    unknown = {r["control"]: {"title": "", "iso2022": [], "iso2013": ""} for r in rows if r["control"] not in catalogue}
+    for cid, meta in {**catalogue, **unknown}.items():
         mine = [r for r in rows if r["control"] == cid]
         section.append(
             {

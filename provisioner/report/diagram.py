@@ -29,7 +29,8 @@ class Diagram:
 
 
 def _q(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A DOT string: label escapes written by this module (newline, left-justify) pass through; quotes are escaped."""
+    return '"' + text.replace('"', '\\"') + '"'
 
 
 def differences(site: Site, live_segments: set[str], attachments: list[Attachment]) -> list[str]:
