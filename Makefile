@@ -18,7 +18,7 @@ APT_PACKAGES += chromium graphviz poppler-utils fonts-dejavu-core libpango-1.0-0
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make demo   - set up this Debian 12 machine, build the example lab and verify it"
+	@echo "make demo   - set up this Debian 12 machine, build the example lab, verify it, write the evidence pack"
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make lint   - ruff and ansible-lint"
 
@@ -53,8 +53,10 @@ demo: setup
 	$(BIN)/provision apply $(SITE)
 	$(BIN)/provision status $(SITE)
 	$(BIN)/provision verify $(SITE)
+	$(BIN)/provision report $(SITE)
 	@echo "run artifacts: $$(ls -d $(CURDIR)/.provision/$(SITE)/runs/*-apply-* | tail -n 1)"
 	@echo "conformance results: $$(ls -d $(CURDIR)/.provision/$(SITE)/runs/*-verify-* | tail -n 1)"
+	@echo "evidence pack: $$(ls -d $(CURDIR)/.provision/$(SITE)/evidence/reports/* | tail -n 1)"
 
 # ruff and ansible-lint run inside the suite (tests/test_lint.py)
 test: setup images

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ HTML, PDF, JSON_FILE, JUNIT, OSCAL, SVG, DOT = (
 
 def default_folder(state: SiteState) -> Path:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return state.evidence_dir / "reports" / stamp
+    return state.evidence_dir / "reports" / f"{stamp}-{uuid.uuid4().hex[:6]}"
 
 
 def write_pack(report: dict[str, Any], folder: Path, state: SiteState) -> Path:

@@ -1,4 +1,4 @@
-"""`make demo` on a fresh clone builds the example lab and says where the run artifacts are."""
+"""`make demo` on a fresh clone builds the example lab, verifies it, writes the evidence pack, says where they are."""
 
 from __future__ import annotations
 
@@ -31,6 +31,17 @@ def test_make_demo_on_a_fresh_clone(tmp_path: Path):
         assert run_dir.is_relative_to(clone / ".provision" / "example" / "runs")
         assert list(run_dir.glob("artifacts/job/job_events/*.json"))
         assert "successful" in demo.stdout
+        pack = re.search(r"evidence pack: (\S+)", demo.stdout)
+        assert pack, demo.stdout[-2000:]
+        pack_dir = Path(pack.group(1))
+        assert pack_dir.is_relative_to(clone / ".provision" / "example" / "evidence" / "reports")
+        files = {p.name for p in pack_dir.iterdir()}
+        assert {"report.html", "report.pdf", "MANIFEST.sha256", "MANIFEST.sha256.sig"} <= files
+        checked = subprocess.run(
+            [str(clone / ".venv" / "bin" / "provision"), "report", "verify", str(pack_dir)],
+            cwd=clone, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert checked.returncode == 0, checked.stdout + checked.stderr
         assert len(site_containers("example")) == 7
         again = subprocess.run(["make", "demo"], cwd=clone, env=env, capture_output=True, text=True, timeout=600)
         assert again.returncode == 0 and "0 changed" in again.stdout, again.stdout[-2000:]
