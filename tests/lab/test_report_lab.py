@@ -6,6 +6,7 @@ started on the lab's dev bridge, so the diagram drawn from live state must show 
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import subprocess
@@ -81,7 +82,7 @@ def test_pack_holds_every_format_and_verifies(built):
 def test_diagram_from_live_state_shows_the_undeclared_container(built):
     _, pack, summary, _ = built
     assert any(INTRUDER in d and "not in the site file" in d for d in summary["differences"]), summary["differences"]
-    svg = (pack / "network.svg").read_text()
+    svg = html.unescape((pack / "network.svg").read_text())
     assert INTRUDER in svg and INTRUDER_ADDRESS in svg and "NOT IN SITE FILE" in svg
     for env, vlan in (("dev", 10), ("test", 20), ("prod", 30)):
         assert f"VLAN {vlan}" in svg and f"10.88.{vlan}.0/24" in svg, env
