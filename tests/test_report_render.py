@@ -214,3 +214,11 @@ def test_trend_plot_is_svg_with_a_line_per_status_seen(tmp_path):
     assert set(lines) == {"trend-pass", "trend-fail"} and len(lines["trend-fail"]) == 3
     ys = [float(point.split(",")[1]) for point in lines["trend-fail"]]
     assert ys[0] < ys[1] < ys[2], "fewer failures draw lower"
+
+
+def test_report_without_a_verify_run_says_what_to_run(tmp_path):
+    from helpers import EXAMPLE, run_cli
+
+    result = run_cli("report", str(EXAMPLE), env={"PROVISION_STATE_DIR": str(tmp_path)})
+    assert result.rc == 1 and "run `provision verify` first" in result.stderr
+    assert run_cli("report", "a", "b", env={"PROVISION_STATE_DIR": str(tmp_path)}).rc == 2
