@@ -114,7 +114,7 @@ def test_html_in_chromium_answers_the_three_questions_and_lists_every_control(bu
         "--no-sandbox",
         "--disable-gpu",
         "--hide-scrollbars",
-        "--user-data-dir=" + str(artifacts / "profile"),
+        "--user-data-dir=" + str(artifacts.parent / "chromium-profile"),
     ]
     shot = artifacts / "report.png"
     subprocess.run(
@@ -122,6 +122,11 @@ def test_html_in_chromium_answers_the_three_questions_and_lists_every_control(bu
         capture_output=True, timeout=120, check=False,
     )  # fmt: skip
     assert shot.is_file() and shot.stat().st_size > 10_000, "the screenshot is kept next to the pack"
+    # pytest keeps only its last few temporary folders and other suites run here too: keep a copy to look at
+    kept = ROOT / "test-artifacts" / "report-lab"
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.copytree(pack, kept / "pack")
+    shutil.copy2(shot, kept / "report.png")
     dom = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
     for qid, question, _ in QUESTIONS:
         assert f'id="{qid.lower()}"' in dom and question in dom, qid
