@@ -37,11 +37,12 @@ def build_report(
     attachments: list[Attachment] | None = None,
     evidence_dir: Path | None = None,
     history: list[dict[str, Any]] | None = None,
+    unreadable: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     site = site or example_site()
     payload = copy.deepcopy(payload or recorded_results())
     segments = {e.name for e in site.environments} | {"mgmt"}
-    matrix = access_matrix.build_matrix(site, {}, {}, None)
+    matrix = access_matrix.build_matrix(site, {}, unreadable or {}, None)
     ledger = releases.read_ledger(evidence_dir or Path("/nonexistent"))
     return collect.assemble(
         site, Path("20261124T060000Z-verify-abc123"), payload, segments,

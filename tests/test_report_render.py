@@ -191,6 +191,11 @@ def test_access_levels_follow_what_the_hosts_say():
     assert matrix.cells["dave"]["prod"] == "sudo" and matrix.cells["deploy"]["prod"] == "deploy"
     assert matrix.cells["alice"] == {"dev": "sudo", "test": "none", "prod": "none"}
     assert matrix.undeclared == ["mallory"] and matrix.cells["mallory"]["prod"] == "login"
+    robot = {**account, "user": "provision"}
+    with_robot = access_matrix.build_matrix(
+        example_site(), {"prod-app1": {"allowgroups": allow, "accounts": [robot]}}, {}, None
+    )
+    assert with_robot.cells["provision"]["prod"] == "sudo" and with_robot.undeclared == []
     assert matrix.as_dict()["hypervisor"] is None and matrix.unreadable == {"prod-db1": "timeout"}
     hyper = [{"person": "alice", "environment": "prod", "roles": []},
              {"person": "dave", "environment": "prod", "roles": ["PVEVMUser"]}]  # fmt: skip
@@ -222,3 +227,10 @@ def test_report_without_a_verify_run_says_what_to_run(tmp_path):
     result = run_cli("report", str(EXAMPLE), env={"PROVISION_STATE_DIR": str(tmp_path)})
     assert result.rc == 1 and "run `provision verify` first" in result.stderr
     assert run_cli("report", "a", "b", env={"PROVISION_STATE_DIR": str(tmp_path)}).rc == 2
+
+
+def test_doc1_fails_when_a_host_could_not_be_read():
+    assert next(c for c in build_report()["controls"] if c["id"] == "DOC-1")["status"] == "pass"
+    report = build_report(unreadable={"prod-db1": "ssh: connection timed out"})
+    doc1 = next(c for c in report["controls"] if c["id"] == "DOC-1")
+    assert doc1["status"] == "fail" and "prod-db1" in doc1["results"][0]["observed"]

@@ -64,6 +64,7 @@ class AccessMatrix:
     per_host: dict[str, list[HostAccess]] = field(default_factory=dict)  # host -> accounts
     unreadable: dict[str, str] = field(default_factory=dict)  # host -> why it could not be read
     undeclared: list[str] = field(default_factory=list)
+    automation: str = "provision"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +75,7 @@ class AccessMatrix:
             "hosts": {h: [a.__dict__ for a in accounts] for h, accounts in self.per_host.items()},
             "unreadable": self.unreadable,
             "undeclared_accounts": self.undeclared,
+            "automation_account": self.automation,
         }
 
 
@@ -132,8 +134,10 @@ def build_matrix(
     env_of = {h.name: h.environment for h in site.hosts}
     declared = [p.name for p in site.people] + ([site.deploy.name] if site.deploy else [])
     per_host = {host: host_access(reading) for host, reading in readings.items()}
-    found = sorted({a.user for accounts in per_host.values() for a in accounts} - set(declared) - {automation_user})
-    people = declared + found
+    on_hosts = {a.user for accounts in per_host.values() for a in accounts}
+    found = sorted(on_hosts - set(declared) - {automation_user})
+    # the controller's automation account administers every host: listed, but it is no person
+    people = declared + ([automation_user] if automation_user in on_hosts else []) + found
     cells: dict[str, dict[str, str]] = {p: dict.fromkeys(envs, "none") for p in people}
     for host, accounts in per_host.items():
         env = env_of.get(host)
@@ -156,6 +160,7 @@ def build_matrix(
         per_host=per_host,
         unreadable=unreadable,
         undeclared=[u for u in found if any(cells[u][e] != "none" for e in envs)],
+        automation=automation_user,
     )
 
 

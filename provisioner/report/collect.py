@@ -212,8 +212,11 @@ def live_access(
     return access_matrix.build_matrix(site.model, readings, unreadable, hyper)
 
 
-def extra_rows(diffs: list[str], now: str) -> list[dict[str, Any]]:
-    """NET-4 (diagram from live state matches the declaration) and DOC-1 (this pack), as result rows."""
+def extra_rows(diffs: list[str], unreadable: dict[str, str], now: str) -> list[dict[str, Any]]:
+    """NET-4 (diagram from live state matches the declaration) and DOC-1 (this pack), as result rows.
+    DOC-1 fails when part of the live evidence could not be read (a host the access matrix could not reach)."""
+    missing = [f"{host}: {why}" for host, why in sorted(unreadable.items())]
+    doc_status = "fail" if missing else "pass"
     return [
         {
             "control": "NET-4",
@@ -232,10 +235,12 @@ def extra_rows(diffs: list[str], now: str) -> list[dict[str, Any]]:
             "control": "DOC-1",
             "check": "evidence_pack_generated",
             "host": "site",
-            "status": "pass",
-            "raw_status": "pass",
+            "status": doc_status,
+            "raw_status": doc_status,
             "expected": "results, diagram, matrices, releases, waivers, policy; a checksum manifest and its signature",
-            "observed": "generated from the latest verify run and live state; MANIFEST.sha256 signed",
+            "observed": "access not read from: " + "; ".join(missing)
+            if missing
+            else "generated from the latest verify run and live state; MANIFEST.sha256 signed",
             "evidence": "see MANIFEST.sha256 and MANIFEST.sha256.sig in this pack",
             "rows": [],
             "time": now,
@@ -262,7 +267,7 @@ def assemble(
     rows = apply_waivers(payload["results"], site, today)
     net_matrix = reachability(rows)
     drawn = diagram.build_diagram(site, live_segments, attachments, net_matrix)
-    rows = [*rows, *extra_rows(drawn.differences, now)]
+    rows = [*rows, *extra_rows(drawn.differences, matrix.unreadable, now)]
     controls = controls_section(rows, _catalogue(payload))
     return {
         "site": site.site,
