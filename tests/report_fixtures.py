@@ -28,7 +28,9 @@ def recorded_results() -> dict[str, Any]:
 
 
 def live_as_declared(site: Site) -> list[Attachment]:
-    return [Attachment(h.environment, h.name, str(h.address), True) for h in site.hosts]
+    legs = [Attachment(e.name, "gateway", str(e.segment.gateway), True) for e in site.environments]
+    legs.append(Attachment("mgmt", "gateway", str(site.management.gateway), True))
+    return [Attachment(h.environment, h.name, str(h.address), True) for h in site.hosts] + legs
 
 
 def build_report(

@@ -159,7 +159,9 @@ def test_diagram_marks_an_undeclared_host_a_missing_host_and_a_moved_address():
     assert next(c for c in clean["controls"] if c["id"] == "NET-4")["status"] == "pass"
     for vlan, cidr in ((10, "10.90.10.0/24"), (20, "10.90.20.0/24"), (30, "10.90.30.0/24")):
         assert f"VLAN {vlan}" in clean["diagram_svg"] and cidr in clean["diagram_svg"]
-    assert "allowed: 80" in clean["diagram_svg"] and "denied" in clean["diagram_svg"]
+    drawn = html.unescape(clean["diagram_svg"])
+    assert "dev → test: allowed 80" in drawn and "dev → prod: denied (6 probes)" in drawn
+    assert "10.90.10.1" in drawn and "no live leg" not in drawn, "the gateway's live leg on each segment"
 
 
 SUDO_ADMIN = """Matching Defaults entries for dave on prod-app1:

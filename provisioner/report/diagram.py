@@ -119,20 +119,28 @@ def to_dot(
                     "color=red, fontcolor=red, style=dashed];"
                 )
         lines.append("  }")
-        lines.append(f"  gateway -> {_q('seg_' + name)} [arrowhead=none, penwidth=2];")
-    for (src, dst), entry in sorted(flow_summary(matrix).items()):
-        if src == dst:
-            continue
-        if entry["open"]:
-            label = "allowed: " + ", ".join(sorted(entry["open"]))
-            style = "color=darkgreen, fontcolor=darkgreen"
-        else:
-            label = f"denied ({entry['probes']} probes)"
-            style = "color=red, fontcolor=red, style=dashed"
-        if entry["mismatch"]:
-            label += f"\\n{entry['mismatch']} differ from declared"
+        leg = next((a.address for a in attachments if a.managed and a.machine == "gateway" and a.segment == name), None)
+        leg_label = f", label={_q(leg)}" if leg else ", label=\"no live leg\", color=red, fontcolor=red"
+        lines.append(f"  gateway -> {_q('seg_' + name)} [arrowhead=none, penwidth=2{leg_label}];")
+    summary = flow_summary(matrix)
+    for src, dst in sorted({tuple(sorted(pair)) for pair in summary if pair[0] != pair[1]}):
+        texts, allowed, mismatch = [], False, 0
+        for a, b in ((src, dst), (dst, src)):
+            entry = summary.get((a, b))
+            if entry is None:
+                continue
+            allowed = allowed or bool(entry["open"])
+            mismatch += entry["mismatch"]
+            verdict = "allowed " + ", ".join(sorted(entry["open"])) if entry["open"] else "denied"
+            texts.append(f"{a} → {b}: {verdict} ({entry['probes']} probes)")
+        style = "color=darkgreen, fontcolor=darkgreen" if allowed else "color=red, fontcolor=red, style=dashed"
+        if mismatch:
+            texts.append(f"{mismatch} differ from the site file")
             style = "color=red, fontcolor=red, penwidth=3"
-        lines.append(f"  {_q('seg_' + src)} -> {_q('seg_' + dst)} [label={_q(label)}, {style}, constraint=false];")
+        label = "\\n".join(texts)
+        lines.append(
+            f"  {_q('seg_' + src)} -> {_q('seg_' + dst)} [label={_q(label)}, {style}, dir=none, constraint=false];"
+        )
     if diffs:
         text = "\\l".join(html.escape(d, quote=False) for d in diffs) + "\\l"
         lines.append(
