@@ -114,3 +114,22 @@ def test_no_secret_in_any_file_of_the_pack(pack, state):
 def test_verify_of_a_missing_folder_is_bad_input(tmp_path):
     result = run_cli("report", "verify", str(tmp_path / "nope"))
     assert result.rc == 2 and "no such folder" in result.stderr
+
+
+def test_pdf_has_the_sections_of_the_html(pack):
+    import subprocess
+
+    text = " ".join(
+        subprocess.run(["pdftotext", str(pack / "report.pdf"), "-"], capture_output=True, text=True).stdout.split()
+    )
+    import html
+
+    page = html.unescape((pack / "report.html").read_text())
+    headings = (
+        "The auditor's three questions", "Controls", "Network diagram (from live state)", "Reachability matrix",
+        "Access matrix", "Release history", "Waivers (ACC-7)", "Conformance trend",
+        "Secure Development Policy — environment separation",
+    )  # fmt: skip
+    for heading in headings:
+        assert heading in text, heading
+        assert heading in page, heading

@@ -92,6 +92,15 @@ def test_diagram_from_live_state_shows_the_undeclared_container(built):
     assert summary["failing"] == ["NET-4"], "only the deliberate difference fails"
 
 
+def test_verify_run_is_kept_in_the_history_and_plotted(built):
+    lab, pack, _, _ = built
+    report = json.loads((pack / "report.json").read_text())
+    assert report["history"] and report["history"][-1]["run"] == report["verify_run"]
+    assert report["history"][-1]["counts"]["fail"] == 0 and report["history"][-1]["counts"]["pass"] > 0
+    assert (lab.state.evidence_dir / "verify-history.jsonl").is_file()
+    assert 'class="trend-pass"' in (pack / "report.html").read_text()
+
+
 def test_access_matrix_is_read_from_the_hosts(built):
     _, pack, _, _ = built
     access = json.loads((pack / "report.json").read_text())["access"]
