@@ -291,8 +291,8 @@ def verify(
 
 @app.command(
     context_settings={"help_option_names": ["--help", "-h"]},
-    epilog="`provision report verify DIR` checks a pack: every file against MANIFEST.sha256 and the signature over "
-    "it. Exit 0 if it holds; 1 naming the file that does not.",
+    epilog="`provision report verify DIR [--key FILE]` checks a pack: every file against MANIFEST.sha256 and the "
+    "signature over it (by FILE's key when given). Exit 0 if it holds; 1 naming the file that does not.",
 )
 def report(
     target: Annotated[
@@ -302,6 +302,10 @@ def report(
     out_dir: Annotated[
         str | None,
         typer.Option("--out", help="folder for the pack (new or empty); default <state>/evidence/reports/<time>"),
+    ] = None,
+    trusted_key: Annotated[
+        str | None,
+        typer.Option("--key", metavar="FILE", help="with `verify`: the public key the pack must be signed with"),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -313,7 +317,7 @@ def report(
     if args and args[0] == "verify":
         if len(args) != 2:
             _fail(InputError("usage: provision report verify DIR"), as_json)
-        _report_verify(Path(args[1]), as_json)
+        _report_verify(Path(args[1]), Path(trusted_key) if trusted_key else None, as_json)
         return
     if len(args) > 1:
         _fail(InputError(f"one site expected, got {' '.join(args)}"), as_json)
@@ -342,12 +346,14 @@ def report(
     out.print(f"evidence pack: {folder}", highlight=False)
 
 
-def _report_verify(folder: Any, as_json: bool) -> None:
+def _report_verify(folder: Any, key_file: Any, as_json: bool) -> None:
     from provisioner.report.manifest import verify_pack
 
     if not folder.is_dir():
         _fail(InputError(f"{folder}: no such folder"), as_json)
-    problems = verify_pack(folder)
+    if key_file is not None and not key_file.is_file():
+        _fail(InputError(f"--key: {key_file}: no such file"), as_json)
+    problems = verify_pack(folder, key_file.read_text().strip() if key_file is not None else None)
     if as_json:
         _emit({"pack": str(folder), "ok": not problems, "problems": problems})
     elif problems:

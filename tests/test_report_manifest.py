@@ -94,6 +94,11 @@ def test_a_pack_re_signed_by_another_key_fails_against_the_sites_key(pack, state
     assert verify_pack(forged) == [], "self-consistent on its own"
     trusted = signing.public_key(state)
     assert any(PUBLIC_KEY in p for p in verify_pack(forged, trusted_key=trusted))
+    key_file = tmp_path / "site-evidence-key.pub"
+    key_file.write_text(trusted + "\n")
+    result = run_cli("report", "verify", str(forged), "--key", str(key_file))
+    assert result.rc == 1 and PUBLIC_KEY in result.stderr
+    assert run_cli("report", "verify", str(pack), "--key", str(key_file)).rc == 0
 
 
 def test_no_secret_in_any_file_of_the_pack(pack, state):
