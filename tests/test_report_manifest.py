@@ -138,3 +138,11 @@ def test_pdf_has_the_sections_of_the_html(pack):
     for heading in headings:
         assert heading in text, heading
         assert heading in page, heading
+
+
+def test_a_pack_is_never_written_over_another(pack, state):
+    from provisioner.errors import InputError
+
+    with pytest.raises(InputError, match="not empty"):
+        write_pack(build_report(), pack, state)
+    assert verify_pack(pack) == []

@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from provisioner.errors import InputError
 from provisioner.redact import Redactor
 from provisioner.report.junit import render_junit
 from provisioner.report.manifest import write_manifest
@@ -38,9 +39,7 @@ def write_pack(report: dict[str, Any], folder: Path, state: SiteState) -> Path:
     redactor = Redactor(state.secret_values())
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):
-        from provisioner.errors import ProvisionError
-
-        raise ProvisionError(f"{folder}: not empty; an evidence pack is written into a new folder")
+        raise InputError(f"--out {folder}: not empty; an evidence pack is written into a new or empty folder")
     html_text = redactor.text(render_html(report))
     texts = {
         HTML: html_text,
