@@ -313,5 +313,10 @@ def image_build(
         _fail(exc, False)
 
 
+from provisioner.cli_release import release_app  # noqa: E402 - it builds on the helpers above
+
+app.add_typer(release_app, name="release")
+
+
 def main() -> None:
     app()
