@@ -26,6 +26,7 @@ class Release:
     author: str
     created: str
     version: str
+    files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256 of each file it installs
     deployments: list[Deployment] = field(default_factory=list)
     approvals: list[dict[str, str]] = field(default_factory=list)  # {by, time}
     verifications: list[dict[str, str]] = field(default_factory=list)  # {env, time, result, run}
@@ -84,6 +85,7 @@ def replay(entries: list[dict[str, Any]]) -> History:
                 author=entry.get("actor", ""),
                 created=entry["time"],
                 version=entry.get("version", ""),
+                files=dict(entry.get("files", {})),
             )
             continue
         release = releases.get(rid)
