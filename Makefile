@@ -14,7 +14,7 @@ APT_PACKAGES += libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvir
 # the evidence pack and the web checks: headless Chromium, graphviz diagrams, PDF (weasyprint needs pango)
 APT_PACKAGES += chromium graphviz poppler-utils fonts-dejavu-core libpango-1.0-0 libpangoft2-1.0-0
 
-.PHONY: setup apt venv image images demo test lint unit clean-lab help libvirt-up libvirt-down
+.PHONY: setup apt venv image images demo demo-release test lint unit clean-lab help libvirt-up libvirt-down
 .DEFAULT_GOAL := help
 
 help:
@@ -52,11 +52,29 @@ demo: setup
 	$(BIN)/provision plan $(SITE)
 	$(BIN)/provision apply $(SITE)
 	$(BIN)/provision status $(SITE)
+	$(MAKE) --no-print-directory demo-release
 	$(BIN)/provision verify $(SITE)
 	$(BIN)/provision report $(SITE)
 	@echo "run artifacts: $$(ls -d $(CURDIR)/.provision/$(SITE)/runs/*-apply-* | tail -n 1)"
 	@echo "conformance results: $$(ls -d $(CURDIR)/.provision/$(SITE)/runs/*-verify-* | tail -n 1)"
 	@echo "evidence pack: $$(ls -d $(CURDIR)/.provision/$(SITE)/evidence/reports/* | tail -n 1)"
+
+# The example shop's first release along the path to live (once: later demos find r1 and leave it be).
+DEMO_RELEASE := .provision/$(SITE)-release.tar.gz
+demo-release: venv
+	@if $(BIN)/provision release show r1 --site $(SITE) >/dev/null 2>&1; then \
+		echo "release r1 is already recorded: $(BIN)/provision release log --site $(SITE)"; \
+	else \
+		set -e; mkdir -p .provision; \
+		tar -czf $(DEMO_RELEASE) -C inventories/$(SITE)/release VERSION index.html; \
+		$(BIN)/provision release create --site $(SITE) --artifact $(DEMO_RELEASE) --as alice; \
+		$(BIN)/provision release deploy r1 --site $(SITE) --env dev --as dave; \
+		$(BIN)/provision release deploy r1 --site $(SITE) --env test --as dave; \
+		$(BIN)/provision verify $(SITE); \
+		$(BIN)/provision release approve r1 --site $(SITE) --as erin; \
+		$(BIN)/provision release deploy r1 --site $(SITE) --env prod --as dave; \
+		$(BIN)/provision release log --site $(SITE); \
+	fi
 
 # ruff and ansible-lint run inside the suite (tests/test_lint.py)
 test: setup images

@@ -251,6 +251,7 @@ def verify(
     except ProvisionError as exc:
         _fail(exc, as_json)
     summary = result.by_control()
+    recorded = _record_release_verify(loaded, result, partial=select is not None)
     if as_json:
         _emit(
             {
@@ -259,6 +260,7 @@ def verify(
                 "run_dir": str(result.run_dir),
                 "controls": summary,
                 "failures": result.failed,
+                "releases_verified": recorded,
             }
         )
     else:
@@ -365,6 +367,20 @@ def _report_verify(folder: Any, key_file: Any, as_json: bool) -> None:
         raise typer.Exit(int(ExitCode.FAILED))
 
 
+def _record_release_verify(loaded: LoadedSite, result: Any, partial: bool) -> list[dict[str, str]]:
+    """A full verify run is recorded in the release ledger for each environment running a release (CHG-1)."""
+    from provisioner.releases.service import ReleaseBook
+
+    if partial:
+        return []
+    try:
+        entries = ReleaseBook.open(loaded).record_verify(result.run_dir, result.ok)
+    except ProvisionError as exc:
+        err.print(f"[yellow]not recorded in the release ledger:[/yellow] {escape(str(exc))}", highlight=False)
+        return []
+    return [{"env": e["env"], "release": e["release"], "result": e["result"]} for e in entries]
+
+
 class ImageBackend(StrEnum):
     ALL = "all"
     LXC = "lxc"
@@ -395,6 +411,11 @@ def image_build(
             out.print(f"libvirt guest image ready: {image.directory}", highlight=False)
     except ProvisionError as exc:
         _fail(exc, False)
+
+
+from provisioner.cli_release import release_app  # noqa: E402 - it builds on the helpers above
+
+app.add_typer(release_app, name="release")
 
 
 def main() -> None:

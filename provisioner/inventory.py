@@ -53,6 +53,7 @@ def build_inventory(site: LoadedSite, nic_naming: str = "named") -> dict[str, An
                 "env_accounts": policy.accounts_for(model, env),
                 "env_deploy": policy.deploy_for(model, env),
                 "env_app_hosts": [str(h.address) for h in policy.app_hosts(model, env.name)],
+                "env_db_hosts": [str(h.address) for h in model.hosts_in(env.name) if "db" in h.roles],
                 "env_db_developers": policy.database_roles(model, env)["developers"],
                 "env_db_admins": policy.database_roles(model, env)["admins"],
             },

@@ -149,6 +149,10 @@ class DeployIdentity(Strict):
     environments: list[str] | None = Field(
         default=None, description="environments it deploys to; default: every environment of the release path"
     )
+    key_file: str | None = Field(
+        default=None,
+        description="its private key on the controller (relative to the site file): `release deploy` uses it",
+    )
 
 
 class Flow(Strict):

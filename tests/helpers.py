@@ -71,3 +71,20 @@ def lab_prerequisites_missing() -> str | None:
         if shutil.which(command) is None:
             return f"{command} is not installed (make setup installs it)"
     return None
+
+
+def release_artifact(directory: Path, version: str, page: str | None = None) -> Path:
+    """A sample release of the example shop: VERSION plus the page template the `app` role serves."""
+    import tarfile
+
+    source = directory / f"shop-{version}"
+    source.mkdir(parents=True, exist_ok=True)
+    (source / "VERSION").write_text(version + "\n")
+    (source / "index.html").write_text(
+        page or f"<h1>Example shop</h1>\n<p>Welcome. This is release {version}.</p>\n"
+    )
+    archive = directory / f"shop-{version}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(source.iterdir()):
+            tar.add(path, arcname=path.name)
+    return archive

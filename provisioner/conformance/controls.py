@@ -79,7 +79,33 @@ CONTROLS: dict[str, Control] = {
             "medium",
             (_A831,),
         ),
-        Control("CUE-2", "Host names carry the environment", "medium", (_A831,)),
+        Control(
+            "CUE-2",
+            "Host names carry the environment; web pages outside production show an environment banner",
+            "medium",
+            (_A831,),
+        ),
+        Control(
+            "CHG-1",
+            "One-way path to live: hosts run what the ledger says; prod only the digest that passed test",
+            "critical",
+            (_A831, "A.8.32"),
+        ),
+        Control(
+            "CHG-2",
+            "Every production deploy was approved by someone other than the release's author",
+            "critical",
+            (_A831, "A.8.32", "A.5.3"),
+        ),
+        Control(
+            "CHG-3",
+            "Production changes only through the deploy process; hand edits are detected",
+            "high",
+            (_A831, "A.8.32", "A.8.9"),
+        ),
+        Control(
+            "CHG-4", "Every release has a tamper-evident record (chained, signed ledger)", "high", (_A831, "A.8.32")
+        ),
         Control("LOG-1", "Production logs logins and privileged commands", "high", (_A831, "A.8.15")),
         Control(
             "NET-4",

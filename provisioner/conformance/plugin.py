@@ -106,6 +106,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             lab.model.hosts_in(e.name)[0].name for e in lab.model.environments if lab.model.hosts_in(e.name)
         ],
         "developer_name": [p.name for p in lab.people("developer")],
+        "app_host_name": [h.name for h in lab.hosts() if "app" in h.roles],
+        "prod_app_host_name": [h.name for h in lab.hosts("production") if "app" in h.roles],
     }
     for fixture, values in params.items():
         if fixture in metafunc.fixturenames:

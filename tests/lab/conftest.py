@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import example_data, lab_prerequisites_missing, run_cli, write_site
+from helpers import ROOT, example_data, lab_prerequisites_missing, run_cli, write_site
 
 from provisioner.site import load_site
 from provisioner.state import SiteState
@@ -35,6 +35,9 @@ def lab_site_data(name: str = LAB_SITE, net: int = 91) -> dict:
     text = json.dumps(example_data()).replace("10.90.", f"10.{net}.")
     data = json.loads(text)
     data["site"] = name
+    deploy = data.get("deploy") or {}
+    if deploy.get("key_file"):  # the copy lives elsewhere: point at the example's demo key
+        deploy["key_file"] = str(ROOT / "inventories" / "example" / deploy["key_file"])
     return data
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -43,8 +44,14 @@ def test_make_demo_on_a_fresh_clone(tmp_path: Path):
         )  # fmt: skip
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert len(site_containers("example")) == 7
+        # the example shop's first release went the whole path: dev, test, a passing verify, erin's approval, prod
+        assert "r1 deployed to prod as deploy" in " ".join(demo.stdout.split()), demo.stdout[-3000:]
+        ledger = subprocess.run([".venv/bin/provision", "release", "show", "r1", "--site", "example", "--json"],
+                                cwd=clone, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert ledger.returncode == 0 and json.loads(ledger.stdout)["approvers"] == ["erin"], ledger.stdout
         again = subprocess.run(["make", "demo"], cwd=clone, env=env, capture_output=True, text=True, timeout=600)
         assert again.returncode == 0 and "0 changed" in again.stdout, again.stdout[-2000:]
+        assert "release r1 is already recorded" in again.stdout
     finally:
         subprocess.run(["make", "clean-lab"], cwd=clone, env=env, capture_output=True, timeout=600)
     assert not site_containers("example")

@@ -1,0 +1,174 @@
+"""`provision release …`: the path to live (CHG-1..4), a thin layer over provisioner.releases.service."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from provisioner.cli import JsonOpt, _emit, _fail, _load, out
+from provisioner.errors import ProvisionError
+from provisioner.releases.history import Release
+from provisioner.releases.rules import release_path, require_release
+from provisioner.releases.service import ReleaseBook, describe
+
+release_app = typer.Typer(
+    help="Releases: one-way Dev -> Test -> Prod, four-eyes approval, a signed ledger.", no_args_is_help=True
+)
+
+SiteOpt = Annotated[
+    str | None,
+    typer.Option("--site", "-s", help="site name, directory or site.yml (default: $PROVISION_SITE or the only site)"),
+]
+ReleaseArg = Annotated[str, typer.Argument(help="release id, such as r1 (see `provision release log`)")]
+
+
+def _book(site: str | None, as_json: bool) -> ReleaseBook:
+    return ReleaseBook.open(_load(site, as_json))
+
+
+def _actor() -> str:
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+@release_app.command("create")
+def create(
+    artifact: Annotated[Path, typer.Option("--artifact", help="the release: a .tar.gz with a VERSION file")],
+    author: Annotated[str, typer.Option("--as", help="the person who built it (a name from people:)")],
+    site: SiteOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record a new release: its artifact's SHA-256 and its author."""
+    book = _book(site, as_json)
+    try:
+        entry = book.create(artifact, author)
+    except ProvisionError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit(_public(entry))
+    else:
+        out.print(f"release [bold]{entry['release']}[/bold] {entry['version']} {entry['digest']} by {author}")
+
+
+@release_app.command("approve")
+def approve(
+    release: ReleaseArg,
+    person: Annotated[str, typer.Option("--as", help="the approver (a person with role approver or admin)")],
+    site: SiteOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve a release for production; its author cannot."""
+    book = _book(site, as_json)
+    try:
+        entry = book.approve(release, person)
+    except ProvisionError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit(_public(entry) if entry else {"release": release, "approved_by": person, "recorded": False})
+    elif entry is None:
+        out.print(f"{person} had already approved {release}; nothing recorded")
+    else:
+        out.print(f"{release} approved by {person}")
+
+
+@release_app.command("deploy")
+def deploy(
+    release: ReleaseArg,
+    env: Annotated[str, typer.Option("--env", help="target environment, the next step on the release path")],
+    key: Annotated[
+        str | None, typer.Option("--key", help="private key to deploy with (default: deploy.key_file)")
+    ] = None,
+    actor: Annotated[str | None, typer.Option("--as", help="who runs the deploy (recorded)")] = None,
+    site: SiteOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deploy a release to an environment as the deploy identity, if the path to live allows it."""
+    book = _book(site, as_json)
+    try:
+        entry = book.deploy(release, env, actor or _actor(), key=key)
+    except ProvisionError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit(_public(entry))
+    else:
+        out.print(f"{release} deployed to {env} as {entry['identity']}; run artifacts: {entry['run']}", highlight=False)
+
+
+@release_app.command("log")
+def log(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
+    """Every release, where it runs and who approved it."""
+    book = _book(site, as_json)
+    try:
+        history = book.history()
+    except ProvisionError as exc:
+        _fail(exc, as_json)
+    required = book.site.model.releases.required_approvals
+    if as_json:
+        _emit({"releases": [describe(r, required) for r in history.releases.values()], "current": history.current})
+        return
+    path = release_path(book.site.model)
+    table = Table(title=f"Releases of site '{book.site.name}'")
+    for column in ("release", "version", "digest", "author", "approved by", *path):
+        table.add_column(column)
+    for rel in history.releases.values():
+        table.add_row(
+            rel.id, rel.version, rel.digest[:19] + "…", rel.author, ", ".join(rel.approvers()) or "-",
+            *[_where(rel, env, history.current.get(env) == rel.id) for env in path],
+        )  # fmt: skip
+    out.print(table)
+
+
+@release_app.command("show")
+def show(release: ReleaseArg, site: SiteOpt = None, as_json: JsonOpt = False) -> None:
+    """One release's record: artifact, author, deployments, verifications and approvals."""
+    book = _book(site, as_json)
+    try:
+        rel = require_release(book.history(), release)
+    except ProvisionError as exc:
+        _fail(exc, as_json)
+    data = describe(rel, book.site.model.releases.required_approvals)
+    if as_json:
+        _emit(data)
+        return
+    out.print(f"[bold]{rel.id}[/bold] version {rel.version}  {rel.digest}", highlight=False)
+    out.print(f"artifact {rel.artifact}, created {rel.created} by {rel.author}", highlight=False)
+    for approval in rel.approvals:
+        out.print(f"approved by {approval['by']} at {approval['time']}", highlight=False)
+    for d in rel.deployments:
+        out.print(f"deployed to {d.env} at {d.time} by {d.actor} as {d.identity}: {d.result}; {d.run}", highlight=False)
+    for v in rel.verifications:
+        out.print(f"verify in {v['env']} at {v['time']}: {v['result']}; {v['run']}", highlight=False)
+
+
+@release_app.command("verify-ledger")
+def verify_ledger(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
+    """Check the ledger's hash chain, signatures and head: any edit, reordering or deletion fails (exit 1)."""
+    book = _book(site, as_json)
+    problems = book.ledger.problems()
+    entries = len(book.ledger.entries()) if not problems else None
+    if as_json:
+        _emit({"ledger": str(book.ledger.path), "ok": not problems, "problems": [str(p) for p in problems]})
+    elif problems:
+        for problem in problems:
+            out.print(f"[red]{escape(str(problem))}[/red]", highlight=False)
+        out.print(f"the ledger {book.ledger.path} does NOT verify", highlight=False)
+    else:
+        out.print(f"the ledger {book.ledger.path} verifies: {entries} entries, chained and signed", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+
+
+def _where(release: Release, env: str, current: bool) -> str:
+    deployed = release.deployed(env)
+    if deployed is None:
+        return "-"
+    return deployed.time[:16] + (" (running)" if current else "")
+
+
+def _public(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k != "sig"}
