@@ -314,6 +314,10 @@ def collect(site: LoadedSite, state: SiteState) -> dict[str, Any]:
     hyper = backend.hypervisor_access()
     matrix = live_access(site, state, attachments, hyper)
     ledger = releases.read_ledger(state.evidence_dir)
+    if ledger.present:  # the chain, signatures and head, as `provision release verify-ledger` checks them
+        from provisioner.releases.ledger import Ledger
+
+        ledger.problems.extend(f"integrity: {p}" for p in Ledger(state).problems())
     return assemble(
         site.model, run_dir, payload, live_segments, attachments, matrix, ledger, history.read_history(state),
         backend_name=backend.name,
