@@ -203,7 +203,8 @@ def test_a_real_row_copied_raw_into_test_fails_the_scan_and_data1_without_showin
     assert planted.returncode == 0, planted.stderr
     export = f"id,name,email\n1,{REAL['full_name']},{REAL['email']}\n"
     folder = subprocess.run(
-        ["lxc-attach", "-n", "datalab-test-app1", "--", "bash", "-c", "mkdir -p /srv/data && cat > /srv/data/export.csv"],
+        ["lxc-attach", "-n", "datalab-test-app1", "--", "bash", "-c",
+         "mkdir -p /srv/data && cat > /srv/data/export.csv"],
         input=export, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert folder.returncode == 0, folder.stderr
