@@ -143,8 +143,10 @@ def find_phone(value: str) -> bool:
 
 # ---- bank and card numbers -------------------------------------------------------------------------------
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
-_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
-_CARD_ISSUERS = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|6(?:011|5|4[4-9])|35|3(?:0[0-5]|[68]))")
+_CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w-])")
+# issuer prefixes: Visa, Mastercard (51-55, 2221-2720), Amex, Diners, Discover, JCB, Maestro, UnionPay
+_CARD_ISSUERS = re.compile(r"^(?:4|5[0-8]|2[2-7]|2131|1800|3[47]|3[0689]|35|6\d)")
+_CARD_SHORT = re.compile(r"^(?:50|5[6-8]|6)")  # only Maestro numbers have 12 digits
 
 
 def find_iban(value: str) -> bool:
@@ -154,7 +156,8 @@ def find_iban(value: str) -> bool:
 def find_card(value: str) -> bool:
     for match in _CARD.finditer(value):
         digits = match.group(0).replace(" ", "").replace("-", "")
-        if 13 <= len(digits) <= 19 and _CARD_ISSUERS.match(digits) and luhn.is_valid(digits):
+        length_ok = 13 <= len(digits) <= 19 or (len(digits) == 12 and _CARD_SHORT.match(digits))
+        if length_ok and _CARD_ISSUERS.match(digits) and luhn.is_valid(digits):
             return True
     return False
 
@@ -188,7 +191,7 @@ def _street_suffixes() -> re.Pattern[str]:
     words = {s for s in en_US.Provider.street_suffixes + en_GB.Provider.street_suffixes if s.isalpha()}
     words |= {"Street", "St", "Road", "Rd", "Avenue", "Ave", "Lane", "Ln", "Drive", "Dr", "Close", "Way", "Place"}
     alternatives = "|".join(sorted(words, key=len, reverse=True))
-    return re.compile(rf"(?<!\w)\d{{1,5}}[A-Za-z]?,? (?:[A-Z][a-z']+ ){{1,3}}(?:{alternatives})\b")
+    return re.compile(rf"(?<!\w)\d{{1,5}}[A-Za-z]?,?\s+(?:[A-Z][a-z']+ ){{1,3}}(?:{alternatives})\b")
 
 
 def find_address(value: str) -> bool:
@@ -199,7 +202,14 @@ def find_address(value: str) -> bool:
 
 # ---- person names ----------------------------------------------------------------------------------------
 NAME_LOCALES = ("en_GB", "en_US", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "pl_PL")
-_NAME = re.compile(r"\b([A-Z][a-zà-ÿ'-]+)(?: [A-Z]\.?)? ([A-Z][a-zà-ÿ'-]+(?:-[A-Z][a-zà-ÿ']+)?)\b")
+_WORD = r"(?:O'|Mc|Mac|D')?[A-Z][a-zà-ÿ']+(?:-[A-Z][a-zà-ÿ']+)?"
+_PARTICLES = r"(?:(?:van|von|de|der|den|del|della|di|da|du|le|la|ter|ten|mac|st\.?) )*"
+_NAME = re.compile(rf"(?<![\w-])({_WORD})((?: {_WORD}| [A-Z]\.?)*) {_PARTICLES}({_WORD})(?![\w-])")
+_TITLES = re.compile(r"^(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Herr|Frau|Mme|M)\.? )+")
+_WHOLE_NAME = re.compile(rf"^{_WORD}(?: {_WORD}){{0,2}} {_PARTICLES}{_WORD}$")
+_NOT_A_PERSON = re.compile(
+    r"\b(?:Ltd|Limited|Inc|LLC|PLC|Plc|GmbH|AG|KG|S\.?A|S\.?L|S\.?Coop|SARL|BV|NV|Group|Sons|Co|Ville|Town|City|Street|Road)\b"
+)
 
 
 @functools.cache
@@ -214,8 +224,7 @@ def name_lists() -> tuple[frozenset[str], frozenset[str]]:
         for attr in ("first_names", "first_names_male", "first_names_female"):
             first |= {n.lower() for n in _names(getattr(provider, attr, ()))}
         last |= {n.lower() for n in _names(getattr(provider, "last_names", ()))}
-    common_words = {"may", "will", "mark", "bill", "rose", "grant", "long", "young", "white", "green", "brown"}
-    return frozenset(first), frozenset(last - common_words)
+    return frozenset(first), frozenset(last)
 
 
 def _names(source: object) -> list[str]:
@@ -223,10 +232,25 @@ def _names(source: object) -> list[str]:
 
 
 def find_name(value: str) -> bool:
+    """A known first name followed by a known last name (any part of a double-barrelled one); or, when the
+    whole value is two to four capitalised words, a known first name followed by any surname."""
     if " " not in value:
         return False
     first, last = name_lists()
-    return any(m.group(1).lower() in first and m.group(2).lower() in last for m in _NAME.finditer(value))
+    text = _TITLES.sub("", value.strip())
+    if _NOT_A_PERSON.search(text):
+        return False
+    whole = bool(_WHOLE_NAME.match(text))
+    for match in _NAME.finditer(text):
+        start = match.start()
+        if start >= 2 and text[start - 2].isdigit():
+            continue  # "12 Alan Mills" is a street
+        if match.group(1).split("-")[0].lower() not in first:
+            continue
+        surname = match.group(3).lower()
+        if whole or any(part in last for part in surname.split("-")):
+            return True
+    return False
 
 
 DETECTORS: tuple[Detector, ...] = (

@@ -8,6 +8,8 @@ fingerprints: a real name kept next to a faked e-mail is still found. Findings c
 
 from __future__ import annotations
 
+import itertools
+import operator
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -83,25 +85,22 @@ def _candidates(value: str) -> tuple[Detector, ...]:
     return found
 
 
-def _detect(value: str, cache: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
-    hit = cache.get(value)
-    if hit is None:
-        hit = tuple(d.name for d in _candidates(value) if d.find(value)) if len(value) >= 5 else ()
-        if len(cache) < 100_000:
-            cache[value] = hit
-    return hit
+def _detect(value: str) -> tuple[str, ...]:
+    if len(value) < 5:
+        return ()
+    return tuple(d.name for d in _candidates(value) if d.find(value))
 
 
-def synthetic_rows(columns: Sequence[Column], rows: Sequence[Sequence[str | None]]) -> set[int]:
-    """Indexes of the rows carrying the synthetic marker in any text column."""
-    marked: set[int] = set()
+def synthetic_rows(columns: Sequence[Column], rows: Sequence[Sequence[str | None]]) -> list[bool]:
+    """Per row: does it carry the synthetic marker in any text column?"""
+    marked = [False] * len(rows)
     for index, column in enumerate(columns):
         if not column.scanned:
             continue
-        for row_index, row in enumerate(rows):
-            value = row[index]
-            if value and SYNTHETIC_DOMAIN in value:
-                marked.add(row_index)
+        values = [row[index] or "" for row in rows]
+        if SYNTHETIC_DOMAIN not in "\n".join(values):
+            continue
+        marked = list(map(operator.or_, marked, [SYNTHETIC_DOMAIN in v for v in values]))
     return marked
 
 
@@ -111,32 +110,34 @@ def scan_rows(
     rows: Sequence[Sequence[str | None]],
     fingerprints: Fingerprints | None = None,
 ) -> SourceScan:
-    """Scan rows (values as text or None) of one table or file; returns counts per column and detector."""
+    """Scan rows (values as text or None) of one table or file; returns counts per column and detector.
+
+    Work is per distinct value: each column's values are counted first (in C), then each distinct value
+    meets the prefilter, the validators and the fingerprint set once.
+    """
     marked = synthetic_rows(columns, rows)
+    unmarked = [not m for m in marked]
     counts: Counter[tuple[str, str]] = Counter()
-    match_fingerprints = fingerprints is not None and len(fingerprints) > 0
+    match = fingerprints.matches if fingerprints is not None and len(fingerprints) > 0 else None
     for index, column in enumerate(columns):
         if not column.scanned:
             continue
-        cache: dict[str, tuple[str, ...]] = {}
-        fp_cache: dict[str, bool] = {}
-        for row_index, row in enumerate(rows):
-            value = row[index]
-            if not value:
-                continue
-            if row_index not in marked:
-                for name in _detect(value, cache):
-                    counts[(column.name, name)] += 1
-            if match_fingerprints:
-                hit = fp_cache.get(value)
-                if hit is None:
-                    hit = fingerprints.matches(value)  # type: ignore[union-attr]
-                    if len(fp_cache) < 100_000:
-                        fp_cache[value] = hit
-                if hit:
-                    counts[(column.name, FINGERPRINT)] += 1
+        values = [row[index] for row in rows]
+        for value, n in Counter(itertools.compress(values, unmarked)).items():
+            if value:
+                for name in _detect(value):
+                    counts[(column.name, name)] += n
+        if match is None:
+            continue
+        fp_hits = 0
+        for value, n in Counter(values).items():
+            # a value in the reserved domain is synthetic by making: it cannot be a production identifier
+            if value and SYNTHETIC_DOMAIN not in value and match(value):
+                fp_hits += n
+        if fp_hits:
+            counts[(column.name, FINGERPRINT)] += fp_hits
     findings = [Finding(source, col, det, n) for (col, det), n in sorted(counts.items())]
-    return SourceScan(source, len(rows), len(marked), findings)
+    return SourceScan(source, len(rows), sum(marked), findings)
 
 
 def scan_text(source: str, text: str, fingerprints: Fingerprints | None = None, max_lines: int = 100_000) -> SourceScan:
