@@ -243,7 +243,7 @@ def find_name(value: str) -> bool:
     whole = bool(_WHOLE_NAME.match(text))
     for match in _NAME.finditer(text):
         start = match.start()
-        if start >= 2 and text[start - 2].isdigit():
+        if start >= 2 and text[start - 1] == " " and text[start - 2].isdigit():
             continue  # "12 Alan Mills" is a street
         if match.group(1).split("-")[0].lower() not in first:
             continue
