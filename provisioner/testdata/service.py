@@ -7,13 +7,14 @@ authorisation, an unmasked personal column all stop the command with nothing cha
 from __future__ import annotations
 
 import datetime as dt
+import os
+import secrets
 from typing import Any
 
 import faker as faker_package
 
 from provisioner.errors import InputError, ProvisionError, RefusedError
 from provisioner.model import DataAuthorisation, Environment, Host, Site
-from provisioner.secrets_store import ensure_secret
 from provisioner.site import LoadedSite
 from provisioner.state import SiteState
 from provisioner.testdata import records
@@ -64,7 +65,22 @@ def applied_state(site: LoadedSite) -> SiteState:
 
 
 def data_key(state: SiteState) -> bytes:
-    return ensure_secret(state, DATA_KEY).encode()
+    """The controller's key for fingerprints and hashes (mode 0600), created once; safe when checks race."""
+    path = state.secrets_dir / DATA_KEY
+    if not path.exists():
+        state.ensure()
+        state.secrets_dir.mkdir(mode=0o700, exist_ok=True)
+        tmp = path.with_name(f".{DATA_KEY}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+        try:
+            os.link(tmp, path)  # atomic, and never replaces a key another process made first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip().encode()
 
 
 # ---- seed -------------------------------------------------------------------------------------------------
