@@ -24,11 +24,19 @@ def test_every_personal_column_without_a_rule_is_unmasked_including_one_found_by
     assert "column name" in unmasked["email"] and "email" in unmasked["email"]
 
 
-def test_a_rule_for_each_personal_column_clears_the_plan_and_keep_is_an_explicit_rule():
-    rules = {"customers": {"full_name": "fake:name", "email": "hash", "notes": "keep"}}
+def test_a_rule_for_each_personal_column_clears_the_plan():
+    rules = {"customers": {"full_name": "fake:name", "email": "hash", "notes": "null"}}
     result = plan(SCHEMA, SAMPLE, rules)
     assert result.unmasked == []
-    assert result.rule_of("customers", "notes") == "keep" and result.rule_of("customers", "id") == "keep"
+    assert result.rule_of("customers", "notes") == "null" and result.rule_of("customers", "id") == "keep"
+
+
+def test_keep_is_refused_for_a_column_whose_values_are_personal():
+    rules = {"customers": {"full_name": "keep", "email": "hash", "notes": "null"}}
+    (verdict,) = plan(SCHEMA, SAMPLE, rules).unmasked
+    assert verdict.column == "full_name" and verdict.why() == "rule keep, but its values hold person_name"
+    cities = {"customers": [("1", "Leeds", "x@gmail.com", "")]}
+    assert plan(SCHEMA, cities, rules).unmasked == [], "keep stands where the values are not personal"
 
 
 def test_a_new_column_in_production_cannot_leak_unmasked():

@@ -66,8 +66,10 @@ def test_non_text_columns_are_not_scanned():
 
 def test_data_files_are_scanned_line_by_line():
     text = "id,name,email\n1,Margaret Thornton,margaret.thornton@btinternet.com\n2,x,user.2@example.invalid\n"
-    found = findings(scan_text("/srv/data/export.csv", text))
-    assert found == {("line", "email"): 1, ("line", "person_name"): 1}
+    fingerprints = Fingerprints(b"k" * 32)
+    fingerprints.digests.add(fingerprints.of("margaret.thornton@btinternet.com"))
+    found = findings(scan_text("/srv/data/export.csv", text, fingerprints))
+    assert found == {("line", "email"): 1, ("line", "person_name"): 1, ("line", FINGERPRINT): 1}
 
 
 def test_fingerprint_pads_are_hmac_sha256_and_canonical_forms_agree():

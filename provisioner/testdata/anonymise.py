@@ -3,7 +3,8 @@
 Rules (site file `test_data.rules.<table>.<column>`):
   hash          keyed HMAC of the value (16 hex digits): joins on it still work, the value is gone
   null          NULL
-  keep          copied as is: the site's explicit word that the column is not personal
+  keep          copied as is: the site's explicit word that the column is not personal (refused when the
+                detectors find personal data in the column's values)
   replace:TEXT  the constant TEXT
   fake:KIND     a synthetic value of that kind, the same for the same input (name, email, phone, ...)
 """
@@ -39,12 +40,22 @@ def looks_personal_by_name(column: str) -> bool:
 class ColumnVerdict:
     table: str
     column: str
-    reasons: list[str]  # 'name' and/or detector names; never values
+    reasons: list[str]  # 'column name' and/or detector names; never values
     rule: str | None
 
     @property
+    def detected(self) -> list[str]:
+        return [r for r in self.reasons if r != "column name"]
+
+    @property
     def unmasked(self) -> bool:
-        return bool(self.reasons) and self.rule is None
+        """No rule for a personal-looking column, or `keep` for one whose values the detectors find personal."""
+        return (bool(self.reasons) and self.rule is None) or (self.rule == "keep" and bool(self.detected))
+
+    def why(self) -> str:
+        if self.rule == "keep":
+            return f"rule keep, but its values hold {', '.join(self.detected)}"
+        return ", ".join(self.reasons)
 
 
 @dataclass

@@ -140,7 +140,22 @@ def scan_rows(
     return SourceScan(source, len(rows), sum(marked), findings)
 
 
+_CELL_SPLIT = re.compile(r"[,;\t|]")
+
+
 def scan_text(source: str, text: str, fingerprints: Fingerprints | None = None, max_lines: int = 100_000) -> SourceScan:
-    """A data file: each line a row of one column named 'line' (CSV cells are found inside lines)."""
+    """A data file: each line a row of one column named 'line'; the production fingerprints are matched
+    against each cell of delimited lines (CSV, TSV), the way a database export holds them."""
     lines = text.splitlines()[:max_lines]
-    return scan_rows(source, [Column("line")], [(line,) for line in lines], fingerprints)
+    result = scan_rows(source, [Column("line")], [(line,) for line in lines])
+    if fingerprints is not None and len(fingerprints) > 0:
+        hits = sum(
+            1
+            for line in lines
+            if SYNTHETIC_DOMAIN not in line
+            for cell in _CELL_SPLIT.split(line)
+            if fingerprints.matches(cell.strip().strip('"'))
+        )
+        if hits:
+            result.findings.append(Finding(source, "line", FINGERPRINT, hits))
+    return result

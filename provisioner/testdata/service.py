@@ -173,7 +173,7 @@ def refresh(
         model.test_data.rules,
     )
     if the_plan.unmasked:
-        listed = "; ".join(f"{v.table}.{v.column} ({', '.join(v.reasons)})" for v in the_plan.unmasked)
+        listed = "; ".join(f"{v.table}.{v.column} ({v.why()})" for v in the_plan.unmasked)
         raise RefusedError(
             f"columns that look personal have no anonymiser rule: {listed}. Add one under "
             f"test_data.rules.<table>.<column> in {site.path} (hash | null | keep | replace:<text> | fake:<kind>). "
@@ -265,10 +265,12 @@ def production_fingerprints(site: Site, state: SiteState) -> tuple[Fingerprints,
             db = Database(state, host)
             for table in db.tables():
                 rules = site.test_data.rules.get(table.name, {})
+                # personal-looking or masked columns; an explicit keep says "not personal" (and the refresh
+                # refuses keep where the detectors find personal values)
                 columns = [
                     c.name
                     for c in table.columns
-                    if c.scanned and (looks_personal_by_name(c.name) or rules.get(c.name, "keep") != "keep")
+                    if c.scanned and rules.get(c.name, "keep" if not looks_personal_by_name(c.name) else None) != "keep"
                 ]
                 if not columns:
                     continue
