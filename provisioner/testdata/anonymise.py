@@ -27,7 +27,7 @@ from provisioner.testdata.seed import fictional_phone
 # column names that say "personal" whatever the values look like
 PERSONAL_NAME = re.compile(
     r"(^|_)(name|first_?name|last_?name|surname|full_?name|forename|e?mail|phone|mobile|tel|telephone|fax|"
-    r"address|addr|street|city|town|post_?code|zip|zip_?code|birth|dob|birthday|iban|bic|account|card|pan|"
+    r"address|addr|street|post_?code|zip|zip_?code|birth|dob|birthday|iban|bic|account|card|pan|"
     r"ssn|nino|national_?id|tax_?id|passport|licen[cs]e|ip|ip_?address|login|username|contact)($|_)"
 )
 
