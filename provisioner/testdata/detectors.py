@@ -118,26 +118,41 @@ def _fictional_national(digits: str) -> bool:
     return len(digits) == 10 and is_fictional_phone("1" + digits)
 
 
+# Validity in a numbering plan is decided by a number's leading digits and its length; the last three digits
+# never change it. The validator's verdicts are therefore kept per (region, number less its last three
+# digits, length): a table of customers from one town meets phonenumbers once per exchange, not per row.
+_PHONE_VERDICTS: dict[tuple[str, str, int], bool] = {}
+
+
+def _valid_phone(text: str, digits: str, region: str | None) -> bool:
+    key = (region or "+", digits[:-3], len(digits))
+    verdict = _PHONE_VERDICTS.get(key)
+    if verdict is None:
+        try:
+            verdict = phonenumbers.is_valid_number(phonenumbers.parse(text, region))
+        except phonenumbers.NumberParseException:
+            verdict = False
+        if len(_PHONE_VERDICTS) < 500_000:
+            _PHONE_VERDICTS[key] = verdict
+    return verdict
+
+
 def find_phone(value: str) -> bool:
     for match in _PHONE.finditer(value):
         text = match.group(0).strip()
         digits = _PHONE_CHARS.sub("", text)
         if not 7 <= len(digits.lstrip("+")) <= 15 or _NOT_PHONE.match(text):
             continue
-        international = text.startswith(("+", "00"))
-        if international:
-            text = "+" + text[2:] if text.startswith("00") else text
-        elif _fictional_national(digits):
-            continue
-        for region in (None,) if international else PHONE_REGIONS:
-            try:
-                number = phonenumbers.parse(text, region)
-            except phonenumbers.NumberParseException:
-                continue
-            if phonenumbers.is_valid_number(number):
-                if is_fictional_phone(f"{number.country_code}{number.national_number}"):
-                    break
+        if text.startswith("00"):
+            text, digits = "+" + text[2:], "+" + digits[2:]
+        if text.startswith("+"):
+            if not is_fictional_phone(digits[1:]) and _valid_phone(text, digits, None):
                 return True
+            continue
+        if _fictional_national(digits):
+            continue
+        if any(_valid_phone(text, digits, region) for region in PHONE_REGIONS):
+            return True
     return False
 
 
