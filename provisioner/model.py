@@ -9,7 +9,7 @@ import ipaddress
 import struct
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from provisioner.catalogue import COLOURS, HOST_ROLES, TEMPLATES
 
@@ -26,6 +26,8 @@ PATTERN_HELP = {
     CONTROL_RE: "a control ID such as ACC-1 or NET-2",
     r"^[a-z][a-z0-9]{1,11}$": "2-12 lower-case letters or digits, starting with a letter",
     r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$": "letters, digits, '.', '_' or '-', at most 64 characters",
+    r"^[a-z_][a-z0-9_]{0,62}$": "a plain SQL name: lower-case letters, digits or '_', at most 63 characters",
+    r"^/[A-Za-z0-9._/-]*$": "an absolute path of letters, digits, '.', '_', '-' and '/'",
 }
 
 EnvName = Annotated[str, Field(pattern=NAME_RE, description="2-8 lower-case letters/digits, starts with a letter")]
@@ -184,6 +186,67 @@ class Waiver(Strict):
     compensating: list[str] = Field(default_factory=list)
 
 
+FAKE_KINDS = ("name", "first_name", "last_name", "email", "phone", "street", "city", "postcode", "date", "iban", "text")
+RULE_HELP = "hash | null | keep | replace:<text> | fake:<kind> (kinds: " + ", ".join(FAKE_KINDS) + ")"
+
+
+def _check_rule(value: str) -> str:
+    kind, _, arg = value.partition(":")
+    if kind in ("hash", "null", "keep") and not arg:
+        return value
+    if kind == "replace" and ":" in value:
+        return value
+    if kind == "fake" and arg in FAKE_KINDS:
+        return value
+    raise ValueError(f"rule '{value}' is not allowed; allowed: {RULE_HELP}")
+
+
+ColumnRule = Annotated[str, AfterValidator(_check_rule)]
+SqlName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+
+
+class DataAuthorisation(Strict):
+    """A recorded authorisation to copy production data into a test environment through the anonymiser."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    from_env: str = Field(alias="from")
+    to_env: str = Field(alias="to")
+    requester: str
+    approver: str
+    reason: str = Field(min_length=10)
+    scrub_by: dt.date = Field(description="the copied data must be scrubbed by this date (DATA-3)")
+
+    @field_validator("approver")
+    @classmethod
+    def _not_self_approved(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("requester"):
+            raise ValueError(f"'{value}' cannot approve their own request: the approver must be someone else")
+        return value
+
+
+class DataScanSettings(Strict):
+    sample_rows: int = Field(default=10_000, ge=10, le=10_000_000, description="rows read per table")
+    folders: list[Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]*$")]] = Field(
+        default_factory=lambda: ["/srv/data"], description="data folders scanned on every host of the environment"
+    )
+    max_file_kib: int = Field(default=1024, ge=1, le=1_048_576, description="bytes read per file, KiB")
+
+
+class DataSettings(Strict):
+    """Test-data rules (DATA-1..3): seeding, the anonymiser's column rules, refresh authorisations, the scan."""
+
+    seed: int = Field(default=8031, ge=0, description="Faker seed of the synthetic data")
+    customers: int = Field(default=200, ge=1, le=1_000_000, description="synthetic customers seeded")
+    rules: dict[SqlName, dict[SqlName, ColumnRule]] = Field(
+        default_factory=dict, description="table -> column -> anonymiser rule"
+    )
+    authorisations: list[DataAuthorisation] = Field(default_factory=list)
+    scan: DataScanSettings = Field(default_factory=DataScanSettings)
+
+    def authorisation(self, ref: str) -> DataAuthorisation | None:
+        return next((a for a in self.authorisations if a.id == ref), None)
+
+
 class Management(Strict):
     cidr: ipaddress.IPv4Network
     vlan: int | None = Field(default=None, ge=1, le=4094, description="VLAN of the management network (hypervisors)")
@@ -268,6 +331,7 @@ class Site(Strict):
     flows: list[Flow] = Field(default_factory=list)
     releases: ReleaseRules = Field(default_factory=ReleaseRules)
     waivers: list[Waiver] = Field(default_factory=list)
+    test_data: DataSettings = Field(default_factory=DataSettings)
 
     # ---- lookups used everywhere -------------------------------------------------------------
     def environment(self, name: str) -> Environment:

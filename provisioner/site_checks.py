@@ -25,6 +25,7 @@ def check_site(site: Site, today: dt.date | None = None) -> list[Problem]:
         _deploy_identity,
         _release_path,
         _libvirt_networks,
+        _data_authorisations,
     ):
         problems.extend(check(site, today))
     return problems
@@ -291,3 +292,42 @@ def _libvirt_networks(site: Site, today: dt.date) -> Iterator[Problem]:
                 f"bridge '{bridge}' already carries segment '{used[bridge]}'; every segment needs its own bridge",
             )
         used.setdefault(bridge, key)
+
+
+def _data_authorisations(site: Site, today: dt.date) -> Iterator[Problem]:
+    """Refresh authorisations (DATA-3): known people, an approver who may approve, production into test."""
+    envs = {e.name: e for e in site.environments}
+    for index, env in enumerate(site.environments):
+        if env.data == "live" and env.tier != "production":
+            yield (
+                ("environments", index, "data"),
+                f"'{env.name}' is a {env.tier} environment: live data belongs only in production; "
+                "allowed here: dummy, anonymised (DATA-1)",
+            )
+    people = {p.name for p in site.people}
+    seen: dict[str, int] = {}
+    for index, auth in enumerate(site.test_data.authorisations):
+        path: KeyPath = ("test_data", "authorisations", index)
+        if auth.id in seen:
+            yield ((*path, "id"), f"'{auth.id}' is declared twice (first at test_data.authorisations[{seen[auth.id]}])")
+        seen.setdefault(auth.id, index)
+        for key in ("requester", "approver"):
+            who = getattr(auth, key)
+            if who not in people:
+                yield ((*path, key), f"unknown person '{who}'; allowed: {_allowed(people)}")
+        approver = site.person(auth.approver)
+        if approver is not None and not {"approver", "admin"} & set(approver.roles):
+            yield ((*path, "approver"), f"'{auth.approver}' is neither approver nor admin; only they may authorise")
+        source, target = envs.get(auth.from_env), envs.get(auth.to_env)
+        if source is None:
+            yield ((*path, "from"), f"unknown environment '{auth.from_env}'; allowed: {_allowed(set(envs))}")
+        elif source.tier != "production":
+            yield ((*path, "from"), f"'{auth.from_env}' is not a production environment; only production is copied")
+        if target is None:
+            yield ((*path, "to"), f"unknown environment '{auth.to_env}'; allowed: {_allowed(set(envs))}")
+        elif target.tier == "production" or target.data != "anonymised":
+            allowed = sorted(e.name for e in site.environments if e.data == "anonymised" and e.tier != "production")
+            yield (
+                (*path, "to"),
+                f"'{auth.to_env}' does not hold anonymised data; allowed targets: {_allowed(allowed)}",
+            )

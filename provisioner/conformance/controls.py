@@ -106,6 +106,24 @@ CONTROLS: dict[str, Control] = {
         Control(
             "CHG-4", "Every release has a tamper-evident record (chained, signed ledger)", "high", (_A831, "A.8.32")
         ),
+        Control(
+            "DATA-1",
+            "No live personal data in development or test (scan and production fingerprints)",
+            "critical",
+            (_A831, "A.8.33", "A.5.34", "A.8.11"),
+        ),
+        Control(
+            "DATA-2",
+            "Development holds synthetic data, test anonymised data; provenance recorded",
+            "high",
+            (_A831, "A.8.33", "A.8.11"),
+        ),
+        Control(
+            "DATA-3",
+            "Every copy of production data into test is authorised and scrubbed by its deadline",
+            "high",
+            (_A831, "A.8.33", "A.5.3"),
+        ),
         Control("LOG-1", "Production logs logins and privileged commands", "high", (_A831, "A.8.15")),
         Control(
             "NET-4",

@@ -18,7 +18,10 @@ from provisioner.conformance.controls import CONTROLS
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
 
 KEYS = ROOT / "inventories" / "example" / "demo-keys"
-SUITE_CONTROLS = {"NET-1", "NET-2", "NET-3", "ACC-1", "ACC-2", "ACC-3", "ACC-4", "ACC-5", "CUE-1", "CUE-2", "LOG-1"}
+SUITE_CONTROLS = {
+    "NET-1", "NET-2", "NET-3", "ACC-1", "ACC-2", "ACC-3", "ACC-4", "ACC-5", "CUE-1", "CUE-2", "LOG-1",
+    "DATA-1", "DATA-2", "DATA-3",
+}  # fmt: skip
 # the path to live: on a lab without releases they pass on an empty, verifying ledger and hosts without release files
 SUITE_CONTROLS |= {"CHG-1", "CHG-2", "CHG-3", "CHG-4"}
 # read back from a hypervisor's accounts: the LXC lab has none, so these checks report a skip with the reason

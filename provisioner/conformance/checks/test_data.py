@@ -1,0 +1,116 @@
+"""DATA-1..3: personal data outside production, provenance of the data, authorised and scrubbed refreshes.
+
+On a freshly applied site the databases outside production are empty: DATA-1 scans them (clean), DATA-2
+reports that they hold no data (nothing of unknown origin) and DATA-3 that no refresh was made. As soon as
+a table exists, DATA-2 wants its provenance record, and matching the environment's data rule.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from provisioner.testdata import service
+
+
+def _non_production(lab):
+    return [e for e in lab.model.environments if e.tier != "production"]
+
+
+def pytest_generate_tests(metafunc):
+    if "data_env_name" in metafunc.fixturenames:
+        from provisioner.conformance.plugin import _lab
+
+        if not metafunc.config.getoption("--provision-site"):
+            return
+        names = [e.name for e in _non_production(_lab(metafunc.config))]
+        metafunc.parametrize("data_env_name", names, ids=names)
+
+
+@pytest.mark.control("DATA-1")
+def test_no_personal_data_outside_production(lab, evidence, data_env_name):
+    report = service.scan(lab.site, data_env_name)
+    tables = [s for s in report["sources"] if s["kind"] == "table"]
+    files = [s for s in report["sources"] if s["kind"] == "file"]
+    evidence.expect(
+        f"no personal data in {data_env_name}: no detector hit outside synthetic rows, "
+        "no value matching a production fingerprint"
+    )
+    evidence.note(
+        f"{len(tables)} table(s), {sum(s.get('rows_scanned', 0) for s in tables)} sampled row(s) "
+        f"(budget {report['sample_rows']} per table), {len(files)} file(s) under {', '.join(report['folders'])}; "
+        f"{report['production_fingerprints']} production fingerprints; record {report.get('file', '')}"
+    )
+    for finding in report["findings"]:
+        evidence.row(**finding)
+    listed = "; ".join(
+        f"{f['host']}:{f['source']}.{f['column']}: {f['count']} {f['detector']}" for f in report["findings"]
+    )
+    evidence.observe(listed or "clean")
+    assert not report["findings"], f"personal data in {data_env_name}: {listed}"
+
+
+@pytest.mark.control("DATA-2")
+def test_data_provenance_matches_the_data_rule(lab, evidence, data_env_name):
+    env = lab.model.environment(data_env_name)
+    hosts = [h for h in lab.model.hosts_in(env.name) if "db" in h.roles]
+    if not hosts:
+        pytest.skip(f"{env.name} holds no database")
+    evidence.expect(
+        f"{env.name} (data rule '{env.data}'): every database is empty or holds data whose provenance record "
+        f"allows it ({', '.join(service.ALLOWED_KINDS.get(env.data, ()))})"
+    )
+    problems = []
+    for host in hosts:
+        found = service.provenance(lab.site, env, host)
+        record = found["record"] or {}
+        evidence.row(
+            host=host.name,
+            tables=found["tables"],
+            provenance=found["stamp"]["kind"] if found["stamp"] else None,
+            record=record.get("id"),
+            seed=record.get("seed"),
+            authorisation=(record.get("authorisation") or {}).get("id"),
+        )
+        if not found["tables"] and found["stamp"] is None:
+            evidence.note(f"{host.name}: holds no data (no tables), so there is nothing of unknown origin")
+        problems += [f"{host.name}: {p}" for p in found["problems"]]
+    evidence.observe("; ".join(problems) or "as declared")
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.control("DATA-3")
+def test_refreshes_are_authorised_and_scrubbed_in_time(lab, evidence):
+    from provisioner.testdata import records
+
+    today = dt.date.today()
+    refreshes = records.records(lab.state, kind="refresh")
+    evidence.expect(
+        "every refresh names an authorisation approved by someone other than its requester; "
+        "none is left unscrubbed past its deadline"
+    )
+    problems = []
+    for record in refreshes:
+        auth = record.get("authorisation") or {}
+        evidence.row(
+            record=record["id"],
+            environment=record["environment"],
+            authorisation=auth.get("id"),
+            requester=auth.get("requester"),
+            approver=auth.get("approver"),
+            reason=auth.get("reason"),
+            scrub_by=record.get("scrub_by"),
+        )
+        if not auth.get("id") or not auth.get("requester") or not auth.get("approver"):
+            problems.append(f"{record['id']}: no authorisation recorded")
+        elif auth["requester"] == auth["approver"]:
+            problems.append(f"{record['id']}: approved by its own requester {auth['requester']}")
+    for env in _non_production(lab):
+        for record in service.overdue(service.outstanding_refreshes(lab.state, env.name), today):
+            problems.append(f"{record['id']}: {env.name} not scrubbed by {record['scrub_by']} (today {today})")
+    evidence.note(f"{len(refreshes)} refresh(es) recorded")
+    evidence.observe(
+        "; ".join(problems) or ("no refresh of production data recorded" if not refreshes else "all in order")
+    )
+    assert not problems, "; ".join(problems)
