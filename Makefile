@@ -52,6 +52,7 @@ demo: setup
 	$(BIN)/provision plan $(SITE)
 	$(BIN)/provision apply $(SITE)
 	$(BIN)/provision status $(SITE)
+	$(BIN)/provision data seed $(SITE) --env dev
 	$(MAKE) --no-print-directory demo-release
 	$(BIN)/provision verify $(SITE)
 	$(BIN)/provision report $(SITE)
