@@ -80,10 +80,10 @@ def replay(entries: list[dict[str, Any]]) -> History:
             releases[rid] = Release(
                 id=rid,
                 number=len(releases) + 1,
-                digest=entry["digest"],
+                digest=str(entry.get("digest", "")),
                 artifact=entry.get("artifact", ""),
                 author=entry.get("actor", ""),
-                created=entry["time"],
+                created=str(entry.get("time", "")),
                 version=entry.get("version", ""),
                 files=dict(entry.get("files", {})),
             )
@@ -94,7 +94,7 @@ def replay(entries: list[dict[str, Any]]) -> History:
         if event == "deploy":
             deployment = Deployment(
                 env=entry.get("env", ""),
-                time=entry["time"],
+                time=str(entry.get("time", "")),
                 actor=entry.get("actor", ""),
                 identity=entry.get("identity", ""),
                 result=entry.get("result", ""),
@@ -105,10 +105,10 @@ def replay(entries: list[dict[str, Any]]) -> History:
             if deployment.result == "ok":
                 current[deployment.env] = rid
         elif event == "approve":
-            release.approvals.append({"by": entry.get("actor", ""), "time": entry["time"]})
+            release.approvals.append({"by": entry.get("actor", ""), "time": str(entry.get("time", ""))})
         elif event == "verify":
             release.verifications.append(
-                {"env": entry.get("env", ""), "time": entry["time"], "result": entry.get("result", ""),
+                {"env": entry.get("env", ""), "time": str(entry.get("time", "")), "result": entry.get("result", ""),
                  "run": entry.get("run", "")}
             )  # fmt: skip
     return History(releases, current)

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from provisioner.releases import history
+from provisioner.releases.history import replay
+
 LEDGER_FILE = "releases.jsonl"
 
 
@@ -76,24 +79,30 @@ def read_ledger(evidence_dir: Path) -> Ledger:
         if not isinstance(entry, dict) or not entry.get("release") or not entry.get("event"):
             problems.append(f"line {number}: no 'release' or 'event'")
             continue
-        entries.append(entry)
-    releases: dict[str, Release] = {}
-    for entry in entries:
-        rid = str(entry["release"])
-        release = releases.setdefault(rid, Release(rid))
-        event, when, actor = str(entry["event"]), str(entry.get("time", "")), str(entry.get("actor", ""))
-        ok = entry.get("result", "ok") == "ok"
-        env = str(entry.get("env", ""))
-        release.digest = release.digest or str(entry.get("digest", ""))
-        release.artifact = release.artifact or str(entry.get("artifact", ""))
-        if event == "create":
-            release.author, release.created = actor, when
-        elif event == "approve" and ok:
-            release.approvals.append({"actor": actor, "time": when})
-        elif event in ("deploy", "verify") and not ok:
-            release.failed.append(f"{event} {env} at {when}")
-        elif event == "deploy":
-            release.reached.setdefault(env, when)
-        elif event == "verify":
-            release.verified.setdefault(env, when)
-    return Ledger(path, True, entries, problems, list(releases.values()))
+        entries.append({"time": "", **entry})
+    return Ledger(path, True, entries, problems, [_summarise(r) for r in replay(entries).releases.values()])
+
+
+def _summarise(release: history.Release) -> Release:
+    """One release as the report shows it, from the release package's own reading of the ledger."""
+    reached: dict[str, str] = {}
+    for deployment in release.deployments:
+        if deployment.result == "ok":
+            reached.setdefault(deployment.env, deployment.time)
+    verified: dict[str, str] = {}
+    for verification in release.verifications:
+        if verification["result"] == "ok":
+            verified.setdefault(verification["env"], verification["time"])
+    failed = [f"deploy {d.env} at {d.time}" for d in release.deployments if d.result != "ok"]
+    failed += [f"verify {v['env']} at {v['time']}" for v in release.verifications if v["result"] != "ok"]
+    return Release(
+        id=release.id,
+        digest=release.digest,
+        artifact=release.artifact,
+        author=release.author,
+        created=release.created,
+        reached=reached,
+        verified=verified,
+        failed=failed,
+        approvals=[{"actor": a["by"], "time": a["time"]} for a in release.approvals],
+    )
