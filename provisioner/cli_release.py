@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +14,7 @@ from provisioner.errors import ProvisionError
 from provisioner.releases.history import Release
 from provisioner.releases.rules import release_path, require_release
 from provisioner.releases.service import ReleaseBook, describe
+from provisioner.state import operator
 
 release_app = typer.Typer(
     help="Releases: one-way Dev -> Test -> Prod, four-eyes approval, a signed ledger.", no_args_is_help=True
@@ -30,10 +29,6 @@ ReleaseArg = Annotated[str, typer.Argument(help="release id, such as r1 (see `pr
 
 def _book(site: str | None, as_json: bool) -> ReleaseBook:
     return ReleaseBook.open(_load(site, as_json))
-
-
-def _actor() -> str:
-    return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
 @release_app.command("create")
@@ -90,7 +85,7 @@ def deploy(
     """Deploy a release to an environment as the deploy identity, if the path to live allows it."""
     book = _book(site, as_json)
     try:
-        entry = book.deploy(release, env, actor or _actor(), key=key)
+        entry = book.deploy(release, env, actor or operator(), key=key)
     except ProvisionError as exc:
         _fail(exc, as_json)
     if as_json:

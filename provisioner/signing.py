@@ -7,13 +7,12 @@ anyone can check with stock OpenSSH and the public key: no tool of ours is neede
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 from pathlib import Path
 
 from provisioner.errors import ProvisionError
-from provisioner.state import SiteState
+from provisioner.state import SiteState, ensure_key_pair
 
 KEY_NAME = "evidence_ed25519"
 
@@ -23,13 +22,7 @@ def signing_key(state: SiteState) -> Path:
     state.ensure()
     state.signing_dir.mkdir(mode=0o700, exist_ok=True)
     key = state.signing_dir / KEY_NAME
-    if not key.exists():
-        tmp = key.with_suffix(".tmp")
-        for leftover in (tmp, Path(f"{tmp}.pub")):
-            leftover.unlink(missing_ok=True)
-        _ssh_keygen(["-q", "-t", "ed25519", "-N", "", "-C", f"evidence@{state.site}", "-f", str(tmp)])
-        os.replace(f"{tmp}.pub", f"{key}.pub")
-        os.replace(tmp, key)
+    ensure_key_pair(key, f"evidence@{state.site}")
     return key
 
 

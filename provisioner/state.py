@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import getpass
 import os
 import shutil
 from collections.abc import Iterator
@@ -14,6 +15,23 @@ from provisioner.paths import site_state_dir
 from provisioner.shell import run
 
 AUTOMATION_USER = "provision"
+
+
+def ensure_key_pair(private: Path, comment: str) -> str:
+    """An ed25519 key pair at `private` (and `.pub`), made once and atomically; returns the public line."""
+    if not private.exists():
+        tmp = private.with_suffix(".tmp")
+        for leftover in (tmp, Path(f"{tmp}.pub")):
+            leftover.unlink(missing_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(tmp)])
+        os.replace(f"{tmp}.pub", f"{private}.pub")
+        os.replace(tmp, private)
+    return Path(f"{private}.pub").read_text().strip()
+
+
+def operator() -> str:
+    """Who runs this command, as recorded in evidence: the person behind sudo where there is one."""
+    return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
 class SiteState:
@@ -59,14 +77,7 @@ class SiteState:
     def controller_public_key(self) -> str:
         """The controller's SSH public key; the key pair is created on first use, private half mode 0600."""
         self.ensure()
-        if not self.controller_key.exists():
-            tmp = self.controller_key.with_suffix(".tmp")
-            for leftover in (tmp, Path(f"{tmp}.pub")):
-                leftover.unlink(missing_ok=True)
-            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"provisioner@{self.site}", "-f", str(tmp)])
-            os.replace(f"{tmp}.pub", f"{self.controller_key}.pub")
-            os.replace(tmp, self.controller_key)
-        return Path(f"{self.controller_key}.pub").read_text().strip()
+        return ensure_key_pair(self.controller_key, f"provisioner@{self.site}")
 
     def write_known_hosts(self, entries: dict[str, str]) -> None:
         """address -> host public key line ('ssh-ed25519 AAAA...')."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from pathlib import Path
 
 from provisioner import signing
+from provisioner.releases.artifacts import sha256_file
 from provisioner.state import SiteState
 
 MANIFEST = "MANIFEST.sha256"
@@ -20,10 +20,6 @@ SIGNATURE = "MANIFEST.sha256.sig"
 PUBLIC_KEY = "evidence-signing-key.pub"
 NAMESPACE = "provision-report"
 SIGNER = "evidence"
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _pack_files(folder: Path) -> list[Path]:

@@ -6,25 +6,19 @@ A record names tables, columns, rules, counts and people; it never holds a data 
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
 import os
 import secrets
 from pathlib import Path
 from typing import Any
 
-from provisioner.state import SiteState
+from provisioner.state import SiteState, operator
 
 KINDS = ("seed", "refresh", "scrub", "scan")
 
 
 def data_dir(state: SiteState) -> Path:
     return state.evidence_dir / "data"
-
-
-def operator() -> str:
-    """Who ran the command: the person behind sudo where there is one."""
-    return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
 def now() -> dt.datetime:
