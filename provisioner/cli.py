@@ -397,8 +397,15 @@ def image_build(
     backend: Annotated[
         ImageBackend, typer.Option("--backend", help="which base image: the LXC lab's, the libvirt guests', or both")
     ] = ImageBackend.ALL,
+    packages: Annotated[
+        list[str] | None,
+        typer.Option("--package", metavar="NAME", help="also bake this Debian package into the LXC base image"),
+    ] = None,
 ) -> None:
     """Build the Debian base images hosts are cloned from (once; later calls do nothing); needs only the mirror."""
+    extra = packages or []
+    if extra and backend != ImageBackend.LXC:
+        _fail(InputError("--package adds to the LXC base image only: use it with --backend lxc"), False)
 
     def say(message: str) -> None:
         out.print(f"· {message}", highlight=False)
@@ -407,7 +414,7 @@ def image_build(
         if backend in (ImageBackend.ALL, ImageBackend.LXC):
             from provisioner.lxclab import base_image
 
-            rootfs = base_image.ensure_base(base_image.lxc_path(), say=say)
+            rootfs = base_image.ensure_base(base_image.lxc_path(), say=say, extra_packages=extra)
             out.print(f"LXC base image ready: {rootfs}", highlight=False)
         if backend in (ImageBackend.ALL, ImageBackend.LIBVIRT):
             from provisioner.libvirtlab import guest_image

@@ -15,14 +15,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioner import debian_rootfs
+from provisioner.debian_rootfs import MIRROR, RELEASE
 from provisioner.errors import BackendError
-from provisioner.lxclab.base_image import DISABLED_SERVICES, PACKAGES, RELEASE
+from provisioner.lxclab.base_image import DISABLED_SERVICES, PACKAGES
 from provisioner.shell import run
 
-MIRROR = "http://deb.debian.org/debian"
 CACHE_ROOT = Path("/var/lib/provisioner/image-cache")
-DEBOOTSTRAP_CACHE = Path("/var/cache/provisioner/debootstrap")
-APT_CACHE = Path("/var/cache/provisioner/guest-apt")
 GUEST_PACKAGES = (
     "systemd-sysv",
     "udev",
@@ -41,7 +40,7 @@ UNUSED_MODULES = ("kvm", "kvm_amd", "kvm_intel", "floppy", "pcspkr", "joydev", "
                   "ata_generic", "pata_acpi", "i2c_piix4", "intel_agp", "powernow_k8", "acpi_cpufreq")  # fmt: skip
 DISK_SIZE = "4G"
 INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "ext4")
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 
 CLOUD_CFG = """# provisioner: NoCloud seed only, and only the modules the lab needs (each costs seconds under TCG)
 datasource_list: [NoCloud, None]
@@ -92,6 +91,10 @@ class GuestImage:
         return self.marker.is_file() and all(p.is_file() for p in (self.disk, self.kernel, self.initrd))
 
 
+def recipe_packages() -> list[str]:
+    return sorted(set(PACKAGES) | set(GUEST_PACKAGES))
+
+
 def recipe_digest() -> str:
     recipe = {
         "release": RELEASE,
@@ -127,26 +130,26 @@ def ensure_built(say=print, cache_root: Path = CACHE_ROOT) -> GuestImage:
     say(f"building the libvirt guest image {image.name} (debootstrap from {MIRROR}, about 3-5 minutes)")
     started = time.monotonic()
     image.directory.parent.mkdir(parents=True, exist_ok=True)
-    DEBOOTSTRAP_CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".building-", dir=image.directory.parent) as tmp:
-        rootfs = Path(tmp) / "rootfs"
-        run(["debootstrap", "--variant=minbase", f"--cache-dir={DEBOOTSTRAP_CACHE}", RELEASE, str(rootfs), MIRROR],
-            timeout=3600)  # fmt: skip
-        _small_initrd(rootfs)
-        _install_packages(rootfs, sorted(set(PACKAGES) | set(GUEST_PACKAGES)))
-        _configure(rootfs)
-        staging = Path(tmp) / "out"
-        staging.mkdir()
-        shutil.copyfile(_newest(rootfs / "boot", "vmlinuz-*"), staging / "vmlinuz")
-        shutil.copyfile(_newest(rootfs / "boot", "initrd.img-*"), staging / "initrd.img")
-        raw = Path(tmp) / "disk.raw"
-        run(["mkfs.ext4", "-q", "-L", "root", "-d", str(rootfs), str(raw), DISK_SIZE], timeout=900)
-        run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(staging / "disk.qcow2")], timeout=900)
-        seconds = round(time.monotonic() - started, 1)
-        (staging / "built.json").write_text(
-            json.dumps({"name": image.name, "release": RELEASE, "built": time.time(), "seconds": seconds})
-        )
-        staging.rename(image.directory)
+    try:
+        with tempfile.TemporaryDirectory(prefix=".building-", dir=image.directory.parent) as tmp:
+            rootfs = Path(tmp) / "rootfs"
+            debian_rootfs.build(rootfs, recipe_packages(), say=say, before_install=_small_initrd_config)
+            _configure(rootfs)
+            staging = Path(tmp) / "out"
+            staging.mkdir()
+            shutil.copyfile(_newest(rootfs / "boot", "vmlinuz-*"), staging / "vmlinuz")
+            shutil.copyfile(_newest(rootfs / "boot", "initrd.img-*"), staging / "initrd.img")
+            raw = Path(tmp) / "disk.raw"
+            run(["mkfs.ext4", "-q", "-L", "root", "-d", str(rootfs), str(raw), DISK_SIZE], timeout=900)
+            run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(staging / "disk.qcow2")],
+                timeout=900)  # fmt: skip
+            seconds = round(time.monotonic() - started, 1)
+            (staging / "built.json").write_text(
+                json.dumps({"name": image.name, "release": RELEASE, "built": time.time(), "seconds": seconds})
+            )
+            staging.rename(image.directory)
+    except OSError as exc:
+        raise BackendError(f"building the libvirt guest image {image.name} failed: {exc}") from exc
     say(f"guest image built in {seconds:.0f}s: {image.directory}")
     return image
 
@@ -158,36 +161,7 @@ def _newest(directory: Path, pattern: str) -> Path:
     return found[-1]
 
 
-def _chroot(rootfs: Path, *cmd: str, timeout: float = 600) -> None:
-    run(["chroot", str(rootfs), *cmd], timeout=timeout)
-
-
-# Runs in a private mount namespace: /proc, /sys and /dev appear in the chroot for the package scripts and
-# vanish with the process, whatever happens. policy-rc.d keeps services from starting inside the chroot.
-INSTALL_SCRIPT = """set -e
-R="$1"; CACHE="$2"; shift 2
-mount -t proc proc "$R/proc"
-mount -t sysfs sys "$R/sys"
-mount --bind /dev "$R/dev"
-mount --bind "$CACHE" "$R/var/cache/apt/archives"
-printf '#!/bin/sh\\nexit 101\\n' > "$R/usr/sbin/policy-rc.d"
-chmod 755 "$R/usr/sbin/policy-rc.d"
-cp /etc/resolv.conf "$R/etc/resolv.conf"
-chroot "$R" apt-get -q update
-DEBIAN_FRONTEND=noninteractive chroot "$R" apt-get -q -y --no-install-recommends install "$@"
-chroot "$R" apt-get clean
-rm -f "$R/usr/sbin/policy-rc.d" "$R/etc/resolv.conf"
-"""
-
-
-def _install_packages(rootfs: Path, packages: list[str]) -> None:
-    APT_CACHE.mkdir(parents=True, exist_ok=True)
-    (APT_CACHE / "partial").mkdir(exist_ok=True)
-    run(["unshare", "--mount", "--propagation", "private", "sh", "-c", INSTALL_SCRIPT, "install", str(rootfs),
-         str(APT_CACHE), *packages], timeout=3600)  # fmt: skip
-
-
-def _small_initrd(rootfs: Path) -> None:
+def _small_initrd_config(rootfs: Path) -> None:
     """Before the kernel is installed: its initrd holds only what mounts the virtio root disk (boots faster)."""
     conf = rootfs / "etc/initramfs-tools/conf.d"
     conf.mkdir(parents=True, exist_ok=True)
@@ -208,20 +182,13 @@ def _configure(rootfs: Path) -> None:
     (etc / "cloud/cloud.cfg.d/90-provisioner.cfg").write_text(CLOUD_CFG)
     (etc / "sysctl.d/60-provisioner.conf").write_text(SYSCTL)
     (etc / "modprobe.d/provisioner.conf").write_text("".join(f"blacklist {m}\n" for m in UNUSED_MODULES))
-    _chroot(rootfs, "systemctl", "set-default", "--quiet", "multi-user.target")
+    debian_rootfs.chroot(rootfs, "systemctl", "set-default", "--quiet", "multi-user.target")
     for service in DISABLED_SERVICES:
-        _chroot(rootfs, "systemctl", "disable", "--quiet", f"{service}.service")
+        debian_rootfs.chroot(rootfs, "systemctl", "disable", "--quiet", f"{service}.service")
     for unit in QUIET_UNITS:
-        _chroot(rootfs, "systemctl", "mask", "--quiet", unit)
+        debian_rootfs.chroot(rootfs, "systemctl", "mask", "--quiet", unit)
     # Every clone gets its own identity: host keys come from the seed, machine-id is made at first boot.
-    for key in (etc / "ssh").glob("ssh_host_*"):
-        key.unlink()
-    (etc / "machine-id").write_text("")
-    dbus_id = rootfs / "var/lib/dbus/machine-id"
-    if dbus_id.exists() or dbus_id.is_symlink():
-        dbus_id.unlink()
+    debian_rootfs.forget_identity(rootfs)
     shutil.rmtree(rootfs / "var/lib/cloud", ignore_errors=True)
     for leftover in (rootfs / "var/cache/apt/archives").glob("*.deb"):
         leftover.unlink()
-    if not (rootfs / "usr/bin/python3").exists() or not (rootfs / "usr/bin/cloud-init").exists():
-        raise BackendError(f"guest image at {rootfs} lacks python3 or cloud-init; the package installation failed")

@@ -1,18 +1,19 @@
-"""The Debian base rootfs every lab host is an overlay clone of; built once by debootstrap, never started."""
+"""The Debian base rootfs every lab host is an overlay clone of; built once by debootstrap and apt, never started."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from provisioner.errors import BackendError
+from provisioner import debian_rootfs
+from provisioner.debian_rootfs import RELEASE
+from provisioner.errors import BackendError, ProvisionError
 from provisioner.shell import run
 from provisioner.state import AUTOMATION_USER
 
-RELEASE = "bookworm"
 # Everything the roles need, baked in: lab hosts have no internet.
 PACKAGES = (
     "openssh-server",
@@ -36,17 +37,24 @@ PACKAGES = (
 )
 # Services the roles enable where a host needs them; disabled in the base so idle hosts stay small.
 DISABLED_SERVICES = ("postgresql", "nginx", "auditd")
-RECIPE_VERSION = "1"
+# What a systemd container of the lab needs besides the roles' packages (debootstrap's minbase has no init).
+CONTAINER_PACKAGES = ("init", "ifupdown", "netbase")
+RECIPE_VERSION = "2"
 MARKER = "provisioner-base.json"
 
 
-def recipe_digest() -> str:
-    recipe = json.dumps({"release": RELEASE, "packages": PACKAGES, "disabled": DISABLED_SERVICES, "v": RECIPE_VERSION})
-    return hashlib.sha256(recipe.encode()).hexdigest()[:8]
+def recipe_packages(extra: Sequence[str] = ()) -> list[str]:
+    return sorted({*CONTAINER_PACKAGES, *PACKAGES, *extra})
 
 
-def base_name() -> str:
-    return f"provisioner-base-{RELEASE}-{recipe_digest()}"
+def recipe_digest(extra_packages: Sequence[str] = ()) -> str:
+    recipe = {"release": RELEASE, "packages": recipe_packages(extra_packages), "disabled": DISABLED_SERVICES,
+              "v": RECIPE_VERSION}  # fmt: skip
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def base_name(extra_packages: Sequence[str] = ()) -> str:
+    return f"provisioner-base-{RELEASE}-{recipe_digest(extra_packages)}"
 
 
 def lxc_path() -> Path:
@@ -61,78 +69,60 @@ def is_built(lxcpath: Path) -> bool:
     return (lxcpath / base_name() / MARKER).is_file()
 
 
-def ensure_base(lxcpath: Path, say=print) -> Path:
-    """Build the base image unless a complete one exists; a half-built one is removed first."""
-    directory = lxcpath / base_name()
-    if is_built(lxcpath):
+def ensure_base(lxcpath: Path, say=print, extra_packages: Sequence[str] = ()) -> Path:
+    """Build the base image unless a complete one exists; a half-built one is removed first, and so is a failed one.
+
+    extra_packages: more Debian packages to bake in (a different recipe, so a different image name).
+    """
+    packages = recipe_packages(extra_packages)
+    name = base_name(extra_packages)
+    directory = lxcpath / name
+    if (directory / MARKER).is_file():
         return directory / "rootfs"
     if directory.exists():
         say(f"removing the half-built base image {directory}")
-        shutil.rmtree(directory)
-    say(f"building the base image {base_name()} (debootstrap, about 1-2 minutes)")
+        debian_rootfs.remove(directory)
+    say(f"building the base image {name} (debootstrap and apt, about 1-2 minutes)")
     started = time.monotonic()
-    config = directory.parent / f".{base_name()}.create.conf"
-    config.write_text("lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n")
-    try:
-        run(
-            [
-                "lxc-create",
-                "-n",
-                base_name(),
-                "-f",
-                str(config),
-                "-t",
-                "debian",
-                "--",
-                "-r",
-                RELEASE,
-                f"--packages={','.join(PACKAGES)}",
-            ],
-            timeout=1800,
-        )
-    finally:
-        config.unlink(missing_ok=True)
+    directory.mkdir(parents=True, mode=0o770)
     rootfs = directory / "rootfs"
-    _prepare_rootfs(rootfs)
+    try:
+        debian_rootfs.build(rootfs, packages, say=say)
+        _prepare_rootfs(rootfs)
+    except (ProvisionError, OSError) as exc:
+        debian_rootfs.remove(directory)
+        if isinstance(exc, ProvisionError):
+            raise
+        raise BackendError(f"building the base image {name} failed: {exc}") from exc
+    except BaseException:
+        debian_rootfs.remove(directory)
+        raise
     (directory / MARKER).write_text(
-        json.dumps(
-            {"release": RELEASE, "packages": PACKAGES, "built": time.time(), "seconds": time.monotonic() - started}
-        )
+        json.dumps({"release": RELEASE, "packages": packages, "built": time.time(),
+                    "seconds": round(time.monotonic() - started, 1)})  # fmt: skip
     )
     return rootfs
 
 
-def _chroot(rootfs: Path, *cmd: str) -> None:
-    run(["chroot", str(rootfs), *cmd], timeout=120)
-
-
 def _prepare_rootfs(rootfs: Path) -> None:
     # The automation account the controller logs in with; its key is added per clone.
-    _chroot(
-        rootfs,
-        "useradd",
-        "--create-home",
-        "--shell",
-        "/bin/bash",
-        "--comment",
-        "provisioner automation",
+    debian_rootfs.chroot(
+        rootfs, "useradd", "--create-home", "--shell", "/bin/bash", "--comment", "provisioner automation",
         AUTOMATION_USER,
-    )
+    )  # fmt: skip
     sudoers = rootfs / "etc/sudoers.d" / AUTOMATION_USER
     sudoers.write_text(f"{AUTOMATION_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n")
     sudoers.chmod(0o440)
-    # Every clone gets its own identity: no shared host keys, no shared machine-id.
-    for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
-        key.unlink()
-    (rootfs / "etc/machine-id").write_text("")
-    dbus_id = rootfs / "var/lib/dbus/machine-id"
-    if dbus_id.exists() or dbus_id.is_symlink():
-        dbus_id.unlink()
+    debian_rootfs.forget_identity(rootfs)
     # Addresses come from the container config; ifupdown must not run DHCP on eth0.
     (rootfs / "etc/network/interfaces").write_text(
         "auto lo\niface lo inet loopback\n\n# addresses are set by the lab backend\niface eth0 inet manual\n"
     )
+    # systemd in a container: no udev (the host owns the devices), boot to multi-user.
+    systemd = rootfs / "etc/systemd/system"
+    for unit in ("udev.service", "systemd-udevd.service"):
+        (systemd / unit).unlink(missing_ok=True)
+        (systemd / unit).symlink_to("/dev/null")
+    debian_rootfs.chroot(rootfs, "systemctl", "set-default", "--quiet", "multi-user.target")
     for service in DISABLED_SERVICES:
-        _chroot(rootfs, "systemctl", "disable", "--quiet", f"{service}.service")
-    if not (rootfs / "usr/bin/python3").exists():
-        raise BackendError(f"base image at {rootfs} has no python3; the package installation failed")
+        debian_rootfs.chroot(rootfs, "systemctl", "disable", "--quiet", f"{service}.service")

@@ -15,6 +15,8 @@ from provisioner.hostkeys import HostKey
 from provisioner.shell import run
 
 LABELS_FILE = "provisioner.json"
+# LXC's own defaults for every container (package liblxc-common); nothing from the templates package is used.
+COMMON_CONFIG = "/usr/share/lxc/config/common.conf"
 # systemd in every container takes inotify instances from root's host-wide budget (default 128): with a
 # few labs running, new containers stall at boot ("Too many open files") unless the budget is raised.
 HOST_LIMITS = {"/proc/sys/fs/inotify/max_user_instances": 8192, "/proc/sys/fs/inotify/max_user_watches": 1048576}
@@ -138,7 +140,8 @@ def config_header(comment: str, hostname: str, base_rootfs: Path, delta: Path) -
     """The container config every lab machine shares, before its NICs."""
     return [
         f"# {comment}",
-        "lxc.include = /usr/share/lxc/config/debian.common.conf",
+        f"lxc.include = {COMMON_CONFIG}",
+        "lxc.tty.dir =",
         "lxc.arch = amd64",
         f"lxc.rootfs.path = overlay:{base_rootfs}:{delta}",
         f"lxc.uts.name = {hostname}",
