@@ -6,15 +6,16 @@ BIN := $(VENV)/bin
 SITE ?= example
 PYTEST_ARGS ?=
 
-APT_PACKAGES := lxc lxc-dev debootstrap nftables iproute2 bridge-utils openssh-client rsync \
-	python3-venv python3-dev gcc make git ca-certificates
+# Installed without recommends; provisioner/host_needs.py names what each package is for, and
+# tests/test_install_closure.py proves a machine with nothing installed gets every program the code runs.
+APT_PACKAGES := lxc debootstrap nftables iproute2 openssh-client python3-venv python3-dev gcc make git
 # the libvirt/KVM backend: daemons started by hand (python -m provisioner.libvirtlab.daemons), never as services
-APT_PACKAGES += libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
+APT_PACKAGES += libvirt-daemon libvirt-daemon-driver-qemu libvirt-dev pkg-config \
 	qemu-system-x86 qemu-utils openvswitch-switch genisoimage e2fsprogs
 # the evidence pack and the web checks: headless Chromium, graphviz diagrams, PDF (weasyprint needs pango)
 APT_PACKAGES += chromium graphviz poppler-utils fonts-dejavu-core libpango-1.0-0 libpangoft2-1.0-0
 
-.PHONY: setup apt venv image images demo demo-release test lint unit clean-lab help libvirt-up libvirt-down
+.PHONY: apt-packages setup apt venv doctor image images demo demo-release test lint unit clean-lab help libvirt-up libvirt-down
 .DEFAULT_GOAL := help
 
 help:
@@ -22,7 +23,7 @@ help:
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make lint   - ruff and ansible-lint"
 
-setup: apt venv image
+setup: apt venv
 
 # apt: installs only what is missing, so a second run does not touch the network.
 apt:
@@ -40,6 +41,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[dev,lxc,proxmox,libvirt]'
 	touch $@
 
+# what this machine lacks for every backend and the test suite, with the command that fixes it
+doctor: venv
+	$(BIN)/provision doctor --backend all --suite
+
 # the demo needs only the LXC base; the test suite also boots libvirt guests
 image: venv
 	$(BIN)/provision image build --backend lxc
@@ -48,6 +53,8 @@ images: venv
 	$(BIN)/provision image build --backend all
 
 demo: setup
+	$(BIN)/provision doctor $(SITE)
+	$(BIN)/provision image build --backend lxc
 	$(BIN)/provision validate $(SITE)
 	$(BIN)/provision plan $(SITE)
 	$(BIN)/provision apply $(SITE)
@@ -78,7 +85,9 @@ demo-release: venv
 	fi
 
 # ruff and ansible-lint run inside the suite (tests/test_lint.py)
-test: setup images
+test: setup
+	$(BIN)/provision doctor --backend all --suite
+	$(BIN)/provision image build --backend all
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -94,3 +103,7 @@ libvirt-up: venv
 
 libvirt-down: venv
 	$(BIN)/python -m provisioner.libvirtlab.daemons stop
+
+# the apt line, for the install-closure test
+apt-packages:
+	@echo $(APT_PACKAGES)

@@ -386,6 +386,64 @@ def _record_release_verify(loaded: LoadedSite, result: Any, partial: bool) -> li
     return [{"env": e["env"], "release": e["release"], "result": e["result"]} for e in entries]
 
 
+class DoctorBackend(StrEnum):
+    ALL = "all"
+    LXC = "lxc"
+    LIBVIRT = "libvirt"
+    PROXMOX = "proxmox"
+
+
+@app.command()
+def doctor(
+    site: SiteArg = None,
+    backend: Annotated[
+        DoctorBackend | None,
+        typer.Option("--backend", help="check for this backend instead of a site's (all: every backend)"),
+    ] = None,
+    suite: Annotated[bool, typer.Option("--suite", help="also what `make setup` and the test suite need")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list every check, not only what lacks")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check this machine before anything runs: programs, kernel features, disk, daemons. Exit 2 if something lacks."""
+    from provisioner import doctor as checkup
+
+    required_daemons = False
+    if backend is None:
+        loaded = _load(site, as_json)
+        backends = {loaded.model.backend.type}
+        uri = getattr(loaded.model.backend, "uri", "")
+        required_daemons = loaded.model.backend.type == "libvirt" and uri.startswith("qemu:///")
+    elif site is not None:
+        _fail(InputError("name a site or --backend, not both"), as_json)
+    else:
+        backends = set(checkup.BACKEND_USES) if backend == DoctorBackend.ALL else {backend.value}
+    findings = checkup.examine(backends, suite=suite, libvirt_daemons_required=required_daemons)
+    failed = [f for f in findings if not f.ok]
+    fix = checkup.fix_command(findings)
+    if as_json:
+        _emit({"ok": not failed, "backends": sorted(backends), "fix": fix, "findings": [f.__dict__ for f in findings]})
+    else:
+        scope = f"{', '.join(sorted(backends))}{' and the test suite' if suite else ''}"
+        shown = findings if verbose else failed
+        if shown:
+            table = Table(title=f"provision doctor: {scope}")
+            for column in ("check", "status", "detail"):
+                table.add_column(column, overflow="fold")
+            for f in shown:
+                status = "[green]ok[/green]" if f.ok else "[bold red]MISSING[/bold red]"
+                table.add_row(f.check, status, escape(f.detail))
+            out.print(table)
+        for line in dict.fromkeys(f.fix for f in failed if f.fix and not f.package):
+            err.print(f"to fix: {escape(line)}", highlight=False)
+        if fix:
+            err.print(f"to fix: {fix}   (or: make setup)", highlight=False)
+        passed = len(findings) - len(failed)
+        colour = "red" if failed else "green"
+        out.print(f"[{colour}]doctor ({scope}): {passed} of {len(findings)} checks passed[/{colour}]", highlight=False)
+    if failed:
+        raise typer.Exit(int(ExitCode.INVALID))
+
+
 class ImageBackend(StrEnum):
     ALL = "all"
     LXC = "lxc"
@@ -399,14 +457,11 @@ def image_build(
     ] = ImageBackend.ALL,
     packages: Annotated[
         list[str] | None,
-        typer.Option("--package", metavar="NAME", help="also bake this Debian package into the LXC base image"),
+        typer.Option("--package", metavar="NAME", help="also bake this Debian package into the image (repeatable)"),
     ] = None,
 ) -> None:
     """Build the Debian base images hosts are cloned from (once; later calls do nothing); needs only the mirror."""
     extra = packages or []
-    if extra and backend != ImageBackend.LXC:
-        _fail(InputError("--package adds to the LXC base image only: use it with --backend lxc"), False)
-
     def say(message: str) -> None:
         out.print(f"· {message}", highlight=False)
 
@@ -419,7 +474,7 @@ def image_build(
         if backend in (ImageBackend.ALL, ImageBackend.LIBVIRT):
             from provisioner.libvirtlab import guest_image
 
-            image = guest_image.ensure_built(say=say)
+            image = guest_image.ensure_built(say=say, extra_packages=extra)
             out.print(f"libvirt guest image ready: {image.directory}", highlight=False)
     except ProvisionError as exc:
         _fail(exc, False)

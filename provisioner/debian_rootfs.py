@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 DEBOOTSTRAP_CACHE = Path("/var/cache/provisioner/debootstrap")
 APT_CACHE = Path("/var/cache/provisioner/apt-archives")
+PREFLIGHT = Path("/var/cache/provisioner/apt-preflight")  # the host's apt, pointed at the image's suites
 
 # Runs in a private mount namespace: /proc, /sys and /dev appear in the chroot for the package scripts and
 # vanish with the process, whatever happens. policy-rc.d keeps services from starting inside the chroot.
@@ -65,6 +67,8 @@ def build(
     before_install(rootfs) runs between the two (configuration the packages' scripts should see).
     Raises RecipeError naming the packages that are not installed afterwards, with apt's own words.
     """
+    say(f"checking that the mirror has all {len(packages)} packages of the recipe")
+    check_recipe(packages)
     DEBOOTSTRAP_CACHE.mkdir(parents=True, exist_ok=True)
     say(f"debootstrap {RELEASE} from {MIRROR}")
     run(["debootstrap", "--variant=minbase", f"--cache-dir={DEBOOTSTRAP_CACHE}", RELEASE, str(rootfs), MIRROR],
@@ -76,22 +80,53 @@ def build(
     install(rootfs, packages)
 
 
+def check_recipe(packages: Sequence[str]) -> None:
+    """Before anything is built: the host's apt, with the image's sources and an empty dpkg status, simulates the
+    install. A package the mirror lacks fails here in seconds, named, with apt's words."""
+    (PREFLIGHT / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (PREFLIGHT / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    (PREFLIGHT / "sources.list").write_text(sources_list())
+    status = PREFLIGHT / "empty-status"
+    status.write_text("")
+    options = [
+        "-o", f"Dir::Etc::SourceList={PREFLIGHT / 'sources.list'}", "-o", "Dir::Etc::SourceParts=/nonexistent",
+        "-o", f"Dir::State::Lists={PREFLIGHT / 'lists'}", "-o", f"Dir::Cache={PREFLIGHT}",
+        "-o", f"Dir::Cache::Archives={PREFLIGHT / 'archives'}", "-o", f"Dir::State::status={status}",
+        "-o", "Debug::NoLocking=1", "-o", "APT::Sandbox::User=root",
+    ]  # fmt: skip
+    update = run(["apt-get", "-q", *options, "update", "--error-on=any"], check=False, timeout=600)
+    if update.returncode != 0:
+        raise RecipeError(f"apt cannot read the image's suites from {MIRROR}: {_apt_words(update)}")
+    result = run(["apt-get", "-q", *options, "install", "--simulate", "--no-install-recommends", *packages],
+                 check=False, timeout=600)  # fmt: skip
+    if result.returncode != 0:
+        _raise_for(result, packages, [], "the mirror cannot give")
+
+
+def _apt_words(result: subprocess.CompletedProcess[str]) -> str:
+    said = [line for line in (result.stderr + result.stdout).splitlines() if line.startswith(("E:", "W:"))]
+    return " / ".join(said[-4:]) or f"apt-get exited {result.returncode}"
+
+
+def _raise_for(
+    result: subprocess.CompletedProcess[str], packages: Sequence[str], missing: list[str], lack: str
+) -> None:
+    words = _apt_words(result)
+    culprits = sorted(set(APT_ERROR.findall(result.stderr + result.stdout)) & set(packages)) or missing
+    if not culprits:
+        raise RecipeError(f"apt failed for the image: {words}")
+    named = ", ".join(culprits)
+    raise RecipeError(f"the image recipe asks for packages {lack}: {named} (apt: {words})")
+
+
 def install(rootfs: Path, packages: Sequence[str]) -> None:
     APT_CACHE.mkdir(parents=True, exist_ok=True)
     (APT_CACHE / "partial").mkdir(exist_ok=True)
     result = run(["unshare", "--mount", "--propagation", "private", "sh", "-c", INSTALL_SCRIPT, "install",
                   str(rootfs), str(APT_CACHE), *packages], check=False, timeout=3600)  # fmt: skip
     missing = not_installed(rootfs, packages)
-    if result.returncode == 0 and not missing:
-        return
-    said = [line for line in (result.stderr + result.stdout).splitlines() if line.startswith(("E:", "W:"))]
-    culprits = sorted(set(APT_ERROR.findall("\n".join(said))) & set(packages)) or missing
-    apt_words = " / ".join(said[-4:]) or f"apt-get exited {result.returncode}"
-    if result.returncode != 0 and not culprits:
-        raise RecipeError(f"apt inside the image failed: {apt_words}")
-    raise RecipeError(
-        f"the image recipe asks for packages that are not installed: {', '.join(culprits)} (apt: {apt_words})"
-    )
+    if result.returncode != 0 or missing:
+        _raise_for(result, packages, missing, "that are not installed")
 
 
 def not_installed(rootfs: Path, packages: Sequence[str]) -> list[str]:

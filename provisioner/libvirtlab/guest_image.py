@@ -12,6 +12,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,15 +92,14 @@ class GuestImage:
         return self.marker.is_file() and all(p.is_file() for p in (self.disk, self.kernel, self.initrd))
 
 
-def recipe_packages() -> list[str]:
-    return sorted(set(PACKAGES) | set(GUEST_PACKAGES))
+def recipe_packages(extra: Sequence[str] = ()) -> list[str]:
+    return sorted({*PACKAGES, *GUEST_PACKAGES, *extra})
 
 
-def recipe_digest() -> str:
+def recipe_digest(extra_packages: Sequence[str] = ()) -> str:
     recipe = {
         "release": RELEASE,
-        "packages": PACKAGES,
-        "guest": GUEST_PACKAGES,
+        "packages": recipe_packages(extra_packages),
         "disabled": DISABLED_SERVICES,
         "cloud": CLOUD_CFG,
         "sysctl": SYSCTL,
@@ -111,14 +111,17 @@ def recipe_digest() -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def current(cache_root: Path = CACHE_ROOT) -> GuestImage:
-    name = f"provisioner-guest-{RELEASE}-{recipe_digest()}"
+def current(cache_root: Path = CACHE_ROOT, extra_packages: Sequence[str] = ()) -> GuestImage:
+    name = f"provisioner-guest-{RELEASE}-{recipe_digest(extra_packages)}"
     return GuestImage(name, cache_root / name)
 
 
-def ensure_built(say=print, cache_root: Path = CACHE_ROOT) -> GuestImage:
-    """Build the image unless a complete one is cached; a half-built one is removed first."""
-    image = current(cache_root)
+def ensure_built(say=print, cache_root: Path = CACHE_ROOT, extra_packages: Sequence[str] = ()) -> GuestImage:
+    """Build the image unless a complete one is cached; a half-built one is removed first, a failed one too.
+
+    extra_packages: more Debian packages to bake in (a different recipe, so a different image name).
+    """
+    image = current(cache_root, extra_packages)
     if image.built():
         return image
     for tool in ("debootstrap", "mkfs.ext4", "qemu-img", "chroot"):
@@ -133,7 +136,7 @@ def ensure_built(say=print, cache_root: Path = CACHE_ROOT) -> GuestImage:
     try:
         with tempfile.TemporaryDirectory(prefix=".building-", dir=image.directory.parent) as tmp:
             rootfs = Path(tmp) / "rootfs"
-            debian_rootfs.build(rootfs, recipe_packages(), say=say, before_install=_small_initrd_config)
+            debian_rootfs.build(rootfs, recipe_packages(extra_packages), say=say, before_install=_small_initrd_config)
             _configure(rootfs)
             staging = Path(tmp) / "out"
             staging.mkdir()

@@ -97,9 +97,9 @@ def ensure_base(lxcpath: Path, say=print, extra_packages: Sequence[str] = ()) ->
     except BaseException:
         debian_rootfs.remove(directory)
         raise
+    seconds = round(time.monotonic() - started, 1)
     (directory / MARKER).write_text(
-        json.dumps({"release": RELEASE, "packages": packages, "built": time.time(),
-                    "seconds": round(time.monotonic() - started, 1)})  # fmt: skip
+        json.dumps({"release": RELEASE, "packages": packages, "built": time.time(), "seconds": seconds})
     )
     return rootfs
 

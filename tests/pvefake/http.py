@@ -14,7 +14,6 @@ import json
 import logging
 import socket
 import ssl
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,18 +28,7 @@ log = logging.getLogger(__name__)
 def make_self_signed(directory: Path, host: str) -> tuple[Path, Path]:
     """Write cert.pem/key.pem for `host` (valid two days) into `directory`."""
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    try:
-        _with_cryptography(cert_path, key_path, host)
-    except ImportError:  # cryptography ships with ansible-core, but fall back to the CLI anyway
-        subprocess.run(
-            [
-                "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                "-keyout", str(key_path), "-out", str(cert_path), "-days", "2", "-subj", f"/CN={host}",
-                "-addext", f"subjectAltName=IP:{host},DNS:localhost",
-            ],
-            check=True,
-            capture_output=True,
-        )  # fmt: skip
+    _with_cryptography(cert_path, key_path, host)  # cryptography ships with ansible-core
     key_path.chmod(0o600)
     return cert_path, key_path
 
