@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from helpers import lab_prerequisites_missing
 
+pytestmark = pytest.mark.lab
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted(p.parent for p in ROOT.glob("roles/*/molecule/default/molecule.yml"))
 VENV_BIN = Path(sys.executable).parent

@@ -16,10 +16,23 @@ from provisioner.site import load_site
 from provisioner.state import SiteState
 
 LAB_SITE = "spine"
+DEMO_KEYS = ROOT / "inventories" / "example" / "demo-keys"  # the example people's keys: verify attempts logins
+# The shared lab: built by the lifecycle module, used by every module marked shared_lab("use"), destroyed last.
+SHARED_PHASES = {"build": 0, "use": 1, "destroy": 2}
+
+
+def _order(item) -> tuple[int, int]:
+    shared = item.get_closest_marker("shared_lab")
+    phase = SHARED_PHASES[shared.args[0]] if shared else -1
+    return (item.get_closest_marker("contract") is not None, phase)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "shared_lab(phase): runs on the one shared LXC lab (build, use, destroy)")
 
 
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: item.get_closest_marker("contract") is not None)  # stable: the rest keep order
+    items.sort(key=_order)  # stable: the rest keep their order
     reason = lab_prerequisites_missing()
     if reason is None:
         return
@@ -72,18 +85,51 @@ class Lab:
 
 @pytest.fixture(scope="session")
 def lab_factory(tmp_path_factory) -> Iterator:
-    made: list[Lab] = []
+    made: dict[str, Lab] = {}
 
     def make(name: str = LAB_SITE, net: int = 91) -> Lab:
+        if name in made:  # one lab per site name in a session: the shared lab is asked for by many modules
+            return made[name]
         base = tmp_path_factory.mktemp(name)
         lab = Lab(
             site_file=write_site(base / "inventories" / name, lab_site_data(name, net)),
             state_dir=base / "state",
             env={"PROVISION_STATE_DIR": str(base / "state")},
         )
-        made.append(lab)
+        made[name] = lab
         return lab
 
     yield make
-    for lab in made:  # never leave a lab behind, whatever the tests did
+    for lab in made.values():  # never leave a lab behind, whatever the tests did
         lab.cli("destroy", str(lab.site_file), "--confirm-prod", lab.site.name)
+
+
+@pytest.fixture(scope="session")
+def shared_lab(lab_factory) -> Lab:
+    """The one LXC lab of the session (the example company as `spine`, 10.91.0.0/16); built on first use."""
+    return lab_factory(LAB_SITE, 91)
+
+
+def ensure_applied(lab: Lab) -> None:
+    """Apply unless the plan is empty (a module run on its own builds the lab it needs)."""
+    plan = lab.cli("plan", str(lab.site_file), "--json")
+    assert plan.rc == 0, plan.stderr
+    if plan.json["changes"]:
+        result = lab.cli("apply", str(lab.site_file), "--json", timeout=1500)
+        assert result.rc == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def assert_clean(lab: Lab) -> None:
+    """What a module using the shared lab must leave: every host as the site file says, and verify passing."""
+    plan = lab.cli("plan", str(lab.site_file), "--json")
+    assert plan.rc == 0 and plan.json["changes"] == [], f"the lab drifted from its site file: {plan.stdout[-2000:]}"
+    result = lab.cli("verify", str(lab.site_file), "--keys", str(DEMO_KEYS), "--json", timeout=900)
+    assert result.rc == 0, "the lab is not clean: " + json.dumps(result.json.get("failures"), indent=1)[:4000]
+
+
+@pytest.fixture(scope="module")
+def lab(shared_lab) -> Iterator[Lab]:
+    """The shared lab, applied, for one module; at the module's end it must be clean again for the next one."""
+    ensure_applied(shared_lab)
+    yield shared_lab
+    assert_clean(shared_lab)

@@ -1,6 +1,6 @@
 """Test data on a real LXC lab with real PostgreSQL: seed, scan, authorised refresh, a leak, an overdue scrub.
 
-One lab (site `datalab`, 10.87.x.x), applied once; the scenarios run in order on it.
+On the shared lab; the scenarios run in order on it, and the last leaves every data control passing.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import assert_clean, ensure_applied
 
-pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.lab, pytest.mark.shared_lab("use"), pytest.mark.timeout(1800)]
 
 # A real-looking customer of production: none of these strings may ever appear in anything the tool writes.
 REAL = {
@@ -51,6 +52,14 @@ def psql(container: str, sql: str) -> subprocess.CompletedProcess:
          "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", "app"],
         input=sql, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+
+
+def db(lab, env: str) -> str:
+    return f"{lab.site.name}-{env}-db1"
+
+
+def app(lab, env: str) -> str:
+    return f"{lab.site.name}-{env}-app1"
 
 
 def insert_sql(row: dict[str, str]) -> str:
@@ -105,14 +114,12 @@ def write_site(lab, rules: dict, scrub_by: dt.date | None = None) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab(lab_factory):
-    lab = lab_factory("datalab", 87)
+def lab(shared_lab):
+    lab = shared_lab
+    ensure_applied(lab)
     write_site(lab, {"customers": {k: v for k, v in FULL_RULES["customers"].items() if k != "phone"}})
-    result = lab.cli("apply", str(lab.site_file), "--json", timeout=1500)
-    assert result.rc == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    prod_db = "datalab-prod-db1"
     made = psql(
-        prod_db,
+        db(lab, "prod"),
         "CREATE TABLE customers (id integer primary key, full_name text, email text, phone text, street text, "
         "city text, postcode text, date_of_birth date, iban text, created_at timestamptz);\n"
         "CREATE TABLE orders (id integer primary key, customer_id integer, product text, amount numeric(10,2));\n"
@@ -120,7 +127,8 @@ def lab(lab_factory):
         + "INSERT INTO orders SELECT g, 1 + g % 40, 'Oak desk', 199.00 FROM generate_series(1, 100) g;\n",
     )
     assert made.returncode == 0, made.stderr
-    return lab
+    yield lab
+    assert_clean(lab)  # the site file keeps its test_data section: the records written here refer to it
 
 
 def data(lab, *args: str):
@@ -162,9 +170,9 @@ def test_seeded_dev_is_reproducible_and_scans_clean(lab):
     digests = [{t["name"]: t["content_sha256"] for t in r.json["tables"]} for r in (first, again)]
     assert digests[0] == digests[1], "the same seed gives the same data"
     assert Path(again.json["file"]).parent == lab.state.evidence_dir / "data"
-    stamp = psql("datalab-dev-db1", "SELECT record, kind FROM provisioner_provenance;").stdout.strip()
+    stamp = psql(db(lab, "dev"), "SELECT record, kind FROM provisioner_provenance;").stdout.strip()
     assert stamp == f"{again.json['id']}|seed"
-    emails = psql("datalab-dev-db1", "SELECT count(*) FROM customers WHERE email LIKE '%@example.invalid';")
+    emails = psql(db(lab, "dev"), "SELECT count(*) FROM customers WHERE email LIKE '%@example.invalid';")
     assert emails.stdout.strip() == "150"
     scan = data(lab, "scan", "--env", "dev")
     assert scan.rc == 0, scan.stdout + scan.stderr
@@ -178,7 +186,7 @@ def test_refresh_refuses_without_authorisation_and_with_an_unmasked_column(lab):
     unmasked = data(lab, "refresh", "--from", "prod", "--to", "test", "--authorisation", AUTH)
     assert unmasked.rc == 3, unmasked.stdout
     assert "customers.phone" in unmasked.json["error"] and "Nothing was copied" in unmasked.json["error"]
-    tables = psql("datalab-test-db1", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public';")
+    tables = psql(db(lab, "test"), "SELECT count(*) FROM pg_tables WHERE schemaname = 'public';")
     assert tables.stdout.strip() == "0", "a refused refresh touches nothing"
     assert_nowhere(lab, unauthorised.stdout, unauthorised.stderr, unmasked.stdout, unmasked.stderr)
 
@@ -191,7 +199,7 @@ def test_authorised_refresh_is_anonymised_recorded_and_scans_clean(lab):
     assert record["authorisation"]["requester"] == "alice" and record["authorisation"]["approver"] == "erin"
     rules = {c["name"]: c["rule"] for t in record["tables"] if t["name"] == "customers" for c in t["columns"]}
     assert rules["email"] == "fake:email" and rules["iban"] == "null" and rules["id"] == "keep"
-    copied = psql("datalab-test-db1", "SELECT count(*), count(iban) FROM customers;").stdout.strip()
+    copied = psql(db(lab, "test"), "SELECT count(*), count(iban) FROM customers;").stdout.strip()
     assert copied == "41|0"
     scan = data(lab, "scan", "--env", "test")
     assert scan.rc == 0, scan.stdout
@@ -199,11 +207,11 @@ def test_authorised_refresh_is_anonymised_recorded_and_scans_clean(lab):
 
 
 def test_a_real_row_copied_raw_into_test_fails_the_scan_and_data1_without_showing_it(lab):
-    planted = psql("datalab-test-db1", insert_sql(REAL))
+    planted = psql(db(lab, "test"), insert_sql(REAL))
     assert planted.returncode == 0, planted.stderr
     export = f"id,name,email\n1,{REAL['full_name']},{REAL['email']}\n"
     folder = subprocess.run(
-        ["lxc-attach", "-n", "datalab-test-app1", "--", "bash", "-c",
+        ["lxc-attach", "-n", app(lab, "test"), "--", "bash", "-c",
          "mkdir -p /srv/data && cat > /srv/data/export.csv"],
         input=export, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
@@ -230,8 +238,8 @@ def test_a_real_row_copied_raw_into_test_fails_the_scan_and_data1_without_showin
         assert "customers.email: 1 email" in failure["observed"]
         assert_nowhere(lab, scan.stdout, scan.stderr, human.stdout, human.stderr, json.dumps(report))
     finally:
-        psql("datalab-test-db1", f"DELETE FROM customers WHERE id = {REAL['id']};")
-        subprocess.run(["lxc-attach", "-n", "datalab-test-app1", "--", "rm", "-f", "/srv/data/export.csv"], check=False)
+        psql(db(lab, "test"), f"DELETE FROM customers WHERE id = {REAL['id']};")
+        subprocess.run(["lxc-attach", "-n", app(lab, "test"), "--", "rm", "-f", "/srv/data/export.csv"], check=False)
 
 
 def test_overdue_scrub_fails_data3_until_scrubbed_and_unknown_tables_fail_data2(lab):
@@ -246,10 +254,10 @@ def test_overdue_scrub_fails_data3_until_scrubbed_and_unknown_tables_fail_data2(
     assert "not scrubbed by" in next(f for f in report["failures"] if f["control"] == "DATA-3")["observed"]
     scrubbed = data(lab, "scrub", "--env", "test")
     assert scrubbed.rc == 0 and scrubbed.json["scrubbed_refreshes"] == [refresh["id"]]
-    psql("datalab-test-db1", "CREATE TABLE leads (id integer, note text);")
+    psql(db(lab, "test"), "CREATE TABLE leads (id integer, note text);")
     rc, report = verify_data(lab)
     assert rc == 1 and failed(report) == {"DATA-2"}, report["failures"]
     assert "unknown origin" in next(f for f in report["failures"] if f["control"] == "DATA-2")["observed"]
-    psql("datalab-test-db1", "DROP TABLE leads;")
+    psql(db(lab, "test"), "DROP TABLE leads;")
     rc, report = verify_data(lab)
     assert rc == 0, report["failures"]

@@ -8,6 +8,8 @@ from helpers import run_cli
 from provisioner.libvirtlab import guest_image
 from provisioner.lxclab import base_image
 
+pytestmark = pytest.mark.lab
+
 MISSING = "provisioner-no-such-package"
 
 

@@ -1,6 +1,7 @@
 """The spine end to end on real LXC: plan, apply, re-apply, separation, interruption, destroy.
 
-The tests of this module run in order against one lab (building it costs seconds, not minutes).
+The tests of this module build the shared lab that the other lab modules then use; its destroy test runs after
+all of them, last.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from probes import (
 
 from provisioner.lxclab import hostguard, links
 
-pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.lab, pytest.mark.shared_lab("build"), pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
-def lab(lab_factory):
-    return lab_factory()
+def lab(shared_lab):
+    return shared_lab  # not applied: the first tests here start from an empty machine
 
 
 def tag(site: str) -> str:
@@ -75,9 +76,14 @@ def test_apply_killed_while_building_then_rerun_converges(lab):
     assert containers_named(f"{lab.site.name}-") == names, "no orphaned container directories"
 
 
-def test_after_apply_plan_is_empty_and_second_apply_changes_nothing(lab):
+def test_after_apply_plan_is_empty_drift_is_repaired_and_the_next_apply_changes_nothing(lab):
     plan = lab.cli("plan", str(lab.site_file), "--json")
     assert plan.json["changes"] == []
+    in_container(f"{lab.site.name}-dev-app1", "rm -f /etc/motd")  # drift the plan cannot see: the roles repair it
+    repaired = lab.cli("apply", str(lab.site_file), "--json")
+    assert repaired.rc == 0, repaired.stderr
+    assert repaired.json["plan"] == [] and repaired.json["stats"]["changed"] >= 1
+    assert in_container(f"{lab.site.name}-dev-app1", "test -s /etc/motd").returncode == 0
     again = lab.cli("apply", str(lab.site_file), "--json")
     assert again.rc == 0, again.stderr
     assert again.json["plan"] == []
@@ -220,6 +226,7 @@ def test_a_failed_host_is_a_one_line_summary_not_a_traceback(lab):
     assert lab.cli("apply", str(lab.site_file)).rc == 0
 
 
+@pytest.mark.shared_lab("destroy")
 def test_destroy_leaves_nothing_of_the_site_behind(lab):
     site = lab.site.model
     result = lab.cli("destroy", str(lab.site_file), "--confirm-prod", site.site)

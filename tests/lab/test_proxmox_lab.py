@@ -17,6 +17,8 @@ from pvecontract import keep
 from pvefake import FakePve
 from pvefake.realize_lxc import LxcRealizer, cleanup_lab
 
+pytestmark = pytest.mark.lab
+
 SITE = "pvlab"
 NET = 98
 TEMPLATE = 9000

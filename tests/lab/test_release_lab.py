@@ -13,23 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, release_artifact
+from conftest import DEMO_KEYS
+from helpers import release_artifact
 from probes import in_container
 
 from provisioner.releases.ledger import Ledger
 
-pytestmark = [pytest.mark.lab, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.lab, pytest.mark.shared_lab("use"), pytest.mark.timeout(1500)]
 
-KEYS = ROOT / "inventories" / "example" / "demo-keys"
-SITE = "rel"
-
-
-@pytest.fixture(scope="module")
-def lab(lab_factory):
-    lab = lab_factory(SITE, 86)
-    result = lab.cli("apply", str(lab.site_file), "--json")
-    assert result.rc == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return lab
+KEYS = DEMO_KEYS
 
 
 def release(lab, *args: str):
@@ -78,9 +70,9 @@ def test_the_whole_path_to_live_is_recorded_and_verifies(lab, story):
     log = release(lab, "log")
     assert log.rc == 0 and "erin" in log.stdout and "(running)" in log.stdout
     # the prod host runs the release, installed by the deploy identity through its one sudo command
-    marker = in_container(f"{SITE}-prod-app1", "cat /srv/app/current/.provision-release")
+    marker = in_container(f"{lab.site.name}-prod-app1", "cat /srv/app/current/.provision-release")
     assert json.loads(marker.stdout)["digest"] == record["digest"]
-    journal = in_container(f"{SITE}-prod-app1", "journalctl -t provision-deploy --no-pager -o cat")
+    journal = in_container(f"{lab.site.name}-prod-app1", "journalctl -t provision-deploy --no-pager -o cat")
     assert f"release {story}" in journal.stdout and "installed by deploy" in journal.stdout
     after = verify(lab)
     assert after.rc == 0, json.dumps(after.json.get("failures"), indent=1)[:4000]
@@ -112,7 +104,8 @@ def test_production_hosts_refuse_a_developers_key_for_the_deploy_identity(lab, s
 
 
 def test_a_hand_edit_on_production_is_detected_and_a_redeploy_repairs_it(lab, story):
-    in_container(f"{SITE}-prod-app1", "echo '<p>hotfix typed into production</p>' >> /srv/app/current/index.html")
+    page = "/srv/app/current/index.html"
+    in_container(f"{lab.site.name}-prod-app1", f"echo '<p>hotfix typed into production</p>' >> {page}")
     drifted = verify(lab, "-k", "test_releases")
     assert drifted.rc == 1
     failures = drifted.json["failures"]

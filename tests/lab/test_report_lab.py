@@ -1,7 +1,7 @@
 """`provision report` on a real lab: the evidence pack from one verify run and live state.
 
-One lab (site `rptlab`, 10.88.0.0/16), one apply, one verify. A container that is not in the site file is
-started on the lab's dev bridge, so the diagram drawn from live state must show it as a difference.
+On the shared lab: one verify, then a container that is not in the site file is started on the lab's dev bridge,
+so the diagram drawn from live state must show it as a difference; it is removed again at the end.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import shutil
 import subprocess
 
 import pytest
+from conftest import DEMO_KEYS
 from helpers import ROOT
 
 from provisioner.backends.lxc import LxcBackend
@@ -20,11 +21,11 @@ from provisioner.lxclab import base_image, containers
 from provisioner.report.collect import QUESTIONS
 from provisioner.report.manifest import MANIFEST, SIGNATURE
 
-pytestmark = [pytest.mark.lab, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.lab, pytest.mark.shared_lab("use"), pytest.mark.timeout(1500)]
 
-KEYS = ROOT / "inventories" / "example" / "demo-keys"
+KEYS = DEMO_KEYS
 INTRUDER = "rptlab-intruder"
-INTRUDER_ADDRESS = "10.88.10.99"
+INTRUDER_ADDRESS = "10.91.10.99"
 PACK_FILES = {
     "report.html", "report.pdf", "report.json", "junit.xml", "oscal-assessment-results.json",
     "network.svg", "network.dot", "evidence-signing-key.pub", MANIFEST, SIGNATURE,
@@ -52,10 +53,7 @@ def _remove_intruder() -> None:
 
 
 @pytest.fixture(scope="module")
-def built(lab_factory, tmp_path_factory):
-    lab = lab_factory("rptlab", 88)
-    applied = lab.cli("apply", str(lab.site_file), "--json", timeout=1200)
-    assert applied.rc == 0, applied.stdout[-3000:] + applied.stderr[-3000:]
+def built(lab, tmp_path_factory):
     verified = lab.cli("verify", str(lab.site_file), "--keys", str(KEYS), "--json")
     assert verified.rc == 0, verified.stdout[-3000:]
     _remove_intruder()  # a leftover of an interrupted earlier run
@@ -85,7 +83,7 @@ def test_diagram_from_live_state_shows_the_undeclared_container(built):
     svg = html.unescape((pack / "network.svg").read_text())
     assert INTRUDER in svg and INTRUDER_ADDRESS in svg and "NOT IN SITE FILE" in svg
     for env, vlan in (("dev", 10), ("test", 20), ("prod", 30)):
-        assert f"VLAN {vlan}" in svg and f"10.88.{vlan}.0/24" in svg, env
+        assert f"VLAN {vlan}" in svg and f"10.91.{vlan}.0/24" in svg, env
     report = json.loads((pack / "report.json").read_text())
     net4 = next(c for c in report["controls"] if c["id"] == "NET-4")
     assert net4["status"] == "fail" and INTRUDER in net4["results"][0]["observed"]
