@@ -21,6 +21,7 @@ APT_PACKAGES += chromium graphviz poppler-utils fonts-dejavu-core libpango-1.0-0
 help:
 	@echo "make demo   - set up this Debian 12 machine, build the example lab, verify it, write the evidence pack"
 	@echo "make test   - set up and run the whole test suite"
+	@echo "make unit   - the tests that need no lab (about a minute)"
 	@echo "make lint   - ruff and ansible-lint"
 
 setup: apt venv
@@ -89,6 +90,10 @@ test: setup
 	$(BIN)/provision doctor --backend all --suite
 	$(BIN)/provision image build --backend all
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# everything that needs no lab, in parallel: a quick check while working
+unit: venv
+	$(BIN)/pytest -m "not lab and not contract" -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check provisioner tests bench

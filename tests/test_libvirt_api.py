@@ -32,8 +32,10 @@ URI = "test:///default"
 
 
 def api_site_data(name: str = "lvapi", **backend: object) -> dict:
+    """The lab's site, plus a prod guest (costless here: the test driver boots nothing)."""
     data = yaml.safe_load(LAB_SITE_FILE.read_text())
     data["site"] = name
+    data["hosts"].append({"name": "prod-web1", "environment": "prod", "address": "10.93.30.11"})
     data["backend"] = {**data["backend"], "uri": URI, "pool": "default-pool", "pool_path": "/default-pool", **backend}
     return data
 

@@ -29,10 +29,26 @@ def _order(item) -> tuple[int, int]:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "shared_lab(phase): runs on the one shared LXC lab (build, use, destroy)")
+    config.addinivalue_line("markers", "libvirt_lab: boots libvirt guests under TCG")
 
 
+
+def _xdist_group(item) -> str:
+    """With pytest-xdist (--dist loadgroup): a test file's tests stay together on one worker, in order; every
+    test that builds LXC containers shares one worker (one lab at a time, and the shared lab is one worker's);
+    the libvirt lab, whose guests run under TCG, has a worker of its own while it lasts."""
+    if item.get_closest_marker("libvirt_lab"):
+        return "libvirt-lab"
+    if item.get_closest_marker("lab") or item.get_closest_marker("contract"):
+        return "lxc-labs"
+    return item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     items.sort(key=_order)  # stable: the rest keep their order
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
     reason = lab_prerequisites_missing()
     if reason is None:
         return

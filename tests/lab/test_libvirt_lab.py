@@ -1,9 +1,12 @@
 """The libvirt backend end to end on a real libvirtd that this module starts and stops itself.
 
-A dev guest and a prod guest on different VLAN tags of one Open vSwitch bridge, and the gateway guest between
-them (tests/lab/sites/lvlab.yml, range 10.93.0.0/16): applied, the roles run, `provision verify` passes,
-a port moved to the other environment's tag is detected, a second apply changes nothing, and destroy leaves
-no domain, volume, network or switch port of the site. Guests run under TCG here (no usable KVM).
+Only what libvirt itself proves (tests/lab/sites/lvlab.yml, range 10.93.0.0/16): a dev guest and the gateway
+guest, linked clones of the guest image, on VLAN-tagged ports of one Open vSwitch bridge (the gateway has a leg
+on management, dev and prod); applied with the roles, `provision verify` passes, a port moved to another
+environment's tag is detected and repaired, a real second apply changes nothing, and destroy leaves no domain,
+volume, network or switch port of the site. Guests run under TCG here (no usable KVM): each costs minutes, so
+prod has its segment and no guest of its own; separation between environments is proven on the LXC lab and the
+Proxmox path, with the same gateway role.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from probes import ssh
 
 from provisioner.lxclab import hostguard, links
 
-pytestmark = [pytest.mark.lab, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.lab, pytest.mark.libvirt_lab, pytest.mark.timeout(2400)]
 
 SITE_FILE = ROOT / "tests" / "lab" / "sites" / "lvlab.yml"
 KEYS = ROOT / "inventories" / "example" / "demo-keys"
@@ -105,7 +108,7 @@ def test_plan_on_an_empty_hypervisor_lists_everything(lab):
     assert result.rc == 0, result.stderr
     assert {(c["kind"], c["name"], c["action"]) for c in result.json["changes"]} == {
         ("segment", "mgmt", "create"), ("segment", "dev", "create"), ("segment", "prod", "create"),
-        ("gateway", "gateway", "create"), ("host", "dev-web1", "create"), ("host", "prod-web1", "create"),
+        ("gateway", "gateway", "create"), ("host", "dev-web1", "create"),
     }  # fmt: skip
     assert site_domains() == set()
 
@@ -116,12 +119,25 @@ def test_apply_builds_the_guests_and_runs_the_roles(lab):
     TIMINGS["first apply (guests + roles)"] = time.monotonic() - clock
     assert result.rc == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.json["status"] == "successful"
-    assert site_domains() == {"lvlab-gateway", "lvlab-dev-web1", "lvlab-prod-web1"}
+    assert site_domains() == {"lvlab-gateway", "lvlab-dev-web1"}
+
+
+def test_guest_disks_are_linked_clones_of_the_image(lab):
+    from provisioner.libvirtlab import guest_image, xmlspec
+
+    image = guest_image.current()
+    for domain in site_domains():
+        disks = xmlspec.domain_disks(conn().lookupByName(domain).XMLDesc(0))
+        disk = next(d for d in disks if d.endswith(f"{domain}.qcow2"))
+        info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", disk], capture_output=True,
+                                         text=True, check=True).stdout)  # fmt: skip
+        assert info.get("backing-filename", "").endswith(image.volume("disk")), (domain, info)
+        assert info["actual-size"] < image.disk.stat().st_size / 2, f"{domain}: a linked clone holds only its writes"
 
 
 def test_each_guest_answers_ssh_with_its_pinned_host_key_and_has_one_interface(lab):
     state = lab.state
-    for name, address in (("dev-web1", "10.93.10.11"), ("prod-web1", "10.93.30.11")):
+    for name, address in (("dev-web1", "10.93.10.11"),):
         result = ssh(state.controller_key, state.known_hosts, "provision", address, "hostname; ip -j -4 address")
         assert result.returncode == 0, f"{name}: {result.stderr}"
         hostname, addresses = result.stdout.split("\n", 1)
@@ -134,7 +150,6 @@ def test_each_guest_answers_ssh_with_its_pinned_host_key_and_has_one_interface(l
 def test_each_port_carries_its_environments_vlan_tag(lab):
     tags = port_tags()
     assert tags[tap_of("dev-web1")] == 931
-    assert tags[tap_of("prod-web1")] == 933
     assert [tags[tap_of("gateway", i)] for i in range(3)] == [930, 931, 933]
     assert tags[f"{tag()}-mgmt"] == 930, "the controller's own port is on the management VLAN"
 
@@ -157,20 +172,15 @@ def test_second_apply_changes_nothing(lab):
     assert port_tags() == tags
 
 
-def test_verify_passes_developer_refused_on_prod_and_dev_to_prod_blocked(lab):
+def test_verify_passes_on_the_guests(lab):
     clock = time.monotonic()
     result = lab.cli("verify", str(lab.site_file), "--keys", str(KEYS), "--json", timeout=900)
     TIMINGS["verify"] = time.monotonic() - clock
     assert result.rc == 0, result.stdout[-4000:] + result.stderr[-2000:]
     controls = result.json["controls"]
-    for control in ("NET-1", "NET-2", "ACC-2", "ACC-5"):
+    print("controls on the libvirt guests:", {c: (v["pass"], v["fail"], v["skip"]) for c, v in controls.items()})
+    for control in ("NET-1", "ACC-5", "CUE-1"):
         assert controls[control]["pass"] > 0 and controls[control]["fail"] == 0, (control, controls[control])
-    results = json.loads((sorted(lab.state.runs_dir.glob("*-verify-*"))[-1] / "results.json").read_text())
-    matrix = [r for row in results["results"] if row["control"] == "NET-2" for r in row["rows"]]
-    dev_to_prod = [r for r in matrix if (r["source_env"], r["destination_env"]) == ("dev", "prod")]
-    assert dev_to_prod and all(r["ok"] and r["observed"] != "connected" for r in dev_to_prod), dev_to_prod
-    acc2 = [r for r in results["results"] if r["control"] == "ACC-2"]
-    assert acc2 and all(r["status"] == "pass" for r in acc2), "the developer's key is refused on prod"
 
 
 def test_moving_the_dev_port_to_the_prod_tag_is_detected_and_repaired(lab):

@@ -76,7 +76,7 @@ def test_apply_killed_while_building_then_rerun_converges(lab):
     assert containers_named(f"{lab.site.name}-") == names, "no orphaned container directories"
 
 
-def test_after_apply_plan_is_empty_drift_is_repaired_and_the_next_apply_changes_nothing(lab):
+def test_after_apply_plan_is_empty_and_drift_is_repaired(lab):
     plan = lab.cli("plan", str(lab.site_file), "--json")
     assert plan.json["changes"] == []
     in_container(f"{lab.site.name}-dev-app1", "rm -f /etc/motd")  # drift the plan cannot see: the roles repair it
@@ -84,11 +84,7 @@ def test_after_apply_plan_is_empty_drift_is_repaired_and_the_next_apply_changes_
     assert repaired.rc == 0, repaired.stderr
     assert repaired.json["plan"] == [] and repaired.json["stats"]["changed"] >= 1
     assert in_container(f"{lab.site.name}-dev-app1", "test -s /etc/motd").returncode == 0
-    again = lab.cli("apply", str(lab.site_file), "--json")
-    assert again.rc == 0, again.stderr
-    assert again.json["plan"] == []
-    assert again.json["stats"]["changed"] == 0
-    assert again.json["stats"]["ok"] > 0, "the run must have done something to count"
+    # that the apply after it changes nothing is shown below, by the re-run after an interrupted apply
 
 
 def test_every_host_answers_ssh_at_its_declared_address_with_a_pinned_host_key(lab):
@@ -202,14 +198,16 @@ def test_apply_interrupted_by_sigint_then_rerun_converges(lab):
     assert "connected" in tcp_connect(f"{lab.site.name}-{app.name}", str(db.address), 5432).stdout
 
 
-def test_apply_interrupted_during_the_playbooks_then_rerun_converges(lab):
+def test_apply_interrupted_during_the_playbooks_then_rerun_converges_and_changes_nothing(lab):
     proc = lab.popen("apply", str(lab.site_file))
     wait_for_line(proc, "inventory written")
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130
     result = lab.cli("apply", str(lab.site_file), "--json")
-    assert result.rc == 0 and result.json["stats"]["changed"] == 0, result.stdout + result.stderr
+    assert result.rc == 0, result.stdout + result.stderr
+    assert result.json["plan"] == [] and result.json["stats"]["changed"] == 0
+    assert result.json["stats"]["ok"] > 0, "the run must have done something to count"
 
 
 def test_a_failed_host_is_a_one_line_summary_not_a_traceback(lab):
@@ -223,7 +221,13 @@ def test_a_failed_host_is_a_one_line_summary_not_a_traceback(lab):
         assert "run artifacts" in result.stdout
     finally:
         in_container(container, "systemctl start ssh.service")
-    assert lab.cli("apply", str(lab.site_file)).rc == 0
+    # nothing was changed on the unreachable host: once it answers again, the lab is whole without another apply
+    host = next(h for h in lab.site.model.hosts if h.name == "test-db1")
+    deadline = time.monotonic() + 30
+    while ssh(lab.state.controller_key, lab.state.known_hosts, "provision", str(host.address), "true").returncode:
+        assert time.monotonic() < deadline, "test-db1 does not answer SSH again"
+        time.sleep(0.5)
+    assert lab.cli("plan", str(lab.site_file), "--json").json["changes"] == []
 
 
 @pytest.mark.shared_lab("destroy")
