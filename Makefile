@@ -85,11 +85,13 @@ demo-release: venv
 		$(BIN)/provision release log --site $(SITE); \
 	fi
 
-# ruff and ansible-lint run inside the suite (tests/test_lint.py)
+# Two workers: every LXC lab test runs on one, in order (tests/lab/conftest.py groups them); the libvirt lab,
+# whose TCG guests keep one core busy, and the in-process tests run on the other. A timing summary per test
+# file ends the run. ruff and ansible-lint run inside the suite (tests/test_lint.py).
 test: setup
 	$(BIN)/provision doctor --backend all --suite
 	$(BIN)/provision image build --backend all
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # everything that needs no lab, in parallel: a quick check while working
 unit: venv

@@ -59,6 +59,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
+def pytest_collection_finish(session):
+    """Under `pytest -n N --dist loadgroup`, the groups must hold: two LXC labs at once would break the shared lab."""
+    grouped = [item for item in session.items if item.get_closest_marker("xdist_group")]
+    if getattr(session.config.option, "loadgroup", False) and grouped and not any("@" in i.nodeid for i in grouped):
+        raise pytest.UsageError("pytest-xdist could not group the tests (is pytest >= 9.2 installed?)")
+
+
 def lab_site_data(name: str = LAB_SITE, net: int = 91) -> dict:
     """The example company under another name and range, so it never collides with a demo lab."""
     text = json.dumps(example_data()).replace("10.90.", f"10.{net}.")
