@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 SITE ?= example
 PYTEST_ARGS ?=
 
-# Installed without recommends; provisioner/host_needs.py names what each package is for, and
-# tests/test_install_closure.py proves a machine with nothing installed gets every program the code runs.
+# Installed without recommends; provisioner/controller/needs.py names what each package is for, and
+# tests/unit/controller/test_install_closure.py proves a machine with nothing installed gets every program the code runs.
 APT_PACKAGES := lxc debootstrap nftables iproute2 openssh-client python3-venv python3-dev gcc make git
-# the libvirt/KVM backend: daemons started by hand (python -m provisioner.libvirtlab.daemons), never as services
+# the libvirt/KVM backend: daemons started by hand (python -m provisioner.backends.libvirt.daemons), never as services
 APT_PACKAGES += libvirt-daemon libvirt-daemon-driver-qemu libvirt-dev pkg-config \
 	qemu-system-x86 qemu-utils openvswitch-switch genisoimage e2fsprogs
 # the evidence pack and the web checks: headless Chromium, graphviz diagrams, PDF (weasyprint needs pango)
@@ -87,7 +87,7 @@ demo-release: venv
 
 # Two workers: every LXC lab test runs on one, in order (tests/lab/conftest.py groups them); the libvirt lab,
 # whose TCG guests keep one core busy, and the in-process tests run on the other. A timing summary per test
-# file ends the run. ruff and ansible-lint run inside the suite (tests/test_lint.py).
+# file ends the run. ruff and ansible-lint run inside the suite (tests/unit/test_lint.py).
 test: setup
 	$(BIN)/provision doctor --backend all --suite
 	$(BIN)/provision image build --backend all
@@ -106,10 +106,10 @@ clean-lab: venv
 
 # libvirtd, virtlogd and Open vSwitch started by hand (no systemd); `down` stops only what `up` started
 libvirt-up: venv
-	$(BIN)/python -m provisioner.libvirtlab.daemons start
+	$(BIN)/python -m provisioner.backends.libvirt.daemons start
 
 libvirt-down: venv
-	$(BIN)/python -m provisioner.libvirtlab.daemons stop
+	$(BIN)/python -m provisioner.backends.libvirt.daemons stop
 
 # the apt line, for the install-closure test
 apt-packages:

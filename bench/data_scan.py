@@ -1,4 +1,4 @@
-"""Throughput of the personal-data scan engine (provisioner.testdata.scan.scan_rows) on a one-million-row table.
+"""Throughput of the personal-data scan engine (provisioner.personal_data.scan.scan_rows) on a one-million-row table.
 
 The engine is a pure function over rows, so no database is needed: the table is built in memory the way
 `provision data scan` receives it (every value as text). Two shapes are measured:
@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from faker import Faker
 
-from provisioner.testdata.fingerprints import Fingerprints
-from provisioner.testdata.scan import Column, scan_rows
+from provisioner.personal_data.fingerprints import Fingerprints
+from provisioner.personal_data.scan import Column, scan_rows
 
 COLUMNS = [
     Column("id", "integer"),

@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from provisioner.lxclab import base_image
+    from provisioner.backends.lxc import base_image
 
     data = yaml.safe_load((ROOT / "inventories/example/site.yml").read_text())
     data = json.loads(json.dumps(data).replace("10.90.", "10.92."))

@@ -1,6 +1,6 @@
 """Precision and recall of each personal-data detector on the labelled sample set tests/data/pii_samples.csv.
 
-    .venv/bin/python bench/pii_quality.py
+.venv/bin/python bench/pii_quality.py
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from provisioner.testdata.quality import load_samples, measure  # noqa: E402
+from provisioner.personal_data.quality import load_samples, measure  # noqa: E402
 
 SAMPLES = ROOT / "tests" / "data" / "pii_samples.csv"
 

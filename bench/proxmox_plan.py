@@ -26,8 +26,8 @@ from helpers import example_data, proxmox_backend, write_site  # noqa: E402
 from pvefake import FakePve  # noqa: E402
 
 from provisioner.backends.proxmox.backend import ProxmoxBackend  # noqa: E402
-from provisioner.site import load_site  # noqa: E402
-from provisioner.state import SiteState  # noqa: E402
+from provisioner.site.load import load_site  # noqa: E402
+from provisioner.workspace.site_state import SiteState  # noqa: E402
 
 
 def big_site(fake: FakePve, vms: int) -> dict:

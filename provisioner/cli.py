@@ -1,4 +1,4 @@
-"""`provision`: a thin command line over provisioner.operations.
+"""`provision`: a thin command line over provisioner.engine.operations.
 
 Exit codes: 0 done; 1 the operation failed; 2 bad input (site file or arguments), nothing touched;
 3 refused by policy (production needs confirmation), nothing touched; 130 interrupted, safe to re-run.
@@ -16,11 +16,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from provisioner import __version__, operations
+from provisioner import __version__
+from provisioner.engine import operations
+from provisioner.engine.planner import Action, Plan
+from provisioner.engine.progress import Progress
 from provisioner.errors import ExitCode, InputError, ProvisionError, SiteError
-from provisioner.plan import Action, Plan
-from provisioner.progress import Progress
-from provisioner.site import LoadedSite, load_site
+from provisioner.site.load import LoadedSite, load_site
 
 app = typer.Typer(
     help="Separate development, test and production environments on your own hypervisors, and prove it.",
@@ -330,7 +331,7 @@ def report(
         _fail(InputError(f"one site expected, got {' '.join(args)}"), as_json)
     from provisioner.report.collect import collect
     from provisioner.report.pack import default_folder, write_pack
-    from provisioner.state import SiteState
+    from provisioner.workspace.site_state import SiteState
 
     loaded = _load(args[0] if args else None, as_json)
     state = SiteState(loaded.name)
@@ -405,7 +406,7 @@ def doctor(
     as_json: JsonOpt = False,
 ) -> None:
     """Check this machine before anything runs: programs, kernel features, disk, daemons. Exit 2 if something lacks."""
-    from provisioner import doctor as checkup
+    from provisioner.controller import doctor as checkup
 
     required_daemons = False
     if backend is None:
@@ -462,17 +463,18 @@ def image_build(
 ) -> None:
     """Build the Debian base images hosts are cloned from (once; later calls do nothing); needs only the mirror."""
     extra = packages or []
+
     def say(message: str) -> None:
         out.print(f"· {message}", highlight=False)
 
     try:
         if backend in (ImageBackend.ALL, ImageBackend.LXC):
-            from provisioner.lxclab import base_image
+            from provisioner.backends.lxc import base_image
 
             rootfs = base_image.ensure_base(base_image.lxc_path(), say=say, extra_packages=extra)
             out.print(f"LXC base image ready: {rootfs}", highlight=False)
         if backend in (ImageBackend.ALL, ImageBackend.LIBVIRT):
-            from provisioner.libvirtlab import guest_image
+            from provisioner.backends.libvirt import guest_image
 
             image = guest_image.ensure_built(say=say, extra_packages=extra)
             out.print(f"libvirt guest image ready: {image.directory}", highlight=False)
@@ -509,7 +511,7 @@ def data_seed(
     as_json: JsonOpt = False,
 ) -> None:
     """Fill an environment's database with reproducible synthetic data and record its provenance."""
-    from provisioner.testdata import service
+    from provisioner.personal_data import service
 
     loaded = _load(site, as_json)
     record = _data_call(as_json, lambda: service.seed(loaded, env, seed, customers))
@@ -532,7 +534,7 @@ def data_refresh(
     as_json: JsonOpt = False,
 ) -> None:
     """Copy production data into test through the anonymiser, under a recorded authorisation."""
-    from provisioner.testdata import service
+    from provisioner.personal_data import service
 
     loaded = _load(site, as_json)
     record = _data_call(as_json, lambda: service.refresh(loaded, from_env, to_env, authorisation))
@@ -551,7 +553,7 @@ def data_refresh(
 @data_app.command("scrub")
 def data_scrub(site: SiteArg = None, *, env: EnvOpt, as_json: JsonOpt = False) -> None:
     """Remove every table of an environment's database (after a refresh: before its scrub deadline)."""
-    from provisioner.testdata import service
+    from provisioner.personal_data import service
 
     loaded = _load(site, as_json)
     record = _data_call(as_json, lambda: service.scrub(loaded, env))
@@ -572,7 +574,7 @@ def data_scan(
     as_json: JsonOpt = False,
 ) -> None:
     """Look for personal data in an environment's databases and data folders. Exit 1 on any finding."""
-    from provisioner.testdata import service
+    from provisioner.personal_data import service
 
     loaded = _load(site, as_json)
     report = _data_call(as_json, lambda: service.scan(loaded, env, sample_rows))

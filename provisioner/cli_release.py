@@ -14,7 +14,7 @@ from provisioner.errors import ProvisionError
 from provisioner.releases.history import Release
 from provisioner.releases.rules import release_path, require_release
 from provisioner.releases.service import ReleaseBook, describe
-from provisioner.state import operator
+from provisioner.workspace.site_state import operator
 
 release_app = typer.Typer(
     help="Releases: one-way Dev -> Test -> Prod, four-eyes approval, a signed ledger.", no_args_is_help=True

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from provisioner.backends.base import Backend
-from provisioner.site import LoadedSite
-from provisioner.state import SiteState
+from provisioner.site.load import LoadedSite
+from provisioner.workspace.site_state import SiteState
 
 
 def backend_for(site: LoadedSite, state: SiteState | None = None) -> Backend:
     state = state or SiteState(site.name)
     kind = site.model.backend.type
     if kind == "lxc":
-        from provisioner.backends.lxc import LxcBackend
+        from provisioner.backends.lxc.backend import LxcBackend
 
         return LxcBackend(site, state)
     if kind == "proxmox":
@@ -19,7 +19,7 @@ def backend_for(site: LoadedSite, state: SiteState | None = None) -> Backend:
 
         return ProxmoxBackend(site, state)
     if kind == "libvirt":
-        from provisioner.backends.libvirt import LibvirtBackend
+        from provisioner.backends.libvirt.backend import LibvirtBackend
 
         return LibvirtBackend(site, state)
     raise NotImplementedError(kind)  # the model only admits implemented backends

@@ -6,10 +6,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from provisioner.desired import DesiredState, desired_state
-from provisioner.plan import Action, Change, Kind, Plan
-from provisioner.site import LoadedSite
-from provisioner.state import SiteState
+from provisioner.engine.desired import DesiredState, desired_state
+from provisioner.engine.planner import Action, Change, Kind, Plan
+from provisioner.site.load import LoadedSite
+from provisioner.workspace.site_state import SiteState
 
 Report = Callable[[str], None]
 

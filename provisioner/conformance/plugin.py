@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from provisioner.conformance.controls import CONTROLS
-from provisioner.conformance.remote import Remote
-from provisioner.model import Host, Person
-from provisioner.site import LoadedSite, load_site
-from provisioner.state import SiteState
+from provisioner.remote.ssh import Remote
+from provisioner.site.load import LoadedSite, load_site
+from provisioner.site.model import Host, Person
+from provisioner.workspace.site_state import SiteState
 
 RESULTS_FILE = "results.json"
 

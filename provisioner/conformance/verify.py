@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.conformance.controls import CONTROLS
+from provisioner.conformance.history import record_run
+from provisioner.conformance.waivers import apply_waivers, summarise
+from provisioner.engine.ansible_runner import new_run_dir
+from provisioner.engine.redact import Redactor
 from provisioner.errors import ProvisionError
-from provisioner.redact import Redactor
-from provisioner.report.history import record_run
-from provisioner.report.waivers import apply_waivers, summarise
-from provisioner.runner import new_run_dir
-from provisioner.site import LoadedSite
-from provisioner.state import SiteState
+from provisioner.site.load import LoadedSite
+from provisioner.workspace.site_state import SiteState
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
 

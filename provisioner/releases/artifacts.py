@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from provisioner.errors import InputError, RefusedError
-from provisioner.state import SiteState
+from provisioner.workspace.site_state import SiteState
 
 MAX_FILES = 10_000
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from provisioner.errors import InputError, RefusedError
-from provisioner.model import Site
+from provisioner.site.model import Site
 
 
 def _key_body(line: str) -> str:

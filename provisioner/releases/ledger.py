@@ -2,7 +2,7 @@
 
 Every entry carries `seq` (1, 2, ...), `prev` (the previous entry's hash, 64 zeros for the first), `hash`
 (SHA-256 of the entry's canonical JSON without `hash` and `sig`) and `sig` (an OpenSSH signature of that hash
-by the site's evidence key, see provisioner.signing). A signed head file beside the ledger records the last
+by the site's evidence key, see provisioner.workspace.signing). A signed head file beside the ledger records the last
 sequence number and hash, so cutting entries off the end is detected too.
 """
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioner import signing
-from provisioner.state import SiteState
+from provisioner.workspace import signing
+from provisioner.workspace.site_state import SiteState
 
 NAMESPACE = "provision-ledger"
 GENESIS = "0" * 64

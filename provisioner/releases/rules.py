@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from provisioner.errors import InputError, RefusedError
-from provisioner.model import Site
 from provisioner.releases.history import History, Release
+from provisioner.site.model import Site
 
 APPROVER_ROLES = ("approver",)  # as `releases.required_approvals` is validated against
 

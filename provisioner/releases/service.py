@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from provisioner.engine.ansible_runner import run_playbook
+from provisioner.engine.inventory import env_group, inventory_path, role_group
 from provisioner.errors import ProvisionError, RefusedError
-from provisioner.inventory import env_group, inventory_path, role_group
-from provisioner.policy import app_hosts
 from provisioner.releases import artifacts, identity, rules
 from provisioner.releases.history import History, Release, replay
 from provisioner.releases.ledger import Ledger
-from provisioner.runner import run_playbook
-from provisioner.site import LoadedSite
-from provisioner.state import SiteState
+from provisioner.site.load import LoadedSite
+from provisioner.site.policy import app_hosts
+from provisioner.workspace.site_state import SiteState
 
 DEPLOY_PLAYBOOK = "deploy.yml"
 

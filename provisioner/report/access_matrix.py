@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner.model import Site
+from provisioner.site.model import Site
 
 LEVELS = ("none", "login", "deploy", "sudo")
 
@@ -165,7 +165,7 @@ def build_matrix(
 
 
 def read_host(remote: Any, address: str) -> dict[str, Any]:
-    """Run the reading script as root on one host (a provisioner.conformance.remote.Remote)."""
+    """Run the reading script as root on one host (a provisioner.remote.ssh.Remote)."""
     result = remote.host(address).run("sudo -n python3 -c %s", READ_ACCOUNTS_SCRIPT)
     if result.rc != 0:
         raise RuntimeError(result.stderr.strip() or f"exit {result.rc}")

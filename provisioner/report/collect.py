@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.backends.base import Attachment
+from provisioner.conformance import history
 from provisioner.conformance.controls import CONTROLS
+from provisioner.conformance.waivers import apply_waivers, control_status, summarise, waiver_state
 from provisioner.errors import ProvisionError
-from provisioner.model import Site
-from provisioner.policy import access_level, deploy_envs, resolved_flows
-from provisioner.report import access_matrix, diagram, history, releases
-from provisioner.report.waivers import apply_waivers, control_status, summarise, waiver_state
-from provisioner.site import LoadedSite
-from provisioner.state import SiteState
+from provisioner.report import access_matrix, diagram, releases
+from provisioner.site.load import LoadedSite
+from provisioner.site.model import Site
+from provisioner.site.policy import access_level, deploy_envs, resolved_flows
+from provisioner.workspace.site_state import SiteState
 
 QUESTIONS = (
     (
@@ -194,7 +195,7 @@ def waivers_section(site: Site, rows: list[dict[str, Any]], today: dt.date) -> l
 def live_access(
     site: LoadedSite, state: SiteState, attachments: list[Attachment], hyper: Any
 ) -> access_matrix.AccessMatrix:
-    from provisioner.conformance.remote import Remote
+    from provisioner.remote.ssh import Remote
 
     remote = Remote(state)
     live = {a.machine: a.address for a in attachments if a.managed and a.address}

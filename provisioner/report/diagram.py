@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provisioner.backends.base import Attachment
-from provisioner.desired import MGMT
+from provisioner.engine.desired import MGMT
 from provisioner.errors import ProvisionError
-from provisioner.model import Site
+from provisioner.site.model import Site
 
 OPEN_OUTCOMES = ("connected", "refused", "open")
 
@@ -120,7 +120,7 @@ def to_dot(
                 )
         lines.append("  }")
         leg = next((a.address for a in attachments if a.managed and a.machine == "gateway" and a.segment == name), None)
-        leg_label = f", label={_q(leg)}" if leg else ", label=\"no live leg\", color=red, fontcolor=red"
+        leg_label = f", label={_q(leg)}" if leg else ', label="no live leg", color=red, fontcolor=red'
         lines.append(f"  gateway -> {_q('seg_' + name)} [arrowhead=none, penwidth=2{leg_label}];")
     summary = flow_summary(matrix)
     for src, dst in sorted({tuple(sorted(pair)) for pair in summary if pair[0] != pair[1]}):

@@ -11,9 +11,9 @@ import base64
 import binascii
 from pathlib import Path
 
-from provisioner import signing
 from provisioner.releases.artifacts import sha256_file
-from provisioner.state import SiteState
+from provisioner.workspace import signing
+from provisioner.workspace.site_state import SiteState
 
 MANIFEST = "MANIFEST.sha256"
 SIGNATURE = "MANIFEST.sha256.sig"

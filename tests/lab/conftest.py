@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, example_data, lab_prerequisites_missing, run_cli, write_site
 
-from provisioner.site import load_site
-from provisioner.state import SiteState
+from provisioner.site.load import load_site
+from provisioner.workspace.site_state import SiteState
 
 LAB_SITE = "spine"
 DEMO_KEYS = ROOT / "inventories" / "example" / "demo-keys"  # the example people's keys: verify attempts logins
@@ -30,7 +30,6 @@ def _order(item) -> tuple[int, int]:
 def pytest_configure(config):
     config.addinivalue_line("markers", "shared_lab(phase): runs on the one shared LXC lab (build, use, destroy)")
     config.addinivalue_line("markers", "libvirt_lab: boots libvirt guests under TCG")
-
 
 
 def _xdist_group(item) -> str:
@@ -55,7 +54,7 @@ def pytest_collection_modifyitems(config, items):
     if os.environ.get("CI"):
         raise pytest.UsageError(f"CI must run the lab tests, but {reason}")
     for item in items:
-        if "lab" in str(item.fspath):
+        if item.get_closest_marker("lab"):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 

@@ -6,8 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from provisioner.lxclab import links
-from provisioner.lxclab.base_image import lxc_path
+from provisioner.backends.lxc.base_image import lxc_path
+from provisioner.backends.network import links
 
 
 def sh(*cmd: str, check: bool = False, timeout: float = 30) -> subprocess.CompletedProcess:

@@ -243,7 +243,7 @@ def test_a_real_row_copied_raw_into_test_fails_the_scan_and_data1_without_showin
 
 
 def test_overdue_scrub_fails_data3_until_scrubbed_and_unknown_tables_fail_data2(lab):
-    from provisioner.testdata import records
+    from provisioner.personal_data import records
 
     (refresh,) = records.records(lab.state, kind="refresh")
     path = Path(refresh.pop("_file"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from helpers import run_cli
 
-from provisioner.libvirtlab import guest_image
-from provisioner.lxclab import base_image
+from provisioner.backends.libvirt import guest_image
+from provisioner.backends.lxc import base_image
 
 pytestmark = pytest.mark.lab
 

@@ -23,7 +23,7 @@ from conftest import Lab
 from helpers import ROOT, write_site
 from probes import ssh
 
-from provisioner.lxclab import hostguard, links
+from provisioner.backends.network import hostguard, links
 
 pytestmark = [pytest.mark.lab, pytest.mark.libvirt_lab, pytest.mark.timeout(2400)]
 
@@ -53,7 +53,7 @@ def lab(tmp_path_factory):
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the libvirt lab, but {reason}")
         pytest.skip(reason)
-    from provisioner.libvirtlab import daemons
+    from provisioner.backends.libvirt import daemons
 
     started = daemons.start(say=lambda m: print(f"lab: {m}"))
     base = tmp_path_factory.mktemp("lvlab")
@@ -92,7 +92,7 @@ def site_domains() -> set[str]:
 
 
 def port_tags() -> dict[str, int | None]:
-    from provisioner.libvirtlab import ovs
+    from provisioner.backends.libvirt import ovs
 
     return {name: port.tag for name, port in ovs.ports().items() if name.startswith(tag())}
 
@@ -123,7 +123,7 @@ def test_apply_builds_the_guests_and_runs_the_roles(lab):
 
 
 def test_guest_disks_are_linked_clones_of_the_image(lab):
-    from provisioner.libvirtlab import guest_image, xmlspec
+    from provisioner.backends.libvirt import guest_image, xmlspec
 
     image = guest_image.current()
     for domain in site_domains():
@@ -185,7 +185,7 @@ def test_verify_passes_on_the_guests(lab):
 
 def test_moving_the_dev_port_to_the_prod_tag_is_detected_and_repaired(lab):
     from provisioner.backends import backend_for
-    from provisioner.libvirtlab import ovs
+    from provisioner.backends.libvirt import ovs
 
     dev_tap = tap_of("dev-web1")
     ovs.set_tag(dev_tap, 933)  # someone moves the dev guest's switch port into prod's VLAN
@@ -221,7 +221,7 @@ def test_destroy_leaves_no_domain_volume_network_or_switch_port_of_the_site(lab)
         except libvirt.libvirtError:
             volumes = []
         assert not [v for v in volumes if v.startswith("lvlab-")], pool.name()
-    from provisioner.libvirtlab import ovs
+    from provisioner.backends.libvirt import ovs
 
     assert port_tags() == {}
     assert f"{tag()}-ovs" not in ovs.bridges()

@@ -23,7 +23,7 @@ from probes import (
     tcp_connect,
 )
 
-from provisioner.lxclab import hostguard, links
+from provisioner.backends.network import hostguard, links
 
 pytestmark = [pytest.mark.lab, pytest.mark.shared_lab("build"), pytest.mark.timeout(900)]
 

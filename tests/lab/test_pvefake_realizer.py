@@ -15,7 +15,8 @@ import pytest
 from helpers import lab_prerequisites_missing
 from pvefake import realize, realize_lxc
 
-from provisioner.lxclab import base_image, containers, links
+from provisioner.backends.lxc import base_image, containers
+from provisioner.backends.network import links
 
 pytestmark = [
     pytest.mark.lab,

@@ -15,9 +15,9 @@ import pytest
 from conftest import DEMO_KEYS
 from helpers import ROOT
 
-from provisioner.backends.lxc import LxcBackend
+from provisioner.backends.lxc import base_image, containers
+from provisioner.backends.lxc.backend import LxcBackend
 from provisioner.conformance.controls import CONTROLS
-from provisioner.lxclab import base_image, containers
 from provisioner.report.collect import QUESTIONS
 from provisioner.report.manifest import MANIFEST, SIGNATURE
 

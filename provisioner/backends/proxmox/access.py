@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from provisioner.backends.proxmox.names import Names
-from provisioner.catalogue import DEFAULT_ACCESS, LEVEL_ORDER
-from provisioner.desired import MGMT
-from provisioner.model import Site
+from provisioner.engine.desired import MGMT
+from provisioner.site.model import Site
+from provisioner.site.vocabulary import DEFAULT_ACCESS, LEVEL_ORDER
 
 LEVEL_ROLES = {"sudo": ("PVEVMUser",), "login": ("PVEAuditor",)}
 SDN_ROLE = "PVESDNUser"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import BackendError, InputError, ProvisionError
-from provisioner.model import ProxmoxSettings
+from provisioner.site.model import ProxmoxSettings
 
 ATTEMPTS = 6
 BACKOFF_FIRST = 0.2  # seconds; doubles per attempt, capped

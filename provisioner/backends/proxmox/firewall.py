@@ -13,9 +13,9 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from provisioner import policy
 from provisioner.backends.proxmox.names import Names
-from provisioner.model import Site
+from provisioner.site import policy
+from provisioner.site.model import Site
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ from urllib.parse import quote
 
 from provisioner.backends.proxmox.client import ATTEMPTS, PveClient, PveError
 from provisioner.backends.proxmox.names import Names
-from provisioner.catalogue import SIZE_RESOURCES
-from provisioner.desired import MachineSpec
-from provisioner.model import ProxmoxSettings
-from provisioner.plan import Kind
-from provisioner.state import AUTOMATION_USER
+from provisioner.engine.desired import MachineSpec
+from provisioner.engine.planner import Kind
+from provisioner.site.model import ProxmoxSettings
+from provisioner.site.vocabulary import SIZE_RESOURCES
+from provisioner.workspace.site_state import AUTOMATION_USER
 
 HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"
 AGENT_WAIT_SECONDS = 180

@@ -9,7 +9,7 @@ from typing import Any
 
 from provisioner.backends.proxmox.client import PveClient, PveError
 from provisioner.backends.proxmox.names import Names
-from provisioner.desired import MGMT, SegmentSpec
+from provisioner.engine.desired import MGMT, SegmentSpec
 
 
 @dataclass(frozen=True)

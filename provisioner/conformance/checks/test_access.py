@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from provisioner import policy
-from provisioner.secrets_store import database_password_name
+from provisioner.site import policy
+from provisioner.workspace.secrets import database_password_name
 
 LOCAL_HUMANS = "getent passwd | awk -F: '$3 >= 1000 && $3 < 60000 {print $1}'"
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from provisioner.catalogue import COLOURS
+from provisioner.site.vocabulary import COLOURS
 
 
 @pytest.mark.control("CUE-1")

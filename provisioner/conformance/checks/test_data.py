@@ -11,7 +11,7 @@ import datetime as dt
 
 import pytest
 
-from provisioner.testdata import service
+from provisioner.personal_data import service
 
 
 def _non_production(lab):
@@ -82,7 +82,7 @@ def test_data_provenance_matches_the_data_rule(lab, evidence, data_env_name):
 
 @pytest.mark.control("DATA-3")
 def test_refreshes_are_authorised_and_scrubbed_in_time(lab, evidence):
-    from provisioner.testdata import records
+    from provisioner.personal_data import records
 
     today = dt.date.today()
     refreshes = records.records(lab.state, kind="refresh")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from provisioner import policy
+from provisioner.site import policy
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from provisioner import policy
 from provisioner.backends import backend_for
-from provisioner.conformance.remote import OUTCOME_TEXT
+from provisioner.remote.ssh import OUTCOME_TEXT
+from provisioner.site import policy
 
 BLOCKED = {"rejected", "timeout"}
 OPEN_PATH = {"connected", "refused"}  # the packet got there: the path is open

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from provisioner.catalogue import COLOURS
 from provisioner.releases.history import History, replay
 from provisioner.releases.ledger import Ledger
 from provisioner.releases.rules import release_path
+from provisioner.site.vocabulary import COLOURS
 
 APP_ROOT = "/srv/app"
 MARKER = ".provision-release"

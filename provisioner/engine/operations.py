@@ -1,0 +1,121 @@
+"""The library behind the CLI: plan, apply, status, destroy for one site."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from provisioner.backends import backend_for
+from provisioner.backends.base import Backend
+from provisioner.engine.ansible_runner import RunResult, run_playbook, write_ansible_cfg
+from provisioner.engine.inventory import inventory_path, write_inventory
+from provisioner.engine.planner import Change, Plan
+from provisioner.engine.progress import Progress
+from provisioner.errors import ProvisionError, RefusedError
+from provisioner.site.load import LoadedSite
+from provisioner.workspace.secrets import ensure_site_secrets
+from provisioner.workspace.site_state import SiteState
+
+
+@dataclass
+class ApplyResult:
+    plan: Plan
+    run: RunResult
+    inventory: Path
+
+
+def _require_prod_confirmation(site: LoadedSite, changes: list[Change], confirm_prod: str | None, verb: str) -> None:
+    if not changes or confirm_prod == site.name:
+        return
+    listed = ", ".join(f"{c.action} {c.kind} {c.name}" for c in changes)
+    hint = f"re-run with --confirm-prod {site.name} to confirm"
+    if confirm_prod:
+        hint = f"--confirm-prod names '{confirm_prod}', but this site is '{site.name}'"
+    raise RefusedError(f"refusing to {verb} production ({listed}): {hint}. Nothing was changed.")
+
+
+def plan(site: LoadedSite, backend: Backend | None = None) -> Plan:
+    backend = backend or backend_for(site)
+    backend.preflight()
+    return backend.plan()
+
+
+def apply(site: LoadedSite, progress: Progress, confirm_prod: str | None = None) -> ApplyResult:
+    state = SiteState(site.name)
+    backend = backend_for(site, state)
+    backend.preflight()
+    with state.lock():
+        the_plan = backend.plan()
+        _require_prod_confirmation(site, the_plan.harming_production(), confirm_prod, "change")
+        if the_plan.empty:
+            progress.say("machines and segments match the site file")
+        backend.apply(the_plan, progress.say)  # idempotent: also refreshes known host keys
+        ensure_site_secrets(state, site.model)
+        cfg = write_ansible_cfg(state)
+        inventory = write_inventory(site, cfg, backend.nic_naming)
+        progress.say(f"inventory written to {inventory}")
+        with progress:
+            result = run_playbook(
+                state,
+                "site.yml",
+                inventory,
+                purpose="apply",
+                on_event=progress.event,
+                extravars={"provisioner_secrets_dir": str(state.secrets_dir)},
+            )
+        return ApplyResult(the_plan, result, inventory)
+
+
+def destroy(
+    site: LoadedSite, progress: Progress, environments: Iterable[str] | None = None, confirm_prod: str | None = None
+) -> Plan:
+    state = SiteState(site.name)
+    backend = backend_for(site, state)
+    backend.preflight()
+    envs = list(environments) if environments else None
+    known = {e.name for e in site.model.environments}
+    for env in envs or []:
+        if env not in known:
+            raise ProvisionError(f"unknown environment '{env}'; allowed: {', '.join(sorted(known))}")
+    with state.lock():
+        the_plan = backend.destroy_plan(envs)
+        prod_changes = [c for c in the_plan.changes if c.production]
+        _require_prod_confirmation(site, prod_changes, confirm_prod, "destroy")
+        if not the_plan.empty:
+            backend.apply(the_plan, progress.say)
+        if envs is None:
+            backend.cleanup_site()
+            inventory_path(site).unlink(missing_ok=True)
+            state.forget_lab()
+        return the_plan
+
+
+def status(site: LoadedSite) -> dict[str, object]:
+    backend = backend_for(site)
+    backend.preflight()
+    actual = backend.discover()
+    desired = backend.desired
+    rows = []
+    for spec in desired.machines:
+        have = actual.machines.get(spec.name)
+        rows.append(
+            {
+                "name": spec.name,
+                "kind": str(spec.kind),
+                "environment": spec.environment,
+                "address": str(spec.address),
+                "state": "missing"
+                if have is None
+                else ("running" if have.running else "stopped")
+                if have.complete
+                else "half-built",
+                "drift": have.drift if have else [],
+            }
+        )
+    extra = [m.name for m in actual.machines.values() if m.name not in {s.name for s in desired.machines}]
+    segments = [
+        {"segment": s.key, "cidr": str(s.cidr), "vlan": s.vlan, "present": s.key in actual.segments}
+        for s in desired.segments
+    ]
+    return {"site": site.name, "backend": backend.name, "segments": segments, "machines": rows, "unmanaged": extra}

@@ -1,1 +1,0 @@
-"""Building blocks of the local LXC lab: the base image, containers, bridges."""

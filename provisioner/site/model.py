@@ -1,0 +1,350 @@
+"""The site file as typed data: what a sysadmin declares in inventories/<site>/site.yml."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import ipaddress
+import struct
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from provisioner.site.vocabulary import COLOURS, HOST_ROLES, TEMPLATES
+
+NAME_RE = r"^[a-z][a-z0-9]{0,7}$"
+HOST_RE = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
+USER_RE = r"^[a-z_][a-z0-9_-]{0,30}$"
+CONTROL_RE = r"^[A-Z]{3,4}-[0-9]{1,2}$"
+
+# How each name pattern reads to a person, for error messages.
+PATTERN_HELP = {
+    NAME_RE: "1-8 lower-case letters or digits, starting with a letter (it becomes an interface name)",
+    HOST_RE: "2-32 lower-case letters, digits or '-', starting with a letter",
+    USER_RE: "a Unix user name: lower-case letters, digits, '_' or '-', at most 31 characters",
+    CONTROL_RE: "a control ID such as ACC-1 or NET-2",
+    r"^[a-z][a-z0-9]{1,11}$": "2-12 lower-case letters or digits, starting with a letter",
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$": "letters, digits, '.', '_' or '-', at most 64 characters",
+    r"^[a-z_][a-z0-9_]{0,62}$": "a plain SQL name: lower-case letters, digits or '_', at most 63 characters",
+    r"^/[A-Za-z0-9._/-]*$": "an absolute path of letters, digits, '.', '_', '-' and '/'",
+}
+
+EnvName = Annotated[str, Field(pattern=NAME_RE, description="2-8 lower-case letters/digits, starts with a letter")]
+SiteName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,11}$")]
+HostName = Annotated[str, Field(pattern=HOST_RE)]
+UserName = Annotated[str, Field(pattern=USER_RE)]
+
+SSH_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
+
+
+def _check_ssh_key(value: str) -> str:
+    parts = value.strip().split()
+    if len(parts) < 2:
+        raise ValueError("not an SSH public key; expected '<type> <base64> [comment]'")
+    kind, blob = parts[0], parts[1]
+    if kind not in SSH_KEY_TYPES:
+        raise ValueError(f"SSH key type '{kind}' is not allowed; allowed: {', '.join(SSH_KEY_TYPES)}")
+    try:
+        raw = base64.b64decode(blob, validate=True)
+        (length,) = struct.unpack(">I", raw[:4])
+        embedded = raw[4 : 4 + length].decode("ascii")
+    except (binascii.Error, struct.error, UnicodeDecodeError) as exc:
+        raise ValueError("SSH public key body is not valid base64 key data") from exc
+    if embedded != kind:
+        raise ValueError(f"SSH public key data says '{embedded}' but the key is labelled '{kind}'")
+    return " ".join(parts)
+
+
+SshPublicKey = Annotated[str, AfterValidator(_check_ssh_key)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+ShortId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,7}$")]
+
+
+class Segment(Strict):
+    vlan: int = Field(ge=1, le=4094, description="802.1Q VLAN id (Proxmox VNet tag, OVS portgroup tag)")
+    cidr: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    vnet: ShortId | None = Field(default=None, description="Proxmox SDN VNet id; default: derived from env and site")
+
+
+class Environment(Strict):
+    name: EnvName
+    tier: Literal["development", "test", "production"]
+    segment: Segment
+    colour: str
+    data: Literal["dummy", "anonymised", "live"]
+    description: str = ""
+
+    @field_validator("colour")
+    @classmethod
+    def _known_colour(cls, value: str) -> str:
+        if value not in COLOURS:
+            raise ValueError(f"colour '{value}' is not known; allowed: {', '.join(COLOURS)}")
+        return value
+
+
+def _known_host_role(value: str) -> str:
+    if value not in HOST_ROLES:
+        raise ValueError(f"host role '{value}' is not known; allowed: {', '.join(HOST_ROLES)}")
+    return value
+
+
+HostRoleName = Annotated[str, AfterValidator(_known_host_role)]
+
+
+class Host(Strict):
+    name: HostName
+    environment: str
+    address: ipaddress.IPv4Address
+    roles: list[HostRoleName] = Field(default_factory=list)
+    size: Literal["small", "medium", "large"] = "small"
+    template: str = "debian12"
+
+    @field_validator("roles")
+    @classmethod
+    def _roles_once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a host role is listed twice")
+        return value
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, value: str) -> str:
+        if value not in TEMPLATES:
+            raise ValueError(f"template '{value}' is not known; allowed: {', '.join(TEMPLATES)}")
+        return value
+
+
+class AccessGrant(Strict):
+    """Access beyond what a person's roles give; production grants need a waiver (ACC-7)."""
+
+    environment: str
+    level: Literal["login", "sudo"]
+    waiver: str | None = None
+
+
+class Person(Strict):
+    name: UserName
+    full_name: str = ""
+    roles: list[Literal["developer", "tester", "admin", "approver"]] = Field(min_length=1)
+    ssh_key: SshPublicKey
+    access: list[AccessGrant] = Field(default_factory=list)
+
+
+class DeployIdentity(Strict):
+    name: UserName = "deploy"
+    ssh_key: SshPublicKey
+    environments: list[str] | None = Field(
+        default=None, description="environments it deploys to; default: every environment of the release path"
+    )
+    key_file: str | None = Field(
+        default=None,
+        description="its private key on the controller (relative to the site file): `release deploy` uses it",
+    )
+
+
+class Flow(Strict):
+    """A permitted path between two environments; everything not declared is denied."""
+
+    from_env: str = Field(alias="from")
+    to_env: str = Field(alias="to")
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(min_length=1)
+    proto: Literal["tcp", "udp"] = "tcp"
+    to_roles: list[str] = Field(default_factory=list, description="only to hosts with one of these roles")
+    description: str = ""
+
+
+class ReleaseRules(Strict):
+    path: list[str] = Field(default_factory=lambda: ["dev", "test", "prod"], min_length=1)
+    required_approvals: int = Field(default=1, ge=1, le=9)
+
+
+class Waiver(Strict):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    control: Annotated[str, Field(pattern=CONTROL_RE)]
+    person: str | None = None
+    environment: str | None = None
+    justification: str = Field(min_length=10)
+    requester: str
+    approver: str
+    risk: Literal["low", "medium", "high"]
+    expires: dt.date
+    compensating: list[str] = Field(default_factory=list)
+
+
+FAKE_KINDS = ("name", "first_name", "last_name", "email", "phone", "street", "city", "postcode", "date", "iban", "text")
+RULE_HELP = "hash | null | keep | replace:<text> | fake:<kind> (kinds: " + ", ".join(FAKE_KINDS) + ")"
+
+
+def _check_rule(value: str) -> str:
+    kind, _, arg = value.partition(":")
+    if kind in ("hash", "null", "keep") and not arg:
+        return value
+    if kind == "replace" and ":" in value:
+        return value
+    if kind == "fake" and arg in FAKE_KINDS:
+        return value
+    raise ValueError(f"rule '{value}' is not allowed; allowed: {RULE_HELP}")
+
+
+ColumnRule = Annotated[str, AfterValidator(_check_rule)]
+SqlName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+
+
+class DataAuthorisation(Strict):
+    """A recorded authorisation to copy production data into a test environment through the anonymiser."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    from_env: str = Field(alias="from")
+    to_env: str = Field(alias="to")
+    requester: str
+    approver: str
+    reason: str = Field(min_length=10)
+    scrub_by: dt.date = Field(description="the copied data must be scrubbed by this date (DATA-3)")
+
+    @field_validator("approver")
+    @classmethod
+    def _not_self_approved(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("requester"):
+            raise ValueError(f"'{value}' cannot approve their own request: the approver must be someone else")
+        return value
+
+
+class DataScanSettings(Strict):
+    sample_rows: int = Field(default=10_000, ge=10, le=10_000_000, description="rows read per table")
+    folders: list[Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]*$")]] = Field(
+        default_factory=lambda: ["/srv/data"], description="data folders scanned on every host of the environment"
+    )
+    max_file_kib: int = Field(default=1024, ge=1, le=1_048_576, description="bytes read per file, KiB")
+
+
+class DataSettings(Strict):
+    """Test-data rules (DATA-1..3): seeding, the anonymiser's column rules, refresh authorisations, the scan."""
+
+    seed: int = Field(default=8031, ge=0, description="Faker seed of the synthetic data")
+    customers: int = Field(default=200, ge=1, le=1_000_000, description="synthetic customers seeded")
+    rules: dict[SqlName, dict[SqlName, ColumnRule]] = Field(
+        default_factory=dict, description="table -> column -> anonymiser rule"
+    )
+    authorisations: list[DataAuthorisation] = Field(default_factory=list)
+    scan: DataScanSettings = Field(default_factory=DataScanSettings)
+
+    def authorisation(self, ref: str) -> DataAuthorisation | None:
+        return next((a for a in self.authorisations if a.id == ref), None)
+
+
+class Management(Strict):
+    cidr: ipaddress.IPv4Network
+    vlan: int | None = Field(default=None, ge=1, le=4094, description="VLAN of the management network (hypervisors)")
+    vnet: ShortId | None = Field(default=None, description="Proxmox SDN VNet id of the management network")
+    controller: ipaddress.IPv4Address = Field(description="the controller's address on the management bridge")
+    gateway: ipaddress.IPv4Address = Field(description="the environment gateway's management address")
+
+
+class LxcSettings(Strict):
+    """The local LXC lab: bridges and containers on the controller itself."""
+
+    type: Literal["lxc"] = "lxc"
+
+
+class ProxmoxToken(Strict):
+    """A Proxmox API token; its secret comes from an environment variable or a file of mode 0600."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+![A-Za-z][A-Za-z0-9._-]*$")] = Field(
+        description="USER@REALM!TOKENID"
+    )
+    env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = "PROVISION_PVE_TOKEN"
+    file: str | None = Field(default=None, description="file holding the token secret; must be mode 0600")
+
+
+class ProxmoxSettings(Strict):
+    """A Proxmox VE cluster reached through its REST API."""
+
+    type: Literal["proxmox"]
+    host: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")] = Field(description="host[:port]")
+    node: Annotated[str, Field(pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$")]
+    token: ProxmoxToken
+    verify_tls: bool = True
+    ca_file: str | None = None
+    template: int = Field(ge=100, le=999999999, description="VMID of the template the machines are cloned from")
+    full_clone: bool = False
+    storage: str | None = Field(default=None, description="target storage for full clones")
+    bridge: Annotated[str, Field(pattern=r"^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$")] = "vmbr0"
+    zone: ShortId | None = Field(default=None, description="SDN VLAN zone id; default: 'pv' + 4 hex of the site")
+    realm: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9.-]{1,31}$")] = "pve"
+    nameserver: ipaddress.IPv4Address | None = None
+    datacenter_firewall: bool = Field(
+        default=False, description="switch the datacenter firewall on (needed for the security groups to filter)"
+    )
+    task_timeout: int = Field(default=600, ge=5, le=7200, description="seconds to wait for one Proxmox task")
+
+
+class LibvirtSettings(Strict):
+    """A KVM host managed through libvirt."""
+
+    type: Literal["libvirt"]
+    uri: str = "qemu:///system"
+    network_mode: Literal["openvswitch", "bridge"] = "openvswitch"
+    ovs_bridge: Annotated[str, Field(pattern=r"^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$")] | None = None
+    bridges: dict[str, Annotated[str, Field(pattern=r"^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$")]] = Field(
+        default_factory=dict, description="bridge mode: segment (environment or 'mgmt') -> host bridge per VLAN"
+    )
+    domain_type: Literal["kvm", "qemu"] = "kvm"
+    pool: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] = "provisioner"
+    pool_path: str = "/var/lib/provisioner/images"
+    image: str | None = Field(default=None, description="base qcow2; default: the one `provision image build` made")
+    tb_cache_mib: int = Field(default=128, ge=16, le=4096, description="TCG translation cache per guest (qemu type)")
+    ovs_datapath: Literal["system", "netdev"] = Field(
+        default="system", description="datapath of the bridge provision creates; netdev where openvswitch.ko is missing"
+    )
+    max_memory_mib: int | None = Field(
+        default=None, ge=128, le=1048576, description="caps each guest's memory from its size (small TCG labs)"
+    )
+
+
+BackendSettings = Annotated[LxcSettings | ProxmoxSettings | LibvirtSettings, Field(discriminator="type")]
+
+
+class Site(Strict):
+    site: SiteName
+    description: str = ""
+    backend: BackendSettings = Field(default_factory=LxcSettings)
+    management: Management
+    environments: list[Environment] = Field(min_length=1)
+    hosts: list[Host] = Field(default_factory=list)
+    people: list[Person] = Field(default_factory=list)
+    deploy: DeployIdentity | None = None
+    flows: list[Flow] = Field(default_factory=list)
+    releases: ReleaseRules = Field(default_factory=ReleaseRules)
+    waivers: list[Waiver] = Field(default_factory=list)
+    test_data: DataSettings = Field(default_factory=DataSettings)
+
+    # ---- lookups used everywhere -------------------------------------------------------------
+    def environment(self, name: str) -> Environment:
+        for env in self.environments:
+            if env.name == name:
+                return env
+        raise KeyError(name)
+
+    def hosts_in(self, env_name: str) -> list[Host]:
+        return [h for h in self.hosts if h.environment == env_name]
+
+    def person(self, name: str) -> Person | None:
+        return next((p for p in self.people if p.name == name), None)
+
+    def waiver(self, waiver_id: str) -> Waiver | None:
+        return next((w for w in self.waivers if w.id == waiver_id), None)

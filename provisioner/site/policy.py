@@ -1,0 +1,123 @@
+"""The separation policy derived from the site file: who may log in where, which flows pass, which
+service ports accept whom. Roles receive these facts through the inventory; checks compare against them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from provisioner.site.model import Environment, Host, Person, Site
+from provisioner.site.vocabulary import DEFAULT_ACCESS, HOST_ROLES, LEVEL_ORDER
+
+
+def access_level(site: Site, person: Person, env: Environment) -> str:
+    """none | login | sudo: the people roles' default for the tier, raised by grants in the site file."""
+    level = max((DEFAULT_ACCESS[role][env.tier] for role in person.roles), key=LEVEL_ORDER.__getitem__)
+    for grant in person.access:
+        if grant.environment == env.name and LEVEL_ORDER[grant.level] > LEVEL_ORDER[level]:
+            level = grant.level
+    return level
+
+
+def accounts_for(site: Site, env: Environment) -> list[dict[str, str]]:
+    accounts = []
+    for person in site.people:
+        level = access_level(site, person, env)
+        if level != "none":
+            accounts.append(
+                {"name": person.name, "full_name": person.full_name, "ssh_key": person.ssh_key, "level": level}
+            )
+    return accounts
+
+
+def deploy_envs(site: Site) -> list[str]:
+    if site.deploy is None:
+        return []
+    if site.deploy.environments is not None:
+        return list(site.deploy.environments)
+    return list(site.releases.path)
+
+
+def deploy_for(site: Site, env: Environment) -> dict[str, str] | None:
+    if site.deploy is None or env.name not in deploy_envs(site):
+        return None
+    return {"name": site.deploy.name, "ssh_key": site.deploy.ssh_key}
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A resolved flow: source subnet, destination addresses, ports."""
+
+    from_env: str
+    to_env: str
+    from_cidr: str
+    to_addresses: tuple[str, ...]
+    ports: tuple[int, ...]
+    proto: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "from": self.from_env,
+            "to": self.to_env,
+            "from_cidr": self.from_cidr,
+            "to_addresses": list(self.to_addresses),
+            "ports": list(self.ports),
+            "proto": self.proto,
+        }
+
+
+def resolved_flows(site: Site) -> list[Flow]:
+    flows = []
+    for flow in site.flows:
+        targets = [
+            str(h.address) for h in site.hosts_in(flow.to_env) if not flow.to_roles or set(flow.to_roles) & set(h.roles)
+        ]
+        flows.append(
+            Flow(
+                flow.from_env,
+                flow.to_env,
+                str(site.environment(flow.from_env).segment.cidr),
+                tuple(targets),
+                tuple(flow.ports),
+                flow.proto,
+            )
+        )
+    return flows
+
+
+def service_ports(host: Host) -> list[int]:
+    return sorted({port for role in host.roles for port in HOST_ROLES[role].ports})
+
+
+def app_hosts(site: Site, env_name: str) -> list[Host]:
+    return [h for h in site.hosts_in(env_name) if "app" in h.roles]
+
+
+def service_sources(site: Site, host: Host) -> list[dict[str, object]]:
+    """For each service port of `host`, the sources allowed to reach it.
+
+    Inside an environment: the database accepts its environment's app hosts (in production, only them);
+    other services accept the environment's own subnet. Between environments: only declared flows.
+    """
+    env = site.environment(host.environment)
+    services = []
+    for port in service_ports(host):
+        if port == 5432:
+            sources = [f"{h.address}/32" for h in app_hosts(site, env.name)]
+            if env.tier != "production":
+                sources = [str(env.segment.cidr)]
+        else:
+            sources = [str(env.segment.cidr)]
+        for flow in resolved_flows(site):
+            if flow.to_env == env.name and str(host.address) in flow.to_addresses and port in flow.ports:
+                sources.append(flow.from_cidr)
+        services.append({"port": port, "proto": "tcp", "sources": sorted(set(sources))})
+    return services
+
+
+def database_roles(site: Site, env: Environment) -> dict[str, list[str]]:
+    """Database login roles per kind: developers only outside production; admins everywhere."""
+    developers = [p.name for p in site.people if access_level(site, p, env) != "none" and "developer" in p.roles]
+    if env.tier == "production":
+        developers = []
+    admins = [p.name for p in site.people if "admin" in p.roles]
+    return {"developers": developers, "admins": admins}

@@ -1,0 +1,138 @@
+"""API flows of the Proxmox backend against the fake, in-process and without booting anything (the fake's
+VMs stay virtual, so apply does not wait for SSH): preflight refusals, task failures and timeouts, the nextid
+race between two applies, and what a destroy leaves."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import run_cli, write_site
+from pvecontract import keep
+from pvefake import FakePve
+from test_proxmox_design import proxmox_data
+
+from provisioner.backends.proxmox.backend import ProxmoxBackend
+from provisioner.backends.proxmox.client import PveError
+from provisioner.site.load import load_site
+from provisioner.workspace.site_state import SiteState
+
+pytest.importorskip("proxmoxer")
+
+
+@pytest.fixture
+def fake() -> Iterator[FakePve]:
+    server = FakePve(schema_version="9.1", node="pve1", task_seconds=0.05)
+    server.start()
+    server.add_storage("local-lvm")
+    server.add_bridge("vmbr0")
+    server.add_template(9000, name="debian12-cloud")
+    os.environ["PROVISION_PVE_TOKEN"] = server.add_token("root@pam", "provisioner", privsep=False)
+    yield server
+    keep(server)
+    server.stop()
+
+
+def small_data(fake: FakePve, name: str = "pvflow", **backend: object) -> dict:
+    data = proxmox_data(port=fake.port, **backend)
+    data["site"] = name
+    data["hosts"] = [h for h in data["hosts"] if h["name"] in ("dev-app1", "prod-db1")]
+    data["flows"] = []
+    return data
+
+
+def backend_for(tmp_path: Path, data: dict) -> ProxmoxBackend:
+    site = load_site(write_site(tmp_path / data["site"], data))
+    backend = ProxmoxBackend(site, SiteState(site.name, tmp_path / "state" / site.name))
+    backend.wait_for_ssh = False  # the fake's VMs are not booted here
+    return backend
+
+
+def converge(backend: ProxmoxBackend) -> None:
+    backend.preflight()
+    backend.apply(backend.plan(), lambda message: None)
+
+
+def site_vms(fake: FakePve, site: str) -> list[dict]:
+    api = fake.client(token_name="tests")  # a token of its own: the backend's stays as it is
+    return [r for r in api.cluster.resources.get(type="vm") if str(r.get("name")).startswith(f"{site}-")]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "key_path"),
+    [("node", "pve9", "backend.node"), ("template", 9001, "backend.template"), ("bridge", "vmbr7", "backend.bridge")],
+)
+def test_preflight_refuses_what_the_cluster_cannot_honour(fake, tmp_path, setting, value, key_path):
+    fake.add_vm(9001, {"name": "not-a-template", "memory": "512"})
+    path = write_site(tmp_path / "pvflow", small_data(fake, **{setting: value}))
+    start = len(fake.requests)
+    result = run_cli("plan", str(path))
+    assert result.rc == 2, result.stderr
+    assert key_path in result.stderr and str(path) in result.stderr
+    assert not [r for r in fake.requests[start:] if r.method != "GET"], "nothing may be touched"
+
+
+def test_a_failed_task_fails_the_apply_with_its_log_and_leaves_no_half_made_vm(fake, tmp_path):
+    backend = backend_for(tmp_path, small_data(fake))
+    fake.faults.fail_next_task("qmstart", "start failed: QEMU exited with code 1")
+    with pytest.raises(PveError, match=r"start failed: QEMU exited with code 1.*task log"):
+        converge(backend)
+    fake.wait_tasks()
+    assert all("ready" in str(vm.get("tags")) for vm in site_vms(fake, "pvflow")), "a half-made VM was left"
+    converge(backend_for(tmp_path, small_data(fake)))
+    assert backend_for(tmp_path, small_data(fake)).plan().empty
+
+
+def test_a_task_that_outlives_the_timeout_is_an_error_not_a_silent_success(fake, tmp_path):
+    backend = backend_for(tmp_path, small_data(fake, task_timeout=5))
+    fake.faults.slow_tasks = 200.0  # 0.05 s tasks take 10 s
+    with pytest.raises(PveError, match=r"still running after 5s"):
+        converge(backend)
+    fake.faults.slow_tasks = 1.0
+
+
+def test_two_applies_racing_for_vm_ids_both_converge(fake, tmp_path):
+    """`nextid` does not reserve: both sites are offered the same ids and the loser of each clone retries."""
+    backends = [backend_for(tmp_path / n, small_data(fake, name=n)) for n in ("pvrace", "pvrival")]
+    errors: list[BaseException] = []
+
+    def run(backend: ProxmoxBackend) -> None:
+        try:
+            converge(backend)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in backends]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    ids = [vm["vmid"] for site in ("pvrace", "pvrival") for vm in site_vms(fake, site)]
+    assert len(ids) == len(set(ids)) == 6
+    collisions = [r for r in fake.requests if r.route.endswith("/clone") and "already exists" in (r.reason or "")]
+    for backend in backends:
+        assert backend_for(backend.state.root.parent.parent, small_data(fake, name=backend.site.name)).plan().empty
+    print(f"clone collisions resolved: {len(collisions)}")
+
+
+def test_destroy_removes_every_object_of_the_site_and_nothing_else(fake, tmp_path):
+    fake.add_pool("someone-else", comment="not ours")
+    backend = backend_for(tmp_path, small_data(fake))
+    converge(backend)
+    destroy = backend_for(tmp_path, small_data(fake))
+    plan = destroy.destroy_plan()
+    assert {c.name for c in plan.changes if c.production} >= {"prod-db1", "prod", "pool-prod", "firewall-prod"}
+    destroy.apply(plan, lambda message: None)
+    destroy.cleanup_site()
+    assert site_vms(fake, "pvflow") == []
+    api = fake.client(token_name="tests")
+    assert [p["poolid"] for p in api.pools.get()] == ["someone-else"]
+    assert not [g for g in api.access.groups.get() if g["groupid"].startswith("pvflow-")]
+    assert not [u for u in api.access.users.get() if u["userid"] != "root@pam"]
+    assert not [v for v in api.cluster.sdn.vnets.get() if "pvflow" in str(v.get("alias"))]
+    assert not api.cluster.firewall.groups.get()
+    assert backend_for(tmp_path, small_data(fake)).discover().empty

@@ -1,0 +1,46 @@
+"""The generated inventory, and secrets masked in whatever the tool keeps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import EXAMPLE
+
+from provisioner.engine.ansible_runner import _scrub_environment
+from provisioner.engine.inventory import build_inventory
+from provisioner.engine.redact import MASK, Redactor
+from provisioner.site.load import load_site
+
+
+def test_inventory_groups_per_environment_role_and_tier():
+    inventory = build_inventory(load_site(EXAMPLE))
+    groups = inventory["all"]["children"]
+    assert set(groups["env_dev"]["hosts"]) == {"dev-app1", "dev-db1"}
+    assert groups["env_dev"]["vars"]["env_colour"] == "green"
+    assert groups["env_prod"]["vars"]["env_production"] is True
+    assert set(groups["role_app"]["hosts"]) == {"dev-app1", "test-app1", "prod-app1"}
+    assert set(groups["tier_production"]["children"]) == {"env_prod"}
+    assert groups["gateways"]["hosts"]["gateway"]["ansible_host"] == "10.90.0.254"
+    assert groups["env_test"]["hosts"]["test-db1"]["ansible_host"] == "10.90.20.21"
+
+
+def test_redactor_masks_every_secret_in_a_tree(tmp_path: Path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "stdout").write_text("password is s3cr3t-value, again s3cr3t-value")
+    (tmp_path / "b.json").write_text(json.dumps({"x": "token=abcd1234efgh"}))
+    redactor = Redactor(["s3cr3t-value", "abcd1234efgh", ""])
+    assert redactor.tree(tmp_path) == 2
+    assert "s3cr3t" not in (tmp_path / "a" / "stdout").read_text()
+    assert MASK in (tmp_path / "b.json").read_text()
+
+
+def test_environment_secrets_are_masked_in_the_recorded_command(tmp_path: Path):
+    job = tmp_path / "artifacts" / "job"
+    job.mkdir(parents=True)
+    env = {"PROXMOX_TOKEN": "pve-token-value", "DB_PASSWORD": "pw", "HOME": "/root", "ANSIBLE_PRIVATE_KEY_FILE": "/k"}
+    (job / "command").write_text(json.dumps({"command": ["ansible-playbook"], "env": env}))
+    _scrub_environment(tmp_path)
+    recorded = json.loads((job / "command").read_text())["env"]
+    assert recorded["PROXMOX_TOKEN"] == MASK and recorded["DB_PASSWORD"] == MASK
+    assert recorded["HOME"] == "/root" and recorded["ANSIBLE_PRIVATE_KEY_FILE"] == "/k"
