@@ -6,8 +6,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from provisioner.engine.desired import DesiredState, desired_state
-from provisioner.engine.planner import Action, Change, Kind, Plan
+from provisioner.planning.desired import DesiredState, desired_state
+from provisioner.planning.planner import Action, Change, Kind, Plan
 from provisioner.site.load import LoadedSite
 from provisioner.workspace.site_state import SiteState
 

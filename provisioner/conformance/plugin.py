@@ -9,11 +9,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from provisioner.conformance.controls import CONTROLS
+from provisioner.conformance.results import CheckResult, Status
 from provisioner.remote.ssh import Remote
 from provisioner.site.load import LoadedSite, load_site
 from provisioner.site.model import Host, Person
@@ -154,38 +155,34 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     record: Evidence | None = getattr(item, "_provision_evidence", None)
     callspec = getattr(item, "callspec", None)
     subject = ",".join(str(v) for v in callspec.params.values()) if callspec else "site"
-    status = "pass" if report.passed else "skip" if report.skipped else "fail"
+    status: Status = "pass" if report.passed else "skip" if report.skipped else "fail"
     detail = ""
     if report.failed:
         detail = (str(call.excinfo.value) if call.excinfo else report.longreprtext).strip().splitlines()[0]
     elif report.skipped and isinstance(report.longrepr, tuple):
         detail = str(report.longrepr[2])
-    report.user_properties.append(
-        (
-            "provision",
-            {
-                "control": marker.args[0],
-                "check": item.originalname if hasattr(item, "originalname") else item.name,
-                "host": subject,
-                "status": status,
-                "expected": record.expected if record else "",
-                "observed": record.observed if record else "",
-                "evidence": "\n".join([*(record.lines if record else []), detail]).strip()[:4000],
-                "rows": record.rows if record else [],
-                "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "duration": round(report.duration, 3),
-            },
-        )
-    )
+    result: CheckResult = {
+        "control": marker.args[0],
+        "check": item.originalname if hasattr(item, "originalname") else item.name,
+        "host": subject,
+        "status": status,
+        "expected": record.expected if record else "",
+        "observed": record.observed if record else "",
+        "evidence": "\n".join([*(record.lines if record else []), detail]).strip()[:4000],
+        "rows": record.rows if record else [],
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "duration": round(report.duration, 3),
+    }
+    report.user_properties.append(("provision", result))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     for name, value in report.user_properties:
         if name == "provision":
-            _RESULTS.append(value)
+            _RESULTS.append(cast(CheckResult, value))
 
 
-_RESULTS: list[dict[str, Any]] = []
+_RESULTS: list[CheckResult] = []
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from provisioner.ansible_run.runner import new_run_dir
 from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.history import record_run
 from provisioner.conformance.waivers import apply_waivers, summarise
-from provisioner.engine.ansible_runner import new_run_dir
-from provisioner.engine.redact import Redactor
 from provisioner.errors import ProvisionError
 from provisioner.site.load import LoadedSite
+from provisioner.workspace.redact import Redactor
 from provisioner.workspace.site_state import SiteState
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"

@@ -5,17 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
+from provisioner.ansible_run.inventory import inventory_path, write_inventory
+from provisioner.ansible_run.progress import Progress
+from provisioner.ansible_run.runner import RunResult, run_playbook, write_ansible_cfg
 from provisioner.backends import backend_for
 from provisioner.backends.base import Backend
-from provisioner.engine.ansible_runner import RunResult, run_playbook, write_ansible_cfg
-from provisioner.engine.inventory import inventory_path, write_inventory
-from provisioner.engine.planner import Change, Plan
-from provisioner.engine.progress import Progress
 from provisioner.errors import ProvisionError, RefusedError
-from provisioner.site.load import LoadedSite
+from provisioner.planning.planner import Action, Change, Plan
+from provisioner.site.load import LoadedSite, load_site
 from provisioner.workspace.secrets import ensure_site_secrets
 from provisioner.workspace.site_state import SiteState
+
+# what the command line shows of a plan and a run, so it needs nothing below the engine
+__all__ = ["Action", "ApplyResult", "LoadedSite", "Plan", "Progress", "apply", "destroy", "load", "plan", "status"]
 
 
 @dataclass
@@ -91,12 +95,36 @@ def destroy(
         return the_plan
 
 
-def status(site: LoadedSite) -> dict[str, object]:
+class MachineStatus(TypedDict):
+    name: str
+    kind: str
+    environment: str | None
+    address: str
+    state: str  # running, stopped, missing or half-built
+    drift: list[str]
+
+
+class SegmentStatus(TypedDict):
+    segment: str
+    cidr: str
+    vlan: int | None
+    present: bool
+
+
+class SiteStatus(TypedDict):
+    site: str
+    backend: str
+    segments: list[SegmentStatus]
+    machines: list[MachineStatus]
+    unmanaged: list[str]
+
+
+def status(site: LoadedSite) -> SiteStatus:
     backend = backend_for(site)
     backend.preflight()
     actual = backend.discover()
     desired = backend.desired
-    rows = []
+    rows: list[MachineStatus] = []
     for spec in desired.machines:
         have = actual.machines.get(spec.name)
         rows.append(
@@ -114,8 +142,13 @@ def status(site: LoadedSite) -> dict[str, object]:
             }
         )
     extra = [m.name for m in actual.machines.values() if m.name not in {s.name for s in desired.machines}]
-    segments = [
+    segments: list[SegmentStatus] = [
         {"segment": s.key, "cidr": str(s.cidr), "vlan": s.vlan, "present": s.key in actual.segments}
         for s in desired.segments
     ]
     return {"site": site.name, "backend": backend.name, "segments": segments, "machines": rows, "unmanaged": extra}
+
+
+def load(site: str | None) -> LoadedSite:
+    """The site file, checked: a site name under inventories/, a site directory or a site.yml path."""
+    return load_site(site)

@@ -242,8 +242,8 @@ def name_lists() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(first), frozenset(last)
 
 
-def _names(source: object) -> list[str]:
-    return list(source.keys()) if isinstance(source, dict) else list(source)  # type: ignore[union-attr]
+def _names(source: dict[str, object] | list[str] | tuple[str, ...]) -> list[str]:
+    return list(source.keys()) if isinstance(source, dict) else list(source)
 
 
 def find_name(value: str) -> bool:

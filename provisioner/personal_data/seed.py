@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from faker import Faker
@@ -19,7 +20,7 @@ from provisioner.personal_data.detectors import SYNTHETIC_DOMAIN
 class TableData:
     name: str
     columns: list[tuple[str, str]]  # (name, SQL type)
-    rows: list[tuple[object, ...]]
+    rows: Sequence[tuple[object, ...]]
 
     def digest(self) -> str:
         """A digest of the generated content: the same seed gives the same digest (reproducibility)."""

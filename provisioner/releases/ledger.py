@@ -103,7 +103,8 @@ class Ledger:
             ):
                 found.append(LedgerProblem(number, "signature does not verify"))
             previous = str(entry.get("hash", ""))
-            last_seq = entry.get("seq") if isinstance(entry.get("seq"), int) else last_seq + 1
+            seq = entry.get("seq")
+            last_seq = seq if isinstance(seq, int) else last_seq + 1
         found.extend(self._head_problems(len(lines), previous, public, signer))
         return found
 

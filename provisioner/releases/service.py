@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioner.engine.ansible_runner import run_playbook
-from provisioner.engine.inventory import env_group, inventory_path, role_group
+from provisioner.ansible_run.inventory import env_group, inventory_path, role_group
+from provisioner.ansible_run.runner import run_playbook
 from provisioner.errors import ProvisionError, RefusedError
 from provisioner.releases import artifacts, identity, rules
 from provisioner.releases.history import History, Release, replay

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import testinfra
 
-from provisioner.engine.redact import Redactor
+from provisioner.workspace.redact import Redactor
 from provisioner.workspace.site_state import AUTOMATION_USER, SiteState
 
 # Runs on a lab host: opens TCP connections in parallel and says how each one ended.

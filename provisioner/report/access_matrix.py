@@ -99,7 +99,7 @@ def account_level(account: dict[str, Any], allowgroups: list[str]) -> HostAccess
     user = str(account["user"])
     shell = str(account.get("shell", ""))
     groups = set(account.get("groups", []))
-    reasons = []
+    reasons: list[str] = []
     can_login = True
     if not account.get("keys"):
         can_login, reasons = False, [*reasons, "no authorized key"]

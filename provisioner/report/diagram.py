@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provisioner.backends.base import Attachment
-from provisioner.engine.desired import MGMT
 from provisioner.errors import ProvisionError
+from provisioner.planning.desired import MGMT
 from provisioner.site.model import Site
 
 OPEN_OUTCOMES = ("connected", "refused", "open")
@@ -89,7 +89,9 @@ def to_dot(
         "  edge [fontname=Helvetica, fontsize=9];",
         '  gateway [label="environment gateway\\n(default deny)", shape=hexagon, style=filled, fillcolor="#e0e0e0"];',
     ]
-    segments = [(e.name, e.segment.vlan, str(e.segment.cidr), e.tier) for e in site.environments]
+    segments: list[tuple[str, int | None, str, str]] = [
+        (e.name, e.segment.vlan, str(e.segment.cidr), e.tier) for e in site.environments
+    ]
     segments.append((MGMT, site.management.vlan, str(site.management.cidr), "management"))
     for name, vlan, cidr, tier in segments:
         live = name in live_segments

@@ -9,13 +9,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from provisioner.engine.redact import Redactor
 from provisioner.errors import InputError
 from provisioner.report.junit import render_junit
 from provisioner.report.manifest import write_manifest
 from provisioner.report.oscal import render_oscal
 from provisioner.report.render_html import render_html
 from provisioner.report.render_pdf import render_pdf
+from provisioner.workspace.redact import Redactor
 from provisioner.workspace.site_state import SiteState
 
 HTML, PDF, JSON_FILE, JUNIT, OSCAL, SVG, DOT = (

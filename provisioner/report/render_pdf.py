@@ -10,4 +10,5 @@ def render_pdf(html_text: str) -> bytes:
 
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     logging.getLogger("fontTools").setLevel(logging.ERROR)
-    return weasyprint.HTML(string=html_text).write_pdf()
+    pdf: bytes = weasyprint.HTML(string=html_text).write_pdf()
+    return pdf

@@ -116,13 +116,13 @@ def _hosts(site: Site, today: dt.date) -> Iterator[Problem]:
         taken[env.segment.gateway] = f"the gateway of '{env.name}'"
     for index, host in enumerate(site.hosts):
         path: KeyPath = ("hosts", index)
-        env = envs.get(host.environment)
-        if env is None:
+        host_env = envs.get(host.environment)
+        if host_env is None:
             yield ((*path, "environment"), f"unknown environment '{host.environment}'; allowed: {_allowed(set(envs))}")
             continue
-        cidr = env.segment.cidr
+        cidr = host_env.segment.cidr
         if host.address not in cidr:
-            yield ((*path, "address"), f"{host.address} is outside the '{env.name}' segment {cidr}")
+            yield ((*path, "address"), f"{host.address} is outside the '{host_env.name}' segment {cidr}")
         elif host.address in (cidr.network_address, cidr.broadcast_address):
             yield ((*path, "address"), f"{host.address} is the network or broadcast address of {cidr}")
         elif host.address in taken:

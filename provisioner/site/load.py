@@ -12,10 +12,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from provisioner.errors import SiteError, SiteProblem
+from provisioner.paths import inventories_dir
 from provisioner.site.checks import check_site
 from provisioner.site.model import PATTERN_HELP, Site
 from provisioner.site.yamlsource import KeyPath, YamlSource, format_path, load_yaml
-from provisioner.workspace.paths import inventories_dir
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from provisioner.controller.shell import run
 from provisioner.errors import ProvisionError
-from provisioner.workspace.paths import site_state_dir
+from provisioner.paths import site_state_dir
 
 AUTOMATION_USER = "provision"
 

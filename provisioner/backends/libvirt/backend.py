@@ -28,9 +28,9 @@ from urllib.parse import urlparse
 from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, Backend, Report
 from provisioner.backends.lxc.backend import GATEWAY_FORWARDING_DROPIN, GATEWAY_NFTABLES
 from provisioner.backends.network import hostguard, links
-from provisioner.engine.desired import MGMT, MachineSpec, SegmentSpec
-from provisioner.engine.planner import Action, Change, Kind, Plan
 from provisioner.errors import BackendError, ProvisionError
+from provisioner.planning.desired import MGMT, MachineSpec, SegmentSpec
+from provisioner.planning.planner import Action, Change, Kind, Plan
 from provisioner.site.model import LibvirtSettings
 from provisioner.site.vocabulary import SIZE_RESOURCES
 from provisioner.workspace.hostkeys import new_host_key

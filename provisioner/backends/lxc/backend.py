@@ -12,9 +12,9 @@ from provisioner.backends.base import ActualMachine, ActualSegment, ActualState,
 from provisioner.backends.lxc import base_image, containers
 from provisioner.backends.lxc.containers import SeedFile
 from provisioner.backends.network import hostguard, links
-from provisioner.engine.desired import MGMT, MachineSpec, SegmentSpec
-from provisioner.engine.planner import Action, Change, Kind, Plan
 from provisioner.errors import BackendError, ProvisionError
+from provisioner.planning.desired import MGMT, MachineSpec, SegmentSpec
+from provisioner.planning.planner import Action, Change, Kind, Plan
 from provisioner.remote.wait import require_ssh
 from provisioner.workspace.hostkeys import HostKey, new_host_key
 from provisioner.workspace.site_state import AUTOMATION_USER

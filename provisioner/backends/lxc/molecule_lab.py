@@ -31,12 +31,12 @@ from typing import Any
 
 import yaml
 
+from provisioner.ansible_run.inventory import build_inventory
 from provisioner.backends.lxc.backend import LxcBackend
-from provisioner.engine.desired import GATEWAY
-from provisioner.engine.inventory import build_inventory
 from provisioner.errors import ProvisionError
+from provisioner.paths import inventories_dir
+from provisioner.planning.desired import GATEWAY
 from provisioner.site.load import LoadedSite, load_site
-from provisioner.workspace.paths import inventories_dir
 from provisioner.workspace.secrets import ensure_site_secrets
 from provisioner.workspace.site_state import AUTOMATION_USER, SiteState
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from provisioner.backends.proxmox.names import Names
-from provisioner.engine.desired import MGMT
+from provisioner.planning.desired import MGMT
 from provisioner.site.model import Site
 from provisioner.site.vocabulary import DEFAULT_ACCESS, LEVEL_ORDER
 

@@ -21,9 +21,9 @@ from provisioner.backends.proxmox.client import CallCounter, PveClient, PveError
 from provisioner.backends.proxmox.machines import VmidAllocator, VmLifecycle
 from provisioner.backends.proxmox.names import READY_TAG, Names, parse_tags, tag_value
 from provisioner.backends.proxmox.network import SdnWriter, vnet_design, vnet_drift
-from provisioner.engine.desired import MGMT, MachineSpec
-from provisioner.engine.planner import Action, Change, Kind, Plan
 from provisioner.errors import BackendError, InputError, ProvisionError
+from provisioner.planning.desired import MGMT, MachineSpec
+from provisioner.planning.planner import Action, Change, Kind, Plan
 from provisioner.remote.wait import require_ssh
 from provisioner.site.load import LoadedSite
 from provisioner.site.model import ProxmoxSettings

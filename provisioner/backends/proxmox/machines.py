@@ -16,8 +16,8 @@ from urllib.parse import quote
 
 from provisioner.backends.proxmox.client import ATTEMPTS, PveClient, PveError
 from provisioner.backends.proxmox.names import Names
-from provisioner.engine.desired import MachineSpec
-from provisioner.engine.planner import Kind
+from provisioner.planning.desired import MachineSpec
+from provisioner.planning.planner import Kind
 from provisioner.site.model import ProxmoxSettings
 from provisioner.site.vocabulary import SIZE_RESOURCES
 from provisioner.workspace.site_state import AUTOMATION_USER

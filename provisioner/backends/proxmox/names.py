@@ -7,7 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from provisioner.engine.desired import MGMT, MachineSpec
+from provisioner.planning.desired import MGMT, MachineSpec
 from provisioner.site.model import Site
 
 READY_TAG = "ready"  # set last: a VM of the site without it was left half-built

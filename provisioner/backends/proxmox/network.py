@@ -9,7 +9,7 @@ from typing import Any
 
 from provisioner.backends.proxmox.client import PveClient, PveError
 from provisioner.backends.proxmox.names import Names
-from provisioner.engine.desired import MGMT, SegmentSpec
+from provisioner.planning.desired import MGMT, SegmentSpec
 
 
 @dataclass(frozen=True)

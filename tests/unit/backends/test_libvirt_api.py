@@ -15,13 +15,13 @@ import yaml
 from helpers import ROOT, run_cli, write_site
 from rich.console import Console
 
+from provisioner.ansible_run.progress import Progress
 from provisioner.backends import backend_for
 from provisioner.backends.libvirt import xmlspec
 from provisioner.backends.libvirt.backend import LibvirtBackend
 from provisioner.engine import operations
-from provisioner.engine.planner import Action
-from provisioner.engine.progress import Progress
 from provisioner.errors import BackendError, RefusedError
+from provisioner.planning.planner import Action
 from provisioner.site.load import load_site
 
 libvirt = pytest.importorskip("libvirt")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from helpers import EXAMPLE
 
-from provisioner.engine.ansible_runner import _scrub_environment
-from provisioner.engine.inventory import build_inventory
-from provisioner.engine.redact import MASK, Redactor
+from provisioner.ansible_run.inventory import build_inventory
+from provisioner.ansible_run.runner import _scrub_environment
 from provisioner.site.load import load_site
+from provisioner.workspace.redact import MASK, Redactor
 
 
 def test_inventory_groups_per_environment_role_and_tier():

@@ -6,8 +6,8 @@ import pytest
 from helpers import EXAMPLE
 
 from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, destroy_changes, plan_changes
-from provisioner.engine.desired import desired_state
-from provisioner.engine.planner import Action, Kind
+from provisioner.planning.desired import desired_state
+from provisioner.planning.planner import Action, Kind
 from provisioner.site.load import load_site
 
 

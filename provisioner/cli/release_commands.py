@@ -1,4 +1,4 @@
-"""`provision release …`: the path to live (CHG-1..4), a thin layer over provisioner.releases.service."""
+"""`provision release …`: the path to live (CHG-1..4), a thin layer over the engine's release book."""
 
 from __future__ import annotations
 
@@ -9,14 +9,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from provisioner.cli import JsonOpt, _emit, _fail, _load, out
-from provisioner.errors import ProvisionError
-from provisioner.releases.history import Release
-from provisioner.releases.rules import release_path, require_release
-from provisioner.releases.service import ReleaseBook, describe
-from provisioner.workspace.site_state import operator
+from provisioner.cli.common import JsonOpt, emit, handled, load, out
+from provisioner.engine.releasing import (
+    Release,
+    ReleaseBook,
+    describe,
+    open_book,
+    operator,
+    release_path,
+    require_release,
+)
 
-release_app = typer.Typer(
+app = typer.Typer(
     help="Releases: one-way Dev -> Test -> Prod, four-eyes approval, a signed ledger.", no_args_is_help=True
 )
 
@@ -27,11 +31,12 @@ SiteOpt = Annotated[
 ReleaseArg = Annotated[str, typer.Argument(help="release id, such as r1 (see `provision release log`)")]
 
 
-def _book(site: str | None, as_json: bool) -> ReleaseBook:
-    return ReleaseBook.open(_load(site, as_json))
+def _book(site: str | None) -> ReleaseBook:
+    return open_book(load(site))
 
 
-@release_app.command("create")
+@app.command("create")
+@handled()
 def create(
     artifact: Annotated[Path, typer.Option("--artifact", help="the release: a .tar.gz with a VERSION file")],
     author: Annotated[str, typer.Option("--as", help="the person who built it (a name from people:)")],
@@ -39,18 +44,16 @@ def create(
     as_json: JsonOpt = False,
 ) -> None:
     """Record a new release: its artifact's SHA-256 and its author."""
-    book = _book(site, as_json)
-    try:
-        entry = book.create(artifact, author)
-    except ProvisionError as exc:
-        _fail(exc, as_json)
+    book = _book(site)
+    entry = book.create(artifact, author)
     if as_json:
-        _emit(_public(entry))
+        emit(_public(entry))
     else:
         out.print(f"release [bold]{entry['release']}[/bold] {entry['version']} {entry['digest']} by {author}")
 
 
-@release_app.command("approve")
+@app.command("approve")
+@handled()
 def approve(
     release: ReleaseArg,
     person: Annotated[str, typer.Option("--as", help="the approver (a person with role approver or admin)")],
@@ -58,20 +61,18 @@ def approve(
     as_json: JsonOpt = False,
 ) -> None:
     """Approve a release for production; its author cannot."""
-    book = _book(site, as_json)
-    try:
-        entry = book.approve(release, person)
-    except ProvisionError as exc:
-        _fail(exc, as_json)
+    book = _book(site)
+    entry = book.approve(release, person)
     if as_json:
-        _emit(_public(entry) if entry else {"release": release, "approved_by": person, "recorded": False})
+        emit(_public(entry) if entry else {"release": release, "approved_by": person, "recorded": False})
     elif entry is None:
         out.print(f"{person} had already approved {release}; nothing recorded")
     else:
         out.print(f"{release} approved by {person}")
 
 
-@release_app.command("deploy")
+@app.command("deploy")
+@handled()
 def deploy(
     release: ReleaseArg,
     env: Annotated[str, typer.Option("--env", help="target environment, the next step on the release path")],
@@ -83,28 +84,23 @@ def deploy(
     as_json: JsonOpt = False,
 ) -> None:
     """Deploy a release to an environment as the deploy identity, if the path to live allows it."""
-    book = _book(site, as_json)
-    try:
-        entry = book.deploy(release, env, actor or operator(), key=key)
-    except ProvisionError as exc:
-        _fail(exc, as_json)
+    book = _book(site)
+    entry = book.deploy(release, env, actor or operator(), key=key)
     if as_json:
-        _emit(_public(entry))
+        emit(_public(entry))
     else:
         out.print(f"{release} deployed to {env} as {entry['identity']}; run artifacts: {entry['run']}", highlight=False)
 
 
-@release_app.command("log")
+@app.command("log")
+@handled()
 def log(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
     """Every release, where it runs and who approved it."""
-    book = _book(site, as_json)
-    try:
-        history = book.history()
-    except ProvisionError as exc:
-        _fail(exc, as_json)
+    book = _book(site)
+    history = book.history()
     required = book.site.model.releases.required_approvals
     if as_json:
-        _emit({"releases": [describe(r, required) for r in history.releases.values()], "current": history.current})
+        emit({"releases": [describe(r, required) for r in history.releases.values()], "current": history.current})
         return
     path = release_path(book.site.model)
     table = Table(title=f"Releases of site '{book.site.name}'")
@@ -118,17 +114,15 @@ def log(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
     out.print(table)
 
 
-@release_app.command("show")
+@app.command("show")
+@handled()
 def show(release: ReleaseArg, site: SiteOpt = None, as_json: JsonOpt = False) -> None:
     """One release's record: artifact, author, deployments, verifications and approvals."""
-    book = _book(site, as_json)
-    try:
-        rel = require_release(book.history(), release)
-    except ProvisionError as exc:
-        _fail(exc, as_json)
+    book = _book(site)
+    rel = require_release(book.history(), release)
     data = describe(rel, book.site.model.releases.required_approvals)
     if as_json:
-        _emit(data)
+        emit(data)
         return
     out.print(f"[bold]{rel.id}[/bold] version {rel.version}  {rel.digest}", highlight=False)
     out.print(f"artifact {rel.artifact}, created {rel.created} by {rel.author}", highlight=False)
@@ -140,14 +134,15 @@ def show(release: ReleaseArg, site: SiteOpt = None, as_json: JsonOpt = False) ->
         out.print(f"verify in {v['env']} at {v['time']}: {v['result']}; {v['run']}", highlight=False)
 
 
-@release_app.command("verify-ledger")
+@app.command("verify-ledger")
+@handled()
 def verify_ledger(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
     """Check the ledger's hash chain, signatures and head: any edit, reordering or deletion fails (exit 1)."""
-    book = _book(site, as_json)
+    book = _book(site)
     problems = book.ledger.problems()
     entries = len(book.ledger.entries()) if not problems else None
     if as_json:
-        _emit({"ledger": str(book.ledger.path), "ok": not problems, "problems": [str(p) for p in problems]})
+        emit({"ledger": str(book.ledger.path), "ok": not problems, "problems": [str(p) for p in problems]})
     elif problems:
         for problem in problems:
             out.print(f"[red]{escape(str(problem))}[/red]", highlight=False)

@@ -7,7 +7,7 @@ import ipaddress
 import json
 from dataclasses import asdict, dataclass, field
 
-from provisioner.engine.planner import Kind
+from provisioner.planning.planner import Kind
 from provisioner.site.model import Site
 
 MGMT = "mgmt"

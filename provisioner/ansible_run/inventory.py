@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from provisioner.engine.desired import GATEWAY, MGMT, gateway_interface_names
+from provisioner.planning.desired import GATEWAY, MGMT, gateway_interface_names
 from provisioner.site import policy
 from provisioner.site.load import LoadedSite
 from provisioner.site.vocabulary import COLOURS

@@ -17,8 +17,8 @@ from typing import Any
 
 import ansible_runner
 
-from provisioner.engine.redact import Redactor
-from provisioner.workspace.paths import playbooks_dir, roles_dir
+from provisioner.paths import playbooks_dir, roles_dir
+from provisioner.workspace.redact import Redactor
 from provisioner.workspace.site_state import SiteState
 
 EventSink = Callable[[dict[str, Any]], None]

@@ -11,7 +11,7 @@ def project_root() -> Path:
     override = os.environ.get("PROVISION_HOME")
     if override:
         return Path(override).resolve()
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[1]
 
 
 def inventories_dir() -> Path:

@@ -1,0 +1,137 @@
+"""`provision verify` and `provision report`: the conformance suite and the auditor's evidence pack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from provisioner.cli.common import JsonOpt, SiteArg, emit, err, handled, load, out
+from provisioner.engine import evidence
+from provisioner.errors import ExitCode, InputError
+
+app = typer.Typer()
+
+
+@app.command()
+@handled()
+def verify(
+    site: SiteArg = None,
+    workers: Annotated[int, typer.Option("--workers", "-n", min=1, max=32, help="parallel workers")] = 4,
+    keys: Annotated[
+        str | None, typer.Option("--keys", help="folder of people's private keys for login attempts")
+    ] = None,
+    select: Annotated[str | None, typer.Option("-k", help="only checks matching this pytest expression")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the conformance suite: read state from the hosts and attempt what must fail. Exit 1 if a control fails."""
+    loaded = load(site)
+    verification = evidence.verify(loaded, workers=workers, keys_dir=Path(keys) if keys else None, select=select)
+    if verification.ledger_problem:
+        err.print(
+            f"[yellow]not recorded in the release ledger:[/yellow] {escape(verification.ledger_problem)}",
+            highlight=False,
+        )
+    result, recorded = verification.result, verification.releases_verified
+    summary = result.by_control()
+    if as_json:
+        emit(
+            {
+                "site": loaded.name,
+                "ok": result.ok,
+                "run_dir": str(result.run_dir),
+                "controls": summary,
+                "failures": result.failed,
+                "releases_verified": recorded,
+            }
+        )
+    else:
+        table = Table(title=f"Conformance of site '{loaded.name}' (ISO 27001:2022 A.8.31)")
+        for column in ("control", "title", "pass", "fail", "skip", "status"):
+            table.add_column(column)
+        for cid, counts in summary.items():
+            status = (
+                "[red]FAIL[/red]"
+                if counts["fail"]
+                else "[yellow]WAIVED[/yellow]"
+                if counts.get("waived")
+                else "[green]PASS[/green]"
+                if counts["pass"]
+                else "skipped"
+            )
+            title = evidence.control_title(cid)
+            table.add_row(cid, title, str(counts["pass"]), str(counts["fail"]), str(counts["skip"]), status)
+        out.print(table)
+        for failure in result.failed:
+            out.print(
+                f"[red]{failure['control']}[/red] {escape(failure['check'] + '[' + failure['host'] + ']')}: "
+                f"{escape(failure['evidence'].splitlines()[-1] if failure['evidence'] else failure['observed'])}",
+                highlight=False,
+            )
+        out.print(f"results (JSON, JUnit XML): {result.run_dir}", highlight=False)
+    if not result.ok:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+@app.command(
+    context_settings={"help_option_names": ["--help", "-h"]},
+    epilog="`provision report verify DIR [--key FILE]` checks a pack: every file against MANIFEST.sha256 and the "
+    "signature over it (by FILE's key when given). Exit 0 if it holds; 1 naming the file that does not.",
+)
+@handled()
+def report(
+    target: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[SITE] | verify DIR", help="the site to report on; or `verify DIR` to check a pack"),
+    ] = None,
+    out_dir: Annotated[
+        str | None,
+        typer.Option("--out", help="folder for the pack (new or empty); default <state>/evidence/reports/<time>"),
+    ] = None,
+    trusted_key: Annotated[
+        str | None,
+        typer.Option("--key", metavar="FILE", help="with `verify`: the public key the pack must be signed with"),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The auditor's evidence pack (DOC-1) from the latest verify run and live state: HTML, PDF, JSON, JUnit,
+    OSCAL, network diagram, signed checksum manifest."""
+    args = list(target or [])
+    if args and args[0] == "verify":
+        if len(args) != 2:
+            raise InputError("usage: provision report verify DIR")
+        _report_verify(Path(args[1]), Path(trusted_key) if trusted_key else None, as_json)
+        return
+    if len(args) > 1:
+        raise InputError(f"one site expected, got {' '.join(args)}")
+    loaded = load(args[0] if args else None)
+    pack = evidence.write_report(loaded, Path(out_dir) if out_dir else None)
+    data, folder = pack.data, pack.folder
+    failing = [c["id"] for c in data["controls"] if c["status"] == "fail"]
+    if as_json:
+        emit({"site": loaded.name, "pack": str(folder), "verify_run": data["verify_run"], "failing": failing,
+               "differences": data["live"]["differences"]})  # fmt: skip
+        return
+    for question in data["questions"]:
+        out.print(f"{question['id']} {question['status']}: {escape(question['answer'])}", highlight=False)
+    if failing:
+        out.print(f"[red]failing controls:[/red] {', '.join(failing)}", highlight=False)
+    for difference in data["live"]["differences"]:
+        out.print(f"[red]differs from the site file:[/red] {escape(difference)}", highlight=False)
+    out.print(f"evidence pack: {folder}", highlight=False)
+
+
+def _report_verify(folder: Path, key_file: Path | None, as_json: bool) -> None:
+    problems = evidence.check_pack(folder, key_file)
+    if as_json:
+        emit({"pack": str(folder), "ok": not problems, "problems": problems})
+    elif problems:
+        for problem in problems:
+            err.print(f"[red]tampered:[/red] {escape(problem)}", highlight=False)
+    else:
+        out.print(f"[green]intact:[/green] every file of {folder} matches its signed manifest", highlight=False)
+    if problems:
+        raise typer.Exit(int(ExitCode.FAILED))

@@ -1,0 +1,20 @@
+"""The Debian base images hosts are cloned from, built once per recipe."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+Say = Callable[[str], None]
+
+
+def build_lxc_base(say: Say, extra_packages: list[str]) -> Path:
+    from provisioner.backends.lxc import base_image
+
+    return base_image.ensure_base(base_image.lxc_path(), say=say, extra_packages=extra_packages)
+
+
+def build_libvirt_guest(say: Say, extra_packages: list[str]) -> Path:
+    from provisioner.backends.libvirt import guest_image
+
+    return guest_image.ensure_built(say=say, extra_packages=extra_packages).directory
