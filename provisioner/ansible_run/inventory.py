@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from provisioner.planning.desired import GATEWAY, MGMT, gateway_interface_names
 from provisioner.site import policy
 from provisioner.site.load import LoadedSite
 from provisioner.site.vocabulary import COLOURS
+from provisioner.workspace.files import write_atomic
 from provisioner.workspace.site_state import AUTOMATION_USER
 
 HEADER = (
@@ -110,7 +110,4 @@ def write_inventory(site: LoadedSite, ansible_cfg: Path, nic_naming: str = "name
     text = HEADER.format(site_file=site.path.name, cfg=ansible_cfg, inventory=path) + yaml.safe_dump(
         build_inventory(site, nic_naming), sort_keys=False, default_flow_style=False
     )
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, text)

@@ -71,6 +71,12 @@ def handled(interrupted: str | None = None) -> Callable[[Command], Command]:
     return wrap
 
 
+def failed_if(failed: bool) -> None:
+    """Exit 1 (the operation ran and found or left something wrong) when `failed`."""
+    if failed:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
 def load(site: str | None) -> LoadedSite:
     return operations.load(site)
 

@@ -7,9 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from provisioner.cli.common import EnvOpt, JsonOpt, SiteArg, emit, handled, load, out, public
+from provisioner.cli.common import EnvOpt, JsonOpt, SiteArg, emit, failed_if, handled, load, out, public
 from provisioner.engine import test_data
-from provisioner.errors import ExitCode
 
 app = typer.Typer(
     help="Test data (DATA-1..3): synthetic seeding, authorised anonymised refresh, the personal-data scan.",
@@ -111,5 +110,4 @@ def data_scan(
         else:
             out.print("[green]clean[/green]: no personal data found", highlight=False)
         out.print(f"scan record: {report['file']}", highlight=False)
-    if report["findings"]:
-        raise typer.Exit(int(ExitCode.FAILED))
+    failed_if(bool(report["findings"]))

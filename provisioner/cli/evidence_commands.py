@@ -9,9 +9,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from provisioner.cli.common import JsonOpt, SiteArg, emit, err, handled, load, out
+from provisioner.cli.common import JsonOpt, SiteArg, emit, err, failed_if, handled, load, out
 from provisioner.engine import evidence
-from provisioner.errors import ExitCode, InputError
+from provisioner.errors import InputError
 
 app = typer.Typer()
 
@@ -72,8 +72,7 @@ def verify(
                 highlight=False,
             )
         out.print(f"results (JSON, JUnit XML): {result.run_dir}", highlight=False)
-    if not result.ok:
-        raise typer.Exit(int(ExitCode.FAILED))
+    failed_if(not result.ok)
 
 
 @app.command(
@@ -133,5 +132,4 @@ def _report_verify(folder: Path, key_file: Path | None, as_json: bool) -> None:
             err.print(f"[red]tampered:[/red] {escape(problem)}", highlight=False)
     else:
         out.print(f"[green]intact:[/green] every file of {folder} matches its signed manifest", highlight=False)
-    if problems:
-        raise typer.Exit(int(ExitCode.FAILED))
+    failed_if(bool(problems))

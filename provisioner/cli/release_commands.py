@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from provisioner.cli.common import JsonOpt, emit, handled, load, out
+from provisioner.cli.common import JsonOpt, emit, failed_if, handled, load, out
 from provisioner.engine.releasing import (
     Release,
     ReleaseBook,
@@ -149,8 +149,7 @@ def verify_ledger(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
         out.print(f"the ledger {book.ledger.path} does NOT verify", highlight=False)
     else:
         out.print(f"the ledger {book.ledger.path} verifies: {entries} entries, chained and signed", highlight=False)
-    if problems:
-        raise typer.Exit(1)
+    failed_if(bool(problems))
 
 
 def _where(release: Release, env: str, current: bool) -> str:

@@ -8,10 +8,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from provisioner.cli.common import ConfirmOpt, JsonOpt, SiteArg, emit, err, handled, load, out
+from provisioner.cli.common import ConfirmOpt, JsonOpt, SiteArg, emit, err, failed_if, handled, load, out
 from provisioner.engine import operations
 from provisioner.engine.operations import Action, Plan, Progress
-from provisioner.errors import ExitCode
 
 app = typer.Typer()
 
@@ -105,8 +104,7 @@ def apply(site: SiteArg = None, confirm_prod: ConfirmOpt = None, as_json: JsonOp
             highlight=False,
         )
         out.print(f"run artifacts (job events, stdout): {run.run_dir}", highlight=False)
-    if not run.ok:
-        raise typer.Exit(int(ExitCode.FAILED))
+    failed_if(not run.ok)
 
 
 @app.command()

@@ -18,6 +18,7 @@ from provisioner.conformance.results import CheckResult, Status
 from provisioner.remote.ssh import Remote
 from provisioner.site.load import LoadedSite, load_site
 from provisioner.site.model import Host, Person
+from provisioner.workspace.files import write_atomic
 from provisioner.workspace.site_state import SiteState
 
 RESULTS_FILE = "results.json"
@@ -199,6 +200,4 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "results": results,
     }
     path = Path(folder) / RESULTS_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(payload, indent=1))

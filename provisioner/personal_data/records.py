@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import secrets
 from pathlib import Path
 from typing import Any
 
+from provisioner.workspace.files import write_atomic
 from provisioner.workspace.site_state import SiteState, operator
 
 KINDS = ("seed", "refresh", "scrub", "scan")
@@ -41,10 +41,7 @@ def write_record(state: SiteState, record: dict[str, Any]) -> Path:
     folder = data_dir(state)
     folder.mkdir(parents=True, exist_ok=True, mode=0o750)
     path = folder / f"{record['id']}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, json.dumps(record, indent=1, default=str) + "\n")
 
 
 def records(state: SiteState, kind: str | None = None, environment: str | None = None) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.workspace import signing
+from provisioner.workspace.files import write_atomic
 from provisioner.workspace.site_state import SiteState
 
 NAMESPACE = "provision-ledger"
@@ -174,6 +175,4 @@ class Ledger:
     def _write_head(self, count: int, last_hash: str) -> None:
         body = json.dumps({"count": count, "hash": last_hash}, sort_keys=True).encode()
         head = {"count": count, "hash": last_hash, "sig": signing.sign(self.state, body, NAMESPACE)}
-        tmp = self.head_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(head, indent=1) + "\n")
-        os.replace(tmp, self.head_path)
+        write_atomic(self.head_path, json.dumps(head, indent=1) + "\n")

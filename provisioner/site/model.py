@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from provisioner.site.vocabulary import COLOURS, HOST_ROLES, TEMPLATES
+from provisioner.site.vocabulary import COLOURS, HOST_ROLES, TEMPLATES, known
 
 NAME_RE = r"^[a-z][a-z0-9]{0,7}$"
 HOST_RE = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
@@ -85,25 +85,12 @@ class Environment(Strict):
     name: EnvName
     tier: Literal["development", "test", "production"]
     segment: Segment
-    colour: str
+    colour: Annotated[str, AfterValidator(known("colour", COLOURS))]
     data: Literal["dummy", "anonymised", "live"]
     description: str = ""
 
-    @field_validator("colour")
-    @classmethod
-    def _known_colour(cls, value: str) -> str:
-        if value not in COLOURS:
-            raise ValueError(f"colour '{value}' is not known; allowed: {', '.join(COLOURS)}")
-        return value
 
-
-def _known_host_role(value: str) -> str:
-    if value not in HOST_ROLES:
-        raise ValueError(f"host role '{value}' is not known; allowed: {', '.join(HOST_ROLES)}")
-    return value
-
-
-HostRoleName = Annotated[str, AfterValidator(_known_host_role)]
+HostRoleName = Annotated[str, AfterValidator(known("host role", HOST_ROLES))]
 
 
 class Host(Strict):
@@ -112,20 +99,13 @@ class Host(Strict):
     address: ipaddress.IPv4Address
     roles: list[HostRoleName] = Field(default_factory=list)
     size: Literal["small", "medium", "large"] = "small"
-    template: str = "debian12"
+    template: Annotated[str, AfterValidator(known("template", TEMPLATES))] = "debian12"
 
     @field_validator("roles")
     @classmethod
     def _roles_once(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("a host role is listed twice")
-        return value
-
-    @field_validator("template")
-    @classmethod
-    def _known_template(cls, value: str) -> str:
-        if value not in TEMPLATES:
-            raise ValueError(f"template '{value}' is not known; allowed: {', '.join(TEMPLATES)}")
         return value
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 TIERS = ("development", "test", "production")
@@ -52,3 +53,15 @@ DEFAULT_ACCESS: dict[str, dict[str, str]] = {
 }
 
 LEVEL_ORDER = {level: index for index, level in enumerate(ACCESS_LEVELS)}
+
+
+def known(what: str, allowed: Iterable[str]) -> Callable[[str], str]:
+    """A check that a value belongs to one of these vocabularies; the message names what is allowed."""
+    words = tuple(allowed)
+
+    def check(value: str) -> str:
+        if value not in words:
+            raise ValueError(f"{what} '{value}' is not known; allowed: {', '.join(words)}")
+        return value
+
+    return check

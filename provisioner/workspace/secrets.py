@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 
 from provisioner.site import policy
 from provisioner.site.model import Site
+from provisioner.workspace.files import write_atomic
 from provisioner.workspace.site_state import SiteState
 
 
@@ -15,11 +15,7 @@ def ensure_secret(state: SiteState, name: str) -> str:
     state.secrets_dir.mkdir(mode=0o700, exist_ok=True)
     path = state.secrets_dir / name
     if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(24))
-        os.replace(tmp, path)
+        write_atomic(path, secrets.token_urlsafe(24), mode=0o600)
     return path.read_text().strip()
 
 

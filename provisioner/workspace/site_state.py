@@ -13,6 +13,7 @@ from pathlib import Path
 from provisioner.controller.shell import run
 from provisioner.errors import ProvisionError
 from provisioner.paths import site_state_dir
+from provisioner.workspace.files import write_atomic
 
 AUTOMATION_USER = "provision"
 
@@ -35,39 +36,23 @@ def operator() -> str:
 
 
 class SiteState:
+    """The controller's folder for one site (by default .provision/<site>/ in the checkout)."""
+
     def __init__(self, site: str, root: Path | None = None):
         self.site = site
         self.root = root or site_state_dir(site)
-
-    @property
-    def keys_dir(self) -> Path:
-        return self.root / "keys"
-
-    @property
-    def controller_key(self) -> Path:
-        return self.keys_dir / "controller_ed25519"
-
-    @property
-    def known_hosts(self) -> Path:
-        return self.root / "known_hosts"
-
-    @property
-    def runs_dir(self) -> Path:
-        return self.root / "runs"
-
-    @property
-    def ansible_cfg(self) -> Path:
-        return self.root / "ansible.cfg"
-
-    @property
-    def evidence_dir(self) -> Path:
-        """The site's evidence folder: release ledger, data records, reports. It outlives a destroy."""
-        return self.root / "evidence"
-
-    @property
-    def signing_dir(self) -> Path:
-        """The controller's evidence signing key (see provisioner.workspace.signing); it outlives a destroy."""
-        return self.root / "signing"
+        self.keys_dir = self.root / "keys"
+        self.controller_key = self.keys_dir / "controller_ed25519"
+        self.known_hosts = self.root / "known_hosts"
+        self.runs_dir = self.root / "runs"
+        self.ansible_cfg = self.root / "ansible.cfg"
+        self.secrets_dir = self.root / "secrets"
+        # a resource whose labels cannot be written in the same step that creates it is journalled here first,
+        # so an interruption in between leaves a record, not an unlabelled orphan
+        self.journal_dir = self.root / "creating"
+        # release ledger, data records, reports, and the evidence signing key: they outlive a destroy
+        self.evidence_dir = self.root / "evidence"
+        self.signing_dir = self.root / "signing"
 
     def ensure(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -83,13 +68,7 @@ class SiteState:
         """address -> host public key line ('ssh-ed25519 AAAA...')."""
         self.ensure()
         text = "".join(f"{addr} {key}\n" for addr, key in sorted(entries.items()))
-        tmp = self.known_hosts.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, self.known_hosts)
-
-    @property
-    def secrets_dir(self) -> Path:
-        return self.root / "secrets"
+        write_atomic(self.known_hosts, text)
 
     def secret_values(self) -> list[str]:
         """Every secret the controller holds for the site, so run output can be masked."""
@@ -103,12 +82,6 @@ class SiteState:
         return values
 
     # ---- journal of resources being created -----------------------------------------------------
-    # A resource whose labels cannot be written in the same step that creates it is journalled first,
-    # so an interruption in between leaves a record, not an unlabelled orphan.
-    @property
-    def journal_dir(self) -> Path:
-        return self.root / "creating"
-
     def journal_add(self, resource: str) -> None:
         self.journal_dir.mkdir(parents=True, exist_ok=True)
         (self.journal_dir / resource).touch()
