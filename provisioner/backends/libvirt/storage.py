@@ -27,6 +27,8 @@ def ensure_pool(conn: libvirt.virConnect, name: str, path: str, say) -> libvirt.
         pool.build(0)
         pool.setAutostart(1)
     if not pool.isActive():
+        if ET.fromstring(pool.XMLDesc(0)).get("type") == "dir":
+            pool.build(0)  # makes the pool's folder again if it was removed (a directory that exists is kept)
         pool.create(0)
     return pool
 
