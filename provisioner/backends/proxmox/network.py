@@ -134,12 +134,7 @@ class SdnWriter:
         for subnet_id in self._ids(path):
             self.client.call("DELETE", f"{path}/{subnet_id}", {}, settle=lambda s=subnet_id: s not in self._ids(path))
         if self._exists("cluster/sdn/vnets", "vnet", vnet):
-            self.client.call(
-                "DELETE",
-                f"cluster/sdn/vnets/{vnet}",
-                {},
-                settle=lambda: not self._exists("cluster/sdn/vnets", "vnet", vnet),
-            )
+            self._delete("cluster/sdn/vnets", "vnet", vnet)
         self.changed = True
 
     def remove_zone_if_empty(self) -> None:
@@ -147,13 +142,12 @@ class SdnWriter:
         vnets = [v for v in self.client.get("cluster/sdn/vnets") or [] if v.get("zone") == zone]
         if vnets or not self._exists("cluster/sdn/zones", "zone", zone):
             return
-        self.client.call(
-            "DELETE",
-            f"cluster/sdn/zones/{zone}",
-            {},
-            settle=lambda: not self._exists("cluster/sdn/zones", "zone", zone),
-        )
+        self._delete("cluster/sdn/zones", "zone", zone)
         self.changed = True
+
+    def _delete(self, path: str, key: str, value: str) -> None:
+        """DELETE path/value, settled once the listing at path no longer holds it."""
+        self.client.call("DELETE", f"{path}/{value}", {}, settle=lambda: not self._exists(path, key, value))
 
     def apply(self) -> None:
         """Apply every pending SDN change at once and wait for the network reload."""
