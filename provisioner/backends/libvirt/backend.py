@@ -17,26 +17,27 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import socket
-import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
-from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, Backend, Report
-from provisioner.backends.lxc.backend import GATEWAY_FORWARDING_DROPIN, GATEWAY_NFTABLES
+from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, ApplyWork, Backend, Report
+from provisioner.backends.gateway import GATEWAY_FORWARDING_DROPIN, GATEWAY_NFTABLES
 from provisioner.backends.network import hostguard, links
 from provisioner.engine.desired import MGMT, MachineSpec, SegmentSpec
-from provisioner.engine.planner import Action, Change, Kind, Plan
+from provisioner.engine.planner import Action, Change, Kind
 from provisioner.errors import BackendError, ProvisionError
+from provisioner.remote.wait import require_ssh
 from provisioner.site.model import LibvirtSettings
 from provisioner.site.vocabulary import SIZE_RESOURCES
 from provisioner.workspace.hostkeys import new_host_key
 
 SSH_WAIT_SECONDS = 420
-PARALLEL = 4
+SSH_HINT = "; the guest consoles are in /var/log/libvirt/qemu/<domain>-console.log"
 HOST_COMMANDS = ("ip", "nft", "ssh-keygen", "genisoimage")
 KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
 
@@ -323,73 +324,45 @@ class LibvirtBackend(Backend):
         return drift
 
     # ---- apply ---------------------------------------------------------------------------------
-    def apply(self, plan: Plan, report: Report) -> None:
+    rebuilds_changed = True  # a guest whose configuration changed is built anew
+
+    @contextmanager
+    def apply_errors(self) -> Iterator[None]:
         libvirt = _libvirt()
         try:
-            self._apply(plan, report)
+            yield
         except libvirt.libvirtError as exc:
             raise BackendError(f"libvirt ({self.settings.uri}): {exc.get_error_message()}") from exc
 
-    def _apply(self, plan: Plan, report: Report) -> None:
-        self.preflight()
-        actual = self.discover()
-        specs = {m.name: m for m in self.desired.machines}
-        machine_changes = [c for c in plan.changes if c.kind != Kind.SEGMENT]
-        rebuilds = {
-            c.name
-            for c in machine_changes
-            if c.action == Action.UPDATE
-            and c.name in actual.machines
-            and c.name in specs
-            and actual.machines[c.name].fingerprint != specs[c.name].fingerprint()
-        }
+    def remove_machine(self, change: Change, have: ActualMachine, work: ApplyWork, report: Report) -> None:
+        verb = "rebuilding" if change.name in work.rebuilds else "removing"
+        report(f"{verb} {change.kind} {change.name} (domain {have.handle})")
+        self._remove_domain(have.handle)
 
-        # 1. machines that go, the old half of replacements, and machines whose configuration changed
-        removals = [c for c in machine_changes if c.action in (Action.DELETE, Action.REPLACE) or c.name in rebuilds]
-        for change in sorted(removals, key=lambda c: c.kind == Kind.GATEWAY):
-            have = actual.machines.get(change.name)
-            if have is not None:
-                verb = "rebuilding" if change.name in rebuilds else "removing"
-                report(f"{verb} {change.kind} {change.name} (domain {have.handle})")
-                self._remove_domain(have.handle)
-
-        # 2. segments: the switch, a libvirt network per segment, the controller's side
-        full_destroy = any(c.name == MGMT for c in plan.of(Kind.SEGMENT, Action.DELETE))
-        segment_work = plan.of(Kind.SEGMENT, Action.CREATE, Action.UPDATE)
-        if segment_work and self.wires_controller and self.openvswitch and self.owns_ovs_bridge:
+    def converge_segments(self, work: ApplyWork, report: Report) -> None:
+        """The switch, a libvirt network per segment, the controller's side; the base image's volumes."""
+        if work.segment_work and self.wires_controller and self.openvswitch and self.owns_ovs_bridge:
             self._ensure_ovs_bridge(report)
-        for change in segment_work:
-            self._converge_network(self.desired.segment(change.name), actual, report)
-        if not full_destroy and self.wires_controller and (MGMT in actual.segments or segment_work):
+        for change in work.segment_work:
+            self._converge_network(self.desired.segment(change.name), work.actual, report)
+        if not work.full_destroy and self.wires_controller and (MGMT in work.actual.segments or work.segment_work):
             self._controller_side(report)
-
-        # 3. machines: the gateway first (hosts are reached through it), then hosts in parallel
-        todo = [c for c in machine_changes if c.action != Action.DELETE]
-        if any(c.action in (Action.CREATE, Action.REPLACE) or c.name in rebuilds for c in todo):
+        if work.builds:
             self._ensure_base_volumes(report)
-        for change in [c for c in todo if c.kind == Kind.GATEWAY]:
-            self._converge_machine(change, specs[change.name], actual, change.name in rebuilds, report)
-        hosts = [c for c in todo if c.kind == Kind.HOST]
-        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-            futures = [
-                pool.submit(self._converge_machine, c, specs[c.name], actual, c.name in rebuilds, report) for c in hosts
-            ]
-            for future in futures:
-                future.result()
 
-        # 4. segments that go
-        for change in plan.of(Kind.SEGMENT, Action.DELETE):
-            have_seg = actual.segments.get(change.name)
-            if have_seg is not None:
-                report(f"removing segment {change.name} (network {have_seg.handle})")
-                self._remove_network(have_seg.handle)
-        if full_destroy:
-            self.cleanup_site()
+    def converge_machine(self, change: Change, work: ApplyWork, report: Report) -> None:
+        rebuild = change.name in work.rebuilds
+        self._converge_machine(change, work.specs[change.name], work.actual, rebuild, report)
 
-        # 5. wait until every machine touched answers SSH, then pin the host keys
-        touched = [specs[c.name] for c in todo if c.name in specs]
-        if self.wires_controller:
-            self._wait_for_ssh(touched, report)
+    def remove_segment(self, change: Change, have: ActualSegment, report: Report) -> None:
+        report(f"removing segment {change.name} (network {have.handle})")
+        self._remove_network(have.handle)
+
+    def finish_apply(self, work: ApplyWork, report: Report) -> None:
+        if self.wires_controller:  # the test driver runs no guests
+            require_ssh(
+                work.touched(), SSH_WAIT_SECONDS, report, SSH_HINT, what="guest(s)", interval=1, banner_seconds=3
+            )
         self._write_known_hosts()
 
     # ---- segments ------------------------------------------------------------------------------
@@ -416,12 +389,8 @@ class LibvirtBackend(Backend):
     def _converge_network(self, seg: SegmentSpec, actual: ActualState, report: Report) -> None:
         from provisioner.backends.libvirt import xmlspec
 
-        libvirt = _libvirt()
         name = self.network(seg.key)
-        try:
-            existing = self.conn.networkLookupByName(name)
-        except libvirt.libvirtError:
-            existing = None
+        existing = _find(self.conn.networkLookupByName, name)
         if existing is not None:
             xml = existing.XMLDesc(0)
             labels = xmlspec.read_labels(xml, "segment")
@@ -446,10 +415,8 @@ class LibvirtBackend(Backend):
         net.create()
 
     def _remove_network(self, name: str) -> None:
-        libvirt = _libvirt()
-        try:
-            net = self.conn.networkLookupByName(name)
-        except libvirt.libvirtError:
+        net = _find(self.conn.networkLookupByName, name)
+        if net is None:
             return
         if net.isActive():
             net.destroy()
@@ -469,14 +436,7 @@ class LibvirtBackend(Backend):
                 ovs.set_tag(device, int(mgmt.vlan or 0))
         links.set_address(device, f"{mgmt.controller}/{mgmt.cidr.prefixlen}")
         hostguard.install(self.site.name, device)
-        wanted = self._wanted_routes()
-        present = links.routes_via(device)
-        for cidr, via in wanted.items():
-            if present.get(cidr) != via:
-                links.replace_route(cidr, via, device)
-        for cidr in present:
-            if cidr not in wanted:
-                links.delete_route(cidr, device)
+        links.sync_routes(device, self._wanted_routes())
 
     # ---- machines ------------------------------------------------------------------------------
     @cached_property
@@ -598,10 +558,7 @@ class LibvirtBackend(Backend):
 
         libvirt = _libvirt()
         name = self.domain(spec.name)
-        try:
-            existing = self.conn.lookupByName(name)
-        except libvirt.libvirtError:
-            existing = None
+        existing = _find(self.conn.lookupByName, name)
         if existing is not None:
             labels = xmlspec.read_labels(existing.XMLDesc(0), "machine")
             if not labels or labels.get("site") != self.site.name:
@@ -634,10 +591,8 @@ class LibvirtBackend(Backend):
     def _remove_domain(self, name: str) -> None:
         from provisioner.backends.libvirt import storage, xmlspec
 
-        libvirt = _libvirt()
-        try:
-            dom = self.conn.lookupByName(name)
-        except libvirt.libvirtError:
+        dom = _find(self.conn.lookupByName, name)
+        if dom is None:
             return
         disks = xmlspec.domain_disks(dom.XMLDesc(0))
         if dom.isActive():
@@ -674,25 +629,6 @@ class LibvirtBackend(Backend):
                     report(f"re-attaching {spec.name} interface {nic_spec.name} to {bridge}")
                     links.attach(want.target, bridge)
 
-    def _wait_for_ssh(self, specs: list[MachineSpec], report: Report) -> None:
-        pending = {str(s.address): s.name for s in specs}
-        if not pending:
-            return
-        report(f"waiting for SSH on {len(pending)} guest(s)")
-        deadline = time.monotonic() + SSH_WAIT_SECONDS
-        while pending and time.monotonic() < deadline:
-            for address in list(pending):
-                if _ssh_answers(address):
-                    del pending[address]
-            if pending:
-                time.sleep(1)
-        if pending:
-            names = ", ".join(f"{n} ({a})" for a, n in pending.items())
-            raise BackendError(
-                f"SSH did not answer within {SSH_WAIT_SECONDS}s on {names}; "
-                "the guest consoles are in /var/log/libvirt/qemu/<domain>-console.log"
-            )
-
     def _write_known_hosts(self) -> None:
         from provisioner.backends.libvirt import xmlspec
 
@@ -728,15 +664,15 @@ class LibvirtBackend(Backend):
             run(["ip", "address", "del", f"{mgmt.controller}/{mgmt.cidr.prefixlen}", "dev", device], check=False)
 
 
+def _find(lookup: Callable[[str], Any], name: str) -> Any:
+    """A domain or network by name (lookup: conn.lookupByName or conn.networkLookupByName); None if absent."""
+    libvirt = _libvirt()
+    try:
+        return lookup(name)
+    except libvirt.libvirtError:
+        return None
+
+
 def _master(device: str) -> str | None:
     link = Path(f"/sys/class/net/{device}/master")
     return link.resolve().name if link.exists() else None
-
-
-def _ssh_answers(address: str) -> bool:
-    try:
-        with socket.create_connection((address, 22), timeout=1) as sock:
-            sock.settimeout(3)
-            return sock.recv(4).startswith(b"SSH-")
-    except OSError:
-        return False

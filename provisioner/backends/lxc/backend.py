@@ -5,15 +5,23 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, Attachment, Backend, Report
+from provisioner.backends.base import (
+    ActualMachine,
+    ActualSegment,
+    ActualState,
+    ApplyWork,
+    Attachment,
+    Backend,
+    Report,
+)
+from provisioner.backends.gateway import GATEWAY_FORWARDING_DROPIN, GATEWAY_NFTABLES
 from provisioner.backends.lxc import base_image, containers
 from provisioner.backends.lxc.containers import SeedFile
 from provisioner.backends.network import hostguard, links
 from provisioner.engine.desired import MGMT, MachineSpec, SegmentSpec
-from provisioner.engine.planner import Action, Change, Kind, Plan
+from provisioner.engine.planner import Action, Change, Kind
 from provisioner.errors import BackendError, ProvisionError
 from provisioner.remote.wait import require_ssh
 from provisioner.workspace.hostkeys import HostKey, new_host_key
@@ -21,36 +29,6 @@ from provisioner.workspace.site_state import AUTOMATION_USER
 
 REQUIRED_COMMANDS = ("lxc-create", "lxc-start", "lxc-stop", "lxc-ls", "ip", "nft", "ssh-keygen", "chroot")
 SSH_WAIT_SECONDS = 90
-PARALLEL = 4
-
-GATEWAY_NFTABLES = """#!/usr/sbin/nft -f
-# Written by provisioner when the gateway was created. Until the env_gateway role installs the
-# site's policy, nothing is forwarded between environments: only SSH from the management network.
-flush ruleset
-
-table inet provisioner_gateway {
-  chain input {
-    type filter hook input priority filter; policy drop;
-    iif "lo" accept
-    ct state established,related accept
-    iifname "mgmt" tcp dport 22 accept
-    iifname "mgmt" icmp type echo-request accept
-  }
-  chain forward {
-    type filter hook forward priority filter; policy drop;
-    ct state established,related accept
-    iifname "mgmt" oifname "seg-*" tcp dport 22 accept
-    iifname "mgmt" oifname "seg-*" icmp type echo-request accept
-    counter reject with icmpx type admin-prohibited
-  }
-}
-"""
-
-# Forwarding is switched on only after the ruleset has loaded: no unfiltered window at boot.
-GATEWAY_FORWARDING_DROPIN = """[Service]
-ExecStartPost=/usr/sbin/sysctl -q -w net.ipv4.ip_forward=1
-ExecStopPost=/usr/sbin/sysctl -q -w net.ipv4.ip_forward=0
-"""
 
 
 def _short_hash(text: str, length: int) -> str:
@@ -59,6 +37,8 @@ def _short_hash(text: str, length: int) -> str:
 
 class LxcBackend(Backend):
     name = "lxc"
+    _lxcpath: Path  # set by prepare_apply
+    _rootfs: Path
 
     # ---- names ---------------------------------------------------------------------------------
     @property
@@ -188,64 +168,42 @@ class LxcBackend(Backend):
         return drift
 
     # ---- apply ---------------------------------------------------------------------------------
-    def apply(self, plan: Plan, report: Report) -> None:
+    def prepare_apply(self, work: ApplyWork, report: Report) -> None:
         self.preflight()
-        lxcpath = self.lxcpath
-        builds = any(c.kind != Kind.SEGMENT and c.action in (Action.CREATE, Action.REPLACE) for c in plan.changes)
-        if any(c.kind != Kind.SEGMENT and c.action != Action.DELETE for c in plan.changes):
+        self._lxcpath = lxcpath = self.lxcpath  # asks lxc-config: once per apply
+        if work.converge:
             containers.raise_host_limits(report)
-        rootfs = base_image.ensure_base(lxcpath, say=report) if builds else base_image.base_rootfs(lxcpath)
-        actual = self.discover()
-        specs = {m.name: m for m in self.desired.machines}
-        machine_changes = [c for c in plan.changes if c.kind != Kind.SEGMENT]
+        self._rootfs = base_image.ensure_base(lxcpath, say=report) if work.builds else base_image.base_rootfs(lxcpath)
 
-        # 1. remove machines that go (hosts before the gateway), and the old half of replacements
-        removals = [c for c in machine_changes if c.action in (Action.DELETE, Action.REPLACE)]
-        for change in sorted(removals, key=lambda c: c.kind == Kind.GATEWAY):
-            have = actual.machines.get(change.name)
-            if have is not None:
-                report(f"removing {change.kind} {change.name}")
-                containers.remove(lxcpath, have.handle, have.running)
+    def remove_machine(self, change: Change, have: ActualMachine, work: ApplyWork, report: Report) -> None:
+        report(f"removing {change.kind} {change.name}")
+        containers.remove(self._lxcpath, have.handle, have.running)
 
-        # 2. segments, the controller's management address, its routes and its guard table
-        for change in plan.of(Kind.SEGMENT, Action.CREATE):
+    def converge_segments(self, work: ApplyWork, report: Report) -> None:
+        """Bridges, then the controller's management address, its routes and its guard table."""
+        for change in work.plan.of(Kind.SEGMENT, Action.CREATE):
             self._create_segment(self.desired.segment(change.name), report)
-        full_destroy = any(
-            c.kind == Kind.SEGMENT and c.name == MGMT and c.action == Action.DELETE for c in plan.changes
-        )
-        if not full_destroy and self._has_segment(MGMT):
+        if not work.full_destroy and self._has_segment(MGMT):
             self._controller_side(report)
+        work.actual = self.discover()  # the machines and the segments that go, as they are now
 
-        # 3. machines: the gateway first (hosts are reached through it), then hosts in parallel
-        todo = [c for c in machine_changes if c.action != Action.DELETE]
-        gateway = [c for c in todo if c.kind == Kind.GATEWAY]
-        hosts = [c for c in todo if c.kind == Kind.HOST]
-        actual = self.discover()
-        for change in gateway:
-            self._converge_machine(change, specs[change.name], actual, lxcpath, rootfs, report)
-        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-            futures = [
-                pool.submit(self._converge_machine, c, specs[c.name], actual, lxcpath, rootfs, report) for c in hosts
-            ]
-            for future in futures:
-                future.result()
+    def converge_machine(self, change: Change, work: ApplyWork, report: Report) -> None:
+        self._converge_machine(change, work.specs[change.name], work.actual, self._lxcpath, self._rootfs, report)
 
-        # 4. segments that go
-        for change in plan.of(Kind.SEGMENT, Action.DELETE):
-            bridge = actual.segments.get(change.name)
-            if bridge is not None:
-                report(f"removing segment {change.name} ({bridge.handle})")
-                links.delete_link(bridge.handle)
-        if full_destroy:
-            hostguard.remove(self.site.name)
+    def remove_segment(self, change: Change, have: ActualSegment, report: Report) -> None:
+        report(f"removing segment {change.name} ({have.handle})")
+        links.delete_link(have.handle)
+
+    def remove_after_machines(self, work: ApplyWork, report: Report) -> None:
+        super().remove_after_machines(work, report)
+        if work.full_destroy:  # bridges left unlabelled by an interrupted apply
             for name in self.state.journal():
                 if name in {link.name for link in links.list_links()}:
                     links.delete_link(name)
                 self.state.journal_done(name)
 
-        # 5. wait until every machine touched answers SSH, then record the host keys
-        touched = [specs[c.name] for c in todo if c.name in specs]
-        require_ssh([(str(s.address), s.name) for s in touched], SSH_WAIT_SECONDS, report)
+    def finish_apply(self, work: ApplyWork, report: Report) -> None:
+        require_ssh(work.touched(), SSH_WAIT_SECONDS, report)
         self._write_known_hosts()
 
     def _has_segment(self, key: str) -> bool:

@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, Backend, Report, destroy_changes
+from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, ApplyWork, Backend, Report
 from provisioner.backends.proxmox import access, firewall
 from provisioner.backends.proxmox.client import CallCounter, PveClient, PveError, token_secret
 from provisioner.backends.proxmox.machines import VmidAllocator, VmLifecycle
@@ -23,13 +21,12 @@ from provisioner.backends.proxmox.names import READY_TAG, Names, parse_tags, tag
 from provisioner.backends.proxmox.network import SdnWriter, vnet_design, vnet_drift
 from provisioner.engine.desired import MGMT, MachineSpec
 from provisioner.engine.planner import Action, Change, Kind, Plan
-from provisioner.errors import BackendError, InputError, ProvisionError
+from provisioner.errors import InputError
 from provisioner.remote.wait import require_ssh
 from provisioner.site.load import LoadedSite
 from provisioner.site.model import ProxmoxSettings
 from provisioner.workspace.site_state import SiteState
 
-PARALLEL = 4
 SSH_WAIT_SECONDS = 180
 POOLS = "pools"
 ACCESS = "access"
@@ -39,6 +36,8 @@ DC_FIREWALL = "datacenter-firewall"
 class ProxmoxBackend(Backend):
     name = "proxmox"
     nic_naming = "indexed"  # Proxmox's cloud-init names the NICs eth0, eth1... in netN order
+    _main: VmLifecycle  # set by prepare_apply: the apply's own client
+    _sdn: SdnWriter
 
     def __init__(self, site: LoadedSite, state: SiteState):
         super().__init__(site, state)
@@ -188,28 +187,13 @@ class ProxmoxBackend(Backend):
         return self.names.pool(env) if env in names else None
 
     # ---- plan ----------------------------------------------------------------------------------
-    def plan(self) -> Plan:
-        actual = self.discover()
-        plan = self._machine_plan(actual)
-        plan.changes += self._policy_changes()
-        return plan
-
-    def _machine_plan(self, actual: ActualState) -> Plan:
-        from provisioner.backends.base import plan_changes
-
-        # The backend's own fingerprint (spec + template) stands in for the generic one.
-        for spec in self.desired.machines:
-            have = actual.machines.get(spec.name)
-            if have is not None and have.fingerprint == self._fingerprint(spec):
-                have.fingerprint = spec.fingerprint()
-        return plan_changes(self.desired, actual)
-
-    def _fingerprint(self, spec: MachineSpec) -> str:
+    def machine_fingerprint(self, spec: MachineSpec) -> str:
+        """The backend's own fingerprint: the spec and the template."""
         from provisioner.backends.proxmox.machines import fingerprint
 
         return fingerprint(spec, self.settings)
 
-    def _policy_changes(self) -> list[Change]:
+    def extra_changes(self) -> list[Change]:
         cluster = self._cluster
         changes: list[Change] = []
         pools = {str(p.get("poolid")) for p in cluster["pools"]}
@@ -240,9 +224,8 @@ class ProxmoxBackend(Backend):
     def _prod_envs(self) -> list[Any]:
         return [e for e in self.site.model.environments if e.tier == "production"]
 
-    def destroy_plan(self, environments: Iterable[str] | None = None) -> Plan:
-        envs = list(environments) if environments is not None else None
-        plan = destroy_changes(self.site.name, self.discover(), envs)
+    def extra_destroy_changes(self, envs: list[str] | None) -> list[Change]:
+        changes: list[Change] = []
         cluster = self._cluster
         fw_groups = {str(g.get("group")) for g in cluster["fw_groups"]}
         pools = {str(p.get("poolid")) for p in cluster["pools"]}
@@ -251,119 +234,98 @@ class ProxmoxBackend(Backend):
                 continue
             production = env.tier == "production"
             if self.names.security_group(env.name) in fw_groups:
-                plan.changes.append(
+                changes.append(
                     Change(Action.DELETE, Kind.POLICY, f"firewall-{env.name}", env.name, "destroy", production)
                 )
             if self.names.pool(env.name) in pools:
-                plan.changes.append(
-                    Change(Action.DELETE, Kind.POLICY, f"pool-{env.name}", env.name, "destroy", production)
-                )
+                changes.append(Change(Action.DELETE, Kind.POLICY, f"pool-{env.name}", env.name, "destroy", production))
         if envs is None:
             if self.names.pool(None) in pools:
-                plan.changes.append(Change(Action.DELETE, Kind.POLICY, "pool-infra", None, "destroy"))
+                changes.append(Change(Action.DELETE, Kind.POLICY, "pool-infra", None, "destroy"))
             if access.design(self.site.model, self.names).groups.keys() & {
                 str(g.get("groupid")) for g in cluster["groups"]
             }:
-                plan.changes.append(
-                    Change(Action.DELETE, Kind.POLICY, ACCESS, None, "groups, users and ACLs of the site")
-                )
-        return plan
+                changes.append(Change(Action.DELETE, Kind.POLICY, ACCESS, None, "groups, users and ACLs of the site"))
+        return changes
 
     # ---- apply ---------------------------------------------------------------------------------
-    def apply(self, plan: Plan, report: Report) -> None:
-        actual = self.discover()
-        specs = {m.name: m for m in self.desired.machines}
+    joins_host_errors = True  # every VM is tried; their errors are reported together
+
+    def prepare_apply(self, work: ApplyWork, report: Report) -> None:
         self._allocator = VmidAllocator()
-        lifecycle = self._lifecycle(self.client)
-        machine_changes = [c for c in plan.changes if c.kind in (Kind.HOST, Kind.GATEWAY)]
+        self._main = self._lifecycle(self.client)
+        self._sdn = SdnWriter(self.client, self.names, self.settings.bridge)
 
-        # 1. machines that go, hosts before the gateway
-        removals = [c for c in machine_changes if c.action in (Action.DELETE, Action.REPLACE)]
-        for change in sorted(removals, key=lambda c: c.kind == Kind.GATEWAY):
-            have = actual.machines.get(change.name)
-            if have is not None:
-                node, vmid = have.handle.split("/")
-                report(f"removing {change.kind} {change.name} (VM {vmid})")
-                lifecycle.remove(node, int(vmid), report)
-                self._forget_host_key(change.name)
+    def remove_machine(self, change: Change, have: ActualMachine, work: ApplyWork, report: Report) -> None:
+        node, vmid = have.handle.split("/")
+        report(f"removing {change.kind} {change.name} (VM {vmid})")
+        self._main.remove(node, int(vmid), report)
+        self._forget_host_key(change.name)
 
-        # 2. networks, pools, access and the security groups, before any VM needs them
-        sdn = SdnWriter(self.client, self.names, self.settings.bridge)
-        segment_work = [c for c in plan.of(Kind.SEGMENT) if c.action in (Action.CREATE, Action.UPDATE)]
-        if segment_work:
+    def converge_segments(self, work: ApplyWork, report: Report) -> None:
+        """Networks, pools, access and security groups before any VM needs them; VNets that go (after their VMs);
+        then SDN applied once."""
+        sdn = self._sdn
+        if work.segment_work:
             sdn.ensure_zone()
             vnets = {str(v.get("vnet")): v for v in self._cluster["vnets"]}
-            for change in segment_work:
+            for change in work.segment_work:
                 seg = self.desired.segment(change.name)
                 design = vnet_design(self.names, seg)
                 report(f"{change.action} segment {seg.key}: VNet {design.vnet} (VLAN {seg.vlan}, {seg.cidr})")
                 sdn.ensure_vnet(design, vnets.get(design.vnet))
-        policy = {c.name: c for c in plan.of(Kind.POLICY)}
-        if POOLS in policy and policy[POOLS].action != Action.DELETE:
-            self._ensure_pools(report)
-        if ACCESS in policy and policy[ACCESS].action != Action.DELETE:
-            self._ensure_access(report)
-        for env in self.site.model.environments:
-            change = policy.get(f"firewall-{env.name}")
-            if change is not None and change.action != Action.DELETE:
-                self._ensure_security_group(env.name, report)
-        if DC_FIREWALL in policy:
-            report("switching the datacenter firewall on")
-            self.client.put("cluster/firewall/options", enable=1)
-
-        # 3. segments that go (after their VMs), then apply SDN once
-        for change in plan.of(Kind.SEGMENT, Action.DELETE):
-            have_seg = actual.segments.get(change.name)
-            if have_seg is not None:
-                report(f"removing segment {change.name} (VNet {have_seg.handle})")
-                sdn.remove_vnet(have_seg.handle)
-        full_destroy = any(
-            c.kind == Kind.SEGMENT and c.name == MGMT and c.action == Action.DELETE for c in plan.changes
-        )
-        if full_destroy:
+        self._ensure_policy(work.plan, report)
+        self.remove_gone_segments(work, report)
+        if work.full_destroy:
             sdn.remove_zone_if_empty()
-        if sdn.changed or segment_work:
+        if sdn.changed or work.segment_work:
             report("applying the SDN configuration")
             sdn.apply()
 
-        # 4. machines: the gateway first (hosts are reached through it), then hosts in parallel
-        todo = [c for c in machine_changes if c.action != Action.DELETE]
-        for change in [c for c in todo if c.kind == Kind.GATEWAY]:
-            self._converge(change, specs[change.name], actual, lifecycle, report)
-        hosts = [c for c in todo if c.kind == Kind.HOST]
-        if hosts:
-            with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-                futures = [pool.submit(self._converge_in_thread, c, specs[c.name], actual, report) for c in hosts]
-                errors = []
-                for future in futures:
-                    try:
-                        future.result()
-                    except ProvisionError as exc:
-                        errors.append(str(exc))
-                if errors:
-                    raise BackendError("; ".join(errors))
+    def _ensure_policy(self, plan: Plan, report: Report) -> None:
+        ensure = {c.name for c in plan.of(Kind.POLICY) if c.action != Action.DELETE}
+        if POOLS in ensure:
+            self._ensure_pools(report)
+        if ACCESS in ensure:
+            self._ensure_access(report)
+        for env in self.site.model.environments:
+            if f"firewall-{env.name}" in ensure:
+                self._ensure_security_group(env.name, report)
+        if DC_FIREWALL in ensure:
+            report("switching the datacenter firewall on")
+            self.client.put("cluster/firewall/options", enable=1)
 
-        # 5. what goes with the environments: security groups, pools, access
-        for change in plan.of(Kind.POLICY, Action.DELETE):
-            if change.name.startswith("firewall-"):
-                self._remove_security_group(change.name.removeprefix("firewall-"), report)
-        for change in plan.of(Kind.POLICY, Action.DELETE):
-            if change.name.startswith("pool-"):
-                env = change.name.removeprefix("pool-")
+    def remove_segment(self, change: Change, have: ActualSegment, report: Report) -> None:
+        report(f"removing segment {change.name} (VNet {have.handle})")
+        self._sdn.remove_vnet(have.handle)
+
+    def converge_machine(self, change: Change, work: ApplyWork, report: Report) -> None:
+        self._converge(change, work.specs[change.name], work.actual, self._main, report)
+
+    def converge_host(self, change: Change, work: ApplyWork, report: Report) -> None:
+        """In a worker thread, with a client of its own."""
+        self._converge(change, work.specs[change.name], work.actual, self._lifecycle(self.client.fork()), report)
+
+    def remove_after_machines(self, work: ApplyWork, report: Report) -> None:
+        """What goes with the environments: security groups, then pools and access."""
+        gone = [c.name for c in work.plan.of(Kind.POLICY, Action.DELETE)]
+        for name in gone:
+            if name.startswith("firewall-"):
+                self._remove_security_group(name.removeprefix("firewall-"), report)
+        for name in gone:
+            if name.startswith("pool-"):
+                env = name.removeprefix("pool-")
                 self._remove_pool(self.names.pool(None if env == "infra" else env), report)
-            elif change.name == ACCESS:
+            elif name == ACCESS:
                 self._remove_access(report)
 
-        # 6. the pinned host keys go to known_hosts; the gateway answers SSH. Hosts are reached through the
-        # gateway, which forwards only once the env_gateway role (the first play) has loaded the site's
-        # policy, so a new gateway cannot carry SSH to them yet: their guest agents already proved them up.
-        touched = [specs[c.name] for c in todo if c.name in specs and specs[c.name].kind == Kind.GATEWAY]
-        self._refresh_host_keys(lifecycle, report)
+    def finish_apply(self, work: ApplyWork, report: Report) -> None:
+        """known_hosts from the pinned host keys; the gateway answers SSH. Hosts are reached through the gateway,
+        which forwards only once the env_gateway role (the first play) has loaded the site's policy, so a new
+        gateway cannot carry SSH to them yet: their guest agents already proved them up."""
+        self._refresh_host_keys(self._main, report)
         if self.wait_for_ssh:
-            self._wait_for_ssh(touched, report)
-
-    def _converge_in_thread(self, change: Change, spec: MachineSpec, actual: ActualState, report: Report) -> None:
-        self._converge(change, spec, actual, self._lifecycle(self.client.fork()), report)
+            self._wait_for_ssh(work.touched(Kind.GATEWAY), report)
 
     def _lifecycle(self, client: PveClient) -> VmLifecycle:
         key = self.state.controller_public_key()
@@ -555,13 +517,13 @@ class ProxmoxBackend(Backend):
             entries[str(spec.address)] = known["key"]
         self.state.write_known_hosts(entries)
 
-    def _wait_for_ssh(self, specs: list[MachineSpec], report: Report) -> None:
+    def _wait_for_ssh(self, machines: list[tuple[str, str]], report: Report) -> None:
         mgmt = self.site.model.management
         hint = (
-            f"The VMs run; the controller needs the address {mgmt.controller} on the management VLAN {mgmt.vlan} "
+            f". The VMs run; the controller needs the address {mgmt.controller} on the management VLAN {mgmt.vlan} "
             f"and routes to the segments via {mgmt.gateway}"
         )
-        require_ssh([(str(s.address), s.name) for s in specs], SSH_WAIT_SECONDS, report, hint)
+        require_ssh(machines, SSH_WAIT_SECONDS, report, hint)
 
     def cleanup_site(self) -> None:
         self._host_keys_file.unlink(missing_ok=True)
