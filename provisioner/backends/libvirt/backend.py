@@ -15,7 +15,6 @@ sysadmin's network; the test driver (test:///) runs no guests, so there is nothi
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from urllib.parse import urlparse
 
 from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, ApplyWork, Backend, Report
 from provisioner.backends.gateway import GATEWAY_FORWARDING_DROPIN, GATEWAY_NFTABLES
-from provisioner.backends.network import hostguard, links
+from provisioner.backends.network import controller_side, hostguard, links, names
 from provisioner.engine.desired import MGMT, MachineSpec, SegmentSpec
 from provisioner.engine.planner import Action, Change, Kind
 from provisioner.errors import BackendError, ProvisionError
@@ -40,10 +39,6 @@ SSH_WAIT_SECONDS = 420
 SSH_HINT = "; the guest consoles are in /var/log/libvirt/qemu/<domain>-console.log"
 HOST_COMMANDS = ("ip", "nft", "ssh-keygen", "genisoimage")
 KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
-
-
-def _short_hash(text: str, length: int) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:length]
 
 
 def _libvirt():
@@ -69,7 +64,7 @@ class LibvirtBackend(Backend):
     # ---- names ---------------------------------------------------------------------------------
     @property
     def tag(self) -> str:
-        return "pv" + _short_hash(self.site.name, 4)
+        return names.site_tag(self.site.name)
 
     @property
     def ovs_bridge(self) -> str:
@@ -91,10 +86,10 @@ class LibvirtBackend(Backend):
         return f"{self.site.name}-{machine}"
 
     def tap(self, machine: str, index: int) -> str:
-        return f"{self.tag}v{_short_hash(machine, 5)}{index}"
+        return names.machine_port(self.site.name, machine, index)
 
     def mac(self, machine: str, index: int) -> str:
-        digest = _short_hash(f"{self.site.name}/{machine}/{index}", 6)
+        digest = names.short_hash(f"{self.site.name}/{machine}/{index}", 6)
         return f"52:54:00:{digest[0:2]}:{digest[2:4]}:{digest[4:6]}"
 
     @property
@@ -241,8 +236,7 @@ class LibvirtBackend(Backend):
         return drift
 
     def _wanted_routes(self) -> dict[str, str]:
-        via = str(self.site.model.management.gateway)
-        return {str(s.cidr): via for s in self.desired.segments if s.key != MGMT}
+        return controller_side.segment_routes(self.desired, self.site.model.management)
 
     @property
     def controller_device(self) -> str:
@@ -262,13 +256,7 @@ class LibvirtBackend(Backend):
                 drift.append(f"the controller's port {device} has VLAN {port.tag}, expected {mgmt.vlan}")
         if not Path(f"/sys/class/net/{device}").exists():
             return [*drift, f"{device} is missing"]
-        if f"{mgmt.controller}/{mgmt.cidr.prefixlen}" not in links.addresses(device):
-            drift.append(f"controller address {mgmt.controller} missing on {device}")
-        if links.routes_via(device) != self._wanted_routes():
-            drift.append("routes to the segments differ")
-        if not hostguard.present(self.site.name):
-            drift.append("the controller's guard table is missing")
-        return drift
+        return drift + controller_side.drift(self.site.name, mgmt, device, self._wanted_routes())
 
     def _wanted_nics(self, machine: str):
         from provisioner.backends.libvirt.xmlspec import NicXml
@@ -434,9 +422,7 @@ class LibvirtBackend(Backend):
                 report(f"management port {device} on {self.ovs_bridge}, VLAN {mgmt.vlan}")
                 ovs.add_internal_port(self.ovs_bridge, device, int(mgmt.vlan or 0), self.site.name)
                 ovs.set_tag(device, int(mgmt.vlan or 0))
-        links.set_address(device, f"{mgmt.controller}/{mgmt.cidr.prefixlen}")
-        hostguard.install(self.site.name, device)
-        links.sync_routes(device, self._wanted_routes())
+        controller_side.wire(self.site.name, mgmt, device, self._wanted_routes())
 
     # ---- machines ------------------------------------------------------------------------------
     @cached_property

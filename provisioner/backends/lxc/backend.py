@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -19,7 +18,7 @@ from provisioner.backends.base import (
 from provisioner.backends.gateway import GATEWAY_FORWARDING_DROPIN, GATEWAY_NFTABLES
 from provisioner.backends.lxc import base_image, containers
 from provisioner.backends.lxc.containers import SeedFile
-from provisioner.backends.network import hostguard, links
+from provisioner.backends.network import controller_side, hostguard, links, names
 from provisioner.engine.desired import MGMT, MachineSpec, SegmentSpec
 from provisioner.engine.planner import Action, Change, Kind
 from provisioner.errors import BackendError, ProvisionError
@@ -31,10 +30,6 @@ REQUIRED_COMMANDS = ("lxc-create", "lxc-start", "lxc-stop", "lxc-ls", "ip", "nft
 SSH_WAIT_SECONDS = 90
 
 
-def _short_hash(text: str, length: int) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:length]
-
-
 class LxcBackend(Backend):
     name = "lxc"
     _lxcpath: Path  # set by prepare_apply
@@ -43,8 +38,7 @@ class LxcBackend(Backend):
     # ---- names ---------------------------------------------------------------------------------
     @property
     def tag(self) -> str:
-        """Prefix of every interface of this site (bridges and veths): 'pv' + 4 hex."""
-        return "pv" + _short_hash(self.site.name, 4)
+        return names.site_tag(self.site.name)
 
     def bridge(self, segment_key: str) -> str:
         return f"{self.tag}-{segment_key}"
@@ -53,7 +47,7 @@ class LxcBackend(Backend):
         return f"{self.site.name}-{machine}"
 
     def veth(self, machine: str, index: int) -> str:
-        return f"{self.tag}v{_short_hash(machine, 5)}{index}"
+        return names.machine_port(self.site.name, machine, index)
 
     @property
     def lxcpath(self) -> Path:
@@ -142,20 +136,9 @@ class LxcBackend(Backend):
                 found.append(Attachment(bridges[str(bridge)], f"port {port}", None, False, port))
         return found
 
-    def _wanted_routes(self) -> dict[str, str]:
-        via = str(self.site.model.management.gateway)
-        return {str(s.cidr): via for s in self.desired.segments if s.key != MGMT}
-
     def _controller_drift(self, bridge: str) -> list[str]:
-        mgmt = self.site.model.management
-        drift = []
-        if f"{mgmt.controller}/{mgmt.cidr.prefixlen}" not in links.addresses(bridge):
-            drift.append(f"controller address {mgmt.controller} missing on {bridge}")
-        if links.routes_via(bridge) != self._wanted_routes():
-            drift.append("routes to the segments differ")
-        if not hostguard.present(self.site.name):
-            drift.append("the controller's guard table is missing")
-        return drift
+        routes = controller_side.segment_routes(self.desired, self.site.model.management)
+        return controller_side.drift(self.site.name, self.site.model.management, bridge, routes)
 
     def _nic_drift(self, labels: dict[str, str], all_links: dict[str, links.Link]) -> list[str]:
         drift = []
@@ -237,11 +220,8 @@ class LxcBackend(Backend):
 
     def _controller_side(self, report: Report) -> None:
         """Idempotent: the controller's address on the management bridge, routes to each segment via the gateway."""
-        mgmt = self.site.model.management
-        mgmt_bridge = self.bridge(MGMT)
-        links.set_address(mgmt_bridge, f"{mgmt.controller}/{mgmt.cidr.prefixlen}")
-        hostguard.install(self.site.name, mgmt_bridge)
-        links.sync_routes(mgmt_bridge, self._wanted_routes())
+        routes = controller_side.segment_routes(self.desired, self.site.model.management)
+        controller_side.wire(self.site.name, self.site.model.management, self.bridge(MGMT), routes)
 
     def _labels(self, spec: MachineSpec, host_key: str) -> dict[str, str]:
         return {
@@ -266,7 +246,7 @@ class LxcBackend(Backend):
             directory / "overlay" / "delta",
         )
         for index, nic in enumerate(spec.nics):
-            mac = _short_hash(f"{self.site.name}/{spec.name}/{index}", 10)
+            mac = names.short_hash(f"{self.site.name}/{spec.name}/{index}", 10)
             lines += containers.nic_config(
                 index,
                 link=self.bridge(nic.segment),

@@ -353,14 +353,19 @@ class ProxmoxBackend(Backend):
         have = {str(p.get("poolid")) for p in self.client.get("pools") or []}
         for pool in self.names.pools():
             if pool not in have:
-                report(f"creating resource pool {pool}")
                 env = pool.removeprefix(f"{self.site.name}-")
-                self.client.call(
-                    "POST",
-                    "pools",
-                    {"poolid": pool, "comment": self.names.comment(env=env)},
-                    settle=lambda p=pool: p in {str(x.get("poolid")) for x in self.client.get("pools") or []},
+                self._create(
+                    f"resource pool {pool}", "pools", {"poolid": pool, "comment": self.names.comment(env=env)}, report
                 )
+
+    def _create(self, what: str, path: str, params: dict[str, Any], report: Report) -> None:
+        """POST one object, settled once the listing at `path` holds it (by the first parameter, its id)."""
+        report(f"creating {what}")
+        key = next(iter(params))
+        self.client.call("POST", path, params, settle=lambda: str(params[key]) in self._listed(path, key))
+
+    def _listed(self, path: str, key: str) -> set[str]:
+        return {str(x.get(key)) for x in self.client.get(path) or []}
 
     def _remove_pool(self, pool: str, report: Report) -> None:
         if pool in {str(p.get("poolid")) for p in self.client.get("pools") or []}:
@@ -368,7 +373,7 @@ class ProxmoxBackend(Backend):
             self.client.call("DELETE", "pools", {"poolid": pool}, settle=lambda: pool not in self._pool_ids())
 
     def _pool_ids(self) -> set[str]:
-        return {str(p.get("poolid")) for p in self.client.get("pools") or []}
+        return self._listed("pools", "poolid")
 
     def _ensure_access(self, report: Report) -> None:
         c = self.client
@@ -376,24 +381,13 @@ class ProxmoxBackend(Backend):
         groups = {str(g.get("groupid")) for g in c.get("access/groups") or []}
         for group, comment in sorted(want.groups.items()):
             if group not in groups:
-                report(f"creating group {group}")
-                c.call(
-                    "POST",
-                    "access/groups",
-                    {"groupid": group, "comment": comment},
-                    settle=lambda g=group: g in {str(x.get("groupid")) for x in c.get("access/groups") or []},
-                )
+                self._create(f"group {group}", "access/groups", {"groupid": group, "comment": comment}, report)
         users = {str(u.get("userid")): u for u in c.get("access/users") or []}
         site_groups = set(want.groups)
         for uid, wanted in sorted(want.users.items()):
             if uid not in users:
-                report(f"creating hypervisor user {uid}")
-                c.call(
-                    "POST",
-                    "access/users",
-                    {"userid": uid, "groups": ",".join(sorted(wanted)), "comment": self.names.comment()},
-                    settle=lambda u=uid: self._user_exists(u),
-                )
+                params = {"userid": uid, "groups": ",".join(sorted(wanted)), "comment": self.names.comment()}
+                self._create(f"hypervisor user {uid}", "access/users", params, report)
                 users[uid] = c.get(f"access/users/{uid}") or {}  # another site may have made it first
             member_of = access.split_groups(users[uid].get("groups"))
             if member_of & site_groups - wanted:
@@ -434,10 +428,10 @@ class ProxmoxBackend(Backend):
                 c.call("DELETE", f"access/groups/{gid}", {}, settle=lambda g=gid: not self._group_exists(g))
 
     def _user_exists(self, uid: str) -> bool:
-        return uid in {str(u.get("userid")) for u in self.client.get("access/users") or []}
+        return uid in self._listed("access/users", "userid")
 
     def _group_exists(self, gid: str) -> bool:
-        return gid in {str(g.get("groupid")) for g in self.client.get("access/groups") or []}
+        return gid in self._listed("access/groups", "groupid")
 
     def _ensure_security_group(self, env: str, report: Report) -> None:
         c = self.client
@@ -446,12 +440,8 @@ class ProxmoxBackend(Backend):
         comment = firewall.group_comment(self.names, env, rules)
         groups = {str(g.get("group")): g for g in c.get("cluster/firewall/groups") or []}
         if name not in groups:
-            report(f"creating security group {name}")
-            c.call(
-                "POST",
-                "cluster/firewall/groups",
-                {"group": name, "comment": comment},
-                settle=lambda: name in {str(g.get("group")) for g in c.get("cluster/firewall/groups") or []},
+            self._create(
+                f"security group {name}", "cluster/firewall/groups", {"group": name, "comment": comment}, report
             )
         report(f"writing the rules of security group {name}")
         for existing in sorted(c.get(f"cluster/firewall/groups/{name}") or [], key=lambda r: -int(r.get("pos", 0))):
