@@ -267,13 +267,8 @@ class ProxmoxBackend(Backend):
         then SDN applied once."""
         sdn = self._sdn
         if work.segment_work:
-            sdn.ensure_zone()
-            vnets = {str(v.get("vnet")): v for v in self._cluster["vnets"]}
-            for change in work.segment_work:
-                seg = self.desired.segment(change.name)
-                design = vnet_design(self.names, seg)
-                report(f"{change.action} segment {seg.key}: VNet {design.vnet} (VLAN {seg.vlan}, {seg.cidr})")
-                sdn.ensure_vnet(design, vnets.get(design.vnet))
+            segments = [(str(c.action), self.desired.segment(c.name)) for c in work.segment_work]
+            sdn.ensure_segments(segments, self._cluster["vnets"], report)
         self._ensure_policy(work.plan, report)
         self.remove_gone_segments(work, report)
         if work.full_destroy:
@@ -307,22 +302,20 @@ class ProxmoxBackend(Backend):
         self._converge(change, work.specs[change.name], work.actual, self._lifecycle(self.client.fork()), report)
 
     def remove_after_machines(self, work: ApplyWork, report: Report) -> None:
-        """What goes with the environments: security groups, then pools and access."""
+        """What goes with the environments: security groups first, then pools and access."""
         gone = [c.name for c in work.plan.of(Kind.POLICY, Action.DELETE)]
-        for name in gone:
-            if name.startswith("firewall-"):
-                self._remove_security_group(name.removeprefix("firewall-"), report)
-        for name in gone:
-            if name.startswith("pool-"):
-                env = name.removeprefix("pool-")
+        for name in sorted(gone, key=lambda n: not n.startswith("firewall-")):  # stable: plan order otherwise
+            kind, _, env = name.partition("-")
+            if kind == "firewall":
+                self._remove_security_group(env, report)
+            elif kind == "pool":
                 self._remove_pool(self.names.pool(None if env == "infra" else env), report)
             elif name == ACCESS:
                 self._remove_access(report)
 
     def finish_apply(self, work: ApplyWork, report: Report) -> None:
-        """known_hosts from the pinned host keys; the gateway answers SSH. Hosts are reached through the gateway,
-        which forwards only once the env_gateway role (the first play) has loaded the site's policy, so a new
-        gateway cannot carry SSH to them yet: their guest agents already proved them up."""
+        """known_hosts from the pinned keys; only the gateway must answer SSH: it forwards to the hosts once the
+        env_gateway role (the first play) has loaded the policy, and their guest agents already proved them up."""
         self._refresh_host_keys(self._main, report)
         if self.wait_for_ssh:
             self._wait_for_ssh(work.touched(Kind.GATEWAY), report)

@@ -4,12 +4,15 @@ backend batches every change and applies once, then waits for the reload task.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from provisioner.backends.proxmox.client import PveClient, PveError
 from provisioner.backends.proxmox.names import Names
 from provisioner.engine.desired import MGMT, SegmentSpec
+
+Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,15 @@ class SdnWriter:
             settle=lambda: self._exists("cluster/sdn/zones", "zone", zone),
         )
         self.changed = True
+
+    def ensure_segments(self, segments: list[tuple[str, SegmentSpec]], vnets: list[dict[str, Any]], say: Say) -> None:
+        """The zone, then a VNet and its subnet per (action, segment); vnets: the cluster's, as listed."""
+        self.ensure_zone()
+        found = {str(v.get("vnet")): v for v in vnets}
+        for action, seg in segments:
+            design = vnet_design(self.names, seg)
+            say(f"{action} segment {seg.key}: VNet {design.vnet} (VLAN {seg.vlan}, {seg.cidr})")
+            self.ensure_vnet(design, found.get(design.vnet))
 
     def ensure_vnet(self, design: VnetDesign, found: dict[str, Any] | None) -> None:
         zone = self.names.zone
