@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from provisioner.planning.desired import DesiredState, desired_state
+from provisioner.errors import BackendError, ProvisionError
+from provisioner.planning.desired import MGMT, DesiredState, MachineSpec, desired_state
 from provisioner.planning.planner import Action, Change, Kind, Plan
 from provisioner.site.load import LoadedSite
 from provisioner.workspace.site_state import SiteState
 
 Report = Callable[[str], None]
+PARALLEL = 4  # hosts converged at once
 
 
 @dataclass
@@ -56,6 +60,76 @@ class ActualState:
     @property
     def empty(self) -> bool:
         return not self.segments and not self.machines
+
+
+@dataclass
+class ApplyWork:
+    """What a plan asks of apply, sorted once for the skeleton and the backends' hooks."""
+
+    plan: Plan
+    specs: dict[str, MachineSpec]
+    machines: list[Change]  # gateways and hosts, in plan order
+    actual: ActualState = field(default_factory=ActualState)
+    rebuilds: set[str] = field(default_factory=set)  # updates a backend carries out by building anew
+
+    @classmethod
+    def of(cls, plan: Plan, desired: DesiredState) -> ApplyWork:
+        machines = [c for c in plan.changes if c.kind in (Kind.GATEWAY, Kind.HOST)]
+        return cls(plan, {m.name: m for m in desired.machines}, machines)
+
+    def found(self, actual: ActualState, rebuild_changed: bool) -> None:
+        """What discovery found; with rebuild_changed, an update of a changed configuration is a rebuild."""
+        self.actual = actual
+        if rebuild_changed:
+            self.rebuilds = {
+                c.name
+                for c in self.machines
+                if c.action == Action.UPDATE
+                and c.name in actual.machines
+                and c.name in self.specs
+                and actual.machines[c.name].fingerprint != self.specs[c.name].fingerprint()
+            }
+
+    @property
+    def removals(self) -> list[Change]:
+        """Machines that go, the old half of replacements and rebuilds: hosts before the gateway."""
+        gone = [c for c in self.machines if c.action in (Action.DELETE, Action.REPLACE) or c.name in self.rebuilds]
+        return sorted(gone, key=lambda c: c.kind == Kind.GATEWAY)
+
+    @property
+    def converge(self) -> list[Change]:
+        return [c for c in self.machines if c.action != Action.DELETE]
+
+    @property
+    def gateways(self) -> list[Change]:
+        return [c for c in self.converge if c.kind == Kind.GATEWAY]
+
+    @property
+    def hosts(self) -> list[Change]:
+        return [c for c in self.converge if c.kind == Kind.HOST]
+
+    @property
+    def builds(self) -> bool:
+        """Some machine is built from the base image."""
+        return any(c.action in (Action.CREATE, Action.REPLACE) or c.name in self.rebuilds for c in self.converge)
+
+    @property
+    def segment_work(self) -> list[Change]:
+        return self.plan.of(Kind.SEGMENT, Action.CREATE, Action.UPDATE)
+
+    @property
+    def segment_deletions(self) -> list[Change]:
+        return self.plan.of(Kind.SEGMENT, Action.DELETE)
+
+    @property
+    def full_destroy(self) -> bool:
+        """The management segment goes: the whole site does."""
+        return any(c.name == MGMT for c in self.segment_deletions)
+
+    def touched(self, *kinds: Kind) -> list[tuple[str, str]]:
+        """(address, name) of the machines converged, of some kinds or all."""
+        specs = [self.specs[c.name] for c in self.converge if c.name in self.specs]
+        return [(str(s.address), s.name) for s in specs if not kinds or s.kind in kinds]
 
 
 def plan_changes(desired: DesiredState, actual: ActualState) -> Plan:
@@ -145,15 +219,123 @@ class Backend(ABC):
     def discover(self) -> ActualState:
         """What exists now, found by the site's labels."""
 
+    # ---- plan ----------------------------------------------------------------------------------
     def plan(self) -> Plan:
-        return plan_changes(self.desired, self.discover())
+        actual = self.discover()
+        for spec in self.desired.machines:  # the backend's own fingerprint stands in for the generic one
+            have = actual.machines.get(spec.name)
+            if have is not None and have.fingerprint == self.machine_fingerprint(spec):
+                have.fingerprint = spec.fingerprint()
+        plan = plan_changes(self.desired, actual)
+        plan.changes += self.extra_changes()
+        return plan
+
+    def machine_fingerprint(self, spec: MachineSpec) -> str:
+        """What the backend records of a machine's configuration; by default the generic fingerprint."""
+        return spec.fingerprint()
+
+    def extra_changes(self) -> list[Change]:
+        """Changes beyond segments and machines (hypervisor policy), read from what discover found."""
+        return []
 
     def destroy_plan(self, environments: Iterable[str] | None = None) -> Plan:
-        return destroy_changes(self.site.name, self.discover(), environments)
+        envs = list(environments) if environments is not None else None
+        plan = destroy_changes(self.site.name, self.discover(), envs)
+        plan.changes += self.extra_destroy_changes(envs)
+        return plan
 
-    @abstractmethod
+    def extra_destroy_changes(self, environments: list[str] | None) -> list[Change]:
+        """What goes beyond segments and machines on a destroy (all of the site, or some environments)."""
+        return []
+
+    # ---- apply ---------------------------------------------------------------------------------
+    # True: every host is converged and their errors are reported together; False: the first error stops apply
+    joins_host_errors = False
+    # True: a machine whose configuration changed is removed and built anew rather than reconfigured
+    rebuilds_changed = False
+
     def apply(self, plan: Plan, report: Report) -> None:
         """Carry out the plan. Every step is idempotent, so an interrupted apply can simply be re-run."""
+        work = ApplyWork.of(plan, self.desired)
+        with self.apply_errors():
+            self.prepare_apply(work, report)
+            work.found(self.discover(), self.rebuilds_changed)
+            # 1. machines that go, hosts before the gateway
+            for change in work.removals:
+                have = work.actual.machines.get(change.name)
+                if have is not None:
+                    self.remove_machine(change, have, work, report)
+            # 2. segments and what the machines need before they start
+            self.converge_segments(work, report)
+            # 3. machines: the gateway first (hosts are reached through it), then hosts in parallel
+            for change in work.gateways:
+                self.converge_machine(change, work, report)
+            self._converge_hosts(work, report)
+            # 4. what goes after the machines
+            self.remove_after_machines(work, report)
+            # 5. the machines answer SSH, their host keys are pinned
+            self.finish_apply(work, report)
+
+    def _converge_hosts(self, work: ApplyWork, report: Report) -> None:
+        if not work.hosts:
+            return
+        errors: list[str] = []
+        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            futures = [pool.submit(self.converge_host, c, work, report) for c in work.hosts]
+            for future in futures:
+                try:
+                    future.result()
+                except ProvisionError as exc:
+                    if not self.joins_host_errors:
+                        raise
+                    errors.append(str(exc))
+        if errors:
+            raise BackendError("; ".join(errors))
+
+    @contextmanager
+    def apply_errors(self) -> Iterator[None]:
+        """Around apply: turns the hypervisor library's own errors into BackendError."""
+        yield
+
+    def prepare_apply(self, work: ApplyWork, report: Report) -> None:
+        """Before discovery: what apply needs on this machine."""
+        self.preflight()
+
+    @abstractmethod
+    def remove_machine(self, change: Change, have: ActualMachine, work: ApplyWork, report: Report) -> None:
+        """Remove one machine found (a delete, the old half of a replacement, or a rebuild)."""
+
+    @abstractmethod
+    def converge_segments(self, work: ApplyWork, report: Report) -> None:
+        """Segments and everything the machines need before they are built."""
+
+    @abstractmethod
+    def converge_machine(self, change: Change, work: ApplyWork, report: Report) -> None:
+        """Create, update or start one machine."""
+
+    def converge_host(self, change: Change, work: ApplyWork, report: Report) -> None:
+        """A host, in a worker thread."""
+        self.converge_machine(change, work, report)
+
+    @abstractmethod
+    def remove_segment(self, change: Change, have: ActualSegment, report: Report) -> None:
+        """Remove one segment found."""
+
+    def remove_gone_segments(self, work: ApplyWork, report: Report) -> None:
+        for change in work.segment_deletions:
+            have = work.actual.segments.get(change.name)
+            if have is not None:
+                self.remove_segment(change, have, report)
+
+    def remove_after_machines(self, work: ApplyWork, report: Report) -> None:
+        """By default the segments that go, and after a full destroy what the site kept outside them."""
+        self.remove_gone_segments(work, report)
+        if work.full_destroy:
+            self.cleanup_site()
+
+    @abstractmethod
+    def finish_apply(self, work: ApplyWork, report: Report) -> None:
+        """Last: wait until the machines answer SSH and write known_hosts."""
 
     def hypervisor_access(self) -> list[dict[str, object]] | None:
         """Per person and environment, the rights held at the hypervisor, read back live (ACC-6); None where the

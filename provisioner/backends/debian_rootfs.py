@@ -23,6 +23,30 @@ DEBOOTSTRAP_CACHE = Path("/var/cache/provisioner/debootstrap")
 APT_CACHE = Path("/var/cache/provisioner/apt-archives")
 PREFLIGHT = Path("/var/cache/provisioner/apt-preflight")  # the host's apt, pointed at the image's suites
 
+# Everything the roles need, baked in: lab hosts have no internet.
+PACKAGES = (
+    "openssh-server",
+    "dbus",
+    "python3",
+    "python3-apt",
+    "python3-psycopg2",
+    "sudo",
+    "nftables",
+    "postgresql",
+    "nginx",
+    "auditd",
+    "iproute2",
+    "iputils-ping",
+    "netcat-openbsd",
+    "curl",
+    "acl",
+    "procps",
+    "less",
+    "ca-certificates",
+)
+# Services the roles enable where a host needs them; disabled in the base so idle hosts stay small.
+DISABLED_SERVICES = ("postgresql", "nginx", "auditd")
+
 # Runs in a private mount namespace: /proc, /sys and /dev appear in the chroot for the package scripts and
 # vanish with the process, whatever happens. policy-rc.d keeps services from starting inside the chroot.
 # `--error-on=any` makes a suite apt cannot read an error, not a warning apt carries on after.

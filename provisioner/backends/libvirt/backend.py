@@ -15,34 +15,30 @@ sysadmin's network; the test driver (test:///) runs no guests, so there is nothi
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-import socket
-import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
-from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, Backend, Report
-from provisioner.backends.lxc.backend import GATEWAY_FORWARDING_DROPIN, GATEWAY_NFTABLES
-from provisioner.backends.network import hostguard, links
+from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, ApplyWork, Backend, Report
+from provisioner.backends.gateway import GATEWAY_FORWARDING_DROPIN, GATEWAY_NFTABLES
+from provisioner.backends.network import controller_side, hostguard, links, names
 from provisioner.errors import BackendError, ProvisionError
 from provisioner.planning.desired import MGMT, MachineSpec, SegmentSpec
-from provisioner.planning.planner import Action, Change, Kind, Plan
+from provisioner.planning.planner import Action, Change, Kind
+from provisioner.remote.wait import require_ssh
 from provisioner.site.model import LibvirtSettings
 from provisioner.site.vocabulary import SIZE_RESOURCES
 from provisioner.workspace.hostkeys import new_host_key
 
 SSH_WAIT_SECONDS = 420
-PARALLEL = 4
+SSH_HINT = "; the guest consoles are in /var/log/libvirt/qemu/<domain>-console.log"
 HOST_COMMANDS = ("ip", "nft", "ssh-keygen", "genisoimage")
 KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
-
-
-def _short_hash(text: str, length: int) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:length]
 
 
 def _libvirt():
@@ -68,7 +64,7 @@ class LibvirtBackend(Backend):
     # ---- names ---------------------------------------------------------------------------------
     @property
     def tag(self) -> str:
-        return "pv" + _short_hash(self.site.name, 4)
+        return names.site_tag(self.site.name)
 
     @property
     def ovs_bridge(self) -> str:
@@ -90,10 +86,10 @@ class LibvirtBackend(Backend):
         return f"{self.site.name}-{machine}"
 
     def tap(self, machine: str, index: int) -> str:
-        return f"{self.tag}v{_short_hash(machine, 5)}{index}"
+        return names.machine_port(self.site.name, machine, index)
 
     def mac(self, machine: str, index: int) -> str:
-        digest = _short_hash(f"{self.site.name}/{machine}/{index}", 6)
+        digest = names.short_hash(f"{self.site.name}/{machine}/{index}", 6)
         return f"52:54:00:{digest[0:2]}:{digest[2:4]}:{digest[4:6]}"
 
     @property
@@ -240,8 +236,7 @@ class LibvirtBackend(Backend):
         return drift
 
     def _wanted_routes(self) -> dict[str, str]:
-        via = str(self.site.model.management.gateway)
-        return {str(s.cidr): via for s in self.desired.segments if s.key != MGMT}
+        return controller_side.segment_routes(self.desired, self.site.model.management)
 
     @property
     def controller_device(self) -> str:
@@ -261,13 +256,7 @@ class LibvirtBackend(Backend):
                 drift.append(f"the controller's port {device} has VLAN {port.tag}, expected {mgmt.vlan}")
         if not Path(f"/sys/class/net/{device}").exists():
             return [*drift, f"{device} is missing"]
-        if f"{mgmt.controller}/{mgmt.cidr.prefixlen}" not in links.addresses(device):
-            drift.append(f"controller address {mgmt.controller} missing on {device}")
-        if links.routes_via(device) != self._wanted_routes():
-            drift.append("routes to the segments differ")
-        if not hostguard.present(self.site.name):
-            drift.append("the controller's guard table is missing")
-        return drift
+        return drift + controller_side.drift(self.site.name, mgmt, device, self._wanted_routes())
 
     def _wanted_nics(self, machine: str):
         from provisioner.backends.libvirt.xmlspec import NicXml
@@ -323,73 +312,45 @@ class LibvirtBackend(Backend):
         return drift
 
     # ---- apply ---------------------------------------------------------------------------------
-    def apply(self, plan: Plan, report: Report) -> None:
+    rebuilds_changed = True  # a guest whose configuration changed is built anew
+
+    @contextmanager
+    def apply_errors(self) -> Iterator[None]:
         libvirt = _libvirt()
         try:
-            self._apply(plan, report)
+            yield
         except libvirt.libvirtError as exc:
             raise BackendError(f"libvirt ({self.settings.uri}): {exc.get_error_message()}") from exc
 
-    def _apply(self, plan: Plan, report: Report) -> None:
-        self.preflight()
-        actual = self.discover()
-        specs = {m.name: m for m in self.desired.machines}
-        machine_changes = [c for c in plan.changes if c.kind != Kind.SEGMENT]
-        rebuilds = {
-            c.name
-            for c in machine_changes
-            if c.action == Action.UPDATE
-            and c.name in actual.machines
-            and c.name in specs
-            and actual.machines[c.name].fingerprint != specs[c.name].fingerprint()
-        }
+    def remove_machine(self, change: Change, have: ActualMachine, work: ApplyWork, report: Report) -> None:
+        verb = "rebuilding" if change.name in work.rebuilds else "removing"
+        report(f"{verb} {change.kind} {change.name} (domain {have.handle})")
+        self._remove_domain(have.handle)
 
-        # 1. machines that go, the old half of replacements, and machines whose configuration changed
-        removals = [c for c in machine_changes if c.action in (Action.DELETE, Action.REPLACE) or c.name in rebuilds]
-        for change in sorted(removals, key=lambda c: c.kind == Kind.GATEWAY):
-            have = actual.machines.get(change.name)
-            if have is not None:
-                verb = "rebuilding" if change.name in rebuilds else "removing"
-                report(f"{verb} {change.kind} {change.name} (domain {have.handle})")
-                self._remove_domain(have.handle)
-
-        # 2. segments: the switch, a libvirt network per segment, the controller's side
-        full_destroy = any(c.name == MGMT for c in plan.of(Kind.SEGMENT, Action.DELETE))
-        segment_work = plan.of(Kind.SEGMENT, Action.CREATE, Action.UPDATE)
-        if segment_work and self.wires_controller and self.openvswitch and self.owns_ovs_bridge:
+    def converge_segments(self, work: ApplyWork, report: Report) -> None:
+        """The switch, a libvirt network per segment, the controller's side; the base image's volumes."""
+        if work.segment_work and self.wires_controller and self.openvswitch and self.owns_ovs_bridge:
             self._ensure_ovs_bridge(report)
-        for change in segment_work:
-            self._converge_network(self.desired.segment(change.name), actual, report)
-        if not full_destroy and self.wires_controller and (MGMT in actual.segments or segment_work):
+        for change in work.segment_work:
+            self._converge_network(self.desired.segment(change.name), work.actual, report)
+        if not work.full_destroy and self.wires_controller and (MGMT in work.actual.segments or work.segment_work):
             self._controller_side(report)
-
-        # 3. machines: the gateway first (hosts are reached through it), then hosts in parallel
-        todo = [c for c in machine_changes if c.action != Action.DELETE]
-        if any(c.action in (Action.CREATE, Action.REPLACE) or c.name in rebuilds for c in todo):
+        if work.builds:
             self._ensure_base_volumes(report)
-        for change in [c for c in todo if c.kind == Kind.GATEWAY]:
-            self._converge_machine(change, specs[change.name], actual, change.name in rebuilds, report)
-        hosts = [c for c in todo if c.kind == Kind.HOST]
-        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-            futures = [
-                pool.submit(self._converge_machine, c, specs[c.name], actual, c.name in rebuilds, report) for c in hosts
-            ]
-            for future in futures:
-                future.result()
 
-        # 4. segments that go
-        for change in plan.of(Kind.SEGMENT, Action.DELETE):
-            have_seg = actual.segments.get(change.name)
-            if have_seg is not None:
-                report(f"removing segment {change.name} (network {have_seg.handle})")
-                self._remove_network(have_seg.handle)
-        if full_destroy:
-            self.cleanup_site()
+    def converge_machine(self, change: Change, work: ApplyWork, report: Report) -> None:
+        rebuild = change.name in work.rebuilds
+        self._converge_machine(change, work.specs[change.name], work.actual, rebuild, report)
 
-        # 5. wait until every machine touched answers SSH, then pin the host keys
-        touched = [specs[c.name] for c in todo if c.name in specs]
-        if self.wires_controller:
-            self._wait_for_ssh(touched, report)
+    def remove_segment(self, change: Change, have: ActualSegment, report: Report) -> None:
+        report(f"removing segment {change.name} (network {have.handle})")
+        self._remove_network(have.handle)
+
+    def finish_apply(self, work: ApplyWork, report: Report) -> None:
+        if self.wires_controller:  # the test driver runs no guests
+            require_ssh(
+                work.touched(), SSH_WAIT_SECONDS, report, SSH_HINT, what="guest(s)", interval=1, banner_seconds=3
+            )
         self._write_known_hosts()
 
     # ---- segments ------------------------------------------------------------------------------
@@ -416,12 +377,8 @@ class LibvirtBackend(Backend):
     def _converge_network(self, seg: SegmentSpec, actual: ActualState, report: Report) -> None:
         from provisioner.backends.libvirt import xmlspec
 
-        libvirt = _libvirt()
         name = self.network(seg.key)
-        try:
-            existing = self.conn.networkLookupByName(name)
-        except libvirt.libvirtError:
-            existing = None
+        existing = _find(self.conn.networkLookupByName, name)
         if existing is not None:
             xml = existing.XMLDesc(0)
             labels = xmlspec.read_labels(xml, "segment")
@@ -446,10 +403,8 @@ class LibvirtBackend(Backend):
         net.create()
 
     def _remove_network(self, name: str) -> None:
-        libvirt = _libvirt()
-        try:
-            net = self.conn.networkLookupByName(name)
-        except libvirt.libvirtError:
+        net = _find(self.conn.networkLookupByName, name)
+        if net is None:
             return
         if net.isActive():
             net.destroy()
@@ -467,16 +422,7 @@ class LibvirtBackend(Backend):
                 report(f"management port {device} on {self.ovs_bridge}, VLAN {mgmt.vlan}")
                 ovs.add_internal_port(self.ovs_bridge, device, int(mgmt.vlan or 0), self.site.name)
                 ovs.set_tag(device, int(mgmt.vlan or 0))
-        links.set_address(device, f"{mgmt.controller}/{mgmt.cidr.prefixlen}")
-        hostguard.install(self.site.name, device)
-        wanted = self._wanted_routes()
-        present = links.routes_via(device)
-        for cidr, via in wanted.items():
-            if present.get(cidr) != via:
-                links.replace_route(cidr, via, device)
-        for cidr in present:
-            if cidr not in wanted:
-                links.delete_route(cidr, device)
+        controller_side.wire(self.site.name, mgmt, device, self._wanted_routes())
 
     # ---- machines ------------------------------------------------------------------------------
     @cached_property
@@ -523,7 +469,7 @@ class LibvirtBackend(Backend):
     def _domain_spec(self, spec: MachineSpec, labels: dict[str, str], disk: str, seed: str):
         from provisioner.backends.libvirt import storage, xmlspec
 
-        nics, _ = self._wanted_nics(spec.name)  # type: ignore[misc]
+        nics, _ = self._wanted_nics(spec.name)
         vcpus, memory = SIZE_RESOURCES[spec.size]
         if self.settings.max_memory_mib is not None:
             memory = min(memory, self.settings.max_memory_mib)
@@ -598,10 +544,7 @@ class LibvirtBackend(Backend):
 
         libvirt = _libvirt()
         name = self.domain(spec.name)
-        try:
-            existing = self.conn.lookupByName(name)
-        except libvirt.libvirtError:
-            existing = None
+        existing = _find(self.conn.lookupByName, name)
         if existing is not None:
             labels = xmlspec.read_labels(existing.XMLDesc(0), "machine")
             if not labels or labels.get("site") != self.site.name:
@@ -634,10 +577,8 @@ class LibvirtBackend(Backend):
     def _remove_domain(self, name: str) -> None:
         from provisioner.backends.libvirt import storage, xmlspec
 
-        libvirt = _libvirt()
-        try:
-            dom = self.conn.lookupByName(name)
-        except libvirt.libvirtError:
+        dom = _find(self.conn.lookupByName, name)
+        if dom is None:
             return
         disks = xmlspec.domain_disks(dom.XMLDesc(0))
         if dom.isActive():
@@ -652,7 +593,7 @@ class LibvirtBackend(Backend):
 
         libvirt = _libvirt()
         dom = self.conn.lookupByName(handle)
-        nics, _ = self._wanted_nics(spec.name)  # type: ignore[misc]
+        nics, _ = self._wanted_nics(spec.name)
         have = {nic.mac: nic for nic in xmlspec.domain_nics(dom.XMLDesc(0))}
         ports = self._ports()
         for want, nic_spec in zip(nics, spec.nics, strict=True):
@@ -674,33 +615,15 @@ class LibvirtBackend(Backend):
                     report(f"re-attaching {spec.name} interface {nic_spec.name} to {bridge}")
                     links.attach(want.target, bridge)
 
-    def _wait_for_ssh(self, specs: list[MachineSpec], report: Report) -> None:
-        pending = {str(s.address): s.name for s in specs}
-        if not pending:
-            return
-        report(f"waiting for SSH on {len(pending)} guest(s)")
-        deadline = time.monotonic() + SSH_WAIT_SECONDS
-        while pending and time.monotonic() < deadline:
-            for address in list(pending):
-                if _ssh_answers(address):
-                    del pending[address]
-            if pending:
-                time.sleep(1)
-        if pending:
-            names = ", ".join(f"{n} ({a})" for a, n in pending.items())
-            raise BackendError(
-                f"SSH did not answer within {SSH_WAIT_SECONDS}s on {names}; "
-                "the guest consoles are in /var/log/libvirt/qemu/<domain>-console.log"
-            )
-
     def _write_known_hosts(self) -> None:
         from provisioner.backends.libvirt import xmlspec
 
         entries = {}
         for dom in self.conn.listAllDomains(0):
             labels = xmlspec.read_labels(dom.XMLDesc(0), "machine")
-            mine = labels and labels.get("site") == self.site.name and labels.get("state") == "ready"
-            if mine and labels.get("host_key") and labels.get("address"):  # type: ignore[union-attr]
+            if not labels or labels.get("site") != self.site.name or labels.get("state") != "ready":
+                continue
+            if labels.get("host_key") and labels.get("address"):
                 entries[labels["address"]] = " ".join(labels["host_key"].split()[:2])
         self.state.write_known_hosts(entries)
 
@@ -728,15 +651,15 @@ class LibvirtBackend(Backend):
             run(["ip", "address", "del", f"{mgmt.controller}/{mgmt.cidr.prefixlen}", "dev", device], check=False)
 
 
+def _find(lookup: Callable[[str], Any], name: str) -> Any:
+    """A domain or network by name (lookup: conn.lookupByName or conn.networkLookupByName); None if absent."""
+    libvirt = _libvirt()
+    try:
+        return lookup(name)
+    except libvirt.libvirtError:
+        return None
+
+
 def _master(device: str) -> str | None:
     link = Path(f"/sys/class/net/{device}/master")
     return link.resolve().name if link.exists() else None
-
-
-def _ssh_answers(address: str) -> bool:
-    try:
-        with socket.create_connection((address, 22), timeout=1) as sock:
-            sock.settimeout(3)
-            return sock.recv(4).startswith(b"SSH-")
-    except OSError:
-        return False

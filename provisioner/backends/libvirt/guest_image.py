@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioner.backends import debian_rootfs
-from provisioner.backends.debian_rootfs import MIRROR, RELEASE
-from provisioner.backends.lxc.base_image import DISABLED_SERVICES, PACKAGES
+from provisioner.backends.debian_rootfs import DISABLED_SERVICES, MIRROR, PACKAGES, RELEASE
 from provisioner.controller.shell import run
 from provisioner.errors import BackendError
 

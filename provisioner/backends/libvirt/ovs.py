@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import cast
 
 from provisioner.controller.shell import run
 
@@ -44,7 +45,10 @@ def _table(table: str, columns: str) -> list[dict[str, object]]:
 
 def bridges() -> dict[str, dict[str, str]]:
     """bridge name -> external_ids"""
-    return {str(row["name"]): dict(row["external_ids"] or {}) for row in _table("bridge", "name,external_ids")}  # type: ignore[arg-type]
+    return {
+        str(row["name"]): dict(cast(dict[str, str], row["external_ids"] or {}))
+        for row in _table("bridge", "name,external_ids")
+    }
 
 
 def ports() -> dict[str, Port]:

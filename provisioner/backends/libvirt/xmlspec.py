@@ -122,13 +122,8 @@ def domain_xml(spec: DomainSpec) -> str:
     _disk(devices, spec.disk, "qcow2", "vda", readonly=False)
     _disk(devices, spec.seed, "raw", "vdb", readonly=True)
     for nic in spec.nics:
-        interface = ET.SubElement(devices, "interface", type="network")
-        ET.SubElement(interface, "mac", address=nic.mac)
-        source = ET.SubElement(interface, "source", network=nic.network)
-        if nic.portgroup is not None:
-            source.set("portgroup", nic.portgroup)
-        ET.SubElement(interface, "target", dev=nic.target)
-        ET.SubElement(interface, "model", type="virtio")
+        interface = _interface(nic)
+        devices.append(interface)
         if not spec.checksum_offload:
             driver = ET.SubElement(interface, "driver", name="qemu")
             ET.SubElement(driver, "host", csum="off", gso="off", tso4="off", tso6="off", ecn="off", ufo="off")
@@ -185,6 +180,10 @@ def domain_disks(xml: str) -> list[str]:
 
 def interface_xml(nic: NicXml) -> str:
     """One interface element, for virDomainUpdateDeviceFlags (put a moved port back)."""
+    return ET.tostring(_interface(nic), encoding="unicode")
+
+
+def _interface(nic: NicXml) -> ET.Element:
     interface = ET.Element("interface", type="network")
     ET.SubElement(interface, "mac", address=nic.mac)
     source = ET.SubElement(interface, "source", network=nic.network)
@@ -192,7 +191,7 @@ def interface_xml(nic: NicXml) -> str:
         source.set("portgroup", nic.portgroup)
     ET.SubElement(interface, "target", dev=nic.target)
     ET.SubElement(interface, "model", type="virtio")
-    return ET.tostring(interface, encoding="unicode")
+    return interface
 
 
 # ---- volumes -------------------------------------------------------------------------------------------

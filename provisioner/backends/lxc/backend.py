@@ -2,69 +2,43 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, Attachment, Backend, Report
+from provisioner.backends.base import (
+    ActualMachine,
+    ActualSegment,
+    ActualState,
+    ApplyWork,
+    Attachment,
+    Backend,
+    Report,
+)
+from provisioner.backends.gateway import GATEWAY_FORWARDING_DROPIN, GATEWAY_NFTABLES
 from provisioner.backends.lxc import base_image, containers
 from provisioner.backends.lxc.containers import SeedFile
-from provisioner.backends.network import hostguard, links
+from provisioner.backends.network import controller_side, hostguard, links, names
 from provisioner.errors import BackendError, ProvisionError
 from provisioner.planning.desired import MGMT, MachineSpec, SegmentSpec
-from provisioner.planning.planner import Action, Change, Kind, Plan
+from provisioner.planning.planner import Action, Change, Kind
 from provisioner.remote.wait import require_ssh
 from provisioner.workspace.hostkeys import HostKey, new_host_key
 from provisioner.workspace.site_state import AUTOMATION_USER
 
 REQUIRED_COMMANDS = ("lxc-create", "lxc-start", "lxc-stop", "lxc-ls", "ip", "nft", "ssh-keygen", "chroot")
 SSH_WAIT_SECONDS = 90
-PARALLEL = 4
-
-GATEWAY_NFTABLES = """#!/usr/sbin/nft -f
-# Written by provisioner when the gateway was created. Until the env_gateway role installs the
-# site's policy, nothing is forwarded between environments: only SSH from the management network.
-flush ruleset
-
-table inet provisioner_gateway {
-  chain input {
-    type filter hook input priority filter; policy drop;
-    iif "lo" accept
-    ct state established,related accept
-    iifname "mgmt" tcp dport 22 accept
-    iifname "mgmt" icmp type echo-request accept
-  }
-  chain forward {
-    type filter hook forward priority filter; policy drop;
-    ct state established,related accept
-    iifname "mgmt" oifname "seg-*" tcp dport 22 accept
-    iifname "mgmt" oifname "seg-*" icmp type echo-request accept
-    counter reject with icmpx type admin-prohibited
-  }
-}
-"""
-
-# Forwarding is switched on only after the ruleset has loaded: no unfiltered window at boot.
-GATEWAY_FORWARDING_DROPIN = """[Service]
-ExecStartPost=/usr/sbin/sysctl -q -w net.ipv4.ip_forward=1
-ExecStopPost=/usr/sbin/sysctl -q -w net.ipv4.ip_forward=0
-"""
-
-
-def _short_hash(text: str, length: int) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:length]
 
 
 class LxcBackend(Backend):
     name = "lxc"
+    _lxcpath: Path  # set by prepare_apply
+    _rootfs: Path
 
     # ---- names ---------------------------------------------------------------------------------
     @property
     def tag(self) -> str:
-        """Prefix of every interface of this site (bridges and veths): 'pv' + 4 hex."""
-        return "pv" + _short_hash(self.site.name, 4)
+        return names.site_tag(self.site.name)
 
     def bridge(self, segment_key: str) -> str:
         return f"{self.tag}-{segment_key}"
@@ -73,7 +47,7 @@ class LxcBackend(Backend):
         return f"{self.site.name}-{machine}"
 
     def veth(self, machine: str, index: int) -> str:
-        return f"{self.tag}v{_short_hash(machine, 5)}{index}"
+        return names.machine_port(self.site.name, machine, index)
 
     @property
     def lxcpath(self) -> Path:
@@ -162,20 +136,9 @@ class LxcBackend(Backend):
                 found.append(Attachment(bridges[str(bridge)], f"port {port}", None, False, port))
         return found
 
-    def _wanted_routes(self) -> dict[str, str]:
-        via = str(self.site.model.management.gateway)
-        return {str(s.cidr): via for s in self.desired.segments if s.key != MGMT}
-
     def _controller_drift(self, bridge: str) -> list[str]:
-        mgmt = self.site.model.management
-        drift = []
-        if f"{mgmt.controller}/{mgmt.cidr.prefixlen}" not in links.addresses(bridge):
-            drift.append(f"controller address {mgmt.controller} missing on {bridge}")
-        if links.routes_via(bridge) != self._wanted_routes():
-            drift.append("routes to the segments differ")
-        if not hostguard.present(self.site.name):
-            drift.append("the controller's guard table is missing")
-        return drift
+        routes = controller_side.segment_routes(self.desired, self.site.model.management)
+        return controller_side.drift(self.site.name, self.site.model.management, bridge, routes)
 
     def _nic_drift(self, labels: dict[str, str], all_links: dict[str, links.Link]) -> list[str]:
         drift = []
@@ -188,64 +151,34 @@ class LxcBackend(Backend):
         return drift
 
     # ---- apply ---------------------------------------------------------------------------------
-    def apply(self, plan: Plan, report: Report) -> None:
+    def prepare_apply(self, work: ApplyWork, report: Report) -> None:
         self.preflight()
-        lxcpath = self.lxcpath
-        builds = any(c.kind != Kind.SEGMENT and c.action in (Action.CREATE, Action.REPLACE) for c in plan.changes)
-        if any(c.kind != Kind.SEGMENT and c.action != Action.DELETE for c in plan.changes):
+        self._lxcpath = lxcpath = self.lxcpath  # asks lxc-config: once per apply
+        if work.converge:
             containers.raise_host_limits(report)
-        rootfs = base_image.ensure_base(lxcpath, say=report) if builds else base_image.base_rootfs(lxcpath)
-        actual = self.discover()
-        specs = {m.name: m for m in self.desired.machines}
-        machine_changes = [c for c in plan.changes if c.kind != Kind.SEGMENT]
+        self._rootfs = base_image.ensure_base(lxcpath, say=report) if work.builds else base_image.base_rootfs(lxcpath)
 
-        # 1. remove machines that go (hosts before the gateway), and the old half of replacements
-        removals = [c for c in machine_changes if c.action in (Action.DELETE, Action.REPLACE)]
-        for change in sorted(removals, key=lambda c: c.kind == Kind.GATEWAY):
-            have = actual.machines.get(change.name)
-            if have is not None:
-                report(f"removing {change.kind} {change.name}")
-                containers.remove(lxcpath, have.handle, have.running)
+    def remove_machine(self, change: Change, have: ActualMachine, work: ApplyWork, report: Report) -> None:
+        report(f"removing {change.kind} {change.name}")
+        containers.remove(self._lxcpath, have.handle, have.running)
 
-        # 2. segments, the controller's management address, its routes and its guard table
-        for change in plan.of(Kind.SEGMENT, Action.CREATE):
+    def converge_segments(self, work: ApplyWork, report: Report) -> None:
+        """Bridges, then the controller's management address, its routes and its guard table."""
+        for change in work.plan.of(Kind.SEGMENT, Action.CREATE):
             self._create_segment(self.desired.segment(change.name), report)
-        full_destroy = any(
-            c.kind == Kind.SEGMENT and c.name == MGMT and c.action == Action.DELETE for c in plan.changes
-        )
-        if not full_destroy and self._has_segment(MGMT):
+        if not work.full_destroy and self._has_segment(MGMT):
             self._controller_side(report)
+        work.actual = self.discover()  # the machines and the segments that go, as they are now
 
-        # 3. machines: the gateway first (hosts are reached through it), then hosts in parallel
-        todo = [c for c in machine_changes if c.action != Action.DELETE]
-        gateway = [c for c in todo if c.kind == Kind.GATEWAY]
-        hosts = [c for c in todo if c.kind == Kind.HOST]
-        actual = self.discover()
-        for change in gateway:
-            self._converge_machine(change, specs[change.name], actual, lxcpath, rootfs, report)
-        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-            futures = [
-                pool.submit(self._converge_machine, c, specs[c.name], actual, lxcpath, rootfs, report) for c in hosts
-            ]
-            for future in futures:
-                future.result()
+    def converge_machine(self, change: Change, work: ApplyWork, report: Report) -> None:
+        self._converge_machine(change, work.specs[change.name], work.actual, self._lxcpath, self._rootfs, report)
 
-        # 4. segments that go
-        for change in plan.of(Kind.SEGMENT, Action.DELETE):
-            bridge = actual.segments.get(change.name)
-            if bridge is not None:
-                report(f"removing segment {change.name} ({bridge.handle})")
-                links.delete_link(bridge.handle)
-        if full_destroy:
-            hostguard.remove(self.site.name)
-            for name in self.state.journal():
-                if name in {link.name for link in links.list_links()}:
-                    links.delete_link(name)
-                self.state.journal_done(name)
+    def remove_segment(self, change: Change, have: ActualSegment, report: Report) -> None:
+        report(f"removing segment {change.name} ({have.handle})")
+        links.delete_link(have.handle)
 
-        # 5. wait until every machine touched answers SSH, then record the host keys
-        touched = [specs[c.name] for c in todo if c.name in specs]
-        require_ssh([(str(s.address), s.name) for s in touched], SSH_WAIT_SECONDS, report)
+    def finish_apply(self, work: ApplyWork, report: Report) -> None:
+        require_ssh(work.touched(), SSH_WAIT_SECONDS, report)
         self._write_known_hosts()
 
     def _has_segment(self, key: str) -> bool:
@@ -279,11 +212,8 @@ class LxcBackend(Backend):
 
     def _controller_side(self, report: Report) -> None:
         """Idempotent: the controller's address on the management bridge, routes to each segment via the gateway."""
-        mgmt = self.site.model.management
-        mgmt_bridge = self.bridge(MGMT)
-        links.set_address(mgmt_bridge, f"{mgmt.controller}/{mgmt.cidr.prefixlen}")
-        hostguard.install(self.site.name, mgmt_bridge)
-        links.sync_routes(mgmt_bridge, self._wanted_routes())
+        routes = controller_side.segment_routes(self.desired, self.site.model.management)
+        controller_side.wire(self.site.name, self.site.model.management, self.bridge(MGMT), routes)
 
     def _labels(self, spec: MachineSpec, host_key: str) -> dict[str, str]:
         return {
@@ -308,7 +238,7 @@ class LxcBackend(Backend):
             directory / "overlay" / "delta",
         )
         for index, nic in enumerate(spec.nics):
-            mac = _short_hash(f"{self.site.name}/{spec.name}/{index}", 10)
+            mac = names.short_hash(f"{self.site.name}/{spec.name}/{index}", 10)
             lines += containers.nic_config(
                 index,
                 link=self.bridge(nic.segment),
@@ -411,6 +341,10 @@ class LxcBackend(Backend):
 
     def cleanup_site(self) -> None:
         hostguard.remove(self.site.name)
+        for name in self.state.journal():  # bridges left unlabelled by an interrupted apply
+            if name in {link.name for link in links.list_links()}:
+                links.delete_link(name)
+            self.state.journal_done(name)
 
 
 def _config_nics(text: str) -> dict[str, dict[str, str]]:

@@ -9,34 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from provisioner.backends import debian_rootfs
-from provisioner.backends.debian_rootfs import RELEASE
+from provisioner.backends.debian_rootfs import DISABLED_SERVICES, PACKAGES, RELEASE
 from provisioner.controller.shell import run
 from provisioner.errors import BackendError, ProvisionError
 from provisioner.workspace.site_state import AUTOMATION_USER
 
-# Everything the roles need, baked in: lab hosts have no internet.
-PACKAGES = (
-    "openssh-server",
-    "dbus",
-    "python3",
-    "python3-apt",
-    "python3-psycopg2",
-    "sudo",
-    "nftables",
-    "postgresql",
-    "nginx",
-    "auditd",
-    "iproute2",
-    "iputils-ping",
-    "netcat-openbsd",
-    "curl",
-    "acl",
-    "procps",
-    "less",
-    "ca-certificates",
-)
-# Services the roles enable where a host needs them; disabled in the base so idle hosts stay small.
-DISABLED_SERVICES = ("postgresql", "nginx", "auditd")
 # What a systemd container of the lab needs besides the roles' packages (debootstrap's minbase has no init).
 CONTAINER_PACKAGES = ("init", "ifupdown", "netbase")
 RECIPE_VERSION = "2"

@@ -77,13 +77,13 @@ def site_data(site: str, hosts: list[str], envs: list[str], extra: dict[str, Any
     parsed = [parse_host(h) for h in hosts]
     tiers: dict[str, str] = {}
     for spec in [*envs, *(e for _, e, _ in parsed if e)]:
-        env, _, tier = spec.partition(":")
-        tier = tier or TIERS.get(env, "development")
+        env, _, given = spec.partition(":")
+        tier = given or TIERS.get(env, "development")
         if tier not in COLOURS:
             raise ProvisionError(f"environment {env}: tier '{tier}' is not one of {', '.join(COLOURS)}")
         tiers.setdefault(env, tier)
     order = list(COLOURS)  # development, test, production: the release path runs this way
-    environments = []
+    environments: list[dict[str, Any]] = []
     for index, (env, tier) in enumerate(sorted(tiers.items(), key=lambda item: order.index(item[1]))):
         third = 10 * (index + 1)
         environments.append(
@@ -98,9 +98,10 @@ def site_data(site: str, hosts: list[str], envs: list[str], extra: dict[str, Any
     prefix = {e["name"]: e["segment"]["cidr"].rsplit(".", 1)[0] for e in environments}
     next_host: dict[str, int] = {}
     site_hosts = []
-    for name, env, roles in parsed:
-        if name == GATEWAY:
+    for name, host_env, roles in parsed:
+        if name == GATEWAY or host_env is None:
             continue
+        env = host_env
         if env not in prefix:
             raise ProvisionError(f"host {name}: unknown environment '{env}'")
         number = next_host[env] = next_host.get(env, 10) + 1

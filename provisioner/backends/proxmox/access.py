@@ -66,10 +66,10 @@ def design(site: Site, names: Names) -> AccessDesign:
                 if grant.environment == env.name and LEVEL_ORDER[grant.level] > LEVEL_ORDER[role_level]:
                     for pve_role in LEVEL_ROLES[grant.level]:
                         acls.add(Acl(pool, pve_role, "user", userid(site, person.name)))
-    for role, pve_role in INFRA_ROLES.items():
-        if role in roles_present:
-            acls.add(Acl(f"/pool/{names.pool(None)}", pve_role, "group", names.group(role)))
-            acls.add(Acl(f"/sdn/zones/{names.zone}/{names.vnet(MGMT)}", SDN_ROLE, "group", names.group(role)))
+    for infra_role, pve_role in INFRA_ROLES.items():
+        if infra_role in roles_present:
+            acls.add(Acl(f"/pool/{names.pool(None)}", pve_role, "group", names.group(infra_role)))
+            acls.add(Acl(f"/sdn/zones/{names.zone}/{names.vnet(MGMT)}", SDN_ROLE, "group", names.group(infra_role)))
     return AccessDesign(groups, users, acls)
 
 

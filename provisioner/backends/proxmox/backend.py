@@ -11,34 +11,31 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, Backend, Report, destroy_changes
+from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, ApplyWork, Backend, Report
 from provisioner.backends.proxmox import access, firewall
 from provisioner.backends.proxmox.client import CallCounter, PveClient, PveError, token_secret
 from provisioner.backends.proxmox.machines import VmidAllocator, VmLifecycle
 from provisioner.backends.proxmox.names import READY_TAG, Names, parse_tags, tag_value
 from provisioner.backends.proxmox.network import SdnWriter, vnet_design, vnet_drift
-from provisioner.errors import BackendError, InputError, ProvisionError
+from provisioner.backends.proxmox.policy import ACCESS, DC_FIREWALL, POOLS, PolicyWriter
+from provisioner.errors import InputError
 from provisioner.planning.desired import MGMT, MachineSpec
-from provisioner.planning.planner import Action, Change, Kind, Plan
+from provisioner.planning.planner import Action, Change, Kind
 from provisioner.remote.wait import require_ssh
 from provisioner.site.load import LoadedSite
 from provisioner.site.model import ProxmoxSettings
 from provisioner.workspace.site_state import SiteState
 
-PARALLEL = 4
 SSH_WAIT_SECONDS = 180
-POOLS = "pools"
-ACCESS = "access"
-DC_FIREWALL = "datacenter-firewall"
 
 
 class ProxmoxBackend(Backend):
     name = "proxmox"
     nic_naming = "indexed"  # Proxmox's cloud-init names the NICs eth0, eth1... in netN order
+    _main: VmLifecycle  # set by prepare_apply: the apply's own client
+    _sdn: SdnWriter
 
     def __init__(self, site: LoadedSite, state: SiteState):
         super().__init__(site, state)
@@ -188,28 +185,13 @@ class ProxmoxBackend(Backend):
         return self.names.pool(env) if env in names else None
 
     # ---- plan ----------------------------------------------------------------------------------
-    def plan(self) -> Plan:
-        actual = self.discover()
-        plan = self._machine_plan(actual)
-        plan.changes += self._policy_changes()
-        return plan
-
-    def _machine_plan(self, actual: ActualState) -> Plan:
-        from provisioner.backends.base import plan_changes
-
-        # The backend's own fingerprint (spec + template) stands in for the generic one.
-        for spec in self.desired.machines:
-            have = actual.machines.get(spec.name)
-            if have is not None and have.fingerprint == self._fingerprint(spec):
-                have.fingerprint = spec.fingerprint()
-        return plan_changes(self.desired, actual)
-
-    def _fingerprint(self, spec: MachineSpec) -> str:
+    def machine_fingerprint(self, spec: MachineSpec) -> str:
+        """The backend's own fingerprint: the spec and the template."""
         from provisioner.backends.proxmox.machines import fingerprint
 
         return fingerprint(spec, self.settings)
 
-    def _policy_changes(self) -> list[Change]:
+    def extra_changes(self) -> list[Change]:
         cluster = self._cluster
         changes: list[Change] = []
         pools = {str(p.get("poolid")) for p in cluster["pools"]}
@@ -240,9 +222,8 @@ class ProxmoxBackend(Backend):
     def _prod_envs(self) -> list[Any]:
         return [e for e in self.site.model.environments if e.tier == "production"]
 
-    def destroy_plan(self, environments: Iterable[str] | None = None) -> Plan:
-        envs = list(environments) if environments is not None else None
-        plan = destroy_changes(self.site.name, self.discover(), envs)
+    def extra_destroy_changes(self, envs: list[str] | None) -> list[Change]:
+        changes: list[Change] = []
         cluster = self._cluster
         fw_groups = {str(g.get("group")) for g in cluster["fw_groups"]}
         pools = {str(p.get("poolid")) for p in cluster["pools"]}
@@ -251,119 +232,71 @@ class ProxmoxBackend(Backend):
                 continue
             production = env.tier == "production"
             if self.names.security_group(env.name) in fw_groups:
-                plan.changes.append(
+                changes.append(
                     Change(Action.DELETE, Kind.POLICY, f"firewall-{env.name}", env.name, "destroy", production)
                 )
             if self.names.pool(env.name) in pools:
-                plan.changes.append(
-                    Change(Action.DELETE, Kind.POLICY, f"pool-{env.name}", env.name, "destroy", production)
-                )
+                changes.append(Change(Action.DELETE, Kind.POLICY, f"pool-{env.name}", env.name, "destroy", production))
         if envs is None:
             if self.names.pool(None) in pools:
-                plan.changes.append(Change(Action.DELETE, Kind.POLICY, "pool-infra", None, "destroy"))
+                changes.append(Change(Action.DELETE, Kind.POLICY, "pool-infra", None, "destroy"))
             if access.design(self.site.model, self.names).groups.keys() & {
                 str(g.get("groupid")) for g in cluster["groups"]
             }:
-                plan.changes.append(
-                    Change(Action.DELETE, Kind.POLICY, ACCESS, None, "groups, users and ACLs of the site")
-                )
-        return plan
+                changes.append(Change(Action.DELETE, Kind.POLICY, ACCESS, None, "groups, users and ACLs of the site"))
+        return changes
 
     # ---- apply ---------------------------------------------------------------------------------
-    def apply(self, plan: Plan, report: Report) -> None:
-        actual = self.discover()
-        specs = {m.name: m for m in self.desired.machines}
+    joins_host_errors = True  # every VM is tried; their errors are reported together
+
+    def prepare_apply(self, work: ApplyWork, report: Report) -> None:
         self._allocator = VmidAllocator()
-        lifecycle = self._lifecycle(self.client)
-        machine_changes = [c for c in plan.changes if c.kind in (Kind.HOST, Kind.GATEWAY)]
+        self._main = self._lifecycle(self.client)
+        self._sdn = SdnWriter(self.client, self.names, self.settings.bridge)
+        self._policy = PolicyWriter(self.client, self.site, self.names)
 
-        # 1. machines that go, hosts before the gateway
-        removals = [c for c in machine_changes if c.action in (Action.DELETE, Action.REPLACE)]
-        for change in sorted(removals, key=lambda c: c.kind == Kind.GATEWAY):
-            have = actual.machines.get(change.name)
-            if have is not None:
-                node, vmid = have.handle.split("/")
-                report(f"removing {change.kind} {change.name} (VM {vmid})")
-                lifecycle.remove(node, int(vmid), report)
-                self._forget_host_key(change.name)
+    def remove_machine(self, change: Change, have: ActualMachine, work: ApplyWork, report: Report) -> None:
+        node, vmid = have.handle.split("/")
+        report(f"removing {change.kind} {change.name} (VM {vmid})")
+        self._main.remove(node, int(vmid), report)
+        self._forget_host_key(change.name)
 
-        # 2. networks, pools, access and the security groups, before any VM needs them
-        sdn = SdnWriter(self.client, self.names, self.settings.bridge)
-        segment_work = [c for c in plan.of(Kind.SEGMENT) if c.action in (Action.CREATE, Action.UPDATE)]
-        if segment_work:
-            sdn.ensure_zone()
-            vnets = {str(v.get("vnet")): v for v in self._cluster["vnets"]}
-            for change in segment_work:
-                seg = self.desired.segment(change.name)
-                design = vnet_design(self.names, seg)
-                report(f"{change.action} segment {seg.key}: VNet {design.vnet} (VLAN {seg.vlan}, {seg.cidr})")
-                sdn.ensure_vnet(design, vnets.get(design.vnet))
-        policy = {c.name: c for c in plan.of(Kind.POLICY)}
-        if POOLS in policy and policy[POOLS].action != Action.DELETE:
-            self._ensure_pools(report)
-        if ACCESS in policy and policy[ACCESS].action != Action.DELETE:
-            self._ensure_access(report)
-        for env in self.site.model.environments:
-            change = policy.get(f"firewall-{env.name}")
-            if change is not None and change.action != Action.DELETE:
-                self._ensure_security_group(env.name, report)
-        if DC_FIREWALL in policy:
-            report("switching the datacenter firewall on")
-            self.client.put("cluster/firewall/options", enable=1)
-
-        # 3. segments that go (after their VMs), then apply SDN once
-        for change in plan.of(Kind.SEGMENT, Action.DELETE):
-            have_seg = actual.segments.get(change.name)
-            if have_seg is not None:
-                report(f"removing segment {change.name} (VNet {have_seg.handle})")
-                sdn.remove_vnet(have_seg.handle)
-        full_destroy = any(
-            c.kind == Kind.SEGMENT and c.name == MGMT and c.action == Action.DELETE for c in plan.changes
-        )
-        if full_destroy:
+    def converge_segments(self, work: ApplyWork, report: Report) -> None:
+        """Networks, pools, access and security groups before any VM needs them; VNets that go (after their VMs);
+        then SDN applied once."""
+        sdn = self._sdn
+        if work.segment_work:
+            segments = [(str(c.action), self.desired.segment(c.name)) for c in work.segment_work]
+            sdn.ensure_segments(segments, self._cluster["vnets"], report)
+        self._policy.ensure(work.plan, report)
+        self.remove_gone_segments(work, report)
+        if work.full_destroy:
             sdn.remove_zone_if_empty()
-        if sdn.changed or segment_work:
+        if sdn.changed or work.segment_work:
             report("applying the SDN configuration")
             sdn.apply()
 
-        # 4. machines: the gateway first (hosts are reached through it), then hosts in parallel
-        todo = [c for c in machine_changes if c.action != Action.DELETE]
-        for change in [c for c in todo if c.kind == Kind.GATEWAY]:
-            self._converge(change, specs[change.name], actual, lifecycle, report)
-        hosts = [c for c in todo if c.kind == Kind.HOST]
-        if hosts:
-            with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-                futures = [pool.submit(self._converge_in_thread, c, specs[c.name], actual, report) for c in hosts]
-                errors = []
-                for future in futures:
-                    try:
-                        future.result()
-                    except ProvisionError as exc:
-                        errors.append(str(exc))
-                if errors:
-                    raise BackendError("; ".join(errors))
+    def remove_segment(self, change: Change, have: ActualSegment, report: Report) -> None:
+        report(f"removing segment {change.name} (VNet {have.handle})")
+        self._sdn.remove_vnet(have.handle)
 
-        # 5. what goes with the environments: security groups, pools, access
-        for change in plan.of(Kind.POLICY, Action.DELETE):
-            if change.name.startswith("firewall-"):
-                self._remove_security_group(change.name.removeprefix("firewall-"), report)
-        for change in plan.of(Kind.POLICY, Action.DELETE):
-            if change.name.startswith("pool-"):
-                env = change.name.removeprefix("pool-")
-                self._remove_pool(self.names.pool(None if env == "infra" else env), report)
-            elif change.name == ACCESS:
-                self._remove_access(report)
+    def converge_machine(self, change: Change, work: ApplyWork, report: Report) -> None:
+        self._converge(change, work.specs[change.name], work.actual, self._main, report)
 
-        # 6. the pinned host keys go to known_hosts; the gateway answers SSH. Hosts are reached through the
-        # gateway, which forwards only once the env_gateway role (the first play) has loaded the site's
-        # policy, so a new gateway cannot carry SSH to them yet: their guest agents already proved them up.
-        touched = [specs[c.name] for c in todo if c.name in specs and specs[c.name].kind == Kind.GATEWAY]
-        self._refresh_host_keys(lifecycle, report)
+    def converge_host(self, change: Change, work: ApplyWork, report: Report) -> None:
+        """In a worker thread, with a client of its own."""
+        self._converge(change, work.specs[change.name], work.actual, self._lifecycle(self.client.fork()), report)
+
+    def remove_after_machines(self, work: ApplyWork, report: Report) -> None:
+        """What goes with the environments: security groups first, then pools and access."""
+        self._policy.remove(work.plan, report)
+
+    def finish_apply(self, work: ApplyWork, report: Report) -> None:
+        """known_hosts from the pinned keys; only the gateway must answer SSH: it forwards to the hosts once the
+        env_gateway role (the first play) has loaded the policy, and their guest agents already proved them up."""
+        self._refresh_host_keys(self._main, report)
         if self.wait_for_ssh:
-            self._wait_for_ssh(touched, report)
-
-    def _converge_in_thread(self, change: Change, spec: MachineSpec, actual: ActualState, report: Report) -> None:
-        self._converge(change, spec, actual, self._lifecycle(self.client.fork()), report)
+            self._wait_for_ssh(work.touched(Kind.GATEWAY), report)
 
     def _lifecycle(self, client: PveClient) -> VmLifecycle:
         key = self.state.controller_public_key()
@@ -385,128 +318,6 @@ class ProxmoxBackend(Backend):
         elif change.action == Action.START:
             say(f"starting {spec.name} (VM {vmid})")
             self._remember_host_key(spec, int(vmid), lifecycle.start(node, int(vmid), spec))
-
-    # ---- pools, access, security groups ---------------------------------------------------------
-    def _ensure_pools(self, report: Report) -> None:
-        have = {str(p.get("poolid")) for p in self.client.get("pools") or []}
-        for pool in self.names.pools():
-            if pool not in have:
-                report(f"creating resource pool {pool}")
-                env = pool.removeprefix(f"{self.site.name}-")
-                self.client.call(
-                    "POST",
-                    "pools",
-                    {"poolid": pool, "comment": self.names.comment(env=env)},
-                    settle=lambda p=pool: p in {str(x.get("poolid")) for x in self.client.get("pools") or []},
-                )
-
-    def _remove_pool(self, pool: str, report: Report) -> None:
-        if pool in {str(p.get("poolid")) for p in self.client.get("pools") or []}:
-            report(f"removing resource pool {pool}")
-            self.client.call("DELETE", "pools", {"poolid": pool}, settle=lambda: pool not in self._pool_ids())
-
-    def _pool_ids(self) -> set[str]:
-        return {str(p.get("poolid")) for p in self.client.get("pools") or []}
-
-    def _ensure_access(self, report: Report) -> None:
-        c = self.client
-        want = access.design(self.site.model, self.names)
-        groups = {str(g.get("groupid")) for g in c.get("access/groups") or []}
-        for group, comment in sorted(want.groups.items()):
-            if group not in groups:
-                report(f"creating group {group}")
-                c.call(
-                    "POST",
-                    "access/groups",
-                    {"groupid": group, "comment": comment},
-                    settle=lambda g=group: g in {str(x.get("groupid")) for x in c.get("access/groups") or []},
-                )
-        users = {str(u.get("userid")): u for u in c.get("access/users") or []}
-        site_groups = set(want.groups)
-        for uid, wanted in sorted(want.users.items()):
-            if uid not in users:
-                report(f"creating hypervisor user {uid}")
-                c.call(
-                    "POST",
-                    "access/users",
-                    {"userid": uid, "groups": ",".join(sorted(wanted)), "comment": self.names.comment()},
-                    settle=lambda u=uid: self._user_exists(u),
-                )
-                users[uid] = c.get(f"access/users/{uid}") or {}  # another site may have made it first
-            member_of = access.split_groups(users[uid].get("groups"))
-            if member_of & site_groups - wanted:
-                report(f"setting the groups of {uid}")
-                c.put(f"access/users/{uid}", groups=",".join(sorted((member_of - site_groups) | wanted)))
-            elif wanted - member_of:
-                # appending leaves memberships that other sites give the same person untouched, even in a race
-                report(f"adding {uid} to {', '.join(sorted(wanted - member_of))}")
-                c.put(f"access/users/{uid}", groups=",".join(sorted(wanted - member_of)), append=1)
-        for uid, user in users.items():
-            member_of = access.split_groups(user.get("groups"))
-            if uid not in want.users and member_of & site_groups:
-                report(f"removing {uid} from the site's groups (not in the site file)")
-                c.put(f"access/users/{uid}", groups=",".join(sorted(member_of - site_groups)))
-        have_acls = access.actual_acls(c.get("access/acl") or [], self.names)
-        for acl in sorted(have_acls - want.acls):
-            report(f"revoking {acl.role} on {acl.path} from {acl.kind} {acl.ugid}")
-            c.put("access/acl", **acl.params(), delete=1)
-        for acl in sorted(want.acls - have_acls):
-            report(f"granting {acl.role} on {acl.path} to {acl.kind} {acl.ugid}")
-            c.put("access/acl", **acl.params())
-
-    def _remove_access(self, report: Report) -> None:
-        c = self.client
-        for acl in sorted(access.actual_acls(c.get("access/acl") or [], self.names)):
-            c.put("access/acl", **acl.params(), delete=1)
-        want = access.design(self.site.model, self.names)
-        for user in c.get("access/users") or []:
-            uid = str(user.get("userid"))
-            member_of = access.split_groups(user.get("groups"))
-            if self.names.owns_comment(user.get("comment")) and not (member_of - set(want.groups)):
-                report(f"removing hypervisor user {uid}")
-                c.call("DELETE", f"access/users/{uid}", {}, settle=lambda u=uid: not self._user_exists(u))
-        for group in c.get("access/groups") or []:
-            gid = str(group.get("groupid"))
-            if gid in want.groups and self.names.owns_comment(group.get("comment")):
-                report(f"removing group {gid}")
-                c.call("DELETE", f"access/groups/{gid}", {}, settle=lambda g=gid: not self._group_exists(g))
-
-    def _user_exists(self, uid: str) -> bool:
-        return uid in {str(u.get("userid")) for u in self.client.get("access/users") or []}
-
-    def _group_exists(self, gid: str) -> bool:
-        return gid in {str(g.get("groupid")) for g in self.client.get("access/groups") or []}
-
-    def _ensure_security_group(self, env: str, report: Report) -> None:
-        c = self.client
-        name = self.names.security_group(env)
-        rules = firewall.rules_for(self.site.model, env)
-        comment = firewall.group_comment(self.names, env, rules)
-        groups = {str(g.get("group")): g for g in c.get("cluster/firewall/groups") or []}
-        if name not in groups:
-            report(f"creating security group {name}")
-            c.call(
-                "POST",
-                "cluster/firewall/groups",
-                {"group": name, "comment": comment},
-                settle=lambda: name in {str(g.get("group")) for g in c.get("cluster/firewall/groups") or []},
-            )
-        report(f"writing the rules of security group {name}")
-        for existing in sorted(c.get(f"cluster/firewall/groups/{name}") or [], key=lambda r: -int(r.get("pos", 0))):
-            c.delete(f"cluster/firewall/groups/{name}/{existing['pos']}")
-        for rule in reversed(rules):  # each new rule goes to the top
-            c.post(f"cluster/firewall/groups/{name}", **rule.params())
-        c.post("cluster/firewall/groups", group=name, rename=name, comment=comment)
-
-    def _remove_security_group(self, env: str, report: Report) -> None:
-        c = self.client
-        name = self.names.security_group(env)
-        if name not in {str(g.get("group")) for g in c.get("cluster/firewall/groups") or []}:
-            return
-        report(f"removing security group {name}")
-        for existing in sorted(c.get(f"cluster/firewall/groups/{name}") or [], key=lambda r: -int(r.get("pos", 0))):
-            c.delete(f"cluster/firewall/groups/{name}/{existing['pos']}")
-        c.delete(f"cluster/firewall/groups/{name}")
 
     # ---- host keys and SSH ---------------------------------------------------------------------
     @property
@@ -555,13 +366,13 @@ class ProxmoxBackend(Backend):
             entries[str(spec.address)] = known["key"]
         self.state.write_known_hosts(entries)
 
-    def _wait_for_ssh(self, specs: list[MachineSpec], report: Report) -> None:
+    def _wait_for_ssh(self, machines: list[tuple[str, str]], report: Report) -> None:
         mgmt = self.site.model.management
         hint = (
-            f"The VMs run; the controller needs the address {mgmt.controller} on the management VLAN {mgmt.vlan} "
+            f". The VMs run; the controller needs the address {mgmt.controller} on the management VLAN {mgmt.vlan} "
             f"and routes to the segments via {mgmt.gateway}"
         )
-        require_ssh([(str(s.address), s.name) for s in specs], SSH_WAIT_SECONDS, report, hint)
+        require_ssh(machines, SSH_WAIT_SECONDS, report, hint)
 
     def cleanup_site(self) -> None:
         self._host_keys_file.unlink(missing_ok=True)

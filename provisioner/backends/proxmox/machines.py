@@ -144,7 +144,7 @@ class VmLifecycle:
                     "POST",
                     f"nodes/{self.node}/qemu/{self.settings.template}/clone",
                     {"newid": vmid, **params},
-                    settle=lambda v=vmid: self._is_ours(v, name),
+                    settle=lambda v=vmid: self._is_ours(v, name),  # type: ignore[misc]
                 )
             except PveError as exc:
                 if "already exists" in str(exc) and not self._is_ours(vmid, name):

@@ -4,12 +4,15 @@ backend batches every change and applies once, then waits for the reload task.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from provisioner.backends.proxmox.client import PveClient, PveError
 from provisioner.backends.proxmox.names import Names
 from provisioner.planning.desired import MGMT, SegmentSpec
+
+Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,15 @@ class SdnWriter:
         )
         self.changed = True
 
+    def ensure_segments(self, segments: list[tuple[str, SegmentSpec]], vnets: list[dict[str, Any]], say: Say) -> None:
+        """The zone, then a VNet and its subnet per (action, segment); vnets: the cluster's, as listed."""
+        self.ensure_zone()
+        found = {str(v.get("vnet")): v for v in vnets}
+        for action, seg in segments:
+            design = vnet_design(self.names, seg)
+            say(f"{action} segment {seg.key}: VNet {design.vnet} (VLAN {seg.vlan}, {seg.cidr})")
+            self.ensure_vnet(design, found.get(design.vnet))
+
     def ensure_vnet(self, design: VnetDesign, found: dict[str, Any] | None) -> None:
         zone = self.names.zone
         if found is not None and found.get("zone") not in (None, zone):
@@ -108,7 +120,7 @@ class SdnWriter:
         gateway = str(design.segment.gateway)
         for other_id in list(found):
             if other_id != subnet_id:
-                self.client.call("DELETE", f"{path}/{other_id}", {}, settle=lambda o=other_id: o not in self._ids(path))
+                self.client.call("DELETE", f"{path}/{other_id}", {}, settle=lambda o=other_id: o not in self._ids(path))  # type: ignore[misc]
                 self.changed = True
         have = found.get(subnet_id)
         if have is None:
@@ -132,14 +144,9 @@ class SdnWriter:
     def remove_vnet(self, vnet: str) -> None:
         path = f"cluster/sdn/vnets/{vnet}/subnets"
         for subnet_id in self._ids(path):
-            self.client.call("DELETE", f"{path}/{subnet_id}", {}, settle=lambda s=subnet_id: s not in self._ids(path))
+            self.client.call("DELETE", f"{path}/{subnet_id}", {}, settle=lambda s=subnet_id: s not in self._ids(path))  # type: ignore[misc]
         if self._exists("cluster/sdn/vnets", "vnet", vnet):
-            self.client.call(
-                "DELETE",
-                f"cluster/sdn/vnets/{vnet}",
-                {},
-                settle=lambda: not self._exists("cluster/sdn/vnets", "vnet", vnet),
-            )
+            self._delete("cluster/sdn/vnets", "vnet", vnet)
         self.changed = True
 
     def remove_zone_if_empty(self) -> None:
@@ -147,13 +154,12 @@ class SdnWriter:
         vnets = [v for v in self.client.get("cluster/sdn/vnets") or [] if v.get("zone") == zone]
         if vnets or not self._exists("cluster/sdn/zones", "zone", zone):
             return
-        self.client.call(
-            "DELETE",
-            f"cluster/sdn/zones/{zone}",
-            {},
-            settle=lambda: not self._exists("cluster/sdn/zones", "zone", zone),
-        )
+        self._delete("cluster/sdn/zones", "zone", zone)
         self.changed = True
+
+    def _delete(self, path: str, key: str, value: str) -> None:
+        """DELETE path/value, settled once the listing at path no longer holds it."""
+        self.client.call("DELETE", f"{path}/{value}", {}, settle=lambda: not self._exists(path, key, value))
 
     def apply(self) -> None:
         """Apply every pending SDN change at once and wait for the network reload."""

@@ -192,7 +192,7 @@ def test_the_site_inventory_defines_what_the_required_variables_are_made_of(tmp_
 
     from helpers import EXAMPLE
 
-    from provisioner.engine.inventory import build_inventory
+    from provisioner.ansible_run.inventory import build_inventory
     from provisioner.site.load import load_site
 
     inventory_file = tmp_path / "hosts.yml"

@@ -1,0 +1,34 @@
+"""The controller's side of a site's management network, where the segments live on this machine (the LXC lab,
+libvirt on a local URI): its address on the management device, routes to the segments via the gateway, and the
+site's guard table."""
+
+from __future__ import annotations
+
+from provisioner.backends.network import hostguard, links
+from provisioner.planning.desired import MGMT, DesiredState
+from provisioner.site.model import Management
+
+
+def segment_routes(desired: DesiredState, management: Management) -> dict[str, str]:
+    """cidr -> via: every segment but management, through the gateway."""
+    via = str(management.gateway)
+    return {str(s.cidr): via for s in desired.segments if s.key != MGMT}
+
+
+def drift(site: str, management: Management, device: str, routes: dict[str, str]) -> list[str]:
+    """What differs on `device` (present) from the controller's side as `wire` makes it."""
+    found = []
+    if f"{management.controller}/{management.cidr.prefixlen}" not in links.addresses(device):
+        found.append(f"controller address {management.controller} missing on {device}")
+    if links.routes_via(device) != routes:
+        found.append("routes to the segments differ")
+    if not hostguard.present(site):
+        found.append("the controller's guard table is missing")
+    return found
+
+
+def wire(site: str, management: Management, device: str, routes: dict[str, str]) -> None:
+    """Idempotent: the controller's address on `device`, the guard table, exactly `routes` via `device`."""
+    links.set_address(device, f"{management.controller}/{management.cidr.prefixlen}")
+    hostguard.install(site, device)
+    links.sync_routes(device, routes)
