@@ -105,9 +105,35 @@ def inventory_path(site: LoadedSite) -> Path:
     return site.directory / "hosts.yml"
 
 
+class _Literal(str):
+    """A string Ansible must never evaluate as a template."""
+
+
+class _InventoryDumper(yaml.SafeDumper):
+    pass
+
+
+_InventoryDumper.add_representer(_Literal, lambda dumper, text: dumper.represent_scalar("!unsafe", str(text)))
+
+
+def _literal(value: Any) -> Any:
+    if isinstance(value, str):
+        return _Literal(value)
+    if isinstance(value, dict):
+        return {key: _literal(item) for key, item in value.items()}  # keys are names the site file has checked
+    if isinstance(value, list):
+        return [_literal(item) for item in value]
+    return value
+
+
+def inventory_yaml(inventory: dict[str, Any]) -> str:
+    """The inventory as YAML in which every string value is tagged `!unsafe`: text from the site file (a name, a
+    description, a banner) reaches the hosts as written, and braces in it are never run as a template on the
+    controller."""
+    return yaml.dump(_literal(inventory), Dumper=_InventoryDumper, sort_keys=False, default_flow_style=False)
+
+
 def write_inventory(site: LoadedSite, ansible_cfg: Path, nic_naming: str = "named") -> Path:
     path = inventory_path(site)
-    text = HEADER.format(site_file=site.path.name, cfg=ansible_cfg, inventory=path) + yaml.safe_dump(
-        build_inventory(site, nic_naming), sort_keys=False, default_flow_style=False
-    )
-    return write_atomic(path, text)
+    text = HEADER.format(site_file=site.path.name, cfg=ansible_cfg, inventory=path)
+    return write_atomic(path, text + inventory_yaml(build_inventory(site, nic_naming)))

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from provisioner.ansible_run.inventory import build_inventory
+from provisioner.ansible_run.inventory import build_inventory, inventory_yaml
 from provisioner.backends.lxc.backend import LxcBackend
 from provisioner.errors import ProvisionError
 from provisioner.paths import inventories_dir
@@ -173,7 +173,7 @@ class Lab:
             inventory_dir.mkdir(parents=True, exist_ok=True)
             (inventory_dir / "provisioner_site.yml").write_text(
                 "# Written by provisioner.backends.lxc.molecule_lab: "
-                "the inventory `provision apply` writes for this site.\n" + yaml.safe_dump(inventory, sort_keys=False)
+                "the inventory `provision apply` writes for this site.\n" + inventory_yaml(inventory)
             )
         return site
 
