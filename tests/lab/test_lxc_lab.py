@@ -10,9 +10,11 @@ import hashlib
 import json
 import re
 import signal
+import subprocess
 import time
 
 import pytest
+from helpers import ROOT
 from probes import (
     containers_named,
     in_container,
@@ -150,13 +152,16 @@ def test_the_lab_never_routes_to_the_outside(lab):
 
 
 def test_inventory_is_standard_yaml_for_plain_ansible(lab):
-    import yaml
-
-    inventory = yaml.safe_load((lab.site_file.parent / "hosts.yml").read_text())
-    groups = inventory["all"]["children"]
-    assert set(groups["env_prod"]["hosts"]) == {"prod-app1", "prod-db1"}
-    assert groups["env_prod"]["vars"]["env_tier"] == "production"
-    assert set(groups["role_db"]["hosts"]) == {"dev-db1", "test-db1", "prod-db1"}
+    """Plain Ansible reads it (its own `ansible-inventory`); text values carry Ansible's `!unsafe` tag."""
+    listed = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "ansible-inventory"), "-i", str(lab.site_file.parent / "hosts.yml"), "--list"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    inventory = json.loads(listed.stdout)
+    assert set(inventory["env_prod"]["hosts"]) == {"prod-app1", "prod-db1"}
+    # text values come back as Ansible's own unsafe text: data, never a template
+    assert inventory["_meta"]["hostvars"]["prod-db1"]["env_tier"] == {"__ansible_unsafe": "production"}
+    assert set(inventory["role_db"]["hosts"]) == {"dev-db1", "test-db1", "prod-db1"}
 
 
 def test_run_artifacts_keep_events_and_no_secret(lab):
