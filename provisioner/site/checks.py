@@ -6,6 +6,8 @@ import datetime as dt
 import ipaddress
 from collections.abc import Iterator
 
+from provisioner.site.design import check_design
+from provisioner.site.duties import check_duties
 from provisioner.site.model import LibvirtSettings, Person, Site, Waiver
 from provisioner.site.vocabulary import DEFAULT_ACCESS, LEVEL_ORDER
 from provisioner.site.yamlsource import KeyPath, format_path
@@ -28,6 +30,8 @@ def check_site(site: Site, today: dt.date | None = None) -> list[Problem]:
         _data_authorisations,
     ):
         problems.extend(check(site, today))
+    problems.extend(check_duties(site, today))
+    problems.extend(check_design(site))
     return problems
 
 
@@ -56,10 +60,6 @@ def _unique_names(site: Site, today: dt.date) -> Iterator[Problem]:
             seen.setdefault(name, index)
     if site.deploy and site.person(site.deploy.name):
         yield (("deploy", "name"), f"deploy identity '{site.deploy.name}' has the same name as a person")
-    reserved = {"gateway", "controller"}
-    for index, host in enumerate(site.hosts):
-        if host.name in reserved:
-            yield (("hosts", index, "name"), f"host name '{host.name}' is reserved; choose another")
 
 
 def _segments(site: Site, today: dt.date) -> Iterator[Problem]:
@@ -70,8 +70,6 @@ def _segments(site: Site, today: dt.date) -> Iterator[Problem]:
         yield (("management", "gateway"), f"{mgmt.gateway} is not a usable address of {mgmt.cidr}")
     if mgmt.gateway == mgmt.controller:
         yield (("management", "gateway"), "the gateway and the controller need different addresses")
-    if not mgmt.cidr.is_private:
-        yield (("management", "cidr"), f"{mgmt.cidr} is not a private range; the lab never uses public addresses")
 
     networks: list[tuple[KeyPath, str, ipaddress.IPv4Network]] = [(("management", "cidr"), "management", mgmt.cidr)]
     vlans: dict[int, str] = {}
@@ -86,8 +84,6 @@ def _segments(site: Site, today: dt.date) -> Iterator[Problem]:
     for index, env in enumerate(site.environments):
         seg = env.segment
         path: KeyPath = ("environments", index, "segment")
-        if not seg.cidr.is_private:
-            yield ((*path, "cidr"), f"{seg.cidr} is not a private range; the lab never uses public addresses")
         if seg.cidr.prefixlen > 29:
             yield ((*path, "cidr"), f"{seg.cidr} is too small for a segment; allowed: a prefix of /29 or shorter")
         for other_path, other_name, other in networks:
