@@ -47,6 +47,7 @@ def build_inventory(site: LoadedSite, nic_naming: str = "named") -> dict[str, An
                 "env_colour_ansi": colour.ansi,
                 "env_colour_hex": colour.hex,
                 "env_data_rule": env.data,
+                "env_description": env.description,
                 "env_vlan": seg.vlan,
                 "env_cidr": str(seg.cidr),
                 "env_gateway": str(seg.gateway),

@@ -14,6 +14,7 @@ import subprocess
 import time
 
 import pytest
+from conftest import hostile_text, template_marker
 from helpers import ROOT
 from probes import (
     containers_named,
@@ -162,6 +163,23 @@ def test_inventory_is_standard_yaml_for_plain_ansible(lab):
     # text values come back as Ansible's own unsafe text: data, never a template
     assert inventory["_meta"]["hostvars"]["prod-db1"]["env_tier"] == {"__ansible_unsafe": "production"}
     assert set(inventory["role_db"]["hosts"]) == {"dev-db1", "test-db1", "prod-db1"}
+
+
+def test_template_syntax_in_the_site_file_arrives_on_the_hosts_as_literal_text(lab):
+    """Full names and descriptions end in Jinja (see lab_site_data): the hosts show it as written, and the lookup
+    it holds never ran on the controller."""
+    site = lab.site.model
+    name = site.site
+    for host, person in (("dev-app1", "alice"), ("prod-db1", "dave")):
+        full_name = site.person(person).full_name
+        assert hostile_text(name) in full_name
+        passwd = in_container(f"{name}-{host}", f"getent passwd {person}")
+        assert passwd.returncode == 0, passwd.stderr
+        assert passwd.stdout.split(":")[4] == full_name
+    for host, env in (("dev-app1", "dev"), ("prod-db1", "prod")):
+        motd = in_container(f"{name}-{host}", "cat /etc/motd").stdout
+        assert site.environment(env).description in motd
+    assert not template_marker(name).exists(), "a value from the site file ran as a template on the controller"
 
 
 def test_run_artifacts_keep_events_and_no_secret(lab):
