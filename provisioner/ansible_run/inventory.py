@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from provisioner.ansible_run.literal import unsafe_yaml
 from provisioner.planning.desired import GATEWAY, MGMT, gateway_interface_names
 from provisioner.site import policy
 from provisioner.site.load import LoadedSite
@@ -106,32 +105,11 @@ def inventory_path(site: LoadedSite) -> Path:
     return site.directory / "hosts.yml"
 
 
-class _Literal(str):
-    """A string Ansible must never evaluate as a template."""
-
-
-class _InventoryDumper(yaml.SafeDumper):
-    pass
-
-
-_InventoryDumper.add_representer(_Literal, lambda dumper, text: dumper.represent_scalar("!unsafe", str(text)))
-
-
-def _literal(value: Any) -> Any:
-    if isinstance(value, str):
-        return _Literal(value)
-    if isinstance(value, dict):
-        return {key: _literal(item) for key, item in value.items()}  # keys are names the site file has checked
-    if isinstance(value, list):
-        return [_literal(item) for item in value]
-    return value
-
-
 def inventory_yaml(inventory: dict[str, Any]) -> str:
     """The inventory as YAML in which every string value is tagged `!unsafe`: text from the site file (a name, a
     description, a banner) reaches the hosts as written, and braces in it are never run as a template on the
     controller."""
-    return yaml.dump(_literal(inventory), Dumper=_InventoryDumper, sort_keys=False, default_flow_style=False)
+    return unsafe_yaml(inventory)
 
 
 def write_inventory(site: LoadedSite, ansible_cfg: Path, nic_naming: str = "named") -> Path:

@@ -175,7 +175,7 @@ def _describe(error: Any) -> str:
             return f"there are {len(given) if isinstance(given, list | dict) else '?'} items; allowed: {bounds[kind]}"
         return f"{_shown(given)} is out of range; allowed: {bounds[kind]}"
     message = str(error["msg"]).removeprefix("Value error, ")
-    return message if "allowed" in message else f"{message}; allowed: see docs/site-file.md"
+    return message if "allowed" in message else f"{message}; allowed: see 'The site file' in the README"
 
 
 def _yaml_key(part: Any) -> str | int:
