@@ -7,6 +7,7 @@ site file, a release artifact or the controller's state, so none of it may ever 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -23,16 +24,31 @@ class _UnsafeDumper(yaml.SafeDumper):
 _UnsafeDumper.add_representer(_Literal, lambda dumper, text: dumper.represent_scalar("!unsafe", str(text)))
 
 
-def _literal(value: Any) -> Any:
+# Connection variables stay plain strings: tools that read an inventory without Ansible's loader (testinfra, AWX
+# inventory sync) expect `ansible_host` and friends as text. They can hold no template: only characters of
+# addresses, user names and paths are allowed in them, checked here.
+_CONNECTION_VALUE = re.compile(r"[A-Za-z0-9._/@:+-]*")
+
+
+def _connection_value(key: str, value: str) -> str:
+    if not _CONNECTION_VALUE.fullmatch(value):
+        raise ValueError(f"{key}={value!r}: a connection variable holds only address, name and path characters")
+    return value
+
+
+def _literal(value: Any, key: str = "") -> Any:
+    if isinstance(value, str) and key.startswith("ansible_"):
+        return _connection_value(key, value)
     if isinstance(value, str):
         return _Literal(value)
     if isinstance(value, dict):
-        return {key: _literal(item) for key, item in value.items()}  # keys are names the site file has checked
+        return {k: _literal(item, str(k)) for k, item in value.items()}  # keys are names the site file has checked
     if isinstance(value, list | tuple):
         return [_literal(item) for item in value]
     return value
 
 
 def unsafe_yaml(data: Any) -> str:
-    """`data` as YAML, every string value tagged `!unsafe` (keys stay plain: Ansible never templates them)."""
+    """`data` as YAML, every string value tagged `!unsafe` but connection variables (`ansible_*`, checked to hold
+    no template characters); keys stay plain: Ansible never templates them."""
     return yaml.dump(_literal(data), Dumper=_UnsafeDumper, sort_keys=False, default_flow_style=False)

@@ -82,6 +82,9 @@ def site_data(site: str, hosts: list[str], envs: list[str], extra: dict[str, Any
         if tier not in COLOURS:
             raise ProvisionError(f"environment {env}: tier '{tier}' is not one of {', '.join(COLOURS)}")
         tiers.setdefault(env, tier)
+    for name, tier in TIERS.items():  # the path to live needs every tier: a missing one joins without hosts
+        if tier not in tiers.values() and name not in tiers:
+            tiers[name] = tier
     order = list(COLOURS)  # development, test, production: the release path runs this way
     environments: list[dict[str, Any]] = []
     for index, (env, tier) in enumerate(sorted(tiers.items(), key=lambda item: order.index(item[1]))):
