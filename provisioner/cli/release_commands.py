@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +15,8 @@ from provisioner.cli.common import JsonOpt, emit, failed_if, handled, load, out
 from provisioner.engine.releasing import (
     Release,
     ReleaseBook,
+    Signing,
+    Unsigned,
     describe,
     open_book,
     release_path,
@@ -28,6 +32,24 @@ SiteOpt = Annotated[
     typer.Option("--site", "-s", help="site name, directory or site.yml (default: $PROVISION_SITE or the only site)"),
 ]
 ReleaseArg = Annotated[str, typer.Argument(help="release id, such as r1 (see `provision release log`)")]
+SignKeyOpt = Annotated[
+    Path | None,
+    typer.Option("--sign-key", help="sign here: your private key, or your .pub key with its private half in ssh-agent"),
+]
+StatementOpt = Annotated[
+    Path | None, typer.Option("--statement", help="the statement you signed on your own machine (see below)")
+]
+SignatureOpt = Annotated[Path | None, typer.Option("--signature", help="its signature: ssh-keygen -Y sign output")]
+
+
+def _signed(action: Callable[[Signing], Any], key: Path | None, statement: Path | None, signature: Path | None) -> Any:
+    """Run a decision with the person's signature; without one, print the statement to sign (stdout) and refuse."""
+    try:
+        return action(Signing(key=key, statement=statement, signature=signature))
+    except Unsigned as unsigned:
+        sys.stdout.write(unsigned.statement.text())
+        sys.stdout.flush()
+        raise
 
 
 def _book(site: str | None) -> ReleaseBook:
@@ -40,11 +62,14 @@ def create(
     artifact: Annotated[Path, typer.Option("--artifact", help="the release: a .tar.gz with a VERSION file")],
     author: Annotated[str, typer.Option("--as", help="the person who built it (a name from people:)")],
     site: SiteOpt = None,
+    sign_key: SignKeyOpt = None,
+    statement: StatementOpt = None,
+    signature: SignatureOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Record a new release: its artifact's SHA-256 and its author."""
+    """Record a new release: its artifact's SHA-256 and its author, signed with the author's own key."""
     book = _book(site)
-    entry = book.create(artifact, author)
+    entry = _signed(lambda how: book.create(artifact, author, how), sign_key, statement, signature)
     if as_json:
         emit(_public(entry))
     else:
@@ -57,11 +82,14 @@ def approve(
     release: ReleaseArg,
     person: Annotated[str, typer.Option("--as", help="the approver (a person with role approver or admin)")],
     site: SiteOpt = None,
+    sign_key: SignKeyOpt = None,
+    statement: StatementOpt = None,
+    signature: SignatureOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Approve a release for production; its author cannot."""
+    """Approve a release for production, signed with the approver's own key; its author cannot approve."""
     book = _book(site)
-    entry = book.approve(release, person)
+    entry = _signed(lambda how: book.approve(release, person, how), sign_key, statement, signature)
     if as_json:
         emit(_public(entry) if entry else {"release": release, "approved_by": person, "recorded": False})
     elif entry is None:
@@ -140,7 +168,7 @@ def show(release: ReleaseArg, site: SiteOpt = None, as_json: JsonOpt = False) ->
 def verify_ledger(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
     """Check the ledger's hash chain, signatures and head: any edit, reordering or deletion fails (exit 1)."""
     book = _book(site)
-    problems = book.ledger.problems()
+    problems = book.problems()
     entries = len(book.ledger.entries()) if not problems else None
     if as_json:
         emit({"ledger": str(book.ledger.path), "ok": not problems, "problems": [str(p) for p in problems]})
@@ -149,7 +177,11 @@ def verify_ledger(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
             out.print(f"[red]{escape(str(problem))}[/red]", highlight=False)
         out.print(f"the ledger {book.ledger.path} does NOT verify", highlight=False)
     else:
-        out.print(f"the ledger {book.ledger.path} verifies: {entries} entries, chained and signed", highlight=False)
+        out.print(
+            f"the ledger {book.ledger.path} verifies: {entries} entries, chained and signed, every decision signed by "
+            "the person who made it",
+            highlight=False,
+        )
     failed_if(bool(problems))
 
 

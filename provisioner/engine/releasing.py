@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from provisioner.releases.decisions import Signing, Unsigned
 from provisioner.releases.history import Release
 from provisioner.releases.rules import release_path, require_release
 from provisioner.releases.service import ReleaseBook, describe
 from provisioner.site.load import LoadedSite
 
-__all__ = ["Release", "ReleaseBook", "describe", "open_book", "release_path", "require_release"]
+__all__ = [
+    "Release",
+    "ReleaseBook",
+    "Signing",
+    "Unsigned",
+    "describe",
+    "open_book",
+    "release_path",
+    "require_release",
+]
 
 
 def open_book(site: LoadedSite) -> ReleaseBook:

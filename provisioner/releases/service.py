@@ -9,7 +9,8 @@ from typing import Any
 from provisioner.ansible_run.inventory import env_group, inventory_path, role_group
 from provisioner.ansible_run.runner import run_playbook
 from provisioner.errors import ProvisionError, RefusedError
-from provisioner.releases import artifacts, identity, rules
+from provisioner.releases import artifacts, decisions, identity, rules
+from provisioner.releases.decisions import Signing, Statement
 from provisioner.releases.history import History, Release, replay
 from provisioner.releases.ledger import Ledger
 from provisioner.site.load import LoadedSite
@@ -56,15 +57,30 @@ class ReleaseBook:
             self._verified = fingerprint
         return replay(ledger.entries())
 
+    def problems(self) -> list[str]:
+        """Everything wrong with the ledger: its chain, signatures and head, then every signed decision re-checked
+        against the key history it records (CHG-4)."""
+        chain = [str(p) for p in self.ledger.problems()]
+        if chain:
+            return chain
+        entries = self.ledger.entries()
+        return [f"entry {seq}: {why}" for seq, why in sorted(decisions.decision_problems(entries).items())]
+
     # ---- steps -----------------------------------------------------------------------------------
-    def create(self, artifact_file: Path, author: str) -> dict[str, Any]:
-        rules.check_author(self.site.model, author)
+    def create(self, artifact_file: Path, author: str, signing: Signing | None = None) -> dict[str, Any]:
+        """Record a release, signed by its author with their own key (see `decisions`)."""
+        model = self.site.model
+        rules.check_author(model, author)
         artifact = artifacts.inspect(artifact_file)
         _check_new(self.history(), artifact.digest)
+        expected = Statement(model.site, "create", "new", artifact.digest, rules.release_path(model)[0], author, "")
+        command = f"provision release create --site {model.site} --artifact {artifact_file} --as {author}"
+        signed = decisions.signed_fields(model, expected, signing or Signing(), command)
         with self.ledger.locked():
             history = self.history()
             _check_new(history, artifact.digest)
             artifacts.keep(self.state, artifact_file, artifact)
+            self._record_keys()
             return self.ledger.append(
                 {
                     "event": "create",
@@ -74,20 +90,36 @@ class ReleaseBook:
                     "artifact": artifact_file.name,
                     "version": artifact.version,
                     "files": artifact.files,
+                    **signed,
                 }
             )
 
-    def approve(self, release_id: str, person: str) -> dict[str, Any] | None:
-        """The approval entry, or None when this person had already approved (nothing recorded twice)."""
+    def _record_keys(self) -> None:
+        """Call under the lock, before a signed decision: the people's keys join the ledger when they changed."""
+        entry = decisions.keys_entry(self.site.model, self.ledger.entries())
+        if entry is not None:
+            self.ledger.append(entry)
+
+    def approve(self, release_id: str, person: str, signing: Signing | None = None) -> dict[str, Any] | None:
+        """The approval entry, signed by the approver with their own key; None when this person had already
+        approved (nothing recorded twice)."""
+        model = self.site.model
         rules.check_release_id(release_id)
-        rules.require_person(self.site.model, person)
-        self._approvable(release_id, person)
+        rules.require_person(model, person)
+        release = self._approvable(release_id, person)
+        if person in release.approvers():
+            return None
+        target = rules.release_path(model)[-1]
+        expected = Statement(model.site, "approve", release.id, release.digest, target, person, "")
+        command = f"provision release approve {release.id} --site {model.site} --as {person}"
+        signed = decisions.signed_fields(model, expected, signing or Signing(), command)
         with self.ledger.locked():
             release = self._approvable(release_id, person)
             if person in release.approvers():
                 return None
+            self._record_keys()
             return self.ledger.append(
-                {"event": "approve", "release": release.id, "actor": person, "digest": release.digest}
+                {"event": "approve", "release": release.id, "actor": person, "digest": release.digest, **signed}
             )
 
     def deploy(

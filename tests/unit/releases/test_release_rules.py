@@ -34,8 +34,20 @@ class Shop:
         self.site, self.tmp, self.env = site, tmp, env
         self.state = SiteState("relrules", tmp / "state" / "relrules")
 
-    def cli(self, *args: str):
-        return run_cli("release", *args, "--site", str(self.site), env=self.env)
+    def cli(self, *args: str, sign: bool = True):
+        """`provision release ...`; a decision (create, approve) is signed with the demo key of its --as person
+        unless `sign` is false or the arguments bring their own signature."""
+        extra: list[str] = []
+        if (
+            sign
+            and args[0] in ("create", "approve")
+            and "--as" in args
+            and not {"--sign-key", "--statement"} & set(args)
+        ):
+            person = args[args.index("--as") + 1]
+            if (DEMO_KEYS / person).is_file():
+                extra = ["--sign-key", str(DEMO_KEYS / person)]
+        return run_cli("release", *args, *extra, "--site", str(self.site), env=self.env)
 
     def create(self, version: str = "1.0.0", author: str = "alice") -> str:
         result = self.cli("create", "--artifact", str(release_artifact(self.tmp, version)), "--as", author, "--json")
@@ -60,9 +72,9 @@ class Shop:
     def ledger_bytes(self) -> bytes:
         return Ledger(self.state).path.read_bytes() + Ledger(self.state).head_path.read_bytes()
 
-    def refused(self, *args: str, because: str) -> None:
+    def refused(self, *args: str, because: str, sign: bool = True) -> None:
         before = self.ledger_bytes()
-        result = self.cli(*args)
+        result = self.cli(*args, sign=sign)
         assert result.rc == 3, (result.rc, result.stdout, result.stderr)
         assert because in " ".join(result.stderr.split()), result.stderr
         assert self.ledger_bytes() == before, "a refused step changes nothing"
@@ -179,7 +191,8 @@ def test_a_tampered_ledger_is_detected_and_blocks_every_step(shop, tamper):
     assert shop.cli("approve", release, "--as", "erin").rc == 0
     lines = _lines(shop)
     if tamper == "edit":
-        lines[0] = lines[0].replace('"actor": "alice"', '"actor": "bob"')
+        created = next(i for i, line in enumerate(lines) if '"event": "create"' in line)
+        lines[created] = lines[created].replace('"actor": "alice"', '"actor": "bob"')
     elif tamper == "reorder":
         lines[1], lines[2] = lines[2], lines[1]
     elif tamper == "delete-middle":
@@ -210,7 +223,7 @@ def test_an_append_interrupted_before_its_head_is_adopted(shop):
     Ledger(shop.state).head_path.write_bytes(head)  # as if the process died between the line and its head
     assert shop.cli("verify-ledger").rc == 0, "the extra entry is chained and signed"
     shop.create("1.2.0")
-    assert json.loads(Ledger(shop.state).head_path.read_text())["count"] == 3
+    assert json.loads(Ledger(shop.state).head_path.read_text())["count"] == 4  # the people's keys, 3 releases
     assert shop.cli("verify-ledger").rc == 0
     lines = _lines(shop)
     Ledger(shop.state).path.write_text("".join(lines[:-2]))
