@@ -156,7 +156,12 @@ def instructions(statement: Statement, command: str) -> str:
 
 def entry_fields(statement: Statement, signature: str, public_key: str) -> dict[str, str]:
     """What the ledger keeps of a signed decision: an auditor re-checks it with stock OpenSSH."""
-    return {"statement": statement.text(), "signature": signature, "signer": statement.person, "signer_key": public_key}
+    return {
+        "statement": statement.text(),
+        "signature": signature.strip(),
+        "signer": statement.person,
+        "signer_key": public_key,
+    }
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ class Release:
     version: str
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256 of each file it installs
     deployments: list[Deployment] = field(default_factory=list)
-    approvals: list[dict[str, str]] = field(default_factory=list)  # {by, time}
+    approvals: list[dict[str, Any]] = field(default_factory=list)  # {by, time, seq}
     verifications: list[dict[str, str]] = field(default_factory=list)  # {env, time, result, run}
 
     def deployed(self, env: str) -> Deployment | None:
@@ -105,7 +105,9 @@ def replay(entries: list[dict[str, Any]]) -> History:
             if deployment.result == "ok":
                 current[deployment.env] = rid
         elif event == "approve":
-            release.approvals.append({"by": entry.get("actor", ""), "time": str(entry.get("time", ""))})
+            release.approvals.append(
+                {"by": entry.get("actor", ""), "time": str(entry.get("time", "")), "seq": entry.get("seq", 0)}
+            )
         elif event == "verify":
             release.verifications.append(
                 {"env": entry.get("env", ""), "time": str(entry.get("time", "")), "result": entry.get("result", ""),

@@ -77,6 +77,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     paths = {name: str(path) for name, path in _files(root).items()}
     paths |= {"site": str(_site(root, "inputs")), "fresh": str(_site(root, "fresh"))}
     created = invoke(env, "release", "create", "--artifact", paths["artifact"], "--as", "alice",
+                     "--sign-key", str(DEMO_KEYS / "alice"),
                      "--site", paths["site"])  # fmt: skip
     assert created.exit_code == 0, created.output
     return World(root, env, paths)

@@ -1,0 +1,122 @@
+"""Four-eyes that cannot be faked (CHG-2, ACC-7): a decision counts only with its maker's own signature.
+
+Every refusal exits 3 and leaves the ledger's bytes as they were; the signatures are made with the example
+people's demo keys and checked again, later, against the key history the ledger keeps.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+from release_shop import DEMO_KEYS, Shop
+
+from provisioner.releases.decisions import NAMESPACE
+from provisioner.releases.ledger import Ledger
+
+
+def _sign(statement: Path, key: str) -> Path:
+    private = statement.parent / f"{key}.key"
+    private.write_bytes((DEMO_KEYS / key).read_bytes())
+    private.chmod(0o600)
+    subprocess.run(["ssh-keygen", "-Y", "sign", "-q", "-n", NAMESPACE, "-f", str(private), str(statement)], check=True)
+    return Path(f"{statement}.sig")
+
+
+def _statement(shop: Shop, release: str, person: str, name: str = "statement.txt") -> Path:
+    """What `approve` prints (stdout) when no signature comes with it: the statement to sign elsewhere."""
+    result = shop.cli("approve", release, "--as", person, sign=False)
+    assert result.rc == 3, result.stderr
+    assert "no signature" in result.stderr and "ssh-keygen -Y sign -n provision-decision" in result.stderr
+    path = shop.tmp / name
+    path.write_text(result.stdout)
+    return path
+
+
+def test_approval_without_a_signature_is_refused_and_prints_what_to_sign(shop):
+    release = shop.create()
+    before = shop.ledger_bytes()
+    statement = _statement(shop, release, "erin")
+    text = statement.read_text()
+    assert text.startswith("provision decision v1\n") and f"subject: {release}\n" in text and "person: erin\n" in text
+    assert shop.ledger_bytes() == before
+
+
+def test_approval_signed_on_the_approvers_machine_is_recorded_with_its_statement(shop):
+    release = shop.create()
+    statement = _statement(shop, release, "erin")
+    signature = _sign(statement, "erin")
+    result = shop.cli("approve", release, "--as", "erin", "--statement", str(statement), "--signature", str(signature))
+    assert result.rc == 0, result.stderr
+    entry = Ledger(shop.state).entries()[-1]
+    assert entry["event"] == "approve" and entry["signer"] == "erin"
+    assert entry["statement"] == statement.read_text() and entry["signature"] == signature.read_text().strip()
+    assert shop.cli("verify-ledger").rc == 0
+
+
+def test_approval_with_another_persons_key_is_refused(shop):
+    release = shop.create()
+    shop.refused("approve", release, "--as", "erin", "--sign-key", str(DEMO_KEYS / "dave"),
+                 because="the signature is not erin's over this statement")  # fmt: skip
+    statement = _statement(shop, release, "erin")
+    shop.refused("approve", release, "--as", "erin", "--statement", str(statement),
+                 "--signature", str(_sign(statement, "dave")), because="is not erin's")  # fmt: skip
+
+
+def test_approval_with_a_signature_over_another_release_or_digest_is_refused(shop):
+    first, second = shop.create("1.0.0"), shop.create("1.1.0")
+    statement = _statement(shop, first, "erin")
+    signature = _sign(statement, "erin")
+    shop.refused("approve", second, "--as", "erin", "--statement", str(statement), "--signature", str(signature),
+                 because=f"subject is {first}, but this decision's is {second}")  # fmt: skip
+    forged = shop.tmp / "forged.txt"
+    text = statement.read_text()
+    digest = next(line for line in text.splitlines() if line.startswith("digest: "))
+    forged.write_text(text.replace(digest, "digest: sha256:" + "0" * 64))
+    shop.refused("approve", first, "--as", "erin", "--statement", str(forged), "--signature", str(signature),
+                 because="digest is")  # fmt: skip
+    same = shop.tmp / "same-digest.txt"  # the right words, someone else's signature bytes: verification fails
+    same.write_text(text)
+    shop.refused("approve", first, "--as", "erin", "--statement", str(same),
+                 "--signature", str(_sign(forged, "erin")), because="is not erin's")  # fmt: skip
+
+
+def test_a_key_removed_from_the_site_file_signs_nothing_new_but_its_old_decisions_still_verify(shop):
+    first, second = shop.create("1.0.0"), shop.create("1.1.0")
+    assert shop.cli("approve", first, "--as", "erin").rc == 0  # signed with erin's key of the time
+    data = yaml.safe_load(shop.site.read_text())
+    erin = next(p for p in data["people"] if p["name"] == "erin")
+    new_key = shop.tmp / "erin-new"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "erin-2027", "-f", str(new_key)], check=True)
+    erin["ssh_key"] = Path(f"{new_key}.pub").read_text().strip()  # the old key is revoked
+    shop.site.write_text(yaml.safe_dump(data, sort_keys=False))
+    shop.refused("approve", second, "--as", "erin", "--sign-key", str(DEMO_KEYS / "erin"),
+                 because="the signature is not erin's")  # fmt: skip
+    assert shop.cli("approve", second, "--as", "erin", "--sign-key", str(new_key)).rc == 0
+    check = shop.cli("verify-ledger", "--json")
+    assert check.rc == 0 and check.json["ok"], check.stdout
+    people = [e["people"]["erin"] for e in Ledger(shop.state).entries() if e["event"] == "keys"]
+    assert len(people) == 2 and people[0] != people[1], "the key history keeps both keys, in order"
+
+
+def test_a_decision_whose_signature_was_swapped_fails_the_ledger_check(shop):
+    """Entries re-signed with the controller's evidence key (as an intruder holding it could) still fail: the
+    person's signature over the statement does not verify."""
+    release = shop.create()
+    assert shop.cli("approve", release, "--as", "erin").rc == 0
+    ledger = Ledger(shop.state)
+    entries = ledger.entries()
+    other = next(e for e in entries if e["event"] == "create")["signature"]  # alice's, over another statement
+    approve = entries[-1]
+    lines = ledger.path.read_text().splitlines(keepends=True)[:-1]
+    ledger.path.write_text("".join(lines))
+    ledger.head_path.unlink()
+    ledger.path.write_text("")
+    with ledger.locked():
+        for entry in entries[:-1]:
+            ledger.append({k: v for k, v in entry.items() if k not in ("seq", "time", "prev", "hash", "sig")})
+        ledger.append({**{k: v for k, v in approve.items() if k not in ("seq", "time", "prev", "hash", "sig")},
+                       "signature": other})  # fmt: skip
+    check = shop.cli("verify-ledger", "--json")
+    assert check.rc == 1 and any("signature does not verify" in p for p in check.json["problems"]), check.stdout
