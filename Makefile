@@ -77,11 +77,12 @@ demo-release: venv
 	else \
 		set -e; mkdir -p .provision; \
 		tar -czf $(DEMO_RELEASE) -C inventories/$(SITE)/release VERSION index.html; \
-		$(BIN)/provision release create --site $(SITE) --artifact $(DEMO_RELEASE) --as alice; \
+		$(BIN)/provision release create --site $(SITE) --artifact $(DEMO_RELEASE) --as alice \
+			--sign-key inventories/$(SITE)/demo-keys/alice; \
 		$(BIN)/provision release deploy r1 --site $(SITE) --env dev --as dave; \
 		$(BIN)/provision release deploy r1 --site $(SITE) --env test --as dave; \
 		$(BIN)/provision verify $(SITE); \
-		$(BIN)/provision release approve r1 --site $(SITE) --as erin; \
+		$(BIN)/provision release approve r1 --site $(SITE) --as erin --sign-key inventories/$(SITE)/demo-keys/erin; \
 		$(BIN)/provision release deploy r1 --site $(SITE) --env prod --as dave; \
 		$(BIN)/provision release log --site $(SITE); \
 	fi

@@ -36,7 +36,8 @@ def verify(lab, *args: str):
 def story(lab, tmp_path_factory):
     """The whole path, once: every step must succeed, in this order."""
     artifact = release_artifact(tmp_path_factory.mktemp("artifacts"), "1.0.0")
-    created = release(lab, "create", "--artifact", str(artifact), "--as", "alice", "--json")
+    created = release(lab, "create", "--artifact", str(artifact), "--as", "alice", "--sign-key", str(KEYS / "alice"),
+                      "--json")  # fmt: skip
     assert created.rc == 0, created.stderr
     rid = created.json["release"]
     for env in ("dev", "test"):
@@ -45,7 +46,7 @@ def story(lab, tmp_path_factory):
     checked = verify(lab)
     assert checked.rc == 0, json.dumps(checked.json.get("failures"), indent=1)[:4000]
     assert {"env": "test", "release": rid, "result": "ok"} in checked.json["releases_verified"]
-    approved = release(lab, "approve", rid, "--as", "erin")
+    approved = release(lab, "approve", rid, "--as", "erin", "--sign-key", str(KEYS / "erin"))
     assert approved.rc == 0, approved.stderr
     deployed = release(lab, "deploy", rid, "--env", "prod", "--as", "dave", "--json")
     assert deployed.rc == 0, deployed.stdout + deployed.stderr
