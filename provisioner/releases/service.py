@@ -94,6 +94,11 @@ class ReleaseBook:
                 }
             )
 
+    def _head(self) -> str:
+        """COUNT:HASH of the ledger as it is now (call under the lock): each deploy leaves it on its hosts."""
+        entries = self.ledger.entries()
+        return f"{len(entries)}:{entries[-1]['hash']}"
+
     def _record_keys(self) -> None:
         """Call under the lock, before a signed decision: the people's keys join the ledger when they changed."""
         entry = decisions.keys_entry(self.site.model, self.ledger.entries())
@@ -155,6 +160,7 @@ class ReleaseBook:
                         "deploy_release_digest": release.digest.split(":", 1)[1],
                         "deploy_release_version": release.version,
                         "deploy_artifact": str(stored),
+                        "deploy_ledger_head": self._head(),
                     },
                 )
             entry = self.ledger.append(

@@ -24,6 +24,9 @@ pytestmark = [pytest.mark.lab, pytest.mark.shared_lab("use"), pytest.mark.timeou
 KEYS = DEMO_KEYS
 
 
+OLDER: dict[str, bytes] = {}  # the ledger and its head before the approval and the prod deploy
+
+
 def release(lab, *args: str):
     return lab.cli("release", *args, "--site", str(lab.site_file))
 
@@ -46,6 +49,8 @@ def story(lab, tmp_path_factory):
     checked = verify(lab)
     assert checked.rc == 0, json.dumps(checked.json.get("failures"), indent=1)[:4000]
     assert {"env": "test", "release": rid, "result": "ok"} in checked.json["releases_verified"]
+    ledger = Ledger(lab.state)
+    OLDER.update(ledger=ledger.path.read_bytes(), head=ledger.head_path.read_bytes())  # a signed, older copy
     approved = release(lab, "approve", rid, "--as", "erin", "--sign-key", str(KEYS / "erin"))
     assert approved.rc == 0, approved.stderr
     deployed = release(lab, "deploy", rid, "--env", "prod", "--as", "dave", "--json")
@@ -116,6 +121,26 @@ def test_a_hand_edit_on_production_is_detected_and_a_redeploy_repairs_it(lab, st
     assert repaired.rc == 0, repaired.stderr
     again = verify(lab, "-k", "test_releases")
     assert again.rc == 0, again.json["failures"]
+
+
+def test_a_ledger_rolled_back_to_an_older_signed_copy_fails_chg4_naming_the_hosts_that_saw_later(lab, story):
+    ledger = Ledger(lab.state)
+    current = (ledger.path.read_bytes(), ledger.head_path.read_bytes())
+    try:
+        ledger.path.write_bytes(OLDER["ledger"])
+        ledger.head_path.write_bytes(OLDER["head"])
+        alone = release(lab, "verify-ledger", "--json")
+        assert alone.rc == 0 and alone.json["ok"], "the older copy verifies on its own: chained and signed"
+        rolled = verify(lab, "-k", "ledger_is_chained")
+        assert rolled.rc == 1
+        (failure,) = [f for f in rolled.json["failures"] if f["control"] == "CHG-4"]
+        assert "prod-app1 saw the ledger at entry" in failure["observed"], failure
+        assert "rolled back" in failure["observed"]
+        assert "dev-app1" not in failure["observed"], "dev saw only entries the older copy still holds"
+    finally:
+        ledger.path.write_bytes(current[0])
+        ledger.head_path.write_bytes(current[1])
+    assert verify(lab, "-k", "ledger_is_chained").rc == 0
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from provisioner.releases.rules import release_path
 from provisioner.site.vocabulary import COLOURS
 
 APP_ROOT = "/srv/app"
+ANCHOR = "/var/lib/provision-deploy/ledger-head"  # roles/app: app_ledger_anchor
 MARKER = ".provision-release"
 
 
@@ -28,6 +29,31 @@ def _running(lab, address: str) -> dict[str, str] | None:
     return json.loads(marker.content_string) if marker.exists else None
 
 
+def _anchor_problems(lab, evidence, entries: list[dict[str, object]]) -> list[str]:
+    """Each app host keeps the ledger's head as it was at its last deploy (the deploy command writes it and never
+    moves it back): the controller's ledger must hold that entry, unchanged."""
+    problems = []
+    for host in lab.model.hosts:
+        if "app" not in host.roles or host.environment not in release_path(lab.model):
+            continue
+        anchor = lab.remote.host(str(host.address)).file(ANCHOR)
+        if not anchor.exists:
+            evidence.note(f"{host.name}: no deploy yet, no ledger head kept")
+            continue
+        count_text, _, seen = anchor.content_string.strip().partition(" ")
+        count = int(count_text) if count_text.isdigit() else 0
+        ours = str(entries[count - 1].get("hash")) if 0 < count <= len(entries) else "(none)"
+        evidence.row(host=host.name, kept_head=f"{count} {seen[:16]}…", controller=f"{len(entries)} entries")
+        if count > len(entries):
+            problems.append(
+                f"{host.name} saw the ledger at entry {count}, but the controller's holds {len(entries)}: "
+                "the ledger was rolled back to an older copy"
+            )
+        elif ours != seen:
+            problems.append(f"{host.name} saw a different entry {count}: the controller's ledger diverged")
+    return problems
+
+
 @pytest.mark.control("CHG-4")
 def test_release_ledger_is_chained_signed_and_complete(lab, evidence):
     ledger = Ledger(lab.state)
@@ -39,6 +65,7 @@ def test_release_ledger_is_chained_signed_and_complete(lab, evidence):
     entries = ledger.entries()
     if not problems:
         problems = [f"entry {seq}: {why}" for seq, why in sorted(decision_problems(entries).items())]
+    problems += _anchor_problems(lab, evidence, entries)
     evidence.note(f"ledger {ledger.path}: {len(entries)} entries")
     for entry in entries:
         evidence.row(seq=entry.get("seq"), time=entry.get("time"), event=entry.get("event"),

@@ -57,7 +57,7 @@ def test_deploy_command_installs_only_the_digest_it_is_given(host, tampered):
         [0], f"mkdir -p /home/deploy/incoming && echo {encoded} | base64 -d > /home/deploy/incoming/{digest}.tar.gz"
     )
     before = host.run("readlink /srv/app/current").stdout.strip()
-    result = host.run(f"/usr/local/sbin/provision-deploy r7 {digest}")
+    result = host.run(f"/usr/local/sbin/provision-deploy r7 {digest} 7:{'a' * 64}")
     after = host.run("readlink /srv/app/current").stdout.strip()
     if tampered:
         assert result.rc == 3 and "not installing" in result.stderr
@@ -68,7 +68,23 @@ def test_deploy_command_installs_only_the_digest_it_is_given(host, tampered):
         assert 'data-release="r7"' in page(host) and "molecule 9.9.9" in page(host)
 
 
+def test_deploy_command_keeps_the_ledger_head_and_never_moves_it_back(host):
+    """CHG-4's anchor: the head the controller's ledger had at the last deploy, root-owned, read-only to others."""
+    anchor = host.file("/var/lib/provision-deploy/ledger-head")
+    assert anchor.exists and anchor.user == "root" and anchor.mode == 0o644
+    assert anchor.content_string == f"7 {'a' * 64}\n"
+    data = _artifact("9.9.8")
+    digest = hashlib.sha256(data).hexdigest()
+    encoded = base64.b64encode(data).decode()
+    host.run_expect([0], f"echo {encoded} | base64 -d > /home/deploy/incoming/{digest}.tar.gz")
+    host.run_expect([0], f"/usr/local/sbin/provision-deploy r6 {digest} 3:{'b' * 64}")
+    assert host.file("/var/lib/provision-deploy/ledger-head").content_string == f"7 {'a' * 64}\n", "never back"
+
+
 def test_deploy_command_rejects_arguments_it_does_not_expect(host):
-    for args in ("", "r1", "../r1 " + "0" * 64, "r1 " + "0" * 63, "'r1;id' " + "0" * 64):
+    head = "1:" + "0" * 64
+    for args in ("", "r1", "../r1 " + "0" * 64 + " " + head, "r1 " + "0" * 63 + " " + head,
+                 "'r1;id' " + "0" * 64 + " " + head, "r1 " + "0" * 64, "r1 " + "0" * 64 + " 0:" + "0" * 64,
+                 "r1 " + "0" * 64 + " '1:" + "0" * 64 + "\n2'", "r1 " + "0" * 64 + " 1:" + "0" * 63):  # fmt: skip
         result = host.run(f"/usr/local/sbin/provision-deploy {args}")
         assert result.rc == 2 and "usage" in result.stderr, args
