@@ -61,6 +61,9 @@ def _book(site: str | None) -> ReleaseBook:
 def create(
     artifact: Annotated[Path, typer.Option("--artifact", help="the release: a .tar.gz with a VERSION file")],
     author: Annotated[str, typer.Option("--as", help="the person who built it (a name from people:)")],
+    hotfix: Annotated[
+        bool, typer.Option("--hotfix", help="an emergency fix: approvals may follow production (releases.hotfix)")
+    ] = False,
     site: SiteOpt = None,
     sign_key: SignKeyOpt = None,
     statement: StatementOpt = None,
@@ -69,7 +72,7 @@ def create(
 ) -> None:
     """Record a new release: its artifact's SHA-256 and its author, signed with the author's own key."""
     book = _book(site)
-    entry = _signed(lambda how: book.create(artifact, author, how), sign_key, statement, signature)
+    entry = _signed(lambda how: book.create(artifact, author, how, hotfix), sign_key, statement, signature)
     if as_json:
         emit(_public(entry))
     else:

@@ -32,7 +32,7 @@ from provisioner.workspace import signing
 
 NAMESPACE = "provision-decision"
 HEADER = "provision decision v1"
-DECISIONS = ("create", "approve", "waiver-approve", "data-authorise")
+DECISIONS = ("create", "create-hotfix", "approve", "waiver-approve", "data-authorise")
 MAX_AGE = dt.timedelta(hours=24)  # a statement signed offline is recorded within a day, or signed again
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
@@ -256,7 +256,8 @@ def decision_problems(entries: list[dict[str, object]]) -> dict[int, str]:
         except InputError as exc:
             found[seq] = str(exc)
             continue
-        recorded = (event, _subject(entry), str(entry.get("digest", "")), str(entry.get("actor", "")))
+        decision = "create-hotfix" if event == "create" and entry.get("hotfix") else str(event)
+        recorded = (decision, _subject(entry), str(entry.get("digest", "")), str(entry.get("actor", "")))
         signed = (statement.decision, statement.subject, statement.digest, statement.person)
         if recorded != signed:
             found[seq] = f"the signed statement says {' '.join(signed)}, the entry records {' '.join(recorded)}"

@@ -26,6 +26,7 @@ class Release:
     author: str
     created: str
     version: str
+    hotfix: bool = False  # an emergency fix: its approvals may follow the production deploy (releases.hotfix)
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256 of each file it installs
     deployments: list[Deployment] = field(default_factory=list)
     approvals: list[dict[str, Any]] = field(default_factory=list)  # {by, time, seq}
@@ -85,6 +86,7 @@ def replay(entries: list[dict[str, Any]]) -> History:
                 author=entry.get("actor", ""),
                 created=str(entry.get("time", "")),
                 version=entry.get("version", ""),
+                hotfix=bool(entry.get("hotfix", False)),
                 files=dict(entry.get("files", {})),
             )
             continue

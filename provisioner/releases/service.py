@@ -67,14 +67,20 @@ class ReleaseBook:
         return [f"entry {seq}: {why}" for seq, why in sorted(decisions.decision_problems(entries).items())]
 
     # ---- steps -----------------------------------------------------------------------------------
-    def create(self, artifact_file: Path, author: str, signing: Signing | None = None) -> dict[str, Any]:
-        """Record a release, signed by its author with their own key (see `decisions`)."""
+    def create(
+        self, artifact_file: Path, author: str, signing: Signing | None = None, hotfix: bool = False
+    ) -> dict[str, Any]:
+        """Record a release, signed by its author with their own key (see `decisions`); a hotfix is marked as such
+        in what the author signs."""
         model = self.site.model
-        rules.check_author(model, author)
+        rules.check_author(model, author, hotfix)
         artifact = artifacts.inspect(artifact_file)
         _check_new(self.history(), artifact.digest)
-        expected = Statement(model.site, "create", "new", artifact.digest, rules.release_path(model)[0], author, "")
-        command = f"provision release create --site {model.site} --artifact {artifact_file} --as {author}"
+        decision = "create-hotfix" if hotfix else "create"
+        expected = Statement(model.site, decision, "new", artifact.digest, rules.release_path(model)[0], author, "")
+        command = f"provision release create --site {model.site} --artifact {artifact_file} --as {author}" + (
+            " --hotfix" if hotfix else ""
+        )
         signed = decisions.signed_fields(model, expected, signing or Signing(), command)
         with self.ledger.locked():
             history = self.history()
@@ -90,6 +96,7 @@ class ReleaseBook:
                     "artifact": artifact_file.name,
                     "version": artifact.version,
                     "files": artifact.files,
+                    **({"hotfix": True} if hotfix else {}),
                     **signed,
                 }
             )
@@ -246,6 +253,7 @@ def describe(release: Release, required_approvals: int) -> dict[str, Any]:
         "artifact": release.artifact,
         "author": release.author,
         "created": release.created,
+        "hotfix": release.hotfix,
         "approvals": release.approvals,
         "approvers": release.approvers(),
         "required_approvals": required_approvals,

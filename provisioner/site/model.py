@@ -117,9 +117,17 @@ class Flow(Strict):
     description: str = ""
 
 
+class HotfixRule(Strict):
+    """Emergency fixes: the same path (test, and a passing verify there, before production), but the approvals
+    may follow the production deploy within a deadline instead of coming before it (CHG-2)."""
+
+    approvals_within_hours: int = Field(ge=1, le=168, description="hours after the production deploy")
+
+
 class ReleaseRules(Strict):
     path: list[str] = Field(default_factory=lambda: ["dev", "test", "prod"], min_length=1)
     required_approvals: int = Field(default=1, ge=1, le=9)
+    hotfix: HotfixRule | None = Field(default=None, description="emergency fixes; none: every fix takes the path")
 
 
 class Waiver(Strict):

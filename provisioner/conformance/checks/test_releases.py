@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -98,26 +99,61 @@ def test_host_runs_the_release_the_ledger_says(lab, evidence, app_host_name):
         assert passed, f"{expected.id} reached {host.environment} without a passing verify in {before}"
 
 
+def _time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+
+
+def _hotfix_verdict(lab, release, deployment, approvals: list[dict], required: int) -> tuple[str, str | None]:
+    """An emergency fix may be approved after it reached production, within releases.hotfix's deadline: it
+    passes while the deadline runs, and fails from the deadline on until enough approvals have arrived."""
+    hours = lab.model.releases.hotfix.approvals_within_hours
+    deadline = _time(deployment.time) + dt.timedelta(hours=hours)
+    due = deadline.strftime("%Y-%m-%d %H:%M UTC")
+    in_time = {a["by"] for a in approvals if _time(a["time"]) <= deadline}
+    every = {a["by"] for a in approvals}
+    if len(in_time) >= required:
+        return f"hotfix, approved after the deploy within {hours} h", None
+    if dt.datetime.now(dt.UTC) < deadline:
+        return f"hotfix, {len(in_time)} of {required} approval(s) so far, due by {due}", None
+    if len(every) >= required:
+        return f"hotfix, approved late (after {due})", None
+    return (
+        f"hotfix, {len(every)} of {required} approval(s), due by {due}",
+        f"{release.id} (hotfix) reached {deployment.env} and its approvals were due by {due}: "
+        f"it has {len(every)} of {required}",
+    )
+
+
 @pytest.mark.control("CHG-2")
 def test_every_production_deploy_was_approved_by_someone_else(lab, evidence):
     ledger, history = _history(lab)
     unsigned = decision_problems(ledger.entries())  # an approval counts only with its approver's own signature
     required = lab.model.releases.required_approvals
     production = [e for e in release_path(lab.model) if lab.model.environment(e).tier == "production"]
-    evidence.expect(f"each deploy to {', '.join(production)} had {required} approval(s) by others than the author")
+    hotfix = lab.model.releases.hotfix
+    evidence.expect(
+        f"each deploy to {', '.join(production)} had {required} signed approval(s) by others than the author"
+        + (f"; a hotfix within {hotfix.approvals_within_hours} h after it" if hotfix else "")
+    )
     problems = []
     deploys = 0
     for release in history.releases.values():
+        approvals = [a for a in release.approvals if a["by"] != release.author and a["seq"] not in unsigned]
         for deployment in release.deployments:
             if deployment.env not in production or deployment.result != "ok":
                 continue
             deploys += 1
-            before = {a["by"] for a in release.approvals if a["time"] < deployment.time and a["by"] != release.author
-                      and a["seq"] not in unsigned}  # fmt: skip
+            before = {a["by"] for a in approvals if a["time"] < deployment.time}
+            note, problem = f"{len(before)} before the deploy", None
+            if len(before) < required and release.hotfix and hotfix is not None:
+                note, problem = _hotfix_verdict(lab, release, deployment, approvals, required)
+            elif len(before) < required:
+                problem = f"{release.id} reached {deployment.env} with {len(before)} approval(s)"
             evidence.row(release=release.id, digest=release.digest, author=release.author, env=deployment.env,
-                         deployed=deployment.time, approved_by=", ".join(sorted(before)) or "nobody")  # fmt: skip
-            if len(before) < required:
-                problems.append(f"{release.id} reached {deployment.env} with {len(before)} approval(s)")
+                         deployed=deployment.time, approved_by=", ".join(sorted({a["by"] for a in approvals}))
+                         or "nobody", hotfix="yes" if release.hotfix else "no", note=note)  # fmt: skip
+            if problem:
+                problems.append(problem)
     evidence.observe("; ".join(problems) or f"{deploys} production deploy(s), each approved by someone else")
     assert not problems, "; ".join(problems)
 

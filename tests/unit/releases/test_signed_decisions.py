@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
+from helpers import release_artifact
 from release_shop import DEMO_KEYS, Shop
 
 from provisioner.releases.decisions import NAMESPACE
@@ -120,3 +121,39 @@ def test_a_decision_whose_signature_was_swapped_fails_the_ledger_check(shop):
                        "signature": other})  # fmt: skip
     check = shop.cli("verify-ledger", "--json")
     assert check.rc == 1 and any("signature does not verify" in p for p in check.json["problems"]), check.stdout
+
+
+def test_a_hotfix_needs_the_sites_emergency_rule_and_is_signed_as_a_hotfix(shop):
+    shop.create("0.9.0")
+    data = yaml.safe_load(shop.site.read_text())
+    data["releases"].pop("hotfix", None)
+    shop.site.write_text(yaml.safe_dump(data, sort_keys=False))
+    artifact = str(release_artifact(shop.tmp, "1.0.1"))
+    shop.refused("create", "--artifact", artifact, "--as", "alice", "--hotfix", because="no emergency-fix rule")
+    data["releases"]["hotfix"] = {"approvals_within_hours": 4}
+    shop.site.write_text(yaml.safe_dump(data, sort_keys=False))
+    created = shop.cli("create", "--artifact", artifact, "--as", "alice", "--hotfix", "--json")
+    assert created.rc == 0 and created.json["hotfix"] is True, created.stderr
+    assert "decision: create-hotfix\n" in created.json["statement"]
+    assert shop.cli("verify-ledger").rc == 0
+
+
+def test_a_hotfix_still_runs_in_test_and_passes_verify_but_may_reach_production_before_its_approval(shop):
+    release = shop.create("1.0.0")  # a normal release: approval before production
+    hotfix = shop.cli("create", "--artifact", str(release_artifact(shop.tmp, "1.0.1")), "--as", "alice", "--hotfix",
+                      "--json").json["release"]  # fmt: skip
+    for rid in (release, hotfix):
+        shop.deployed(rid, "dev")
+    shop.refused("deploy", hotfix, "--env", "prod", because="has not run in test")
+    for rid in (release, hotfix):
+        shop.deployed(rid, "test")
+    shop.refused("deploy", hotfix, "--env", "prod", because="has not passed `provision verify` in test")
+    shop.verified(release, "test")
+    shop.verified(hotfix, "test")
+    shop.refused("deploy", release, "--env", "prod", because="needs 1 approval(s)")
+    from provisioner.releases import rules
+    from provisioner.releases.history import replay
+    from provisioner.site.load import load_site
+
+    history = replay(Ledger(shop.state).entries())
+    rules.check_deploy(load_site(shop.site).model, history, history.releases[hotfix], "prod")  # allowed
