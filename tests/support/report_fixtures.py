@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -111,3 +112,16 @@ def signed_decision_ledger(evidence_dir: Path, keys_dir: Path) -> tuple[Site, di
     evidence_dir.mkdir(parents=True, exist_ok=True)
     (evidence_dir / "releases.jsonl").write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
     return site, {"bob": bob_public, "erin": erin_public}
+
+
+# ---- an auditor's check of a pack, with stock tools only ----------------------------------------------------------
+def verify_md_commands(folder: Path) -> list[str]:
+    """Every line of every ```sh block of the pack's VERIFY.md, as written."""
+    text = (folder / "VERIFY.md").read_text()
+    blocks = re.findall(r"^```sh\n(.*?)^```$", text, flags=re.S | re.M)
+    return [line for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def run_in(folder: Path, command: str) -> subprocess.CompletedProcess[str]:
+    """One command as the auditor's shell runs it, from inside the pack's folder."""
+    return subprocess.run(["bash", "-c", command], cwd=folder, capture_output=True, text=True, timeout=60)

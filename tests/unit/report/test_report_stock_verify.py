@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from report_fixtures import build_report, signed_decision_ledger
+from report_fixtures import build_report, run_in, signed_decision_ledger, verify_md_commands
 
 from provisioner.report.pack import write_pack
 from provisioner.workspace.site_state import SiteState
@@ -33,23 +33,12 @@ def copy(made, tmp_path) -> Path:
     return Path(shutil.copytree(made[0], tmp_path / "received"))
 
 
-def verify_commands(folder: Path) -> list[str]:
-    """Every line of every ```sh block of VERIFY.md."""
-    text = (folder / "VERIFY.md").read_text()
-    blocks = re.findall(r"^```sh\n(.*?)^```$", text, flags=re.S | re.M)
-    return [line for block in blocks for line in block.splitlines() if line.strip()]
-
-
-def run(folder: Path, command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "-c", command], cwd=folder, capture_output=True, text=True, timeout=60)
-
-
 def command_for(folder: Path, needle: str) -> str:
-    return next(c for c in verify_commands(folder) if needle in c)
+    return next(c for c in verify_md_commands(folder) if needle in c)
 
 
 def test_every_command_of_verify_md_succeeds_on_an_intact_copy(copy, made):
-    commands = verify_commands(copy)
+    commands = verify_md_commands(copy)
     assert commands[0] == "sha256sum -c MANIFEST.sha256"
     manifest_check = (
         "ssh-keygen -Y verify -f allowed_signers -I evidence@example -n provision-report "
@@ -66,11 +55,11 @@ def test_every_command_of_verify_md_succeeds_on_an_intact_copy(copy, made):
     assert len(commands) == 4
     fingerprint = re.search(r"^    (SHA256:\S+)$", (copy / "VERIFY.md").read_text(), flags=re.M)[1]
     for command in commands:
-        result = run(copy, command)
+        result = run_in(copy, command)
         assert result.returncode == 0, (command, result.stdout, result.stderr)
-    good = run(copy, manifest_check)
+    good = run_in(copy, manifest_check)
     assert f'Good "provision-report" signature for evidence@example with ED25519 key {fingerprint}' in good.stdout
-    listed = run(copy, commands[0]).stdout
+    listed = run_in(copy, commands[0]).stdout
     assert "decisions/0004-approve-r1.txt: OK" in listed and "allowed_signers: OK" in listed
     assert "VERIFY.md: OK" in listed and "policy.pdf: OK" in listed
 
@@ -103,13 +92,13 @@ def assert_bad_signature(result: subprocess.CompletedProcess[str]) -> None:
 @pytest.mark.parametrize("name", ["report.html", "decisions/0004-approve-r1.txt", "allowed_signers", "policy.md"])
 def test_a_flipped_byte_in_a_listed_file_fails_sha256sum(copy, name):
     flip(copy / name, len((copy / name).read_bytes()) // 2)
-    result = run(copy, command_for(copy, "sha256sum -c"))
+    result = run_in(copy, command_for(copy, "sha256sum -c"))
     assert result.returncode != 0 and f"{name}: FAILED" in result.stdout, result.stdout
 
 
 def test_an_altered_manifest_fails_its_signature(copy):
     flip(copy / "MANIFEST.sha256", 10)
-    assert_bad_signature(run(copy, command_for(copy, "-n provision-report")))
+    assert_bad_signature(run_in(copy, command_for(copy, "-n provision-report")))
 
 
 def test_an_altered_manifest_signature_fails(copy):
@@ -119,14 +108,14 @@ def test_an_altered_manifest_signature_fails(copy):
     middle = len(last) // 2
     lines[-3] = last[:middle] + ("A" if last[middle] != "A" else "B") + last[middle + 1 :]
     sig.write_text("\n".join(lines))
-    assert_bad_signature(run(copy, command_for(copy, "-n provision-report")))
+    assert_bad_signature(run_in(copy, command_for(copy, "-n provision-report")))
 
 
 def test_an_altered_statement_fails_its_signer_check(copy):
     statement = copy / "decisions" / "0004-approve-r1.txt"
     statement.write_bytes(statement.read_bytes().replace(b"release: r1", b"release: r2"))
-    assert_bad_signature(run(copy, command_for(copy, "0004-approve-r1.sig")))
-    assert run(copy, command_for(copy, "0001-create-r1.sig")).returncode == 0, "the other decision still holds"
+    assert_bad_signature(run_in(copy, command_for(copy, "0004-approve-r1.sig")))
+    assert run_in(copy, command_for(copy, "0001-create-r1.sig")).returncode == 0, "the other decision still holds"
 
 
 def test_the_report_shows_the_evidence_key_and_the_verified_signers(made):
