@@ -61,7 +61,12 @@ def signed_decisions(entries: list[dict[str, Any]], site: Site) -> tuple[list[di
             left_out.append(f"{where}: signature is not an armored SSH signature")
             continue
         statement = entry["statement"]
-        problem = signing.verify(key, signer, statement.encode(), signature, DECISION_NAMESPACE)
+        try:
+            data = statement.encode("utf-8")
+        except UnicodeEncodeError:
+            left_out.append(f"{where}: the statement is not valid UTF-8 text")
+            continue
+        problem = signing.verify(key, signer, data, signature, DECISION_NAMESPACE)
         person = site.person(signer)
         if key not in fingerprints:
             fingerprints[key] = signing.fingerprint(key)

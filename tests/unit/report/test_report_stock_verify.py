@@ -145,3 +145,26 @@ def test_the_fingerprint_is_printed_when_the_key_is_made_and_on_every_report(tmp
     assert second.exit_code == 0 and "created" not in second.stderr, "the key is made once"
     assert json.loads(second.stdout)["evidence_key"] == fingerprint
     assert f"    {fingerprint}\n" in (tmp_path / "two" / "VERIFY.md").read_text()
+
+
+def test_entries_that_cannot_be_checked_are_left_out_and_said_so(tmp_path):
+    from report_fixtures import example_site
+
+    from provisioner.report.decisions import signed_decisions
+
+    good = {"seq": 1, "event": "approve", "release": "r1", "statement": "s", "signer": "erin",
+            "signature": "-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n",
+            "signer_key": example_site().person("erin").ssh_key}  # fmt: skip
+    entries = [
+        {"seq": 1, "event": "deploy", "release": "r1"},  # not a signed decision: not mentioned
+        {**good, "signature": ""},
+        {**good, "seq": 2, "signer": "Robert'); --"},
+        {**good, "seq": 3, "signer_key": "ssh-dss AAAA"},
+        {**good, "seq": 4, "signature": "not armored"},
+        {**good, "seq": 5, "statement": "\ud800"},
+        {**good, "seq": 6, "event": "approve/../../x", "release": "r 1"},
+    ]
+    signed, left_out = signed_decisions(entries, example_site())
+    assert [d["seq"] for d in signed] == [6] and not signed[0]["verified"], "a bad signature is shown, not hidden"
+    assert signed[0]["statement_file"] == "decisions/0006-approve_.._.._x-r_1.txt", "no path leaves the folder"
+    assert [reason.split(":")[0] for reason in left_out] == [f"ledger entry {n}" for n in (1, 2, 3, 4, 5)]
