@@ -1,7 +1,10 @@
-"""`provision verify` and `provision report`: the conformance suite and the auditor's evidence pack."""
+"""`provision verify`, `provision report` and `provision policy`: the conformance suite, the auditor's evidence
+pack, and the Secure Development Policy."""
 
 from __future__ import annotations
 
+import sys
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -114,9 +117,10 @@ def report(
     pack = evidence.write_report(loaded, out_dir)
     data, folder = pack.data, pack.folder
     failing = [c["id"] for c in data["controls"] if c["status"] == "fail"]
+    key = pack.evidence_key
     if as_json:
         emit({"site": loaded.name, "pack": str(folder), "verify_run": data["verify_run"], "failing": failing,
-               "differences": data["live"]["differences"]})  # fmt: skip
+              "differences": data["live"]["differences"], "evidence_key": key["fingerprint"]})  # fmt: skip
         return
     for question in data["questions"]:
         out.print(f"{question['id']} {question['status']}: {escape(question['answer'])}", highlight=False)
@@ -125,6 +129,12 @@ def report(
     for difference in data["live"]["differences"]:
         out.print(f"[red]differs from the site file:[/red] {escape(difference)}", highlight=False)
     out.print(f"evidence pack: {folder}", highlight=False)
+    out.print(
+        f"signed by the evidence key {key['identity']}, fingerprint {key['fingerprint']}: the auditor pins it; "
+        "VERIFY.md in the pack checks it all with sha256sum and ssh-keygen",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _report_verify(folder: str, key_file: str | None, as_json: bool) -> None:
@@ -137,3 +147,37 @@ def _report_verify(folder: str, key_file: str | None, as_json: bool) -> None:
     else:
         out.print(f"[green]intact:[/green] every file of {folder} matches its signed manifest", highlight=False)
     failed_if(bool(problems))
+
+
+class PolicyFormat(StrEnum):
+    MD = "md"
+    PDF = "pdf"
+
+
+@app.command()
+@handled()
+def policy(
+    site: SiteArg = None,
+    fmt: Annotated[PolicyFormat, typer.Option("--format", help="Markdown (md) or PDF")] = PolicyFormat.MD,
+    out_file: Annotated[
+        str | None, typer.Option("--out", metavar="FILE", help="write to FILE instead of printing to stdout")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The Secure Development Policy, generated from the site file: environments, who may access what, data rules,
+    the path to live, approvals, exceptions, emergency fixes. Markdown on stdout unless --format/--out say."""
+    to_terminal = sys.stdout.isatty() and not as_json
+    target = evidence.check_policy_out(out_file, fmt.value, to_terminal)
+    if as_json and target is None:
+        raise InputError("--json reports where the policy was written: add --out FILE")
+    loaded = load(site)
+    if target is not None:
+        written = evidence.write_policy(loaded, fmt.value, target)
+        if as_json:
+            emit({"site": loaded.name, "format": fmt.value, "out": str(written)})
+        else:
+            err.print(f"policy of site '{loaded.name}' ({fmt.value}): {written}", highlight=False)
+        return
+    sys.stdout.flush()
+    sys.stdout.buffer.write(evidence.policy_document(loaded, fmt.value))
+    sys.stdout.buffer.flush()

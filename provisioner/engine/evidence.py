@@ -1,4 +1,5 @@
-"""What the CLI asks of the conformance suite and the evidence pack: verify a site, write and check a pack."""
+"""What the CLI asks of the conformance suite and the evidence pack: verify a site, write and check a pack, and
+the Secure Development Policy as a document of its own."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.verify import VerifyResult, check_arguments, run_verify
 from provisioner.errors import InputError, ProvisionError, shown
 from provisioner.releases.service import ReleaseBook
+from provisioner.report import policy as policy_doc
 from provisioner.report.collect import collect
 from provisioner.report.manifest import MANIFEST, verify_pack
 from provisioner.report.pack import check_out_folder, default_folder, write_pack
+from provisioner.report.render_pdf import render_pdf
 from provisioner.site.load import LoadedSite
+from provisioner.workspace.files import write_atomic
 from provisioner.workspace.site_state import SiteState
 
 
@@ -28,6 +32,12 @@ class Verification:
 class Pack:
     folder: Path
     data: dict[str, Any]
+
+    @property
+    def evidence_key(self) -> dict[str, str]:
+        """identity, public key and SHA256 fingerprint of the key that signed the pack."""
+        key: dict[str, str] = self.data["evidence_key"]
+        return key
 
 
 def control_title(control_id: str) -> str:
@@ -84,3 +94,39 @@ def _trusted_key(key: str) -> str:
     if len(fields) < 2 or not fields[1].startswith("AAAA") or "\n" in text:
         raise InputError(f"--key {key_file}: not {wanted}")
     return text
+
+
+POLICY_FORMATS = ("md", "pdf")
+
+
+def check_policy_out(out: str | None, fmt: str, to_terminal: bool) -> Path | None:
+    """--out FILE for `provision policy`: a file in an existing folder (an existing file is replaced); checked
+    before anything is written. Without --out, a PDF is not written to a terminal."""
+    if fmt not in POLICY_FORMATS:
+        raise InputError(f"--format {shown(fmt)}: unknown; allowed: {', '.join(POLICY_FORMATS)}")
+    wanted = "name the file to write the policy to, in an existing folder"
+    if out is None:
+        if fmt == "pdf" and to_terminal:
+            raise InputError("--format pdf: a PDF is not printed to a terminal; add --out FILE or redirect the output")
+        return None
+    if not out.strip():
+        raise InputError(f"--out '': empty; {wanted}")
+    target = Path(out)
+    if target.is_dir():
+        raise InputError(f"--out {shown(out)}: a folder; {wanted}")
+    if not target.parent.is_dir():
+        raise InputError(f"--out {shown(out)}: no such folder {shown(str(target.parent))}; {wanted}")
+    return target
+
+
+def policy_document(site: LoadedSite, fmt: str) -> bytes:
+    """The Secure Development Policy of a site, as Markdown (UTF-8) or PDF, from its site file alone."""
+    blocks = policy_doc.build(site.model, policy_doc.source_of(site.path))
+    if fmt == "pdf":
+        return render_pdf(policy_doc.to_html(blocks))
+    return policy_doc.to_markdown(blocks).encode()
+
+
+def write_policy(site: LoadedSite, fmt: str, out: Path) -> Path:
+    write_atomic(out, policy_document(site, fmt))
+    return out

@@ -11,9 +11,11 @@ from typing import Any
 from provisioner.backends.base import Attachment
 from provisioner.conformance import history
 from provisioner.conformance.controls import CONTROLS
+from provisioner.conformance.titles import check_title
 from provisioner.conformance.waivers import apply_waivers, control_status, summarise, waiver_state
 from provisioner.errors import ProvisionError
-from provisioner.report import access_matrix, diagram, releases
+from provisioner.report import access_matrix, decisions, diagram, releases
+from provisioner.report import policy as policy_doc
 from provisioner.site.load import LoadedSite
 from provisioner.site.model import Site
 from provisioner.site.policy import access_level, deploy_envs, resolved_flows
@@ -111,7 +113,11 @@ def _answer(status_by_control: dict[str, str], ids: tuple[str, ...], yes: str, n
 
 
 def questions(
-    site: Site, rows: list[dict[str, Any]], controls: list[dict[str, Any]], ledger: releases.Ledger
+    site: Site,
+    rows: list[dict[str, Any]],
+    controls: list[dict[str, Any]],
+    ledger: releases.Ledger,
+    signed: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     by_id = {c["id"]: c["status"] for c in controls}
     prod_envs = {e.name for e in site.environments if e.tier == "production"}
@@ -147,6 +153,7 @@ def questions(
             )  # fmt: skip
             last = ledger.last
             entry["release"] = last.as_dict() if last else None
+            entry["decisions"] = [d for d in signed or [] if last and d["release"] == last.id]
         out.append(entry)
     return out
 
@@ -186,7 +193,9 @@ def waivers_section(site: Site, rows: list[dict[str, Any]], today: dt.date) -> l
         {
             **w.model_dump(mode="json"),
             "state": waiver_state(w, today),
-            "waived_results": [f"{r['control']} {r['check']}[{r['host']}]" for r in rows if r.get("waiver") == w.id],
+            "waived_results": [
+                f"{r['control']} {check_title(str(r['check']))} ({r['host']})" for r in rows if r.get("waiver") == w.id
+            ],
         }
         for w in site.waivers
     ]
@@ -261,15 +270,20 @@ def assemble(
     verify_history: list[dict[str, Any]],
     today: dt.date | None = None,
     backend_name: str = "",
+    site_source: str = "",
 ) -> dict[str, Any]:
-    """The report's data: pure, so it can be built from a recorded results.json in tests."""
+    """The report's data: pure (but for checking the decisions' signatures with ssh-keygen), so it can be built
+    from a recorded results.json in tests. `site_source` names the site file in the policy."""
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     today = today or dt.datetime.now(dt.UTC).date()
     rows = apply_waivers(payload["results"], site, today)
     net_matrix = reachability(rows)
     drawn = diagram.build_diagram(site, live_segments, attachments, net_matrix)
     rows = [*rows, *extra_rows(drawn.differences, matrix.unreadable, now)]
+    for row in rows:  # auditors read what a check proves, never its function name
+        row["title"] = check_title(str(row["check"]))
     controls = controls_section(rows, _catalogue(payload))
+    signed, left_out = decisions.signed_decisions(ledger.entries, site)
     return {
         "site": site.site,
         "description": site.description,
@@ -278,7 +292,7 @@ def assemble(
         "verify_run": run_dir.name,
         "verify_finished": payload.get("finished", ""),
         "ok": not any(r["status"] == "fail" for r in rows),
-        "questions": questions(site, rows, controls, ledger),
+        "questions": questions(site, rows, controls, ledger, signed),
         "controls": controls,
         "results": rows,
         "reachability": net_matrix,
@@ -295,8 +309,12 @@ def assemble(
             "problems": ledger.problems,
             "releases": [r.as_dict() for r in ledger.releases],
         },
+        "decisions": signed,
+        "decisions_left_out": left_out,
+        "signers": decisions.people_keys(site),
         "waivers": waivers_section(site, rows, today),
         "policy": policy_section(site),
+        "policy_document": policy_doc.build(site, site_source),
         "history": verify_history,
         "trend_svg": history.trend_svg(verify_history),
     }
@@ -321,5 +339,5 @@ def collect(site: LoadedSite, state: SiteState) -> dict[str, Any]:
         ledger.problems.extend(f"integrity: {p}" for p in Ledger(state).problems())
     return assemble(
         site.model, run_dir, payload, live_segments, attachments, matrix, ledger, history.read_history(state),
-        backend_name=backend.name,
+        backend_name=backend.name, site_source=policy_doc.source_of(site.path),
     )  # fmt: skip

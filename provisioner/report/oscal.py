@@ -9,6 +9,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from provisioner.conformance.titles import check_title
+
 OSCAL_VERSION = "1.1.2"
 NAMESPACE = uuid.UUID("9c1f3c64-2f6e-4e55-9a54-6b0e1a8f3d10")
 
@@ -31,7 +33,7 @@ def render_oscal(report: dict[str, Any]) -> dict[str, Any]:
         observations.append(
             {
                 "uuid": oid,
-                "title": f"{row['control']} {row['check']} [{row['host']}]",
+                "title": f"{row['control']}: {row.get('title') or check_title(str(row['check']))} ({row['host']})",
                 "description": f"expected: {row.get('expected', '')}; observed: {row.get('observed', '')}",
                 "props": [
                     {"name": "status", "ns": "https://provisioner.invalid/ns", "value": row["status"]},

@@ -1,4 +1,6 @@
-"""Writing the evidence pack: HTML, PDF, JSON, JUnit XML, OSCAL, the diagram; then the signed manifest."""
+"""Writing the evidence pack: HTML, PDF, JSON, JUnit XML, OSCAL, the diagram, the Secure Development Policy, the
+signed decisions with the allowed_signers file and VERIFY.md (how to check it all with stock tools); then the
+signed manifest."""
 
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import InputError
+from provisioner.report import decisions, policy
 from provisioner.report.junit import render_junit
-from provisioner.report.manifest import write_manifest
+from provisioner.report.manifest import MANIFEST, PUBLIC_KEY, SIGNATURE, write_manifest
 from provisioner.report.oscal import render_oscal
 from provisioner.report.render_html import render_html
 from provisioner.report.render_pdf import render_pdf
+from provisioner.workspace import signing
 from provisioner.workspace.redact import Redactor
 from provisioner.workspace.site_state import SiteState
 
@@ -27,6 +31,8 @@ HTML, PDF, JSON_FILE, JUNIT, OSCAL, SVG, DOT = (
     "network.svg",
     "network.dot",
 )
+POLICY_MD, POLICY_PDF = "policy.md", "policy.pdf"
+NOT_IN_JSON = ("diagram_svg", "policy_document")  # drawn or written as files of their own
 
 
 def default_folder(state: SiteState) -> Path:
@@ -47,24 +53,50 @@ def check_out_folder(out: str) -> Path:
     return folder
 
 
+def evidence_key(state: SiteState) -> dict[str, str]:
+    """The site's evidence key as the report shows it, so the auditor can pin its fingerprint (made on first use)."""
+    public = signing.public_key(state)
+    return {"identity": signing.identity(state), "public": public, "fingerprint": signing.fingerprint(public)}
+
+
 def write_pack(report: dict[str, Any], folder: Path, state: SiteState) -> Path:
-    """Every file is masked for the site's secrets before it is written; the PDF is made from masked HTML."""
+    """Every file is masked for the site's secrets before it is written; the PDF is made from masked HTML. The
+    signed decisions, allowed_signers and VERIFY.md are written as they are: a masked byte would break a signature.
+    `report` gains `evidence_key` (identity, public key, fingerprint)."""
     redactor = Redactor(state.secret_values())
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):
         raise InputError(f"--out {folder}: not empty; an evidence pack is written into a new or empty folder")
+    report["evidence_key"] = evidence_key(state)
     html_text = redactor.text(render_html(report))
+    policy_blocks = report.get("policy_document") or []
+    policy_html = redactor.text(policy.to_html(policy_blocks)) if policy_blocks else ""
     texts = {
         HTML: html_text,
-        JSON_FILE: redactor.text(json.dumps({k: v for k, v in report.items() if k != "diagram_svg"}, indent=1)),
+        JSON_FILE: redactor.text(json.dumps({k: v for k, v in report.items() if k not in NOT_IN_JSON}, indent=1)),
         JUNIT: redactor.text(render_junit(report)),
         OSCAL: redactor.text(json.dumps(render_oscal(report), indent=1)),
         SVG: redactor.text(report["diagram_svg"]),
         DOT: redactor.text(report["diagram_dot"]),
     }
+    if policy_blocks:
+        texts[POLICY_MD] = redactor.text(policy.to_markdown(policy_blocks))
+    signed = report.get("decisions", [])
+    texts[decisions.ALLOWED_SIGNERS] = decisions.allowed_signers(
+        report["evidence_key"]["identity"], report["evidence_key"]["public"], report.get("signers", []), signed
+    )
+    texts[decisions.VERIFY_FILE] = decisions.verify_instructions(
+        report, MANIFEST, SIGNATURE, PUBLIC_KEY, report.get("decisions_left_out", [])
+    )
     for name, text in texts.items():
         (folder / name).write_text(text)
+    for decision in signed:
+        (folder / decisions.FOLDER).mkdir(exist_ok=True)
+        (folder / decision["statement_file"]).write_bytes(decision["statement"].encode("utf-8"))
+        (folder / decision["signature_file"]).write_text(decision["signature"].strip() + "\n")
     (folder / PDF).write_bytes(render_pdf(html_text))
+    if policy_html:
+        (folder / POLICY_PDF).write_bytes(render_pdf(policy_html))
     write_manifest(folder, state)
     os.chmod(folder, 0o755)
     return folder

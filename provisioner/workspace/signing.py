@@ -8,6 +8,7 @@ anyone can check with stock OpenSSH and the public key: no tool of ours is neede
 from __future__ import annotations
 
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -18,11 +19,18 @@ KEY_NAME = "evidence_ed25519"
 
 
 def signing_key(state: SiteState) -> Path:
-    """The private key's path; the pair is created on first use."""
+    """The private key's path; the pair is created on first use, and its fingerprint printed then (on stderr, so
+    output for scripts stays clean): the auditor pins it, as a pack carries its own copy of the public key."""
     state.ensure()
     state.signing_dir.mkdir(mode=0o700, exist_ok=True)
     key = state.signing_dir / KEY_NAME
-    ensure_key_pair(key, f"evidence@{state.site}")
+    created = not key.exists()
+    public = ensure_key_pair(key, f"evidence@{state.site}")
+    if created:
+        sys.stderr.write(
+            f"created the evidence signing key of site '{state.site}': {fingerprint(public)} ({identity(state)}); "
+            "give this fingerprint to your auditor (every `provision report` prints it again)\n"
+        )
     return key
 
 
@@ -35,6 +43,12 @@ def existing_public_key(state: SiteState) -> str | None:
     """The public key if the pair exists; None otherwise (reading evidence never creates a key)."""
     public = state.signing_dir / f"{KEY_NAME}.pub"
     return public.read_text().strip() if public.is_file() else None
+
+
+def fingerprint(public: str) -> str:
+    """A public key's SHA256 fingerprint as `ssh-keygen -l` prints it: 'SHA256:...'."""
+    result = _ssh_keygen(["-l", "-f", "-"], public.strip().encode() + b"\n")
+    return result.stdout.decode().split()[1]
 
 
 def identity(state: SiteState) -> str:

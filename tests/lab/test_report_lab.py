@@ -14,6 +14,7 @@ import subprocess
 import pytest
 from conftest import DEMO_KEYS
 from helpers import ROOT
+from report_fixtures import run_in, verify_md_commands
 
 from provisioner.backends.lxc import base_image, containers
 from provisioner.backends.lxc.backend import LxcBackend
@@ -29,6 +30,7 @@ INTRUDER_ADDRESS = "10.91.10.99"
 PACK_FILES = {
     "report.html", "report.pdf", "report.json", "junit.xml", "oscal-assessment-results.json",
     "network.svg", "network.dot", "evidence-signing-key.pub", MANIFEST, SIGNATURE,
+    "policy.md", "policy.pdf", "allowed_signers", "VERIFY.md",
 }  # fmt: skip
 
 
@@ -69,9 +71,13 @@ def built(lab, tmp_path_factory):
 
 def test_pack_holds_every_format_and_verifies(built):
     lab, pack, _, _ = built
-    assert {p.name for p in pack.iterdir()} == PACK_FILES
+    names = {p.name for p in pack.iterdir()}
+    assert PACK_FILES <= names <= PACK_FILES | {"decisions"}, names  # decisions/: when the ledger holds signed ones
     checked = lab.cli("report", "verify", str(pack))
     assert checked.rc == 0, checked.stdout + checked.stderr
+    for command in verify_md_commands(pack):  # the auditor's own check, with stock tools only
+        result = run_in(pack, command)
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
     oscal = json.loads((pack / "oscal-assessment-results.json").read_text())["assessment-results"]
     assert oscal["metadata"]["oscal-version"].startswith("1.1")
     assert oscal["results"][0]["findings"] and oscal["results"][0]["observations"]
@@ -162,7 +168,7 @@ def test_no_secret_in_any_file_of_the_pack(built):
     lab, pack, _, _ = built
     secrets = [s for s in lab.state.secret_values() if len(s) >= 8]
     assert secrets, "the lab holds secrets (controller key, database passwords, evidence key)"
-    texts = {p.name: p.read_bytes().decode(errors="replace") for p in pack.iterdir()}
+    texts = {p.name: p.read_bytes().decode(errors="replace") for p in pack.rglob("*") if p.is_file()}
     texts["report.pdf (text)"] = subprocess.run(
         ["pdftotext", str(pack / "report.pdf"), "-"], capture_output=True, text=True
     ).stdout

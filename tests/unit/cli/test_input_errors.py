@@ -167,6 +167,13 @@ CASES: list[tuple[str, str]] = [
     ("report verify {text}", "not a folder; name the folder of an evidence pack"),
     ("report verify {empty} --key {missing}", "no such file; an SSH public key"),
     ("report verify {empty} --key {text}", "not an SSH public key"),
+    ("policy {site} --out {empty}", "a folder; name the file to write the policy to, in an existing folder"),
+    ("policy {site} --out {missing}/policy.md", "no such folder"),
+    ("policy {site} --format pdf --out ''", "--out '': empty; name the file to write the policy to"),
+    ("policy {site} --format html", "Invalid value for '--format'"),
+    ("policy {site} --json", "--json reports where the policy was written: add --out FILE"),
+    ("policy nosuch --out {empty}/policy.md", "no such site file"),
+    ("policy ''", "SITE '': empty"),
     # expressions, names, and options that do not go together
     ("verify {site} -k '(('", "-k ((: not a -k expression"),
     ("verify {site} -k ''", "-k '': empty"),
