@@ -14,12 +14,13 @@ import re
 import shlex
 from typing import Any
 
+from provisioner.releases.decisions import NAMESPACE
 from provisioner.report.manifest import NAMESPACE as REPORT_NAMESPACE
 from provisioner.site.model import USER_RE, Site
 from provisioner.site.sshkeys import parse_public_key
 from provisioner.workspace import signing
 
-DECISION_NAMESPACE = "provision-decision"
+DECISION_NAMESPACE = NAMESPACE  # the namespace people sign decisions in (releases.decisions)
 FOLDER = "decisions"
 ALLOWED_SIGNERS = "allowed_signers"
 VERIFY_FILE = "VERIFY.md"

@@ -28,6 +28,7 @@ class Release:
     verified: dict[str, str] = field(default_factory=dict)  # env -> time of the first successful verify
     failed: list[str] = field(default_factory=list)  # "deploy prod at <time>"
     approvals: list[dict[str, str]] = field(default_factory=list)  # actor, time
+    hotfix: bool = False  # an emergency fix (releases.hotfix): listed on its own in the report
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +41,7 @@ class Release:
             "verified": self.verified,
             "failed": self.failed,
             "approvals": self.approvals,
+            "hotfix": self.hotfix,
         }
 
 
@@ -101,6 +103,7 @@ def _summarise(release: history.Release) -> Release:
         artifact=release.artifact,
         author=release.author,
         created=release.created,
+        hotfix=release.hotfix,
         reached=reached,
         verified=verified,
         failed=failed,

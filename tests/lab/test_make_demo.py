@@ -43,6 +43,13 @@ def test_make_demo_on_a_fresh_clone(tmp_path: Path):
             cwd=clone, env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert checked.returncode == 0, checked.stdout + checked.stderr
+        # Q3 names who signed r1's decisions, each signature checked against the key the site file lists
+        html = " ".join((pack_dir / "report.html").read_text().split())
+        for decision, person in (("create", "alice"), ("approve", "erin")):
+            shown = re.search(
+                rf"{decision} by <b>{person}</b> \(key <code>[^<]+</code>\): signature <span[^>]*>(\w+)", html
+            )
+            assert shown and shown.group(1) == "verified", (decision, person)
         assert len(site_containers("example")) == 7
         # the example shop's first release went the whole path: dev, test, a passing verify, erin's approval, prod
         assert "r1 deployed to prod as deploy" in " ".join(demo.stdout.split()), demo.stdout[-3000:]

@@ -209,3 +209,27 @@ def test_the_page_in_test_shows_the_banner_and_production_shows_none(lab, story,
     assert "background:#" in banner["style"], banner
     assert seen["prod-app1"].banner is None, "production shows no environment banner"
     print(f"screenshots: {tmp_path}")
+
+
+def test_an_emergency_fix_takes_the_same_path_and_its_approval_follows_production(lab, story, tmp_path):
+    """releases.hotfix (24 h in the example): test and a passing verify there first, then production before the
+    approval; CHG-2 holds while the deadline runs, and the approval signed afterwards is counted."""
+    artifact = release_artifact(tmp_path, "1.0.1")
+    created = release(lab, "create", "--artifact", str(artifact), "--as", "alice", "--hotfix",
+                      "--sign-key", str(KEYS / "alice"), "--json")  # fmt: skip
+    assert created.rc == 0 and created.json["hotfix"] is True, created.stderr
+    fix = created.json["release"]
+    early = release(lab, "deploy", fix, "--env", "prod", "--as", "dave")
+    assert early.rc == 3 and "has not run in test" in early.stderr
+    for env in ("dev", "test"):
+        assert release(lab, "deploy", fix, "--env", env, "--as", "dave").rc == 0
+    checked = verify(lab)
+    assert checked.rc == 0, json.dumps(checked.json.get("failures"), indent=1)[:4000]
+    deployed = release(lab, "deploy", fix, "--env", "prod", "--as", "dave")
+    assert deployed.rc == 0, deployed.stdout + deployed.stderr
+    pending = verify(lab, "-k", "approved_by_someone_else")
+    assert pending.rc == 0, pending.json["failures"]
+    assert release(lab, "approve", fix, "--as", "erin", "--sign-key", str(KEYS / "erin")).rc == 0
+    shown = release(lab, "show", fix, "--json")
+    assert shown.json["hotfix"] is True and shown.json["approvers"] == ["erin"]
+    assert verify(lab, "-k", "approved_by_someone_else or ledger_is_chained").rc == 0

@@ -34,7 +34,7 @@ def test_markdown_names_every_environment_person_and_the_path_to_live():
     assert "| alice (Alice Archer) | developer | full rights (sudo) | log in | — |" in text, "the access matrix"
     assert "dev → test: tcp port(s) 80 to hosts with the role app" in text
     assert "There are no exceptions: every rule applies in full." in text
-    assert "No emergency-fix rule is declared: every fix takes the normal path" in text
+    assert "approvals may follow within 24 hour(s) of the production deploy instead of before it" in text
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert [h.split(". ", 1)[1] for h in headings] == [
         "Environments and their purpose", "Who may access what", "Data rules", "The path to live", "Approvals",
@@ -77,6 +77,8 @@ def test_a_declared_hotfix_rule_is_described_from_a_model_or_a_mapping():
         assert "approvals may follow within 4 hour(s) of the production deploy instead of before it" in text
         assert "must pass verification there before production" in text
         assert "No emergency-fix rule" not in text
+    without = markdown(site.model_copy(update={"releases": site.releases.model_copy(update={"hotfix": None})}))
+    assert "No emergency-fix rule is declared: every fix takes the normal path" in without
 
 
 def test_provision_policy_prints_markdown_and_writes_a_pdf(tmp_path):

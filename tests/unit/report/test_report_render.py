@@ -237,3 +237,14 @@ def test_doc1_fails_when_a_host_could_not_be_read():
     report = build_report(unreadable={"prod-db1": "ssh: connection timed out"})
     doc1 = next(c for c in report["controls"] if c["id"] == "DOC-1")
     assert doc1["status"] == "fail" and "prod-db1" in doc1["results"][0]["observed"]
+
+
+def test_hotfixes_are_listed_on_their_own(tmp_path):
+    (tmp_path / "releases.jsonl").write_text(LEDGER)
+    assert "No emergency fix was released." in render_html(build_report(evidence_dir=tmp_path))
+    entries = [json.loads(line) for line in LEDGER.splitlines()]
+    entries[2]["hotfix"] = True  # r2
+    (tmp_path / "releases.jsonl").write_text("\n".join(json.dumps(e) for e in entries) + "\n")
+    page = render_html(build_report(evidence_dir=tmp_path))
+    section = page.split('id="hotfixes"', 1)[1].split("<h3", 1)[0]
+    assert "<td>r2</td><td>bob</td>" in section and "<td>r1</td>" not in section
