@@ -14,6 +14,7 @@ A site file is read in four passes, each one bounded before the next starts:
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,11 +78,10 @@ def format_path(path: KeyPath) -> str:
 # ---- pass 1: bytes ---------------------------------------------------------------------------
 
 
-def _decode(raw: bytes) -> str:
+def _decode(raw: bytes, size: int | None = None) -> str:
     if len(raw) > MAX_BYTES:
-        raise YamlInputError(
-            None, (), f"the file is {len(raw):,} bytes; allowed: at most {MAX_BYTES:,} bytes (1 MiB) of YAML"
-        )
+        shown = f"{size:,} bytes" if size is not None else f"more than {MAX_BYTES:,} bytes"
+        raise YamlInputError(1, (), f"the file is {shown}; allowed: at most {MAX_BYTES:,} bytes (1 MiB) of YAML")
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise YamlInputError(1, (), "the file is UTF-16 text; allowed: UTF-8 text")
     try:
@@ -140,8 +140,9 @@ def _scan_events(text: str, scan: _EventScan | None = None) -> _EventScan:
             top = scan.stack[-1] if scan.stack else None
             if top is not None and top.is_mapping and top.want_key:
                 if not isinstance(event, yaml.ScalarEvent):
+                    parent = tuple(f.key for f in scan.stack[:-1] if f.key is not None)
                     raise YamlInputError(
-                        line, scan.path(), "a key must be plain text, not a list, a mapping or an alias"
+                        line, parent, "a key is a list, a mapping or an alias; allowed: keys that are plain words"
                     )
                 top.key, top.want_key = event.value, False
                 scan.line_paths[line] = scan.path()  # a key names its line better than the mapping around it
@@ -163,7 +164,7 @@ def _scan_events(text: str, scan: _EventScan | None = None) -> _EventScan:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise YamlInputError(
-            mark.line + 1 if mark is not None else None, scan.path(), f"not valid YAML: {exc.problem or exc}"
+            mark.line + 1 if mark is not None else None, _mapping_path(scan.path()), _syntax(exc)
         ) from None
     except yaml.reader.ReaderError as exc:
         line = text[: exc.position].count("\n") + 1
@@ -175,6 +176,23 @@ def _scan_events(text: str, scan: _EventScan | None = None) -> _EventScan:
             f"the control character U+{code:04X} is not allowed; allowed: printable text",
         ) from None
     return scan
+
+
+def _syntax(exc: yaml.MarkedYAMLError) -> str:
+    problem = exc.problem or str(exc)
+    if "undefined alias" in problem:
+        return f"not valid YAML: {problem}; allowed: an alias (*name) to an anchor (&name) defined above it"
+    return (
+        f"not valid YAML: {problem}; allowed: block YAML as in inventories/example/site.yml (spaces, not tabs, "
+        "for indentation; every bracket and quote closed; one document)"
+    )
+
+
+def _mapping_path(path: KeyPath) -> KeyPath:
+    """A syntax error's place, as the key it happened under (a half-read list item is not in the file yet)."""
+    while path and isinstance(path[-1], int):
+        path = path[:-1]
+    return path
 
 
 def _path_at_line(text: str, line: int) -> KeyPath:
@@ -313,11 +331,12 @@ def load_yaml(path: Path, display_name: str | None = None) -> YamlSource:
     """Parse `path` within the limits above; raise YamlInputError (line, key path, message) on anything else."""
     with path.open("rb") as handle:
         raw = handle.read(MAX_BYTES + 1)
-    return load_yaml_text(raw, display_name or str(path))
+        size = os.fstat(handle.fileno()).st_size
+    return load_yaml_text(raw, display_name or str(path), size)
 
 
-def load_yaml_text(raw: bytes, file: str) -> YamlSource:
-    text = _decode(raw)
+def load_yaml_text(raw: bytes, file: str, size: int | None = None) -> YamlSource:
+    text = _decode(raw, size)
     scan = _scan_events(text)
     loader = yaml.SafeLoader(text)
     try:
@@ -326,7 +345,7 @@ def load_yaml_text(raw: bytes, file: str) -> YamlSource:
         except yaml.MarkedYAMLError as exc:  # e.g. an alias to an anchor that was never defined
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else None
-            raise YamlInputError(line, scan.path_at(line), f"not valid YAML: {exc.problem or exc}") from None
+            raise YamlInputError(line, _mapping_path(scan.path_at(line)), _syntax(exc)) from None
         if node is None:
             return YamlSource(file=file, data=None)
         _check_size(node, scan)
