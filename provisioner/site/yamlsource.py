@@ -33,6 +33,22 @@ _PLAIN_TAGS = {
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_KIND_OF_TAG: dict[str, type[yaml.Node]] = {
+    "tag:yaml.org,2002:map": yaml.MappingNode,
+    "tag:yaml.org,2002:seq": yaml.SequenceNode,
+    **{
+        "tag:yaml.org,2002:" + name: yaml.ScalarNode
+        for name in ("str", "int", "float", "bool", "null", "timestamp", "merge")
+    },
+}
+_NUMBER_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
+MAX_NUMBER_DIGITS = 40
+_READS_AS = {
+    "tag:yaml.org,2002:int": "a whole number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "true or false",
+    "tag:yaml.org,2002:null": "nothing (null)",
+}
 PLAIN_HELP = "plain YAML values: text, numbers, true/false, dates (YYYY-MM-DD), lists and mappings"
 
 
@@ -273,19 +289,42 @@ class _Checker:
         if node.tag not in _PLAIN_TAGS:
             tag = node.tag.replace("tag:yaml.org,2002:", "!!")
             raise YamlInputError(line, path, f"the YAML tag '{tag}' is not allowed; allowed: {PLAIN_HELP}")
+        kind = _KIND_OF_TAG.get(node.tag)
+        if kind is not None and not isinstance(node, kind):
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise YamlInputError(line, path, f"the tag '{tag}' does not fit this value; allowed: {PLAIN_HELP}")
         if isinstance(node, yaml.MappingNode):
             self._mapping(node, path)
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):
                 self.lines[(*path, index)] = item.start_mark.line + 1
                 self.walk(item, (*path, index))
-        elif isinstance(node, yaml.ScalarNode) and node.tag == _TIMESTAMP_TAG:
-            try:
-                self.constructor.construct_yaml_timestamp(node)
-            except ValueError:
-                raise YamlInputError(
-                    line, path, f"'{node.value}' is not a real calendar date; allowed: a date YYYY-MM-DD"
-                ) from None
+        elif isinstance(node, yaml.ScalarNode):
+            self._scalar(node, line, path)
+
+    def _scalar(self, node: yaml.ScalarNode, line: int, path: KeyPath) -> None:
+        """Each value is built once here, so the whole document cannot fail to build later."""
+        surrogate = next((c for c in node.value if "\ud800" <= c <= "\udfff"), None)
+        if surrogate is not None:
+            raise YamlInputError(
+                line, path, f"the text holds U+{ord(surrogate):04X}, half of a character; allowed: valid Unicode text"
+            )
+        shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+        if node.tag in _NUMBER_TAGS and len(node.value) > MAX_NUMBER_DIGITS:
+            raise YamlInputError(
+                line,
+                path,
+                f"'{shown}' is a number of {len(node.value)} characters; allowed: at most {MAX_NUMBER_DIGITS}",
+            )
+        try:
+            self.constructor.yaml_constructors[node.tag](self.constructor, node)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, yaml.YAMLError):
+            if node.tag == _TIMESTAMP_TAG:
+                message = f"'{shown}' is not a real calendar date; allowed: a date YYYY-MM-DD"
+            else:
+                wanted = _READS_AS.get(node.tag, "text")
+                message = f"'{shown}' cannot be read as {wanted}; allowed: {wanted}, or text in quotes"
+            raise YamlInputError(line, path, message) from None
 
     def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> None:
         first: dict[str, int] = {}
@@ -351,7 +390,11 @@ def load_yaml_text(raw: bytes, file: str, size: int | None = None) -> YamlSource
         _check_size(node, scan)
         checker = _Checker(loader)
         checker.walk(node, ())
-        data = loader.construct_document(node)
+        try:
+            data = loader.construct_document(node)
+        except (yaml.YAMLError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            # the walk built every value already; this is a guard, not a path anyone is expected to take
+            raise YamlInputError(None, (), f"cannot be read as plain data ({exc}); allowed: {PLAIN_HELP}") from None
     finally:
         loader.dispose()
     return YamlSource(file=file, data=data, lines=checker.lines)
