@@ -63,7 +63,8 @@ def _keys(site: Site) -> Iterator[Problem]:
         if blob in owners:
             yield (
                 ("people", index, "ssh_key"),
-                f"this key is already {owners[blob]}'s; allowed: one key per person, so every login names its person",
+                f"this key is already the key of {owners[blob]}; allowed: one key per person, so every login names "
+                "its person",
             )
         owners.setdefault(blob, f"person '{person.name}'")
     if site.deploy is not None:
@@ -71,8 +72,8 @@ def _keys(site: Site) -> Iterator[Problem]:
         if blob in owners:
             yield (
                 ("deploy", "ssh_key"),
-                f"the deploy identity's key is {owners[blob]}'s; allowed: a key of its own that no person holds "
-                "(the release process, not a person, deploys to production)",
+                f"the deploy identity's key is the key of {owners[blob]}; allowed: a key of its own that no person "
+                "holds (the release process, not a person, deploys to production)",
             )
 
 

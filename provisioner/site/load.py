@@ -71,7 +71,15 @@ def load_site(ref: str | Path | None, today: dt.date | None = None) -> LoadedSit
         raise SiteError([SiteProblem(display, None, "", f"cannot read the site file: {exc.strerror}")]) from None
     if not isinstance(source.data, dict):
         raise SiteError(
-            [SiteProblem(display, 1, "", "a site file is a mapping with keys such as site, environments, hosts")]
+            [
+                SiteProblem(
+                    display,
+                    1,
+                    "",
+                    "this file holds no mapping of keys; allowed: a mapping with the keys "
+                    + ", ".join(f.alias or n for n, f in Site.model_fields.items()),
+                )
+            ]
         )
     try:
         model = Site.model_validate(source.data)
@@ -103,7 +111,7 @@ def _pydantic_problems(exc: ValidationError, source: YamlSource) -> list[SitePro
             message = f"unknown key '{loc[-1]}'; allowed keys here: {', '.join(allowed)}"
         elif kind == "missing":
             allowed = _allowed_keys(Site, loc[:-1], source.data)
-            message = "this key is required" + (f" (keys here: {', '.join(allowed)})" if allowed else "")
+            message = "this key is required" + (f"; allowed keys here: {', '.join(allowed)}" if allowed else "")
         elif kind in ("union_tag_invalid", "union_tag_not_found"):
             loc = (*loc, "type")
             given = error.get("ctx", {}).get("tag")
@@ -117,13 +125,15 @@ def _pydantic_problems(exc: ValidationError, source: YamlSource) -> list[SitePro
 
 def _file_loc(loc: tuple[Any, ...]) -> KeyPath:
     """Pydantic's location as the key path in the file: YAML key names, without the backend union's tag."""
-    parts: list[str | int] = [_yaml_key(part) for part in loc]
+    parts: list[str | int] = [_yaml_key(part) for part in loc if part != "[key]"]  # a mapping key's own check
     if len(parts) > 1 and parts[0] == "backend" and parts[1] in BACKENDS:
         del parts[1]
     return tuple(parts)
 
 
 def _shown(value: Any) -> str:
+    if isinstance(value, dt.date):
+        return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
     text = repr(value) if not isinstance(value, str) else f"'{value}'"
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -149,6 +159,10 @@ _ALLOWED_BY_KIND = {
 }
 
 
+def _count(number: Any, bound: str) -> str:
+    return f"{bound} {number} item" + ("" if number == 1 else "s")
+
+
 def _describe(error: Any) -> str:
     kind, ctx, given = error["type"], error.get("ctx", {}), error.get("input")
     if kind == "string_pattern_mismatch":
@@ -163,8 +177,8 @@ def _describe(error: Any) -> str:
         "greater_than": f"more than {ctx.get('gt')}",
         "less_than_equal": f"at most {ctx.get('le')}",
         "less_than": f"less than {ctx.get('lt')}",
-        "too_short": f"at least {ctx.get('min_length')} items",
-        "too_long": f"at most {ctx.get('max_length')} items",
+        "too_short": _count(ctx.get("min_length"), "at least"),
+        "too_long": _count(ctx.get("max_length"), "at most"),
         "string_too_short": f"at least {ctx.get('min_length')} characters",
         "string_too_long": f"at most {ctx.get('max_length')} characters",
     }

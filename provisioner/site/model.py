@@ -74,7 +74,7 @@ class Host(Strict):
     @classmethod
     def _roles_once(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
-            raise ValueError("a host role is listed twice")
+            raise ValueError("a host role is listed twice; allowed: each role once")
         return value
 
 
@@ -177,7 +177,9 @@ class DataAuthorisation(Strict):
     @classmethod
     def _not_self_approved(cls, value: str, info: ValidationInfo) -> str:
         if value == info.data.get("requester"):
-            raise ValueError(f"'{value}' cannot approve their own request: the approver must be someone else")
+            raise ValueError(
+                f"'{value}' cannot approve their own request; allowed: an approver or admin other than the requester"
+            )
         return value
 
 

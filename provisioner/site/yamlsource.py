@@ -14,6 +14,7 @@ A site file is read in four passes, each one bounded before the next starts:
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,22 @@ _PLAIN_TAGS = {
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_KIND_OF_TAG: dict[str, type[yaml.Node]] = {
+    "tag:yaml.org,2002:map": yaml.MappingNode,
+    "tag:yaml.org,2002:seq": yaml.SequenceNode,
+    **{
+        "tag:yaml.org,2002:" + name: yaml.ScalarNode
+        for name in ("str", "int", "float", "bool", "null", "timestamp", "merge")
+    },
+}
+_NUMBER_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
+MAX_NUMBER_DIGITS = 40
+_READS_AS = {
+    "tag:yaml.org,2002:int": "a whole number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "true or false",
+    "tag:yaml.org,2002:null": "nothing (null)",
+}
 PLAIN_HELP = "plain YAML values: text, numbers, true/false, dates (YYYY-MM-DD), lists and mappings"
 
 
@@ -77,11 +94,10 @@ def format_path(path: KeyPath) -> str:
 # ---- pass 1: bytes ---------------------------------------------------------------------------
 
 
-def _decode(raw: bytes) -> str:
+def _decode(raw: bytes, size: int | None = None) -> str:
     if len(raw) > MAX_BYTES:
-        raise YamlInputError(
-            None, (), f"the file is {len(raw):,} bytes; allowed: at most {MAX_BYTES:,} bytes (1 MiB) of YAML"
-        )
+        shown = f"{size:,} bytes" if size is not None else f"more than {MAX_BYTES:,} bytes"
+        raise YamlInputError(1, (), f"the file is {shown}; allowed: at most {MAX_BYTES:,} bytes (1 MiB) of YAML")
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise YamlInputError(1, (), "the file is UTF-16 text; allowed: UTF-8 text")
     try:
@@ -140,8 +156,9 @@ def _scan_events(text: str, scan: _EventScan | None = None) -> _EventScan:
             top = scan.stack[-1] if scan.stack else None
             if top is not None and top.is_mapping and top.want_key:
                 if not isinstance(event, yaml.ScalarEvent):
+                    parent = tuple(f.key for f in scan.stack[:-1] if f.key is not None)
                     raise YamlInputError(
-                        line, scan.path(), "a key must be plain text, not a list, a mapping or an alias"
+                        line, parent, "a key is a list, a mapping or an alias; allowed: keys that are plain words"
                     )
                 top.key, top.want_key = event.value, False
                 scan.line_paths[line] = scan.path()  # a key names its line better than the mapping around it
@@ -163,7 +180,7 @@ def _scan_events(text: str, scan: _EventScan | None = None) -> _EventScan:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise YamlInputError(
-            mark.line + 1 if mark is not None else None, scan.path(), f"not valid YAML: {exc.problem or exc}"
+            mark.line + 1 if mark is not None else None, _mapping_path(scan.path()), _syntax(exc)
         ) from None
     except yaml.reader.ReaderError as exc:
         line = text[: exc.position].count("\n") + 1
@@ -175,6 +192,23 @@ def _scan_events(text: str, scan: _EventScan | None = None) -> _EventScan:
             f"the control character U+{code:04X} is not allowed; allowed: printable text",
         ) from None
     return scan
+
+
+def _syntax(exc: yaml.MarkedYAMLError) -> str:
+    problem = exc.problem or str(exc)
+    if "undefined alias" in problem:
+        return f"not valid YAML: {problem}; allowed: an alias (*name) to an anchor (&name) defined above it"
+    return (
+        f"not valid YAML: {problem}; allowed: block YAML as in inventories/example/site.yml (spaces, not tabs, "
+        "for indentation; every bracket and quote closed; one document)"
+    )
+
+
+def _mapping_path(path: KeyPath) -> KeyPath:
+    """A syntax error's place, as the key it happened under (a half-read list item is not in the file yet)."""
+    while path and isinstance(path[-1], int):
+        path = path[:-1]
+    return path
 
 
 def _path_at_line(text: str, line: int) -> KeyPath:
@@ -255,19 +289,42 @@ class _Checker:
         if node.tag not in _PLAIN_TAGS:
             tag = node.tag.replace("tag:yaml.org,2002:", "!!")
             raise YamlInputError(line, path, f"the YAML tag '{tag}' is not allowed; allowed: {PLAIN_HELP}")
+        kind = _KIND_OF_TAG.get(node.tag)
+        if kind is not None and not isinstance(node, kind):
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise YamlInputError(line, path, f"the tag '{tag}' does not fit this value; allowed: {PLAIN_HELP}")
         if isinstance(node, yaml.MappingNode):
             self._mapping(node, path)
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):
                 self.lines[(*path, index)] = item.start_mark.line + 1
                 self.walk(item, (*path, index))
-        elif isinstance(node, yaml.ScalarNode) and node.tag == _TIMESTAMP_TAG:
-            try:
-                self.constructor.construct_yaml_timestamp(node)
-            except ValueError:
-                raise YamlInputError(
-                    line, path, f"'{node.value}' is not a real calendar date; allowed: a date YYYY-MM-DD"
-                ) from None
+        elif isinstance(node, yaml.ScalarNode):
+            self._scalar(node, line, path)
+
+    def _scalar(self, node: yaml.ScalarNode, line: int, path: KeyPath) -> None:
+        """Each value is built once here, so the whole document cannot fail to build later."""
+        surrogate = next((c for c in node.value if "\ud800" <= c <= "\udfff"), None)
+        if surrogate is not None:
+            raise YamlInputError(
+                line, path, f"the text holds U+{ord(surrogate):04X}, half of a character; allowed: valid Unicode text"
+            )
+        shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+        if node.tag in _NUMBER_TAGS and len(node.value) > MAX_NUMBER_DIGITS:
+            raise YamlInputError(
+                line,
+                path,
+                f"'{shown}' is a number of {len(node.value)} characters; allowed: at most {MAX_NUMBER_DIGITS}",
+            )
+        try:
+            self.constructor.yaml_constructors[node.tag](self.constructor, node)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, yaml.YAMLError):
+            if node.tag == _TIMESTAMP_TAG:
+                message = f"'{shown}' is not a real calendar date; allowed: a date YYYY-MM-DD"
+            else:
+                wanted = _READS_AS.get(node.tag, "text")
+                message = f"'{shown}' cannot be read as {wanted}; allowed: {wanted}, or text in quotes"
+            raise YamlInputError(line, path, message) from None
 
     def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> None:
         first: dict[str, int] = {}
@@ -313,11 +370,12 @@ def load_yaml(path: Path, display_name: str | None = None) -> YamlSource:
     """Parse `path` within the limits above; raise YamlInputError (line, key path, message) on anything else."""
     with path.open("rb") as handle:
         raw = handle.read(MAX_BYTES + 1)
-    return load_yaml_text(raw, display_name or str(path))
+        size = os.fstat(handle.fileno()).st_size
+    return load_yaml_text(raw, display_name or str(path), size)
 
 
-def load_yaml_text(raw: bytes, file: str) -> YamlSource:
-    text = _decode(raw)
+def load_yaml_text(raw: bytes, file: str, size: int | None = None) -> YamlSource:
+    text = _decode(raw, size)
     scan = _scan_events(text)
     loader = yaml.SafeLoader(text)
     try:
@@ -326,13 +384,17 @@ def load_yaml_text(raw: bytes, file: str) -> YamlSource:
         except yaml.MarkedYAMLError as exc:  # e.g. an alias to an anchor that was never defined
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else None
-            raise YamlInputError(line, scan.path_at(line), f"not valid YAML: {exc.problem or exc}") from None
+            raise YamlInputError(line, _mapping_path(scan.path_at(line)), _syntax(exc)) from None
         if node is None:
             return YamlSource(file=file, data=None)
         _check_size(node, scan)
         checker = _Checker(loader)
         checker.walk(node, ())
-        data = loader.construct_document(node)
+        try:
+            data = loader.construct_document(node)
+        except (yaml.YAMLError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            # the walk built every value already; this is a guard, not a path anyone is expected to take
+            raise YamlInputError(None, (), f"cannot be read as plain data ({exc}); allowed: {PLAIN_HELP}") from None
     finally:
         loader.dispose()
     return YamlSource(file=file, data=data, lines=checker.lines)

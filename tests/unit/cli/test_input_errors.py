@@ -113,7 +113,7 @@ CASES: list[tuple[str, str]] = [
     ("doctor nosuch", "no such site file"),
     ("data seed nosuch --env dev", "no such site file"),
     ("release log --site nosuch", "no such site file"),
-    ("validate {text}", "a site file is a mapping"),
+    ("validate {text}", "this file holds no mapping of keys"),
     ("validate ''", "SITE '': empty; name a site under inventories/"),
     ("apply ''", "SITE '': empty"),
     ("destroy ''", "SITE '': empty"),
