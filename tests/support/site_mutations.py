@@ -326,6 +326,8 @@ def _bomb(draw: Draw, root: yaml.Node, slot: Slot) -> None:
 def _merge(draw: Draw, root: yaml.Node, slot: Slot) -> None:
     """A `<<:` merge key in a mapping, merging another mapping, a list of them, itself, or something unmergeable."""
     mappings = [node for node in _collections(root) if isinstance(node, yaml.MappingNode)]
+    if not mappings:  # an earlier mutation left no mapping
+        return
     target = draw(st.sampled_from(mappings))
     source = draw(
         st.one_of(
@@ -356,6 +358,8 @@ def _tag(draw: Draw, root: yaml.Node, slot: Slot) -> None:
 def _complex_key(draw: Draw, root: yaml.Node, slot: Slot) -> None:
     """A key that is a list or a mapping (`? [a]`), where Python needs something hashable."""
     mappings = [node for node in _collections(root) if isinstance(node, yaml.MappingNode)]
+    if not mappings:  # an earlier mutation left no mapping
+        return
     target = draw(st.sampled_from(mappings))
     key = draw(st.sampled_from([*map(_at, _slots(root)), yaml.SequenceNode(YAML_TAG + "seq", [_scalar("a")])]))
     target.value.append((key, _scalar("b")))
@@ -370,7 +374,9 @@ ODD_KEYS = (
 def _odd_key(draw: Draw, root: yaml.Node, slot: Slot) -> None:
     """A key that is not a string: a number, a boolean, null, a date, NaN."""
     mappings = [node for node in _collections(root) if isinstance(node, yaml.MappingNode) and node.value]
-    target = draw(st.sampled_from(mappings or [root]))
+    if not mappings:  # an earlier mutation left no mapping (the root became a list or a scalar)
+        return
+    target = draw(st.sampled_from(mappings))
     kind, text = draw(st.sampled_from(ODD_KEYS))
     if target.value and draw(st.booleans()):
         index = draw(st.integers(0, len(target.value) - 1))

@@ -1,7 +1,8 @@
 """What the site-file loader must do with any file at all (issue 16), checked one mutant at a time.
 
 For every file, `provision validate` (provisioner.site.load.load_site):
-  (a) finishes within LOAD_LIMIT seconds;
+  (a) finishes within LOAD_LIMIT seconds of CPU time (and a worker silent for longer than that plus GRACE
+      seconds of wall time counts as hung);
   (b) accepts it, or refuses it with SiteError: any other exception is a traceback in front of the sysadmin;
   (c) names the file and says what is wrong in every problem of a SiteError, in text the terminal can print;
   (d) when it accepts the file, yields an inventory in which every string holding template syntax is tagged !unsafe.
@@ -33,8 +34,10 @@ from provisioner.ansible_run.inventory import build_inventory, inventory_yaml
 from provisioner.errors import SiteError
 from provisioner.site.load import load_site
 
-LOAD_LIMIT = 2.0  # seconds
-GRACE = 1.0  # seconds beyond the limit before a silent worker counts as hung: building the inventory, the pipe
+# The load's own CPU time is judged against LOAD_LIMIT: on a 2-core machine whose other core runs TCG guests,
+# wall-clock time measures the neighbours too. A worker silent for HANG_AFTER seconds of wall time hangs.
+LOAD_LIMIT = 2.0  # CPU seconds
+GRACE = 8.0  # wall seconds beyond the limit before a silent worker counts as hung: a loaded machine, the pipe
 MEMORY_CAP = 2 * 1024**3  # bytes a worker may add to what it had when forked; beyond that allocations fail
 TODAY = dt.date(2026, 1, 1)  # waiver expiry and the like must not depend on the day the test runs
 TEMPLATE_MARKERS = ("{{", "{%", "{#")
@@ -69,15 +72,15 @@ class Verdict:
 
 def check_site_file(path: Path) -> Verdict:
     """Load `path` the way `provision validate` does and judge the outcome by properties (a) to (d)."""
-    started = time.monotonic()
+    started = time.process_time()
     try:
         site = load_site(path, today=TODAY)
     except SiteError as exc:
-        seconds = time.monotonic() - started
+        seconds = time.process_time() - started
         return _slow(seconds) or _judge_problems(exc, seconds)
     except Exception as exc:  # every other exception is the failure this fuzzer looks for
-        return _crash("crash", exc, time.monotonic() - started)
-    seconds = time.monotonic() - started
+        return _crash("crash", exc, time.process_time() - started)
+    seconds = time.process_time() - started
     slow = _slow(seconds)
     if slow:
         return slow
@@ -92,7 +95,7 @@ def check_site_file(path: Path) -> Verdict:
 
 
 def _slow(seconds: float) -> Verdict | None:
-    return Verdict("slow", f"took {seconds:.2f} s", seconds=seconds) if seconds > LOAD_LIMIT else None
+    return Verdict("slow", f"took {seconds:.2f} s of CPU", seconds=seconds) if seconds > LOAD_LIMIT else None
 
 
 def _crash(outcome: str, exc: BaseException, seconds: float) -> Verdict:
