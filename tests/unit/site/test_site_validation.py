@@ -207,3 +207,16 @@ def test_example_file_is_unchanged_by_loading():
     before = EXAMPLE.read_bytes()
     load_site(EXAMPLE)
     assert EXAMPLE.read_bytes() == before
+
+
+def test_merge_keys_work_as_yaml_defines_them(tmp_path: Path):
+    """`<<: *name` merges a mapping (keys given beside it win); a merge of anything else is refused."""
+    text = EXAMPLE.read_text().replace(
+        "  - name: dev\n    tier: development\n", "  - &dev\n    name: dev\n    tier: development\n", 1
+    ).replace("  - name: test\n    tier: test\n", "  - <<: *dev\n    name: test\n    tier: test\n", 1)
+    site = tmp_path / "merged" / "site.yml"
+    site.parent.mkdir()
+    site.write_text(text)
+    model = load_site(site).model
+    assert [e.name for e in model.environments] == ["dev", "test", "prod"]
+    assert model.environment("test").tier == "test" and model.environment("test").colour == "yellow"
