@@ -11,7 +11,14 @@ from typing import Annotated
 import typer
 
 from provisioner import __version__
-from provisioner.cli import data_commands, evidence_commands, machine_commands, release_commands, site_commands
+from provisioner.cli import (
+    data_commands,
+    evidence_commands,
+    machine_commands,
+    release_commands,
+    site_commands,
+    waiver_commands,
+)
 from provisioner.cli.common import out
 
 app = typer.Typer(
@@ -25,6 +32,7 @@ for group in (site_commands.app, evidence_commands.app, machine_commands.app):
 app.add_typer(machine_commands.image_app, name="image")
 app.add_typer(data_commands.app, name="data")
 app.add_typer(release_commands.app, name="release")
+app.add_typer(waiver_commands.app, name="waiver")
 
 
 @app.callback(invoke_without_command=True)

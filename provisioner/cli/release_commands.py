@@ -42,7 +42,7 @@ StatementOpt = Annotated[
 SignatureOpt = Annotated[Path | None, typer.Option("--signature", help="its signature: ssh-keygen -Y sign output")]
 
 
-def _signed(action: Callable[[Signing], Any], key: Path | None, statement: Path | None, signature: Path | None) -> Any:
+def signed(action: Callable[[Signing], Any], key: Path | None, statement: Path | None, signature: Path | None) -> Any:
     """Run a decision with the person's signature; without one, print the statement to sign (stdout) and refuse."""
     try:
         return action(Signing(key=key, statement=statement, signature=signature))
@@ -72,7 +72,7 @@ def create(
 ) -> None:
     """Record a new release: its artifact's SHA-256 and its author, signed with the author's own key."""
     book = _book(site)
-    entry = _signed(lambda how: book.create(artifact, author, how, hotfix), sign_key, statement, signature)
+    entry = signed(lambda how: book.create(artifact, author, how, hotfix), sign_key, statement, signature)
     if as_json:
         emit(_public(entry))
     else:
@@ -92,7 +92,7 @@ def approve(
 ) -> None:
     """Approve a release for production, signed with the approver's own key; its author cannot approve."""
     book = _book(site)
-    entry = _signed(lambda how: book.approve(release, person, how), sign_key, statement, signature)
+    entry = signed(lambda how: book.approve(release, person, how), sign_key, statement, signature)
     if as_json:
         emit(_public(entry) if entry else {"release": release, "approved_by": person, "recorded": False})
     elif entry is None:

@@ -14,6 +14,8 @@ from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.history import record_run
 from provisioner.conformance.waivers import apply_waivers, summarise
 from provisioner.errors import InputError, ProvisionError, shown
+from provisioner.releases.decisions import signed_waivers
+from provisioner.releases.ledger import Ledger
 from provisioner.site.load import LoadedSite
 from provisioner.workspace.redact import Redactor
 from provisioner.workspace.site_state import SiteState
@@ -112,7 +114,8 @@ def run_verify(
     redactor.tree(run_dir)
     payload = json.loads(results_file.read_text())
     # waivers (ACC-7) are applied where results are summarised; the suite's own status stays as raw_status
-    results = apply_waivers(payload["results"], site.model)
+    signed = signed_waivers(Ledger(state).entries(), site.model)
+    results = apply_waivers(payload["results"], site.model, None, signed)
     payload["results"] = results
     payload["waivers"] = [w.model_dump(mode="json") for w in site.model.waivers]
     results_file.write_text(json.dumps(payload, indent=1))

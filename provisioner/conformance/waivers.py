@@ -9,6 +9,7 @@ summarise through `apply_waivers`, so they agree.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from typing import Any
 
 from provisioner.site.model import Site, Waiver
@@ -16,11 +17,14 @@ from provisioner.site.model import Site, Waiver
 WAIVER_CONTROL = "ACC-7"
 
 
-def waiver_state(waiver: Waiver, today: dt.date) -> str:
-    """active | expired | invalid (approved by its own requester: site validation refuses it too)."""
+def waiver_state(waiver: Waiver, today: dt.date, signed: Collection[str]) -> str:
+    """active | expired | unsigned (its approver has not signed its present content: `provision waiver approve`)
+    | invalid (approved by its own requester: site validation refuses it too)."""
     if waiver.approver == waiver.requester:
         return "invalid"
-    return "expired" if waiver.expires < today else "active"
+    if waiver.expires < today:
+        return "expired"
+    return "active" if waiver.id in signed else "unsigned"
 
 
 def _row_subjects(row: dict[str, Any]) -> list[str]:
@@ -42,8 +46,11 @@ def waiver_covers(site: Site, waiver: Waiver, row: dict[str, Any]) -> bool:
     return True
 
 
-def apply_waivers(rows: list[dict[str, Any]], site: Site, today: dt.date | None = None) -> list[dict[str, Any]]:
-    """New rows: failures covered by an active waiver become 'waived'; one ACC-7 row per waiver is added.
+def apply_waivers(
+    rows: list[dict[str, Any]], site: Site, today: dt.date | None, signed: Collection[str]
+) -> list[dict[str, Any]]:
+    """New rows: failures covered by an active waiver become 'waived'; one ACC-7 row per waiver is added. A waiver
+    is active only when its approver signed its present content (`signed`: see releases.decisions).
 
     Idempotent: the suite's own status is kept as `raw_status`, and ACC-7 rows from an earlier pass are
     replaced, so results already summarised can be summarised again (e.g. by the report, days later).
@@ -62,7 +69,7 @@ def apply_waivers(rows: list[dict[str, Any]], site: Site, today: dt.date | None 
             for waiver in site.waivers:
                 if not waiver_covers(site, waiver, row):
                     continue
-                state = waiver_state(waiver, today)
+                state = waiver_state(waiver, today, signed)
                 if state == "active":
                     row["status"] = "waived"
                     row["waiver"] = waiver.id
@@ -74,7 +81,7 @@ def apply_waivers(rows: list[dict[str, Any]], site: Site, today: dt.date | None 
         out.append(row)
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     for waiver in site.waivers:
-        state = waiver_state(waiver, today)
+        state = waiver_state(waiver, today, signed)
         status = "pass" if state == "active" else "fail"
         scope = ", ".join(x for x in (waiver.person, waiver.environment) if x) or "every host"
         out.append(
@@ -84,7 +91,8 @@ def apply_waivers(rows: list[dict[str, Any]], site: Site, today: dt.date | None 
                 "host": waiver.id,
                 "status": status,
                 "raw_status": status,
-                "expected": "approved by someone other than the requester, unexpired, with compensating controls",
+                "expected": "approved by someone other than the requester, signed by that approver, unexpired, "
+                "with compensating controls",
                 "observed": f"{state}: requester {waiver.requester}, approver {waiver.approver}, "
                 f"expires {waiver.expires.isoformat()}",
                 "evidence": f"waiver {waiver.id} for {waiver.control} ({scope}), risk {waiver.risk}: "

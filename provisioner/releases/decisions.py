@@ -20,13 +20,15 @@ and anyone can check it with `ssh-keygen -Y verify -n provision-decision` and an
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import subprocess
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from provisioner.errors import InputError, RefusedError, shown
 from provisioner.releases.identity import private_copy
-from provisioner.site.model import Site
+from provisioner.site.model import Site, Waiver
 from provisioner.site.sshkeys import parse_public_key
 from provisioner.workspace import signing
 
@@ -267,4 +269,27 @@ def decision_problems(entries: list[dict[str, object]]) -> dict[int, str]:
             problem = signature_problem(statement, str(entry["signature"]), str(entry["signer_key"]))
             if problem is not None:
                 found[seq] = f"the signature does not verify ({problem.splitlines()[-1]})"
+    return found
+
+
+# ---- waivers (ACC-7): an exception counts only once its approver has signed exactly what the site file says --
+
+
+def waiver_digest(waiver: Waiver) -> str:
+    """What a waiver's approver signs: the waiver as the site file states it (any later edit needs a new one)."""
+    body = json.dumps(waiver.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+
+
+def signed_waivers(entries: list[dict[str, object]], site: Site) -> set[str]:
+    """The ids of the site's waivers whose named approver signed their present content (ledger entries whose
+    signatures hold against the key history)."""
+    broken = decision_problems(entries)
+    found = set()
+    for entry in entries:
+        if entry.get("event") != "waiver-approve" or int(str(entry.get("seq", 0))) in broken:
+            continue
+        waiver = site.waiver(str(entry.get("subject", "")))
+        if waiver and entry.get("actor") == waiver.approver and entry.get("digest") == waiver_digest(waiver):
+            found.add(waiver.id)
     return found

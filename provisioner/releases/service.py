@@ -8,7 +8,7 @@ from typing import Any
 
 from provisioner.ansible_run.inventory import env_group, inventory_path, role_group
 from provisioner.ansible_run.runner import run_playbook
-from provisioner.errors import ProvisionError, RefusedError
+from provisioner.errors import InputError, ProvisionError, RefusedError, shown
 from provisioner.releases import artifacts, decisions, identity, rules
 from provisioner.releases.decisions import Signing, Statement
 from provisioner.releases.history import History, Release, replay
@@ -132,6 +132,32 @@ class ReleaseBook:
             self._record_keys()
             return self.ledger.append(
                 {"event": "approve", "release": release.id, "actor": person, "digest": release.digest, **signed}
+            )
+
+    def approve_waiver(self, waiver_id: str, person: str, signing: Signing | None = None) -> dict[str, Any] | None:
+        """The waiver's approver signs the waiver as the site file states it (ACC-7); None when that exact
+        content was already signed by them."""
+        model = self.site.model
+        waiver = model.waiver(waiver_id)
+        if waiver is None:
+            known = ", ".join(w.id for w in model.waivers) or "none declared"
+            raise InputError(f"waiver {shown(waiver_id)} is not in the site file; allowed: {known}")
+        rules.require_person(model, person)
+        if person != waiver.approver:
+            raise RefusedError(
+                f"the site file names {waiver.approver} as the approver of waiver {waiver.id}: only they can sign it"
+            )
+        digest = decisions.waiver_digest(waiver)
+        if waiver.id in decisions.signed_waivers(self.ledger.entries(), model):
+            return None
+        expected = Statement(model.site, "waiver-approve", waiver.id, digest, waiver.environment or "-", person, "")
+        command = f"provision waiver approve {waiver.id} --site {model.site} --as {person}"
+        signed = decisions.signed_fields(model, expected, signing or Signing(), command)
+        with self.ledger.locked():
+            self.history()  # the ledger verifies before anything is added to it
+            self._record_keys()
+            return self.ledger.append(
+                {"event": "waiver-approve", "subject": waiver.id, "actor": person, "digest": digest, **signed}
             )
 
     def deploy(

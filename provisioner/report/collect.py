@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.titles import check_title
 from provisioner.conformance.waivers import apply_waivers, control_status, summarise, waiver_state
 from provisioner.errors import ProvisionError
+from provisioner.releases.decisions import signed_waivers as decisions_signed_waivers
 from provisioner.report import access_matrix, decisions, diagram, releases
 from provisioner.report import policy as policy_doc
 from provisioner.site.load import LoadedSite
@@ -188,11 +190,13 @@ def policy_section(site: Site) -> dict[str, Any]:
     }
 
 
-def waivers_section(site: Site, rows: list[dict[str, Any]], today: dt.date) -> list[dict[str, Any]]:
+def waivers_section(
+    site: Site, rows: list[dict[str, Any]], today: dt.date, signed: Collection[str]
+) -> list[dict[str, Any]]:
     return [
         {
             **w.model_dump(mode="json"),
-            "state": waiver_state(w, today),
+            "state": waiver_state(w, today, signed),
             "waived_results": [
                 f"{r['control']} {check_title(str(r['check']))} ({r['host']})" for r in rows if r.get("waiver") == w.id
             ],
@@ -276,7 +280,8 @@ def assemble(
     from a recorded results.json in tests. `site_source` names the site file in the policy."""
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     today = today or dt.datetime.now(dt.UTC).date()
-    rows = apply_waivers(payload["results"], site, today)
+    signed_waiver_ids = decisions_signed_waivers(ledger.entries, site)
+    rows = apply_waivers(payload["results"], site, today, signed_waiver_ids)
     net_matrix = reachability(rows)
     drawn = diagram.build_diagram(site, live_segments, attachments, net_matrix)
     rows = [*rows, *extra_rows(drawn.differences, matrix.unreadable, now)]
@@ -312,7 +317,7 @@ def assemble(
         "decisions": signed,
         "decisions_left_out": left_out,
         "signers": decisions.people_keys(site),
-        "waivers": waivers_section(site, rows, today),
+        "waivers": waivers_section(site, rows, today, signed_waiver_ids),
         "policy": policy_section(site),
         "policy_document": policy_doc.build(site, site_source),
         "history": verify_history,

@@ -15,6 +15,7 @@ from provisioner.releases import history
 from provisioner.releases.history import replay
 
 LEDGER_FILE = "releases.jsonl"
+RELEASE_EVENTS = ("create", "deploy", "approve", "verify")  # the others: keys, waiver-approve, data-authorise
 
 
 @dataclass
@@ -78,8 +79,11 @@ def read_ledger(evidence_dir: Path) -> Ledger:
         except json.JSONDecodeError as exc:
             problems.append(f"line {number}: not JSON ({exc.msg})")
             continue
-        if not isinstance(entry, dict) or not entry.get("release") or not entry.get("event"):
-            problems.append(f"line {number}: no 'release' or 'event'")
+        if not isinstance(entry, dict) or not entry.get("event"):
+            problems.append(f"line {number}: no 'event'")
+            continue
+        if entry["event"] in RELEASE_EVENTS and not entry.get("release"):
+            problems.append(f"line {number}: a {entry['event']} entry without its 'release'")
             continue
         entries.append({"time": "", **entry})
     return Ledger(path, True, entries, problems, [_summarise(r) for r in replay(entries).releases.values()])

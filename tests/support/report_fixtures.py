@@ -125,3 +125,23 @@ def verify_md_commands(folder: Path) -> list[str]:
 def run_in(folder: Path, command: str) -> subprocess.CompletedProcess[str]:
     """One command as the auditor's shell runs it, from inside the pack's folder."""
     return subprocess.run(["bash", "-c", command], cwd=folder, capture_output=True, text=True, timeout=60)
+
+
+def signed_waiver_ledger(evidence_dir: Path, site: Site) -> None:
+    """A ledger in `evidence_dir` in which each waiver's approver signed it with their demo key (as
+    `provision waiver approve` records it), after a `keys` entry listing the site's keys."""
+    from provisioner.releases import decisions
+
+    demo_keys = Path(__file__).resolve().parents[2] / "inventories" / "example" / "demo-keys"
+    entries: list[dict[str, Any]] = [{"seq": 1, "time": "2026-11-01T09:00:00.000000Z", "event": "keys",
+                                      "actor": "site file", "people": decisions.site_keys(site)}]  # fmt: skip
+    for waiver in site.waivers:
+        statement = decisions.Statement(site.site, "waiver-approve", waiver.id, decisions.waiver_digest(waiver),
+                                        waiver.environment or "-", waiver.approver, decisions.now())  # fmt: skip
+        signature = decisions.sign_here(statement, demo_keys / waiver.approver)
+        public = decisions.person_key(site, waiver.approver)
+        entries.append({"seq": len(entries) + 1, "time": "2026-11-01T10:00:00.000000Z", "event": "waiver-approve",
+                        "subject": waiver.id, "actor": waiver.approver, "digest": decisions.waiver_digest(waiver),
+                        **decisions.entry_fields(statement, signature, public)})  # fmt: skip
+    evidence_dir.mkdir(parents=True, exist_ok=True)
+    (evidence_dir / "releases.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))

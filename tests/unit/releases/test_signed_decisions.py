@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from helpers import release_artifact
+from helpers import release_artifact, run_cli
 from release_shop import DEMO_KEYS, Shop
 
 from provisioner.releases.decisions import NAMESPACE
@@ -157,3 +157,34 @@ def test_a_hotfix_still_runs_in_test_and_passes_verify_but_may_reach_production_
 
     history = replay(Ledger(shop.state).entries())
     rules.check_deploy(load_site(shop.site).model, history, history.releases[hotfix], "prod")  # allowed
+
+
+def test_a_waiver_takes_effect_only_once_its_approver_signed_what_the_site_file_says(shop):
+    from provisioner.releases.decisions import signed_waivers
+    from provisioner.site.load import load_site
+
+    shop.create()  # the ledger exists
+    data = yaml.safe_load(shop.site.read_text())
+    data["waivers"] = [{"id": "W-1", "control": "ACC-4", "justification": "two-person team: dave also deploys",
+                        "requester": "dave", "approver": "erin", "risk": "medium", "expires": "2030-01-31",
+                        "compensating": ["session logging"]}]  # fmt: skip
+    shop.site.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    def waiver(*args: str, sign: bool = True):
+        extra = ["--sign-key", str(DEMO_KEYS / args[2])] if sign else []
+        return run_cli("waiver", "approve", *args, *extra, "--site", str(shop.site), env=shop.env)
+
+    before = shop.ledger_bytes()
+    unsigned = waiver("W-1", "--as", "erin", sign=False)
+    assert unsigned.rc == 3 and "decision: waiver-approve\n" in unsigned.stdout and "subject: W-1\n" in unsigned.stdout
+    other = waiver("W-1", "--as", "dave")
+    assert other.rc == 3 and "names erin as the approver" in other.stderr
+    assert shop.ledger_bytes() == before
+    assert waiver("W-1", "--as", "erin").rc == 0
+    assert signed_waivers(Ledger(shop.state).entries(), load_site(shop.site).model) == {"W-1"}
+    again = waiver("W-1", "--as", "erin", "--json")
+    assert again.rc == 0 and again.json["recorded"] is False
+    data["waivers"][0]["expires"] = "2031-01-31"  # an edit after the signature: erin must sign it again
+    shop.site.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert signed_waivers(Ledger(shop.state).entries(), load_site(shop.site).model) == set()
+    assert shop.cli("verify-ledger").rc == 0

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from report_fixtures import build_report, example_site, recorded_results
+from report_fixtures import build_report, example_site, recorded_results, signed_waiver_ledger
 
 from provisioner.conformance.titles import CHECK_TITLES, check_title
 from provisioner.report import policy
@@ -60,7 +60,7 @@ def test_every_check_of_the_suite_has_a_plain_english_title():
 
 
 @pytest.fixture(scope="module")
-def every_check_report() -> dict:
+def every_check_report(tmp_path_factory) -> dict:
     """A report with a result for every check of the suite (and of the recorded run, whose names are older), a
     failure, a waiver and its ACC-7 row."""
     payload = recorded_results()
@@ -76,7 +76,10 @@ def every_check_report() -> dict:
     )  # fmt: skip
     failing_acc2 = next(r for r in payload["results"] if r["control"] == "ACC-2")
     failing_acc2["status"] = "fail"
-    return build_report(example_site(waivers=[waiver]), payload=payload)
+    site = example_site(waivers=[waiver])
+    evidence = tmp_path_factory.mktemp("evidence")
+    signed_waiver_ledger(evidence, site)  # erin signed it: it waives the ACC-2 failure
+    return build_report(site, payload=payload, evidence_dir=evidence)
 
 
 def test_no_function_name_in_html_pdf_or_oscal(every_check_report, tmp_path):

@@ -211,9 +211,11 @@ def test_example_file_is_unchanged_by_loading():
 
 def test_merge_keys_work_as_yaml_defines_them(tmp_path: Path):
     """`<<: *name` merges a mapping (keys given beside it win); a merge of anything else is refused."""
-    text = EXAMPLE.read_text().replace(
-        "  - name: dev\n    tier: development\n", "  - &dev\n    name: dev\n    tier: development\n", 1
-    ).replace("  - name: test\n    tier: test\n", "  - <<: *dev\n    name: test\n    tier: test\n", 1)
+    text = (
+        EXAMPLE.read_text()
+        .replace("  - name: dev\n    tier: development\n", "  - &dev\n    name: dev\n    tier: development\n", 1)
+        .replace("  - name: test\n    tier: test\n", "  - <<: *dev\n    name: test\n    tier: test\n", 1)
+    )
     site = tmp_path / "merged" / "site.yml"
     site.parent.mkdir()
     site.write_text(text)
