@@ -8,7 +8,9 @@ import typer
 from rich.table import Table
 
 from provisioner.cli.common import EnvOpt, JsonOpt, SiteArg, emit, failed_if, handled, load, out, public
+from provisioner.cli.release_commands import SignatureOpt, SignKeyOpt, SiteOpt, StatementOpt, signed
 from provisioner.engine import test_data
+from provisioner.engine.releasing import open_book
 
 app = typer.Typer(
     help="Test data (DATA-1..3): synthetic seeding, authorised anonymised refresh, the personal-data scan.",
@@ -63,6 +65,28 @@ def data_refresh(
         highlight=False,
     )
     out.print(f"provenance record: {record['file']}", highlight=False)
+
+
+@app.command("authorise")
+@handled()
+def data_authorise(
+    authorisation: Annotated[str, typer.Argument(metavar="REF", help="id of an entry of test_data.authorisations")],
+    person: Annotated[str, typer.Option("--as", help="its approver, as the site file names them")],
+    site: SiteOpt = None,
+    sign_key: SignKeyOpt = None,
+    statement: StatementOpt = None,
+    signature: SignatureOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign a refresh authorisation as its approver (DATA-3): `data refresh` copies nothing until then."""
+    book = open_book(load(site))
+    entry = signed(lambda how: book.authorise_refresh(authorisation, person, how), sign_key, statement, signature)
+    if as_json:
+        emit(public(entry) if entry else {"authorisation": authorisation, "recorded": False})
+    elif entry is None:
+        out.print(f"{person} had already signed {authorisation} as it stands; nothing recorded", highlight=False)
+    else:
+        out.print(f"authorisation {authorisation} signed by {person}", highlight=False)
 
 
 @app.command("scrub")

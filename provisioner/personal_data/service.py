@@ -22,6 +22,8 @@ from provisioner.personal_data.fingerprints import Fingerprints, fingerprint_sql
 from provisioner.personal_data.folders import read_folders
 from provisioner.personal_data.scan import scan_rows, scan_text
 from provisioner.personal_data.seed import generate
+from provisioner.releases.decisions import signed_authorisations
+from provisioner.releases.ledger import Ledger
 from provisioner.site.load import LoadedSite
 from provisioner.site.model import DataAuthorisation, Environment, Host, Site
 from provisioner.workspace.site_state import SiteState
@@ -167,6 +169,12 @@ def refresh(
     auth = check_authorisation(model, authorisation, source, target, today)
     source_host, target_host = db_host(model, source, "--from"), db_host(model, target, "--to")
     state = applied_state(site)
+    if auth.id not in signed_authorisations(Ledger(state).entries(), model):
+        raise RefusedError(
+            f"authorisation '{auth.id}' is not signed by its approver {auth.approver} as the site file states it: "
+            f"{auth.approver} runs `provision data authorise {auth.id} --as {auth.approver}` with their own key "
+            "(DATA-3). Nothing was copied"
+        )
     source_db = Database(state, source_host)
     schema = source_db.tables()
     data = {table.name: source_db.read(table)[0] for table in schema}  # held in memory only, never written

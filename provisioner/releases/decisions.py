@@ -28,7 +28,7 @@ from pathlib import Path
 
 from provisioner.errors import InputError, RefusedError, shown
 from provisioner.releases.identity import private_copy
-from provisioner.site.model import Site, Waiver
+from provisioner.site.model import DataAuthorisation, Site, Waiver
 from provisioner.site.sshkeys import parse_public_key
 from provisioner.workspace import signing
 
@@ -275,21 +275,35 @@ def decision_problems(entries: list[dict[str, object]]) -> dict[int, str]:
 # ---- waivers (ACC-7): an exception counts only once its approver has signed exactly what the site file says --
 
 
-def waiver_digest(waiver: Waiver) -> str:
-    """What a waiver's approver signs: the waiver as the site file states it (any later edit needs a new one)."""
-    body = json.dumps(waiver.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def content_digest(item: Waiver | DataAuthorisation) -> str:
+    """What an approver signs: the waiver or authorisation as the site file states it (any edit needs a new one)."""
+    body = json.dumps(
+        item.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
     return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+
+
+waiver_digest = content_digest
+
+
+def _signed(entries: list[dict[str, object]], event: str, declared: dict[str, Waiver | DataAuthorisation]) -> set[str]:
+    broken = decision_problems(entries)
+    found = set()
+    for entry in entries:
+        if entry.get("event") != event or int(str(entry.get("seq", 0))) in broken:
+            continue
+        item = declared.get(str(entry.get("subject", "")))
+        if item and entry.get("actor") == item.approver and entry.get("digest") == content_digest(item):
+            found.add(item.id)
+    return found
 
 
 def signed_waivers(entries: list[dict[str, object]], site: Site) -> set[str]:
     """The ids of the site's waivers whose named approver signed their present content (ledger entries whose
     signatures hold against the key history)."""
-    broken = decision_problems(entries)
-    found = set()
-    for entry in entries:
-        if entry.get("event") != "waiver-approve" or int(str(entry.get("seq", 0))) in broken:
-            continue
-        waiver = site.waiver(str(entry.get("subject", "")))
-        if waiver and entry.get("actor") == waiver.approver and entry.get("digest") == waiver_digest(waiver):
-            found.add(waiver.id)
-    return found
+    return _signed(entries, "waiver-approve", {w.id: w for w in site.waivers})
+
+
+def signed_authorisations(entries: list[dict[str, object]], site: Site) -> set[str]:
+    """The ids of the site's data-refresh authorisations (DATA-3) their named approver signed as they stand."""
+    return _signed(entries, "data-authorise", {a.id: a for a in site.test_data.authorisations})

@@ -142,23 +142,41 @@ class ReleaseBook:
         if waiver is None:
             known = ", ".join(w.id for w in model.waivers) or "none declared"
             raise InputError(f"waiver {shown(waiver_id)} is not in the site file; allowed: {known}")
+        done = waiver.id in decisions.signed_waivers(self.ledger.entries(), model)
+        return self._sign_declared("waiver-approve", waiver, waiver.environment or "-", person, signing, done,
+                                   f"provision waiver approve {waiver.id}")  # fmt: skip
+
+    def authorise_refresh(self, ref: str, person: str, signing: Signing | None = None) -> dict[str, Any] | None:
+        """The authorisation's approver signs it as the site file states it (DATA-3): `data refresh` needs it."""
+        model = self.site.model
+        auth = model.test_data.authorisation(ref)
+        if auth is None:
+            known = ", ".join(a.id for a in model.test_data.authorisations) or "none declared"
+            raise InputError(f"authorisation {shown(ref)} is not in test_data.authorisations; allowed: {known}")
+        done = auth.id in decisions.signed_authorisations(self.ledger.entries(), model)
+        return self._sign_declared("data-authorise", auth, auth.to_env, person, signing, done,
+                                   f"provision data authorise {auth.id}")  # fmt: skip
+
+    def _sign_declared(
+        self, event: str, item: Any, env: str, person: str, signing: Signing | None, done: bool, command: str
+    ) -> dict[str, Any] | None:
+        model = self.site.model
         rules.require_person(model, person)
-        if person != waiver.approver:
+        if person != item.approver:
             raise RefusedError(
-                f"the site file names {waiver.approver} as the approver of waiver {waiver.id}: only they can sign it"
+                f"the site file names {item.approver} as the approver of {item.id}: only they can sign it"
             )
-        digest = decisions.waiver_digest(waiver)
-        if waiver.id in decisions.signed_waivers(self.ledger.entries(), model):
+        if done:
             return None
-        expected = Statement(model.site, "waiver-approve", waiver.id, digest, waiver.environment or "-", person, "")
-        command = f"provision waiver approve {waiver.id} --site {model.site} --as {person}"
-        signed = decisions.signed_fields(model, expected, signing or Signing(), command)
+        digest = decisions.content_digest(item)
+        expected = Statement(model.site, event, item.id, digest, env, person, "")
+        signed = decisions.signed_fields(
+            model, expected, signing or Signing(), f"{command} --site {model.site} --as {person}"
+        )
         with self.ledger.locked():
             self.history()  # the ledger verifies before anything is added to it
             self._record_keys()
-            return self.ledger.append(
-                {"event": "waiver-approve", "subject": waiver.id, "actor": person, "digest": digest, **signed}
-            )
+            return self.ledger.append({"event": event, "subject": item.id, "actor": person, "digest": digest, **signed})
 
     def deploy(
         self, release_id: str, env: str, actor: str | None = None, key: str | None = None, on_event: Any = None

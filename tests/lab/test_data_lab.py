@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import assert_clean, ensure_applied
+from conftest import DEMO_KEYS, assert_clean, ensure_applied
 
 pytestmark = [pytest.mark.lab, pytest.mark.shared_lab("use"), pytest.mark.timeout(1800)]
 
@@ -183,6 +183,11 @@ def test_seeded_dev_is_reproducible_and_scans_clean(lab):
 def test_refresh_refuses_without_authorisation_and_with_an_unmasked_column(lab):
     unauthorised = lab.cli("data", "refresh", str(lab.site_file), "--from", "prod", "--to", "test")
     assert unauthorised.rc == 3 and "--authorisation" in unauthorised.stderr
+    unsigned = data(lab, "refresh", "--from", "prod", "--to", "test", "--authorisation", AUTH)
+    assert unsigned.rc == 3 and "is not signed by its approver erin" in unsigned.json["error"], unsigned.stdout
+    signed = lab.cli("data", "authorise", AUTH, "--as", "erin", "--sign-key", str(DEMO_KEYS / "erin"),
+                     "--site", str(lab.site_file))  # fmt: skip
+    assert signed.rc == 0, signed.stderr
     unmasked = data(lab, "refresh", "--from", "prod", "--to", "test", "--authorisation", AUTH)
     assert unmasked.rc == 3, unmasked.stdout
     assert "customers.phone" in unmasked.json["error"] and "Nothing was copied" in unmasked.json["error"]

@@ -12,6 +12,8 @@ import datetime as dt
 import pytest
 
 from provisioner.personal_data import service
+from provisioner.releases.decisions import decision_problems
+from provisioner.releases.ledger import Ledger
 
 
 def _non_production(lab):
@@ -86,8 +88,12 @@ def test_refreshes_are_authorised_and_scrubbed_in_time(lab, evidence):
 
     today = dt.date.today()
     refreshes = records.records(lab.state, kind="refresh")
+    entries = Ledger(lab.state).entries()
+    broken = decision_problems(entries)
+    signed = {(str(e.get("subject")), str(e.get("actor"))) for e in entries
+              if e.get("event") == "data-authorise" and e.get("seq") not in broken}  # fmt: skip
     evidence.expect(
-        "every refresh names an authorisation approved by someone other than its requester; "
+        "every refresh names an authorisation approved, and signed, by someone other than its requester; "
         "none is left unscrubbed past its deadline"
     )
     problems = []
@@ -106,6 +112,8 @@ def test_refreshes_are_authorised_and_scrubbed_in_time(lab, evidence):
             problems.append(f"{record['id']}: no authorisation recorded")
         elif auth["requester"] == auth["approver"]:
             problems.append(f"{record['id']}: approved by its own requester {auth['requester']}")
+        elif (auth["id"], auth["approver"]) not in signed:
+            problems.append(f"{record['id']}: authorisation {auth['id']} carries no signature of {auth['approver']}")
     for env in _non_production(lab):
         for record in service.overdue(service.outstanding_refreshes(lab.state, env.name), today):
             problems.append(f"{record['id']}: {env.name} not scrubbed by {record['scrub_by']} (today {today})")

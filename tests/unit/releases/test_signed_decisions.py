@@ -188,3 +188,34 @@ def test_a_waiver_takes_effect_only_once_its_approver_signed_what_the_site_file_
     shop.site.write_text(yaml.safe_dump(data, sort_keys=False))
     assert signed_waivers(Ledger(shop.state).entries(), load_site(shop.site).model) == set()
     assert shop.cli("verify-ledger").rc == 0
+
+
+def test_a_refresh_authorisation_is_signed_by_its_approver_as_the_site_file_states_it(shop):
+    from provisioner.releases.decisions import signed_authorisations
+    from provisioner.site.load import load_site
+
+    shop.create()
+    data = yaml.safe_load(shop.site.read_text())
+    data["test_data"] = {"authorisations": [{"id": "CHG-7", "from": "prod", "to": "test", "requester": "alice",
+                                             "approver": "erin", "reason": "reproduce ticket 4711 with real shapes",
+                                             "scrub_by": "2030-01-31"}]}  # fmt: skip
+    shop.site.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    def authorise(person: str, *extra: str):
+        return run_cli("data", "authorise", "CHG-7", "--as", person, *extra, "--site", str(shop.site), env=shop.env)
+
+    before = shop.ledger_bytes()
+    unsigned = authorise("erin")
+    assert (
+        unsigned.rc == 3
+        and "decision: data-authorise\n" in unsigned.stdout
+        and "environment: test\n" in unsigned.stdout
+    )
+    assert authorise("alice", "--sign-key", str(DEMO_KEYS / "alice")).rc == 3, "only the named approver signs"
+    assert authorise("erin", "--sign-key", str(DEMO_KEYS / "dave")).rc == 3, "with their own key"
+    assert shop.ledger_bytes() == before
+    assert authorise("erin", "--sign-key", str(DEMO_KEYS / "erin")).rc == 0
+    assert signed_authorisations(Ledger(shop.state).entries(), load_site(shop.site).model) == {"CHG-7"}
+    data["test_data"]["authorisations"][0]["scrub_by"] = "2031-01-31"  # edited after signing: not what erin signed
+    shop.site.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert signed_authorisations(Ledger(shop.state).entries(), load_site(shop.site).model) == set()
