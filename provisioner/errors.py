@@ -14,6 +14,13 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # stopped by SIGINT; safe to re-run
 
 
+def shown(value: str) -> str:
+    """A value from the command line as a message shows it: as typed, or quoted when it is empty or holds
+    spaces or control characters (so a stray newline cannot forge a line of output)."""
+    plain = value and value.isprintable() and not any(c.isspace() or c in "'\"" for c in value)
+    return value if plain else repr(value)
+
+
 class ProvisionError(Exception):
     """An error with a message written for the sysadmin, and an exit code."""
 

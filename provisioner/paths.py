@@ -26,6 +26,11 @@ def roles_dir() -> Path:
     return project_root() / "roles"
 
 
+def control_catalogue() -> Path:
+    """The A.8.31 control catalogue (stable IDs, titles): read by conformance and by site validation."""
+    return Path(__file__).resolve().parent / "conformance" / "catalogue.yml"
+
+
 def state_root() -> Path:
     """Per-site state, keys and run artifacts (override with PROVISION_STATE_DIR)."""
     override = os.environ.get("PROVISION_STATE_DIR")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from provisioner.ansible_run.literal import unsafe_yaml
 from provisioner.planning.desired import GATEWAY, MGMT, gateway_interface_names
 from provisioner.site import policy
 from provisioner.site.load import LoadedSite
@@ -47,6 +46,7 @@ def build_inventory(site: LoadedSite, nic_naming: str = "named") -> dict[str, An
                 "env_colour_ansi": colour.ansi,
                 "env_colour_hex": colour.hex,
                 "env_data_rule": env.data,
+                "env_description": env.description,
                 "env_vlan": seg.vlan,
                 "env_cidr": str(seg.cidr),
                 "env_gateway": str(seg.gateway),
@@ -105,9 +105,14 @@ def inventory_path(site: LoadedSite) -> Path:
     return site.directory / "hosts.yml"
 
 
+def inventory_yaml(inventory: dict[str, Any]) -> str:
+    """The inventory as YAML in which every string value is tagged `!unsafe`: text from the site file (a name, a
+    description, a banner) reaches the hosts as written, and braces in it are never run as a template on the
+    controller."""
+    return unsafe_yaml(inventory)
+
+
 def write_inventory(site: LoadedSite, ansible_cfg: Path, nic_naming: str = "named") -> Path:
     path = inventory_path(site)
-    text = HEADER.format(site_file=site.path.name, cfg=ansible_cfg, inventory=path) + yaml.safe_dump(
-        build_inventory(site, nic_naming), sort_keys=False, default_flow_style=False
-    )
-    return write_atomic(path, text)
+    text = HEADER.format(site_file=site.path.name, cfg=ansible_cfg, inventory=path)
+    return write_atomic(path, text + inventory_yaml(build_inventory(site, nic_naming)))

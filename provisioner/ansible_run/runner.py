@@ -17,6 +17,7 @@ from typing import Any
 
 import ansible_runner
 
+from provisioner.ansible_run.literal import unsafe_yaml
 from provisioner.paths import playbooks_dir, roles_dir
 from provisioner.workspace.redact import Redactor
 from provisioner.workspace.site_state import SiteState
@@ -119,6 +120,18 @@ def new_run_dir(state: SiteState, purpose: str) -> Path:
     return path
 
 
+def write_extravars(run_dir: Path, extravars: dict[str, Any] | None) -> None:
+    """Extra vars go to Ansible as ansible-runner's `env/extravars` file of `!unsafe` values, not as JSON on the
+    command line: a release's version text or a path reaches the play as written, never evaluated as a template
+    (and never shown in `ps`)."""
+    if not extravars:
+        return
+    path = run_dir / "env" / "extravars"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text(unsafe_yaml(extravars), encoding="utf-8")
+    path.chmod(0o600)
+
+
 def run_playbook(
     state: SiteState,
     playbook: str,
@@ -159,6 +172,7 @@ def run_playbook(
     in_main = threading.current_thread() is threading.main_thread()
     if in_main:
         signal.signal(signal.SIGINT, lambda *_: cancelled.set())
+    write_extravars(run_dir, extravars)
     try:
         result = ansible_runner.run(
             private_data_dir=str(run_dir),
@@ -166,7 +180,6 @@ def run_playbook(
             playbook=playbook,
             inventory=str(inventory),
             envvars=ansible_env(state),
-            extravars=extravars or {},
             limit=limit,
             ident="job",
             event_handler=handle,

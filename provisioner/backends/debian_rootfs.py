@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from provisioner.controller.shell import run
-from provisioner.errors import BackendError
+from provisioner.errors import BackendError, InputError, shown
 
 RELEASE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -69,6 +69,22 @@ APT_ERROR = re.compile(r"^E: (?:Unable to locate package |Package ')([^\s']+)", 
 
 class RecipeError(BackendError):
     """The mirror could not give the image what its recipe asks for."""
+
+
+# Debian policy 5.6.1: lower-case letters, digits, '+', '-' and '.'; at least two characters, the first alphanumeric
+PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+
+
+def check_package_names(names: Sequence[str]) -> None:
+    """Extra packages are Debian package names, refused before anything is built (apt would read '-o...' as an
+    option)."""
+    bad = [name for name in names if not PACKAGE_NAME.fullmatch(name)]
+    if bad:
+        listed = ", ".join(shown(name) for name in bad)
+        raise InputError(
+            f"--package {listed}: not a Debian package name; allowed: lower-case letters, digits, '+', '-' and '.', "
+            "at least two characters, starting with a letter or digit (such as htop or libpq5)"
+        )
 
 
 def sources_list(release: str = RELEASE) -> str:

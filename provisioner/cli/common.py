@@ -16,8 +16,9 @@ from provisioner.engine import operations
 from provisioner.engine.operations import LoadedSite
 from provisioner.errors import ExitCode, ProvisionError, SiteError
 
-out = Console()
-err = Console(stderr=True)
+# No emoji codes: a message such as "site.yml:100:" must not become "site.yml💯".
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 SiteArg = Annotated[
     str | None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +10,7 @@ from rich.table import Table
 
 from provisioner.cli.common import JsonOpt, SiteArg, emit, err, failed_if, handled, load, out
 from provisioner.engine import evidence
-from provisioner.errors import InputError
+from provisioner.errors import InputError, shown
 
 app = typer.Typer()
 
@@ -29,7 +28,7 @@ def verify(
 ) -> None:
     """Run the conformance suite: read state from the hosts and attempt what must fail. Exit 1 if a control fails."""
     loaded = load(site)
-    verification = evidence.verify(loaded, workers=workers, keys_dir=Path(keys) if keys else None, select=select)
+    verification = evidence.verify(loaded, workers=workers, keys=keys, select=select)
     if verification.ledger_problem:
         err.print(
             f"[yellow]not recorded in the release ledger:[/yellow] {escape(verification.ledger_problem)}",
@@ -101,13 +100,18 @@ def report(
     args = list(target or [])
     if args and args[0] == "verify":
         if len(args) != 2:
-            raise InputError("usage: provision report verify DIR")
-        _report_verify(Path(args[1]), Path(trusted_key) if trusted_key else None, as_json)
+            raise InputError("usage: provision report verify DIR [--key FILE]")
+        if out_dir is not None:
+            raise InputError("--out writes a pack; `report verify DIR` checks one and takes only --key")
+        _report_verify(args[1], trusted_key, as_json)
         return
     if len(args) > 1:
-        raise InputError(f"one site expected, got {' '.join(args)}")
+        got = " ".join(shown(a) for a in args)
+        raise InputError(f"one site expected, got {got}; usage: provision report [SITE] [--out DIR]")
+    if trusted_key is not None:
+        raise InputError("--key goes with `report verify DIR`; writing a pack takes [SITE] [--out DIR]")
     loaded = load(args[0] if args else None)
-    pack = evidence.write_report(loaded, Path(out_dir) if out_dir else None)
+    pack = evidence.write_report(loaded, out_dir)
     data, folder = pack.data, pack.folder
     failing = [c["id"] for c in data["controls"] if c["status"] == "fail"]
     if as_json:
@@ -123,7 +127,7 @@ def report(
     out.print(f"evidence pack: {folder}", highlight=False)
 
 
-def _report_verify(folder: Path, key_file: Path | None, as_json: bool) -> None:
+def _report_verify(folder: str, key_file: str | None, as_json: bool) -> None:
     problems = evidence.check_pack(folder, key_file)
     if as_json:
         emit({"pack": str(folder), "ok": not problems, "problems": problems})

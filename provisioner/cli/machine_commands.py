@@ -94,6 +94,7 @@ def image_build(
 ) -> None:
     """Build the Debian base images hosts are cloned from (once; later calls do nothing); needs only the mirror."""
     extra = packages or []
+    images.check_packages(extra)
 
     def say(message: str) -> None:
         out.print(f"· {message}", highlight=False)

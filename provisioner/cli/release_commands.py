@@ -15,7 +15,6 @@ from provisioner.engine.releasing import (
     ReleaseBook,
     describe,
     open_book,
-    operator,
     release_path,
     require_release,
 )
@@ -79,13 +78,15 @@ def deploy(
     key: Annotated[
         str | None, typer.Option("--key", help="private key to deploy with (default: deploy.key_file)")
     ] = None,
-    actor: Annotated[str | None, typer.Option("--as", help="who runs the deploy (recorded)")] = None,
+    actor: Annotated[
+        str | None, typer.Option("--as", help="who runs the deploy, a name from people: (default: your login)")
+    ] = None,
     site: SiteOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Deploy a release to an environment as the deploy identity, if the path to live allows it."""
     book = _book(site)
-    entry = book.deploy(release, env, actor or operator(), key=key)
+    entry = book.deploy(release, env, actor, key=key)
     if as_json:
         emit(_public(entry))
     else:

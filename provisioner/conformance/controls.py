@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from provisioner.paths import control_catalogue
+
 ISO_2013 = "ISO/IEC 27001:2013 A.12.1.4"
 
 
@@ -23,7 +25,7 @@ class Control:
         return {**dataclasses.asdict(self), "iso2022": list(self.iso2022)}
 
 
-CATALOGUE = Path(__file__).resolve().with_name("catalogue.yml")
+CATALOGUE = control_catalogue()
 
 
 def _load(path: Path) -> dict[str, Control]:

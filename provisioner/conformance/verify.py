@@ -13,12 +13,13 @@ from provisioner.ansible_run.runner import new_run_dir
 from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.history import record_run
 from provisioner.conformance.waivers import apply_waivers, summarise
-from provisioner.errors import ProvisionError
+from provisioner.errors import InputError, ProvisionError, shown
 from provisioner.site.load import LoadedSite
 from provisioner.workspace.redact import Redactor
 from provisioner.workspace.site_state import SiteState
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
+SELECT_HELP = "give parts of check names joined by and, or, not and parentheses, such as 'access and not database'"
 
 
 @dataclass
@@ -41,6 +42,44 @@ class VerifyResult:
         counts = summarise(self.results)
         ordered = {cid: counts.pop(cid) for cid in CONTROLS if cid in counts}
         return {**ordered, **counts}
+
+
+def check_arguments(keys: str | None, select: str | None) -> Path | None:
+    """--keys must be a folder and -k a pytest expression, found before a run folder is made; the keys folder."""
+    _check_selection(select)
+    if keys is None:
+        return None
+    keys_dir = Path(keys)
+    if not keys.strip() or not keys_dir.is_dir():
+        what = "empty" if not keys.strip() else "not a folder" if keys_dir.exists() else "no such folder"
+        raise InputError(
+            f"--keys {shown(keys)}: {what}; name the folder of people's private keys "
+            "(one file per person, named as in people:)"
+        )
+    return keys_dir
+
+
+def _check_selection(select: str | None) -> None:
+    if select is None:
+        return
+    if not select.strip():
+        raise InputError(f"-k {shown(select)}: empty; {SELECT_HELP}")
+    problem = _expression_problem(select)
+    if problem:
+        raise InputError(f"-k {shown(select)}: {problem}; {SELECT_HELP}")
+
+
+def _expression_problem(select: str) -> str | None:
+    """Why pytest would refuse `select` as a -k expression, asked of pytest's own parser; None when it is fine."""
+    try:
+        from _pytest.mark.expression import Expression
+    except ImportError:  # pytest moved its parser: the suite itself still refuses a bad expression
+        return None
+    try:
+        Expression.compile(select)
+    except Exception as exc:  # SyntaxError (pytest 9) or ParseError (pytest 8)
+        return f"not a -k expression ({getattr(exc, 'msg', None) or exc})"
+    return None
 
 
 def run_verify(

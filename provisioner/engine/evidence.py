@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.conformance.controls import CONTROLS
-from provisioner.conformance.verify import VerifyResult, run_verify
-from provisioner.errors import InputError, ProvisionError
+from provisioner.conformance.verify import VerifyResult, check_arguments, run_verify
+from provisioner.errors import InputError, ProvisionError, shown
 from provisioner.releases.service import ReleaseBook
 from provisioner.report.collect import collect
-from provisioner.report.manifest import verify_pack
-from provisioner.report.pack import default_folder, write_pack
+from provisioner.report.manifest import MANIFEST, verify_pack
+from provisioner.report.pack import check_out_folder, default_folder, write_pack
 from provisioner.site.load import LoadedSite
 from provisioner.workspace.site_state import SiteState
 
@@ -34,9 +34,10 @@ def control_title(control_id: str) -> str:
     return CONTROLS[control_id].title if control_id in CONTROLS else ""
 
 
-def verify(site: LoadedSite, workers: int, keys_dir: Path | None, select: str | None) -> Verification:
-    """Run the conformance suite; a full run is recorded in the release ledger for each environment running a
-    release (CHG-1)."""
+def verify(site: LoadedSite, workers: int, keys: str | None, select: str | None) -> Verification:
+    """Run the conformance suite (--keys: the people's private keys folder; -k: which checks); a full run is
+    recorded in the release ledger for each environment running a release (CHG-1)."""
+    keys_dir = check_arguments(keys, select)
     result = run_verify(site, workers=workers, keys_dir=keys_dir, select=select)
     if select is not None:
         return Verification(result, [], None)
@@ -48,16 +49,38 @@ def verify(site: LoadedSite, workers: int, keys_dir: Path | None, select: str | 
     return Verification(result, recorded, None)
 
 
-def write_report(site: LoadedSite, out_dir: Path | None) -> Pack:
+def write_report(site: LoadedSite, out_dir: str | None) -> Pack:
+    """The pack, into --out (a new or empty folder) or the site's evidence folder; --out is checked before the
+    lab is read."""
+    folder = check_out_folder(out_dir) if out_dir is not None else None
     state = SiteState(site.name)
     data = collect(site, state)
-    return Pack(write_pack(data, out_dir or default_folder(state), state), data)
+    return Pack(write_pack(data, folder or default_folder(state), state), data)
 
 
-def check_pack(folder: Path, key_file: Path | None) -> list[str]:
-    """Every file of a pack against its signed manifest; the problems found (none: intact)."""
-    if not folder.is_dir():
-        raise InputError(f"{folder}: no such folder")
-    if key_file is not None and not key_file.is_file():
-        raise InputError(f"--key: {key_file}: no such file")
-    return verify_pack(folder, key_file.read_text().strip() if key_file is not None else None)
+def check_pack(pack: str, key: str | None) -> list[str]:
+    """Every file of a pack (DIR) against its signed manifest, by --key's public key if given; the problems found
+    (none: intact)."""
+    folder = Path(pack)
+    if not pack.strip() or not folder.is_dir():
+        what = "empty" if not pack.strip() else "not a folder" if folder.exists() else "no such folder"
+        raise InputError(f"{shown(pack)}: {what}; name the folder of an evidence pack (it holds {MANIFEST})")
+    return verify_pack(folder, _trusted_key(key) if key is not None else None)
+
+
+def _trusted_key(key: str) -> str:
+    """The public key a pack must be signed with, read from --key FILE."""
+    wanted = "an SSH public key such as the pack's evidence-signing-key.pub ('ssh-ed25519 AAAA... comment')"
+    key_file = Path(key)
+    if not key.strip():
+        raise InputError(f"--key '': empty; {wanted}")
+    if key_file.is_dir() or not key_file.exists():
+        raise InputError(f"--key {key_file}: {'a folder' if key_file.is_dir() else 'no such file'}; {wanted}")
+    try:
+        text = key_file.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--key {key_file}: cannot be read ({exc}); {wanted}") from None
+    fields = text.split()
+    if len(fields) < 2 or not fields[1].startswith("AAAA") or "\n" in text:
+        raise InputError(f"--key {key_file}: not {wanted}")
+    return text

@@ -8,13 +8,22 @@ from pathlib import Path
 Say = Callable[[str], None]
 
 
+def check_packages(extra_packages: list[str]) -> None:
+    """--package names, refused before any image is looked at or built."""
+    from provisioner.backends.debian_rootfs import check_package_names
+
+    check_package_names(extra_packages)
+
+
 def build_lxc_base(say: Say, extra_packages: list[str]) -> Path:
     from provisioner.backends.lxc import base_image
 
+    check_packages(extra_packages)
     return base_image.ensure_base(base_image.lxc_path(), say=say, extra_packages=extra_packages)
 
 
 def build_libvirt_guest(say: Say, extra_packages: list[str]) -> Path:
     from provisioner.backends.libvirt import guest_image
 
+    check_packages(extra_packages)
     return guest_image.ensure_built(say=say, extra_packages=extra_packages).directory

@@ -12,7 +12,8 @@ from provisioner.ansible_run.progress import Progress
 from provisioner.ansible_run.runner import RunResult, run_playbook, write_ansible_cfg
 from provisioner.backends import backend_for
 from provisioner.backends.base import Backend
-from provisioner.errors import ProvisionError, RefusedError
+from provisioner.errors import InputError, RefusedError, shown
+from provisioner.paths import inventories_dir
 from provisioner.planning.planner import Action, Change, Plan
 from provisioner.site.load import LoadedSite, load_site
 from provisioner.workspace.secrets import ensure_site_secrets
@@ -71,17 +72,23 @@ def apply(site: LoadedSite, progress: Progress, confirm_prod: str | None = None)
         return ApplyResult(the_plan, result, inventory)
 
 
+def _check_environments(site: LoadedSite, environments: Iterable[str] | None) -> list[str] | None:
+    """The --env names, each an environment of the site; None: all of them."""
+    envs = list(environments) if environments else None
+    known = [e.name for e in site.model.environments]
+    for env in envs or []:
+        if env not in known:
+            raise InputError(f"--env {shown(env)}: unknown environment; allowed: {', '.join(known)}")
+    return envs
+
+
 def destroy(
     site: LoadedSite, progress: Progress, environments: Iterable[str] | None = None, confirm_prod: str | None = None
 ) -> Plan:
+    envs = _check_environments(site, environments)
     state = SiteState(site.name)
     backend = backend_for(site, state)
     backend.preflight()
-    envs = list(environments) if environments else None
-    known = {e.name for e in site.model.environments}
-    for env in envs or []:
-        if env not in known:
-            raise ProvisionError(f"unknown environment '{env}'; allowed: {', '.join(sorted(known))}")
     with state.lock():
         the_plan = backend.destroy_plan(envs)
         prod_changes = [c for c in the_plan.changes if c.production]
@@ -150,5 +157,12 @@ def status(site: LoadedSite) -> SiteStatus:
 
 
 def load(site: str | None) -> LoadedSite:
-    """The site file, checked: a site name under inventories/, a site directory or a site.yml path."""
+    """The site file, checked: a site name under inventories/, a site directory or a site.yml path. None means
+    $PROVISION_SITE or the only site; an empty name is a mistake (an unset variable), never "the default"."""
+    if site is not None and not site.strip():
+        known = sorted(p.parent.name for p in inventories_dir().glob("*/site.yml"))
+        raise InputError(
+            f"SITE {shown(site)}: empty; name a site under inventories/ ({', '.join(known) or 'none yet'}), "
+            "a site directory or a site.yml path"
+        )
     return load_site(site)

@@ -6,9 +6,8 @@ from provisioner.releases.history import Release
 from provisioner.releases.rules import release_path, require_release
 from provisioner.releases.service import ReleaseBook, describe
 from provisioner.site.load import LoadedSite
-from provisioner.workspace.site_state import operator
 
-__all__ = ["Release", "ReleaseBook", "describe", "open_book", "operator", "release_path", "require_release"]
+__all__ = ["Release", "ReleaseBook", "describe", "open_book", "release_path", "require_release"]
 
 
 def open_book(site: LoadedSite) -> ReleaseBook:

@@ -13,7 +13,7 @@ from typing import Any
 
 import faker as faker_package
 
-from provisioner.errors import InputError, ProvisionError, RefusedError
+from provisioner.errors import InputError, ProvisionError, RefusedError, shown
 from provisioner.personal_data import records
 from provisioner.personal_data.anonymise import Anonymiser, looks_personal_by_name, plan, target_type
 from provisioner.personal_data.database import Database, replace_tables_script
@@ -36,7 +36,7 @@ def environment(site: Site, name: str, option: str) -> Environment:
         return site.environment(name)
     except KeyError:
         allowed = ", ".join(e.name for e in site.environments)
-        raise InputError(f"{option} {name}: unknown environment; allowed: {allowed}") from None
+        raise InputError(f"{option} {shown(name)}: unknown environment; allowed: {allowed}") from None
 
 
 def non_production(site: Site, name: str, option: str, why: str) -> Environment:
@@ -121,6 +121,9 @@ def check_authorisation(
     site: Site, ref: str | None, source: Environment, target: Environment, today: dt.date
 ) -> DataAuthorisation:
     declared = ", ".join(a.id for a in site.test_data.authorisations) or "(none declared)"
+    if ref is not None and not ref.strip():
+        raise InputError(f"--authorisation {shown(ref)}: empty; name an entry of test_data.authorisations; "
+                         f"declared: {declared}")  # fmt: skip
     if not ref:
         raise RefusedError(
             "copying production data needs an authorisation: --authorisation REF naming an entry of "

@@ -12,6 +12,7 @@ from provisioner.errors import InputError, RefusedError
 from provisioner.workspace.site_state import SiteState
 
 MAX_FILES = 10_000
+WHAT = "a release is a .tar.gz file with a VERSION file at its top"
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,20 @@ class Artifact:
         return self.digest.split(":", 1)[1]
 
 
+def _check_readable_file(path: Path) -> None:
+    if path.is_dir():
+        raise InputError(f"--artifact {path}: a folder; {WHAT}")
+    if not path.exists():
+        raise InputError(f"--artifact {path}: no such file; {WHAT}")
+    if not path.is_file():
+        raise InputError(f"--artifact {path}: not a regular file; {WHAT}")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise InputError(f"--artifact {path}: cannot be read ({exc.strerror})") from None
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -35,14 +50,13 @@ def sha256_file(path: Path) -> str:
 
 def inspect(path: Path) -> Artifact:
     """Read an artifact; refuse anything that is not a plain tree of files with a VERSION at its top."""
-    if not path.is_file():
-        raise InputError(f"--artifact {path}: no such file")
+    _check_readable_file(path)
     files: dict[str, str] = {}
     version = ""
     try:
         archive = tarfile.open(path, "r:gz")  # noqa: SIM115 - closed by the with below; open errors named first
     except (tarfile.TarError, OSError) as exc:
-        raise InputError(f"--artifact {path}: not a .tar.gz archive ({exc})") from exc
+        raise InputError(f"--artifact {path}: not a .tar.gz archive ({exc}); {WHAT}") from exc
     with archive:
         for member in archive:
             name = PurePosixPath(member.name)

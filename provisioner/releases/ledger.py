@@ -42,6 +42,10 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _bytes_of(path: Path) -> bytes:
+    return path.read_bytes() if path.exists() else b""
+
+
 @dataclass(frozen=True)
 class LedgerProblem:
     line: int  # 0: the ledger as a whole
@@ -64,6 +68,10 @@ class Ledger:
         return self.state.evidence_dir / HEAD_FILE
 
     # ---- reading -------------------------------------------------------------------------------
+    def fingerprint(self) -> tuple[bytes, bytes]:
+        """The ledger's and its head's bytes as they are now: what a verification was made of."""
+        return _bytes_of(self.path), _bytes_of(self.head_path)
+
     def entries(self) -> list[dict[str, Any]]:
         """The entries as written; callers that act on them verify first (see `problems`)."""
         if not self.path.exists():
@@ -73,7 +81,7 @@ class Ledger:
     def problems(self) -> list[LedgerProblem]:
         """Every way the ledger differs from what was appended: edits, reordering, deletions, bad signatures."""
         found: list[LedgerProblem] = []
-        public = signing.public_key(self.state) if self._has_key() else None
+        public = signing.existing_public_key(self.state)
         signer = signing.identity(self.state)
         lines = self.path.read_text().splitlines() if self.path.exists() else []
         previous, last_seq = GENESIS, 0
@@ -131,15 +139,13 @@ class Ledger:
             )  # fmt: skip
         return problems
 
-    def _has_key(self) -> bool:
-        return (self.state.signing_dir / signing.KEY_NAME).exists() or not self.path.exists()
-
     # ---- writing -------------------------------------------------------------------------------
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """One writer at a time: the rules are checked and the entry appended under the same lock."""
+        """One writer at a time: the rules are checked and the entry appended under the same lock. The lock file
+        is opened for appending and never written, so taking the lock changes no file once it exists."""
         self.state.evidence_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state.evidence_dir / ".ledger.lock", "w") as handle:
+        with open(self.state.evidence_dir / ".ledger.lock", "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from provisioner.errors import InputError, RefusedError
+import re
+
+from provisioner.errors import InputError, RefusedError, shown
 from provisioner.releases.history import History, Release
-from provisioner.site.model import Site
+from provisioner.site.model import Person, Site
 
 APPROVER_ROLES = ("approver",)  # as `releases.required_approvals` is validated against
+RELEASE_ID = re.compile(r"r[1-9][0-9]{0,8}")  # as ReleaseBook.create numbers them
 
 
 def release_path(site: Site) -> list[str]:
@@ -17,18 +20,42 @@ def is_production(site: Site, env: str) -> bool:
     return site.environment(env).tier == "production"
 
 
+def check_release_id(release_id: str) -> None:
+    """A release id is r1, r2, ...: anything else is refused before the ledger is read."""
+    if not RELEASE_ID.fullmatch(release_id):
+        raise InputError(
+            f"release {shown(release_id)}: not a release id; release ids are r1, r2, ... "
+            "(`provision release log` lists them)"
+        )
+
+
 def require_release(history: History, release_id: str) -> Release:
+    check_release_id(release_id)
     release = history.get(release_id)
     if release is None:
         known = ", ".join(history.releases) or "none yet"
-        raise InputError(f"release '{release_id}' is not in the ledger; known releases: {known}")
+        raise InputError(f"release {release_id} is not in the ledger; known releases: {known}")
     return release
 
 
-def check_deploy(site: Site, history: History, release: Release, env: str) -> None:
+def require_person(site: Site, name: str, option: str = "--as") -> Person:
+    person = site.person(name)
+    if person is None:
+        known = ", ".join(p.name for p in site.people) or "none"
+        raise InputError(f"{option} {shown(name)}: not a person of site '{site.site}' (people); allowed: {known}")
+    return person
+
+
+def check_target(site: Site, env: str) -> None:
+    """The environment a deploy names must be on the release path."""
     path = release_path(site)
     if env not in path:
-        raise InputError(f"--env {env}: not on the release path; allowed: {', '.join(path)} (releases.path)")
+        raise InputError(f"--env {shown(env)}: not on the release path; allowed: {', '.join(path)} (releases.path)")
+
+
+def check_deploy(site: Site, history: History, release: Release, env: str) -> None:
+    check_target(site, env)
+    path = release_path(site)
     position = path.index(env)
     for later in path[position + 1 :]:
         if release.deployed(later) is not None:
@@ -67,10 +94,7 @@ def check_deploy(site: Site, history: History, release: Release, env: str) -> No
 
 
 def check_approve(site: Site, release: Release, person: str) -> None:
-    who = site.person(person)
-    if who is None:
-        known = ", ".join(p.name for p in site.people) or "none"
-        raise InputError(f"--as {person}: not a person of site '{site.site}' (people); allowed: {known}")
+    who = require_person(site, person)
     if person == release.author:
         raise RefusedError(
             f"{person} is the author of release {release.id} and cannot approve it: "
@@ -83,6 +107,4 @@ def check_approve(site: Site, release: Release, person: str) -> None:
 
 
 def check_author(site: Site, person: str) -> None:
-    if site.person(person) is None:
-        known = ", ".join(p.name for p in site.people) or "none"
-        raise InputError(f"--as {person}: not a person of site '{site.site}' (people); allowed: {known}")
+    require_person(site, person)

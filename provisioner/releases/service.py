@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +13,24 @@ from provisioner.releases import artifacts, identity, rules
 from provisioner.releases.history import History, Release, replay
 from provisioner.releases.ledger import Ledger
 from provisioner.site.load import LoadedSite
+from provisioner.site.model import Host
 from provisioner.site.policy import app_hosts
-from provisioner.workspace.site_state import SiteState
+from provisioner.workspace.site_state import SiteState, operator
 
 DEPLOY_PLAYBOOK = "deploy.yml"
 
 
 @dataclass
 class ReleaseBook:
-    """The ledger of one site, checked before anything is read from it."""
+    """The ledger of one site, checked before anything is read from it.
+
+    Every step checks its arguments and the rules before it takes the ledger's lock, so a refused or mistyped
+    step writes nothing; under the lock it checks the rules again, in case the ledger moved on meanwhile.
+    """
 
     site: LoadedSite
     state: SiteState
+    _verified: tuple[bytes, bytes] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(cls, site: LoadedSite, state: SiteState | None = None) -> ReleaseBook:
@@ -35,24 +41,29 @@ class ReleaseBook:
         return Ledger(self.state)
 
     def history(self) -> History:
-        problems = self.ledger.problems()
-        if problems:
-            listed = "; ".join(str(p) for p in problems[:5])
-            raise RefusedError(
-                f"the release ledger {self.ledger.path} does not verify ({listed}); nothing was changed. "
-                "Restore it from a backup: a ledger that does not verify cannot authorise a release"
-            )
-        return replay(self.ledger.entries())
+        """The releases the ledger records, once its chain, signatures and head verify (checked again only when
+        the ledger's bytes changed since)."""
+        ledger = self.ledger
+        fingerprint = ledger.fingerprint()
+        if fingerprint != self._verified:
+            problems = ledger.problems()
+            if problems:
+                listed = "; ".join(str(p) for p in problems[:5])
+                raise RefusedError(
+                    f"the release ledger {ledger.path} does not verify ({listed}); nothing was changed. "
+                    "Restore it from a backup: a ledger that does not verify cannot authorise a release"
+                )
+            self._verified = fingerprint
+        return replay(ledger.entries())
 
     # ---- steps -----------------------------------------------------------------------------------
     def create(self, artifact_file: Path, author: str) -> dict[str, Any]:
         rules.check_author(self.site.model, author)
         artifact = artifacts.inspect(artifact_file)
+        _check_new(self.history(), artifact.digest)
         with self.ledger.locked():
             history = self.history()
-            for release in history.releases.values():
-                if release.digest == artifact.digest:
-                    raise RefusedError(f"this artifact ({artifact.digest}) is already release {release.id}")
+            _check_new(history, artifact.digest)
             artifacts.keep(self.state, artifact_file, artifact)
             return self.ledger.append(
                 {
@@ -68,9 +79,11 @@ class ReleaseBook:
 
     def approve(self, release_id: str, person: str) -> dict[str, Any] | None:
         """The approval entry, or None when this person had already approved (nothing recorded twice)."""
+        rules.check_release_id(release_id)
+        rules.require_person(self.site.model, person)
+        self._approvable(release_id, person)
         with self.ledger.locked():
-            release = rules.require_release(self.history(), release_id)
-            rules.check_approve(self.site.model, release, person)
+            release = self._approvable(release_id, person)
             if person in release.approvers():
                 return None
             return self.ledger.append(
@@ -78,21 +91,22 @@ class ReleaseBook:
             )
 
     def deploy(
-        self, release_id: str, env: str, actor: str, key: str | None = None, on_event: Any = None
+        self, release_id: str, env: str, actor: str | None = None, key: str | None = None, on_event: Any = None
     ) -> dict[str, Any]:
+        """Deploy as the deploy identity. `actor` (--as) names a person of the site; by default the login
+        running the command is recorded."""
         model = self.site.model
+        rules.check_release_id(release_id)
+        rules.check_target(model, env)
+        if actor is not None:
+            rules.require_person(model, actor)
+        private = identity.key_path(model, self.site.directory, key)
+        user = identity.require_deploy_identity(model, env, private, identity.readable_key(private))
+        self._deployable(release_id, env)
+        hosts = self._deploy_hosts(env)
         with self.ledger.locked():
-            history = self.history()
-            release = rules.require_release(history, release_id)
-            rules.check_deploy(model, history, release, env)
-            private = identity.key_path(model, self.site.directory, key)
-            user = identity.require_deploy_identity(model, env, private)
+            release = self._deployable(release_id, env)
             stored = artifacts.checked_copy(self.state, release.digest)
-            hosts = app_hosts(model, env)
-            if not hosts:
-                raise RefusedError(f"{env} has no host with role app: there is nothing to deploy to")
-            if not self.state.known_hosts.exists() or not inventory_path(self.site).exists():
-                raise ProvisionError(f"site '{model.site}' has not been applied here yet: run `provision apply` first")
             with identity.private_copy(private) as key_copy:
                 result = run_playbook(
                     self.state,
@@ -115,7 +129,7 @@ class ReleaseBook:
                 {
                     "event": "deploy",
                     "release": release.id,
-                    "actor": actor,
+                    "actor": actor or operator(),
                     "identity": user,
                     "digest": release.digest,
                     "env": env,
@@ -131,6 +145,26 @@ class ReleaseBook:
                 f"deploy of {release.id} to {env} failed ({failures}); run artifacts: {result.run_dir}"
             )
         return entry
+
+    def _approvable(self, release_id: str, person: str) -> Release:
+        release = rules.require_release(self.history(), release_id)
+        rules.check_approve(self.site.model, release, person)
+        return release
+
+    def _deployable(self, release_id: str, env: str) -> Release:
+        history = self.history()
+        release = rules.require_release(history, release_id)
+        rules.check_deploy(self.site.model, history, release, env)
+        return release
+
+    def _deploy_hosts(self, env: str) -> list[Host]:
+        model = self.site.model
+        hosts = app_hosts(model, env)
+        if not hosts:
+            raise RefusedError(f"{env} has no host with role app: there is nothing to deploy to")
+        if not self.state.known_hosts.exists() or not inventory_path(self.site).exists():
+            raise ProvisionError(f"site '{model.site}' has not been applied here yet: run `provision apply` first")
+        return hosts
 
     def record_verify(self, run_dir: Path, passed: bool) -> list[dict[str, Any]]:
         """After a full verify run: one entry per environment running a release, saying whether it passed."""
@@ -157,6 +191,12 @@ class ReleaseBook:
                     )
                 )
             return recorded
+
+
+def _check_new(history: History, digest: str) -> None:
+    for release in history.releases.values():
+        if release.digest == digest:
+            raise RefusedError(f"this artifact ({digest}) is already release {release.id}")
 
 
 def describe(release: Release, required_approvals: int) -> dict[str, Any]:

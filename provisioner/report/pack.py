@@ -34,6 +34,19 @@ def default_folder(state: SiteState) -> Path:
     return state.evidence_dir / "reports" / f"{stamp}-{uuid.uuid4().hex[:6]}"
 
 
+def check_out_folder(out: str) -> Path:
+    """--out: a folder that does not exist yet (it is made) or an empty one."""
+    wanted = "an evidence pack is written into a new or empty folder"
+    if not out.strip():
+        raise InputError(f"--out '': empty; {wanted}")
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--out {folder}: a file; {wanted}")
+    if folder.is_dir() and any(folder.iterdir()):
+        raise InputError(f"--out {folder}: not empty; {wanted}")
+    return folder
+
+
 def write_pack(report: dict[str, Any], folder: Path, state: SiteState) -> Path:
     """Every file is masked for the site's secrets before it is written; the PDF is made from masked HTML."""
     redactor = Redactor(state.secret_values())

@@ -6,6 +6,8 @@ import datetime as dt
 import ipaddress
 from collections.abc import Iterator
 
+from provisioner.site.design import check_design
+from provisioner.site.duties import check_duties
 from provisioner.site.model import LibvirtSettings, Person, Site, Waiver
 from provisioner.site.vocabulary import DEFAULT_ACCESS, LEVEL_ORDER
 from provisioner.site.yamlsource import KeyPath, format_path
@@ -28,6 +30,8 @@ def check_site(site: Site, today: dt.date | None = None) -> list[Problem]:
         _data_authorisations,
     ):
         problems.extend(check(site, today))
+    problems.extend(check_duties(site, today))
+    problems.extend(check_design(site))
     return problems
 
 
@@ -37,6 +41,18 @@ def _env_names(site: Site) -> set[str]:
 
 def _allowed(names: set[str] | list[str]) -> str:
     return ", ".join(sorted(names)) or "(none declared)"
+
+
+def _usable(cidr: ipaddress.IPv4Network) -> str:
+    return f"an address of {cidr} other than {cidr.network_address} and {cidr.broadcast_address}"
+
+
+def _roles_in(site: Site, env_name: str) -> set[str]:
+    return {role for host in site.hosts_in(env_name) for role in host.roles}
+
+
+def _approvers(site: Site) -> list[str]:
+    return [p.name for p in site.people if {"approver", "admin"} & set(p.roles)]
 
 
 def _unique_names(site: Site, today: dt.date) -> Iterator[Problem]:
@@ -51,34 +67,40 @@ def _unique_names(site: Site, today: dt.date) -> Iterator[Problem]:
             if name in seen:
                 yield (
                     (section, index, "id" if section == "waivers" else "name"),
-                    f"'{name}' is declared twice (first at {section}[{seen[name]}]); names must be unique",
+                    f"'{name}' is declared twice (first at {section}[{seen[name]}]); allowed: a name used once",
                 )
             seen.setdefault(name, index)
     if site.deploy and site.person(site.deploy.name):
-        yield (("deploy", "name"), f"deploy identity '{site.deploy.name}' has the same name as a person")
-    reserved = {"gateway", "controller"}
-    for index, host in enumerate(site.hosts):
-        if host.name in reserved:
-            yield (("hosts", index, "name"), f"host name '{host.name}' is reserved; choose another")
+        yield (
+            ("deploy", "name"),
+            f"deploy identity '{site.deploy.name}' has the same name as a person; allowed: a name no person has",
+        )
 
 
 def _segments(site: Site, today: dt.date) -> Iterator[Problem]:
     mgmt = site.management
     if mgmt.controller not in mgmt.cidr or mgmt.controller in (mgmt.cidr.network_address, mgmt.cidr.broadcast_address):
-        yield (("management", "controller"), f"{mgmt.controller} is not a usable address of {mgmt.cidr}")
+        yield (
+            ("management", "controller"),
+            f"{mgmt.controller} is not a usable address of {mgmt.cidr}; allowed: {_usable(mgmt.cidr)}",
+        )
     if mgmt.gateway not in mgmt.cidr or mgmt.gateway in (mgmt.cidr.network_address, mgmt.cidr.broadcast_address):
-        yield (("management", "gateway"), f"{mgmt.gateway} is not a usable address of {mgmt.cidr}")
+        yield (
+            ("management", "gateway"),
+            f"{mgmt.gateway} is not a usable address of {mgmt.cidr}; allowed: {_usable(mgmt.cidr)}",
+        )
     if mgmt.gateway == mgmt.controller:
-        yield (("management", "gateway"), "the gateway and the controller need different addresses")
-    if not mgmt.cidr.is_private:
-        yield (("management", "cidr"), f"{mgmt.cidr} is not a private range; the lab never uses public addresses")
+        yield (
+            ("management", "gateway"),
+            "the gateway and the controller need different addresses; allowed: any other usable address",
+        )
 
     networks: list[tuple[KeyPath, str, ipaddress.IPv4Network]] = [(("management", "cidr"), "management", mgmt.cidr)]
     vlans: dict[int, str] = {}
     if site.backend.type != "lxc" and mgmt.vlan is None:
         yield (
             ("management", "vlan"),
-            f"the {site.backend.type} backend puts the management network on its own VLAN: give its id (1-4094)",
+            f"the {site.backend.type} backend puts the management network on its own VLAN; allowed: a VLAN id 1-4094",
         )
     if mgmt.vlan is not None:
         vlans[mgmt.vlan] = "management"
@@ -86,8 +108,6 @@ def _segments(site: Site, today: dt.date) -> Iterator[Problem]:
     for index, env in enumerate(site.environments):
         seg = env.segment
         path: KeyPath = ("environments", index, "segment")
-        if not seg.cidr.is_private:
-            yield ((*path, "cidr"), f"{seg.cidr} is not a private range; the lab never uses public addresses")
         if seg.cidr.prefixlen > 29:
             yield ((*path, "cidr"), f"{seg.cidr} is too small for a segment; allowed: a prefix of /29 or shorter")
         for other_path, other_name, other in networks:
@@ -95,18 +115,27 @@ def _segments(site: Site, today: dt.date) -> Iterator[Problem]:
                 yield (
                     (*path, "cidr"),
                     f"{seg.cidr} of '{env.name}' overlaps {other} of '{other_name}' ({format_path(other_path)}); "
-                    "every environment needs its own subnet",
+                    "allowed: a subnet of its own that overlaps no other",
                 )
         networks.append(((*path, "cidr"), env.name, seg.cidr))
         if seg.vlan in vlans:
-            yield ((*path, "vlan"), f"VLAN {seg.vlan} is already used by '{vlans[seg.vlan]}'; VLAN ids must be unique")
+            yield (
+                (*path, "vlan"),
+                f"VLAN {seg.vlan} is already used by '{vlans[seg.vlan]}'; allowed: a VLAN id of its own",
+            )
         vlans.setdefault(seg.vlan, env.name)
         if seg.vnet and seg.vnet in vnets:
-            yield ((*path, "vnet"), f"VNet '{seg.vnet}' is already used by '{vnets[seg.vnet]}'; VNet ids must differ")
+            yield (
+                (*path, "vnet"),
+                f"VNet '{seg.vnet}' is already used by '{vnets[seg.vnet]}'; allowed: a VNet id of its own",
+            )
         if seg.vnet:
             vnets.setdefault(seg.vnet, env.name)
         if seg.gateway not in seg.cidr or seg.gateway in (seg.cidr.network_address, seg.cidr.broadcast_address):
-            yield ((*path, "gateway"), f"{seg.gateway} is not a usable address of {seg.cidr}")
+            yield (
+                (*path, "gateway"),
+                f"{seg.gateway} is not a usable address of {seg.cidr}; allowed: {_usable(seg.cidr)}",
+            )
 
 
 def _hosts(site: Site, today: dt.date) -> Iterator[Problem]:
@@ -122,11 +151,20 @@ def _hosts(site: Site, today: dt.date) -> Iterator[Problem]:
             continue
         cidr = host_env.segment.cidr
         if host.address not in cidr:
-            yield ((*path, "address"), f"{host.address} is outside the '{host_env.name}' segment {cidr}")
+            yield (
+                (*path, "address"),
+                f"{host.address} is outside the '{host_env.name}' segment {cidr}; allowed: {_usable(cidr)}",
+            )
         elif host.address in (cidr.network_address, cidr.broadcast_address):
-            yield ((*path, "address"), f"{host.address} is the network or broadcast address of {cidr}")
+            yield (
+                (*path, "address"),
+                f"{host.address} is the network or broadcast address of {cidr}; allowed: {_usable(cidr)}",
+            )
         elif host.address in taken:
-            yield ((*path, "address"), f"{host.address} is already used by {taken[host.address]}")
+            yield (
+                (*path, "address"),
+                f"{host.address} is already used by {taken[host.address]}; allowed: an address no host or gateway has",
+            )
         taken.setdefault(host.address, f"host '{host.name}'")
 
 
@@ -142,16 +180,24 @@ def _flows(site: Site, today: dt.date) -> Iterator[Problem]:
         if src is None or dst is None:
             continue
         if src.name == dst.name:
-            yield ((*path, "to"), "a flow must join two different environments; traffic inside one is not a flow")
+            yield (
+                (*path, "to"),
+                "a flow must join two different environments (traffic inside one is not a flow); "
+                "allowed: another environment",
+            )
         if dst.tier == "production" and src.tier != "production":
             yield (
                 (*path, "to"),
                 f"a flow from {src.tier} environment '{src.name}' into production environment '{dst.name}' "
-                "is refused: nothing in development or test may open a connection into production (NET-2)",
+                "is refused: nothing in development or test may open a connection into production (NET-2); "
+                "allowed: flows between development and test, or out of production",
             )
         for role_index, role in enumerate(flow.to_roles):
             if not any(role in h.roles for h in site.hosts_in(dst.name)):
-                yield ((*path, "to_roles", role_index), f"no host in '{dst.name}' has role '{role}'")
+                yield (
+                    (*path, "to_roles", role_index),
+                    f"no host in '{dst.name}' has role '{role}'; allowed: {_allowed(_roles_in(site, dst.name))}",
+                )
 
 
 def _waiver_problems(site: Site, waiver: Waiver, today: dt.date) -> list[str]:
@@ -183,7 +229,10 @@ def _people_and_waivers(site: Site, today: dt.date) -> Iterator[Problem]:
                 f"unknown environment '{waiver.environment}'; allowed: {_allowed(set(envs))}",
             )
         if waiver.approver == waiver.requester:
-            yield ((*path, "approver"), "a waiver must be approved by someone other than its requester (ACC-7)")
+            yield (
+                (*path, "approver"),
+                "a waiver must be approved by someone other than its requester (ACC-7); allowed: another person",
+            )
     for index, person in enumerate(site.people):
         for grant_index, grant in enumerate(person.access):
             path = ("people", index, "access", grant_index)
@@ -208,7 +257,11 @@ def _grant_needs_waiver(
         return
     label = f"{'/'.join(person.roles)} '{person.name}' is granted {level} on production environment '{env_name}'"
     if waiver_id is None:
-        yield ((*path, "waiver"), f"{label} without a waiver; add a waiver (ACC-7) or remove the grant")
+        yield (
+            (*path, "waiver"),
+            f"{label} without a waiver; allowed: the grant under a waiver for ACC-1 (a recorded exception, ACC-7), "
+            "or no grant",
+        )
         return
     waiver = site.waiver(waiver_id)
     if waiver is None:
@@ -221,7 +274,11 @@ def _grant_needs_waiver(
     if waiver.control != "ACC-1":
         problems.append(f"waiver '{waiver.id}' waives {waiver.control}, not ACC-1")
     for problem in problems:
-        yield ((*path, "waiver"), f"{label} without a valid waiver: {problem}")
+        yield (
+            (*path, "waiver"),
+            f"{label} without a valid waiver: {problem}; allowed: an unexpired ACC-1 waiver for this person and "
+            "environment, approved by an approver or admin other than its requester",
+        )
 
 
 def _deploy_identity(site: Site, today: dt.date) -> Iterator[Problem]:
@@ -246,17 +303,22 @@ def _release_path(site: Site, today: dt.date) -> Iterator[Problem]:
             yield (
                 ("releases", "path", index),
                 f"'{name}' ({env.tier}) comes after a higher tier; "
-                "the path to live runs development -> test -> production",
+                "allowed: development -> test -> production, in that order",
             )
         previous = rank[env.tier]
     if len(set(site.releases.path)) != len(site.releases.path):
-        yield (("releases", "path"), "an environment appears twice in the release path; nothing moves backwards")
+        yield (
+            ("releases", "path"),
+            "an environment appears twice in the release path (nothing moves backwards); "
+            "allowed: each environment once",
+        )
     approvers = [p for p in site.people if "approver" in p.roles]
     if site.releases.required_approvals > len(approvers):
         yield (
             ("releases", "required_approvals"),
             f"{site.releases.required_approvals} approvals required but only {len(approvers)} "
-            f"{'person has' if len(approvers) == 1 else 'people have'} the approver role",
+            f"{'person has' if len(approvers) == 1 else 'people have'} the approver role; "
+            f"allowed: 1 to {max(len(approvers), 1)}",
         )
 
 
@@ -270,11 +332,15 @@ def _libvirt_networks(site: Site, today: dt.date) -> Iterator[Problem]:
         if backend.bridges:
             yield (
                 ("backend", "bridges"),
-                "bridges are for network_mode 'bridge'; in 'openvswitch' mode every segment is a VLAN on ovs_bridge",
+                "bridges are for network_mode 'bridge'; "
+                "allowed in openvswitch mode: ovs_bridge (every segment a VLAN on it)",
             )
         return
     if backend.ovs_bridge:
-        yield (("backend", "ovs_bridge"), "ovs_bridge is for network_mode 'openvswitch'; bridge mode uses 'bridges'")
+        yield (
+            ("backend", "ovs_bridge"),
+            "ovs_bridge is for network_mode 'openvswitch'; allowed in bridge mode: bridges",
+        )
     for key in backend.bridges:
         if key not in segments:
             yield (("backend", "bridges", key), f"unknown segment '{key}'; allowed: {_allowed(segments)}")
@@ -282,14 +348,15 @@ def _libvirt_networks(site: Site, today: dt.date) -> Iterator[Problem]:
         if key not in backend.bridges:
             yield (
                 ("backend", "bridges"),
-                f"network_mode 'bridge' needs the host bridge of segment '{key}' (one Linux bridge per VLAN)",
+                f"network_mode 'bridge' needs the host bridge of segment '{key}' (one Linux bridge per VLAN); "
+                f"allowed: a bridge for each of {_allowed(segments)}",
             )
     used: dict[str, str] = {}
     for key, bridge in backend.bridges.items():
         if bridge in used:
             yield (
                 ("backend", "bridges", key),
-                f"bridge '{bridge}' already carries segment '{used[bridge]}'; every segment needs its own bridge",
+                f"bridge '{bridge}' already carries segment '{used[bridge]}'; allowed: a bridge of its own per segment",
             )
         used.setdefault(bridge, key)
 
@@ -309,7 +376,11 @@ def _data_authorisations(site: Site, today: dt.date) -> Iterator[Problem]:
     for index, auth in enumerate(site.test_data.authorisations):
         path: KeyPath = ("test_data", "authorisations", index)
         if auth.id in seen:
-            yield ((*path, "id"), f"'{auth.id}' is declared twice (first at test_data.authorisations[{seen[auth.id]}])")
+            yield (
+                (*path, "id"),
+                f"'{auth.id}' is declared twice (first at test_data.authorisations[{seen[auth.id]}]); "
+                "allowed: an id used once",
+            )
         seen.setdefault(auth.id, index)
         for key in ("requester", "approver"):
             who = getattr(auth, key)
@@ -317,12 +388,19 @@ def _data_authorisations(site: Site, today: dt.date) -> Iterator[Problem]:
                 yield ((*path, key), f"unknown person '{who}'; allowed: {_allowed(people)}")
         approver = site.person(auth.approver)
         if approver is not None and not {"approver", "admin"} & set(approver.roles):
-            yield ((*path, "approver"), f"'{auth.approver}' is neither approver nor admin; only they may authorise")
+            yield (
+                (*path, "approver"),
+                f"'{auth.approver}' is neither approver nor admin; allowed: {_allowed(_approvers(site))}",
+            )
         source, target = envs.get(auth.from_env), envs.get(auth.to_env)
         if source is None:
             yield ((*path, "from"), f"unknown environment '{auth.from_env}'; allowed: {_allowed(set(envs))}")
         elif source.tier != "production":
-            yield ((*path, "from"), f"'{auth.from_env}' is not a production environment; only production is copied")
+            production = [e.name for e in site.environments if e.tier == "production"]
+            yield (
+                (*path, "from"),
+                f"'{auth.from_env}' is not a production environment; allowed: {_allowed(production)}",
+            )
         if target is None:
             yield ((*path, "to"), f"unknown environment '{auth.to_env}'; allowed: {_allowed(set(envs))}")
         elif target.tier == "production" or target.data != "anonymised":

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import ipaddress
-import struct
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from provisioner.site.sshkeys import check_public_key
 from provisioner.site.vocabulary import COLOURS, HOST_ROLES, TEMPLATES, known
 
 NAME_RE = r"^[a-z][a-z0-9]{0,7}$"
@@ -35,36 +33,7 @@ SiteName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,11}$")]
 HostName = Annotated[str, Field(pattern=HOST_RE)]
 UserName = Annotated[str, Field(pattern=USER_RE)]
 
-SSH_KEY_TYPES = (
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-)
-
-
-def _check_ssh_key(value: str) -> str:
-    parts = value.strip().split()
-    if len(parts) < 2:
-        raise ValueError("not an SSH public key; expected '<type> <base64> [comment]'")
-    kind, blob = parts[0], parts[1]
-    if kind not in SSH_KEY_TYPES:
-        raise ValueError(f"SSH key type '{kind}' is not allowed; allowed: {', '.join(SSH_KEY_TYPES)}")
-    try:
-        raw = base64.b64decode(blob, validate=True)
-        (length,) = struct.unpack(">I", raw[:4])
-        embedded = raw[4 : 4 + length].decode("ascii")
-    except (binascii.Error, struct.error, UnicodeDecodeError) as exc:
-        raise ValueError("SSH public key body is not valid base64 key data") from exc
-    if embedded != kind:
-        raise ValueError(f"SSH public key data says '{embedded}' but the key is labelled '{kind}'")
-    return " ".join(parts)
-
-
-SshPublicKey = Annotated[str, AfterValidator(_check_ssh_key)]
+SshPublicKey = Annotated[str, AfterValidator(check_public_key)]
 
 
 class Strict(BaseModel):
@@ -105,7 +74,7 @@ class Host(Strict):
     @classmethod
     def _roles_once(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
-            raise ValueError("a host role is listed twice")
+            raise ValueError("a host role is listed twice; allowed: each role once")
         return value
 
 
@@ -200,7 +169,9 @@ class DataAuthorisation(Strict):
     @classmethod
     def _not_self_approved(cls, value: str, info: ValidationInfo) -> str:
         if value == info.data.get("requester"):
-            raise ValueError(f"'{value}' cannot approve their own request: the approver must be someone else")
+            raise ValueError(
+                f"'{value}' cannot approve their own request; allowed: an approver or admin other than the requester"
+            )
         return value
 
 
@@ -296,6 +267,11 @@ class LibvirtSettings(Strict):
     )
 
 
+BACKEND_MODELS: dict[object, type[Strict]] = {
+    "lxc": LxcSettings,
+    "proxmox": ProxmoxSettings,
+    "libvirt": LibvirtSettings,
+}
 BackendSettings = Annotated[LxcSettings | ProxmoxSettings | LibvirtSettings, Field(discriminator="type")]
 
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cache
+
+import yaml
+
+from provisioner.paths import control_catalogue
 
 TIERS = ("development", "test", "production")
 DATA_RULES = ("dummy", "anonymised", "live")
@@ -65,3 +70,87 @@ def known(what: str, allowed: Iterable[str]) -> Callable[[str], str]:
         return value
 
     return check
+
+
+@cache
+def control_ids() -> tuple[str, ...]:
+    """The IDs of the control catalogue, in its order: what a waiver may name."""
+    rows = yaml.safe_load(control_catalogue().read_text(encoding="utf-8"))
+    return tuple(str(row["id"]) for row in rows)
+
+
+# Account names a person or the deploy identity may not take: Debian's system users and groups, the service
+# accounts the roles create, the automation user, and the groups that carry access (they share the namespace).
+RESERVED_ACCOUNTS = frozenset(
+    [
+        "root",
+        "daemon",
+        "bin",
+        "sys",
+        "sync",
+        "games",
+        "man",
+        "lp",
+        "mail",
+        "news",
+        "uucp",
+        "proxy",
+        "www-data",
+        "backup",
+        "list",
+        "irc",
+        "gnats",
+        "nobody",
+        "nogroup",
+        "_apt",
+        "messagebus",
+        "sshd",
+        "postgres",
+        "nginx",
+        "provision",
+        "ansible",
+        "adm",
+        "tty",
+        "disk",
+        "kmem",
+        "dialout",
+        "cdrom",
+        "floppy",
+        "audio",
+        "dip",
+        "operator",
+        "video",
+        "plugdev",
+        "staff",
+        "users",
+        "sudo",
+        "wheel",
+        "shadow",
+        "utmp",
+        "src",
+        "voice",
+        "tape",
+        "fax",
+        "netdev",
+        "input",
+        "kvm",
+        "render",
+        "lxd",
+        "libvirt",
+        "libvirt-qemu",
+        "libvirt-dnsmasq",
+        "tcpdump",
+        "_chrony",
+        "ntp",
+        "admin",
+        "administrator",
+        "app_rw",
+        "app_ro",
+    ]
+)
+RESERVED_ACCOUNT_PREFIXES = ("systemd-", "pv-", "_")
+# Environment names that are already segments, Ansible groups or names of the kit's own parts.
+RESERVED_ENVIRONMENTS = frozenset(
+    {"mgmt", "manage", "admin", "all", "ungrouped", "gateway", "gw", "ctl", "lo", "local"}
+)
+RESERVED_HOSTS = frozenset({"gateway", "controller", "localhost", "all", "ungrouped"})

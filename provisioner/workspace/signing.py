@@ -31,6 +31,12 @@ def public_key(state: SiteState) -> str:
     return Path(f"{signing_key(state)}.pub").read_text().strip()
 
 
+def existing_public_key(state: SiteState) -> str | None:
+    """The public key if the pair exists; None otherwise (reading evidence never creates a key)."""
+    public = state.signing_dir / f"{KEY_NAME}.pub"
+    return public.read_text().strip() if public.is_file() else None
+
+
 def identity(state: SiteState) -> str:
     """The signer identity written in allowed_signers files."""
     return f"evidence@{state.site}"

@@ -65,11 +65,29 @@ def pytest_collection_finish(session):
         raise pytest.UsageError("pytest-xdist could not group the tests (is pytest >= 9.2 installed?)")
 
 
+def template_marker(name: str) -> Path:
+    """The file the lab site's free text would create on the controller if anything ever ran it as a template."""
+    return Path(f"/tmp/provisioner-template-ran-{name}")
+
+
+def hostile_text(name: str) -> str:
+    """Jinja in all three forms (expression, statement, comment); run as a template, it would touch the marker."""
+    return f"{{{{ lookup('pipe', 'touch {template_marker(name)}') }}}} {{% if true %}}x{{% endif %}} {{# c #}}"
+
+
 def lab_site_data(name: str = LAB_SITE, net: int = 91) -> dict:
-    """The example company under another name and range, so it never collides with a demo lab."""
+    """The example company under another name and range, so it never collides with a demo lab. Every free-text
+    field (site, environments, flows, people's full names) ends in template syntax, as a pull request could write
+    it: the lab proves on its hosts that such text arrives as written and never runs (issue 16)."""
     text = json.dumps(example_data()).replace("10.90.", f"10.{net}.")
     data = json.loads(text)
     data["site"] = name
+    hostile = hostile_text(name)
+    data["description"] += " " + hostile
+    for item in (*data["environments"], *data["flows"]):
+        item["description"] += " " + hostile
+    for person in data["people"]:
+        person["full_name"] += " " + hostile
     deploy = data.get("deploy") or {}
     if deploy.get("key_file"):  # the copy lives elsewhere: point at the example's demo key
         deploy["key_file"] = str(ROOT / "inventories" / "example" / deploy["key_file"])
@@ -113,6 +131,7 @@ def lab_factory(tmp_path_factory) -> Iterator:
         if name in made:  # one lab per site name in a session: the shared lab is asked for by many modules
             return made[name]
         base = tmp_path_factory.mktemp(name)
+        template_marker(name).unlink(missing_ok=True)
         lab = Lab(
             site_file=write_site(base / "inventories" / name, lab_site_data(name, net)),
             state_dir=base / "state",

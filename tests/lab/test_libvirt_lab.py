@@ -2,11 +2,11 @@
 
 Only what libvirt itself proves (tests/lab/sites/lvlab.yml, range 10.93.0.0/16): a dev guest and the gateway
 guest, linked clones of the guest image, on VLAN-tagged ports of one Open vSwitch bridge (the gateway has a leg
-on management, dev and prod); applied with the roles, `provision verify` passes, a port moved to another
+on management, dev, test and prod); applied with the roles, `provision verify` passes, a port moved to another
 environment's tag is detected and repaired, a real second apply changes nothing, and destroy leaves no domain,
 volume, network or switch port of the site. Guests run under TCG here (no usable KVM): each costs minutes, so
-prod has its segment and no guest of its own; separation between environments is proven on the LXC lab and the
-Proxmox path, with the same gateway role.
+test and prod have their segments and no guest of their own; separation between environments is proven on the
+LXC lab and the Proxmox path, with the same gateway role.
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ def test_plan_on_an_empty_hypervisor_lists_everything(lab):
     result = lab.cli("plan", str(lab.site_file), "--json")
     assert result.rc == 0, result.stderr
     assert {(c["kind"], c["name"], c["action"]) for c in result.json["changes"]} == {
-        ("segment", "mgmt", "create"), ("segment", "dev", "create"), ("segment", "prod", "create"),
+        ("segment", "mgmt", "create"), ("segment", "dev", "create"),
+        ("segment", "test", "create"), ("segment", "prod", "create"),
         ("gateway", "gateway", "create"), ("host", "dev-web1", "create"),
     }  # fmt: skip
     assert site_domains() == set()
@@ -150,7 +151,7 @@ def test_each_guest_answers_ssh_with_its_pinned_host_key_and_has_one_interface(l
 def test_each_port_carries_its_environments_vlan_tag(lab):
     tags = port_tags()
     assert tags[tap_of("dev-web1")] == 931
-    assert [tags[tap_of("gateway", i)] for i in range(3)] == [930, 931, 933]
+    assert [tags[tap_of("gateway", i)] for i in range(4)] == [930, 931, 932, 933]
     assert tags[f"{tag()}-mgmt"] == 930, "the controller's own port is on the management VLAN"
 
 

@@ -10,9 +10,12 @@ import hashlib
 import json
 import re
 import signal
+import subprocess
 import time
 
 import pytest
+from conftest import hostile_text, template_marker
+from helpers import ROOT
 from probes import (
     containers_named,
     in_container,
@@ -150,13 +153,33 @@ def test_the_lab_never_routes_to_the_outside(lab):
 
 
 def test_inventory_is_standard_yaml_for_plain_ansible(lab):
-    import yaml
+    """Plain Ansible reads it (its own `ansible-inventory`); text values carry Ansible's `!unsafe` tag."""
+    listed = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "ansible-inventory"), "-i", str(lab.site_file.parent / "hosts.yml"), "--list"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    inventory = json.loads(listed.stdout)
+    assert set(inventory["env_prod"]["hosts"]) == {"prod-app1", "prod-db1"}
+    # text values come back as Ansible's own unsafe text: data, never a template
+    assert inventory["_meta"]["hostvars"]["prod-db1"]["env_tier"] == {"__ansible_unsafe": "production"}
+    assert set(inventory["role_db"]["hosts"]) == {"dev-db1", "test-db1", "prod-db1"}
 
-    inventory = yaml.safe_load((lab.site_file.parent / "hosts.yml").read_text())
-    groups = inventory["all"]["children"]
-    assert set(groups["env_prod"]["hosts"]) == {"prod-app1", "prod-db1"}
-    assert groups["env_prod"]["vars"]["env_tier"] == "production"
-    assert set(groups["role_db"]["hosts"]) == {"dev-db1", "test-db1", "prod-db1"}
+
+def test_template_syntax_in_the_site_file_arrives_on_the_hosts_as_literal_text(lab):
+    """Full names and descriptions end in Jinja (see lab_site_data): the hosts show it as written, and the lookup
+    it holds never ran on the controller."""
+    site = lab.site.model
+    name = site.site
+    for host, person in (("dev-app1", "alice"), ("prod-db1", "dave")):
+        full_name = site.person(person).full_name
+        assert hostile_text(name) in full_name
+        passwd = in_container(f"{name}-{host}", f"getent passwd {person}")
+        assert passwd.returncode == 0, passwd.stderr
+        assert passwd.stdout.split(":")[4] == full_name
+    for host, env in (("dev-app1", "dev"), ("prod-db1", "prod")):
+        motd = in_container(f"{name}-{host}", "cat /etc/motd").stdout
+        assert site.environment(env).description in motd
+    assert not template_marker(name).exists(), "a value from the site file ran as a template on the controller"
 
 
 def test_run_artifacts_keep_events_and_no_secret(lab):

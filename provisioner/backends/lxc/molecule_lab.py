@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from provisioner.ansible_run.inventory import build_inventory
+from provisioner.ansible_run.inventory import build_inventory, inventory_yaml
 from provisioner.backends.lxc.backend import LxcBackend
 from provisioner.errors import ProvisionError
 from provisioner.paths import inventories_dir
@@ -82,6 +82,9 @@ def site_data(site: str, hosts: list[str], envs: list[str], extra: dict[str, Any
         if tier not in COLOURS:
             raise ProvisionError(f"environment {env}: tier '{tier}' is not one of {', '.join(COLOURS)}")
         tiers.setdefault(env, tier)
+    for name, tier in TIERS.items():  # the path to live needs every tier: a missing one joins without hosts
+        if tier not in tiers.values() and name not in tiers:
+            tiers[name] = tier
     order = list(COLOURS)  # development, test, production: the release path runs this way
     environments: list[dict[str, Any]] = []
     for index, (env, tier) in enumerate(sorted(tiers.items(), key=lambda item: order.index(item[1]))):
@@ -173,7 +176,7 @@ class Lab:
             inventory_dir.mkdir(parents=True, exist_ok=True)
             (inventory_dir / "provisioner_site.yml").write_text(
                 "# Written by provisioner.backends.lxc.molecule_lab: "
-                "the inventory `provision apply` writes for this site.\n" + yaml.safe_dump(inventory, sort_keys=False)
+                "the inventory `provision apply` writes for this site.\n" + inventory_yaml(inventory)
             )
         return site
 

@@ -93,7 +93,7 @@ def quiet() -> Progress:
 def test_plan_on_an_empty_hypervisor_lists_everything_to_create(api):
     plan = fresh(api).plan()
     assert {(str(c.kind), c.name) for c in plan.changes} == {
-        ("segment", "mgmt"), ("segment", "dev"), ("segment", "prod"),
+        ("segment", "mgmt"), ("segment", "dev"), ("segment", "test"), ("segment", "prod"),
         ("gateway", "gateway"), ("host", "dev-web1"), ("host", "prod-web1"),
     }  # fmt: skip
     assert {c.action for c in plan.changes} == {Action.CREATE}
@@ -104,7 +104,7 @@ def test_apply_builds_labelled_networks_with_a_vlan_portgroup_per_segment(api, h
     assert any("creating host dev-web1" in line for line in said), said
     backend = fresh(api)
     nets = networks(hypervisor)
-    for key, vlan in (("mgmt", 930), ("dev", 931), ("prod", 933)):
+    for key, vlan in (("mgmt", 930), ("dev", 931), ("test", 932), ("prod", 933)):
         xml = nets[f"lvapi-{key}"].XMLDesc(0)
         assert xmlspec.read_labels(xml, "segment")["segment"] == key
         shape = xmlspec.network_shape(xml)
@@ -118,7 +118,7 @@ def test_apply_builds_guests_as_linked_clones_with_a_seed_and_bounded_resources(
     backend = fresh(api)
     doms = domains(hypervisor)
     assert {"lvapi-gateway", "lvapi-dev-web1", "lvapi-prod-web1"} <= set(doms)
-    for name, nics in (("lvapi-gateway", ["mgmt", "dev", "prod"]), ("lvapi-dev-web1", ["dev"])):
+    for name, nics in (("lvapi-gateway", ["mgmt", "dev", "test", "prod"]), ("lvapi-dev-web1", ["dev"])):
         dom = doms[name]
         xml = dom.XMLDesc(0)
         labels = xmlspec.read_labels(xml, "machine")
@@ -255,7 +255,7 @@ def test_destroy_leaves_nothing_of_the_site_and_everything_else(api, hypervisor)
 
 def test_bridge_mode_puts_each_segment_on_its_own_host_bridge(hypervisor, tmp_path, monkeypatch):
     monkeypatch.setenv("PROVISION_STATE_DIR", str(tmp_path / "state"))
-    bridges = {"mgmt": "br930", "dev": "br931", "prod": "br933"}
+    bridges = {"mgmt": "br930", "dev": "br931", "test": "br932", "prod": "br933"}
     data = api_site_data("lvbr", network_mode="bridge", bridges=bridges)
     del data["hosts"][1:]
     site_file = write_site(tmp_path / "lvbr", data)

@@ -94,7 +94,7 @@ def test_report_shows_waived_results_and_the_waiver():
     assert next(c for c in expired["controls"] if c["id"] == "ACC-7")["status"] == "fail"
 
 
-@pytest.mark.parametrize("bad", ["waiver-self-approved.yml"])
+@pytest.mark.parametrize("bad", ["duty-waiver-approved-by-its-requester.yml"])
 def test_waiver_approved_by_its_requester_is_rejected_at_validation(bad):
     result = run_cli("validate", str(ROOT / "tests" / "sites" / "bad" / bad))
     assert result.rc == 2

@@ -192,11 +192,11 @@ def test_the_site_inventory_defines_what_the_required_variables_are_made_of(tmp_
 
     from helpers import EXAMPLE
 
-    from provisioner.ansible_run.inventory import build_inventory
+    from provisioner.ansible_run.inventory import build_inventory, inventory_yaml
     from provisioner.site.load import load_site
 
     inventory_file = tmp_path / "hosts.yml"
-    inventory_file.write_text(yaml.safe_dump(build_inventory(load_site(EXAMPLE)), sort_keys=False))
+    inventory_file.write_text(inventory_yaml(build_inventory(load_site(EXAMPLE))))
     listed = subprocess.run(
         [str(BIN / "ansible-inventory"), "-i", str(inventory_file), "--list"],
         env={"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp_path), "ANSIBLE_NOCOLOR": "1"},

@@ -1,0 +1,125 @@
+"""Design holes a schema lets through: names that collide with the kit's own parts, address ranges that are
+not private networks, secrets written into the site file, and text that would reach a terminal or a system file
+as something other than text."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+from provisioner.site.model import LibvirtSettings, ProxmoxSettings, Site
+from provisioner.site.vocabulary import RESERVED_ENVIRONMENTS, RESERVED_HOSTS
+from provisioner.site.yamlsource import KeyPath
+
+Problem = tuple[KeyPath, str]
+
+# RFC 1918: the only ranges a site's networks may use. Python's is_private also says yes to loopback,
+# link-local, documentation and benchmark ranges, none of which is a network a business builds.
+PRIVATE_RANGES = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+PRIVATE_HELP = "a private range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_SECRET_WORDS = re.compile(r"pass|secret|token|key|auth|cred", re.IGNORECASE)
+
+
+def check_design(site: Site) -> Iterator[Problem]:
+    yield from _names(site)
+    yield from _ranges(site)
+    yield from _backend(site)
+    yield from _text(site)
+
+
+def _names(site: Site) -> Iterator[Problem]:
+    for index, env in enumerate(site.environments):
+        if env.name in RESERVED_ENVIRONMENTS:
+            yield (
+                ("environments", index, "name"),
+                f"'{env.name}' names the management network, an Ansible group or a part of the kit; allowed: a "
+                f"name of its own (not {', '.join(sorted(RESERVED_ENVIRONMENTS))})",
+            )
+    for index, host in enumerate(site.hosts):
+        if host.name in RESERVED_HOSTS:
+            yield (
+                ("hosts", index, "name"),
+                f"host name '{host.name}' is reserved; allowed: a name of its own "
+                f"(not {', '.join(sorted(RESERVED_HOSTS))})",
+            )
+
+
+def _private(network: ipaddress.IPv4Network) -> bool:
+    return any(network.subnet_of(r) for r in PRIVATE_RANGES)
+
+
+def _ranges(site: Site) -> Iterator[Problem]:
+    networks: list[tuple[KeyPath, ipaddress.IPv4Network]] = [(("management", "cidr"), site.management.cidr)]
+    networks += [(("environments", i, "segment", "cidr"), e.segment.cidr) for i, e in enumerate(site.environments)]
+    for path, network in networks:
+        if not _private(network):
+            yield (path, f"{network} is not a private network range; allowed: {PRIVATE_HELP}")
+
+
+def _backend(site: Site) -> Iterator[Problem]:
+    backend = site.backend
+    if isinstance(backend, LibvirtSettings):
+        yield from _uri(backend.uri)
+        for key, value in (("pool_path", backend.pool_path), ("image", backend.image)):
+            if value is not None and (not value.startswith("/") or ".." in value.split("/")):
+                yield (("backend", key), f"'{value}' is not allowed; allowed: an absolute path without '..'")
+    if isinstance(backend, ProxmoxSettings):
+        _, _, port = backend.host.partition(":")
+        if port and not 1 <= int(port) <= 65535:
+            yield (("backend", "host"), f"port {port} is out of range; allowed: host or host:port, port 1-65535")
+
+
+def _uri(uri: str) -> Iterator[Problem]:
+    """A libvirt URI names where to connect, never how to log in: credentials go to the SSH agent or SASL files."""
+    allowed = "a libvirt URI such as qemu:///system or qemu+ssh://user@host/system, with no password or secret"
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError:
+        yield (("backend", "uri"), f"not a URI; allowed: {allowed}")
+        return
+    if parts.password is not None:
+        yield (("backend", "uri"), f"the URI holds a password (hidden here); allowed: {allowed}")
+    for name, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if _SECRET_WORDS.search(name) and name not in ("keyfile", "known_hosts"):
+            yield (("backend", "uri"), f"the URI parameter '{name}' carries a secret (hidden here); allowed: {allowed}")
+    if not re.fullmatch(r"[a-z0-9+]+", parts.scheme or ""):
+        yield (("backend", "uri"), f"'{parts.scheme}' is not a URI scheme; allowed: {allowed}")
+
+
+def _text(site: Site) -> Iterator[Problem]:
+    """Free text reaches login banners, /etc/passwd and reports: no control characters (terminal escapes,
+    line breaks, bidirectional overrides), and a person's full name holds no passwd field separator."""
+    for path, value in _free_text(site.model_dump(by_alias=True), ()):
+        found = _CONTROL.search(value)
+        if found:
+            yield (
+                path,
+                f"the text holds the control character U+{ord(found.group()):04X}; allowed: printable text on one line",
+            )
+    for index, person in enumerate(site.people):
+        if ":" in person.full_name:
+            yield (
+                ("people", index, "full_name"),
+                "':' would split the account's passwd entry; allowed: a name without ':'",
+            )
+
+
+_FREE_TEXT_KEYS = {"description", "full_name", "justification", "reason", "compensating"}
+
+
+def _free_text(data: Any, path: KeyPath) -> Iterator[tuple[KeyPath, str]]:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in _FREE_TEXT_KEYS and isinstance(value, str):
+                yield (*path, key), value
+            elif key in _FREE_TEXT_KEYS and isinstance(value, list):
+                yield from (((*path, key, i), v) for i, v in enumerate(value) if isinstance(v, str))
+            else:
+                yield from _free_text(value, (*path, key))
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            yield from _free_text(item, (*path, index))
