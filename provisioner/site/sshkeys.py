@@ -58,6 +58,12 @@ class _Reader:
 
 def parse_public_key(value: str) -> PublicKey:
     """Parse one key line; ValueError with a message naming what is allowed."""
+    odd = next((c for c in value.strip() if not c.isprintable() or c in "\u2028\u2029"), None)
+    if odd is not None:
+        raise ValueError(
+            f"the key line holds the control character U+{ord(odd):04X} (it would land in authorized_keys); "
+            "allowed: '<type> <base64> [comment]' in printable text"
+        )
     parts = value.strip().split()
     if len(parts) < 2:
         raise ValueError(f"not an SSH public key; allowed: '<type> <base64> [comment]' of type {ALLOWED_HELP}")
