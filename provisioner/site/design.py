@@ -32,20 +32,18 @@ def check_design(site: Site) -> Iterator[Problem]:
 
 
 def _names(site: Site) -> Iterator[Problem]:
-    for index, env in enumerate(site.environments):
-        if env.name in RESERVED_ENVIRONMENTS:
-            yield (
-                ("environments", index, "name"),
-                f"'{env.name}' names the management network, an Ansible group or a part of the kit; allowed: a "
-                f"name of its own (not {', '.join(sorted(RESERVED_ENVIRONMENTS))})",
-            )
-    for index, host in enumerate(site.hosts):
-        if host.name in RESERVED_HOSTS:
-            yield (
-                ("hosts", index, "name"),
-                f"host name '{host.name}' is reserved; allowed: a name of its own "
-                f"(not {', '.join(sorted(RESERVED_HOSTS))})",
-            )
+    sections = (
+        ("environments", [e.name for e in site.environments], RESERVED_ENVIRONMENTS,
+         "names the management network, an Ansible group or a part of the kit"),
+        ("hosts", [h.name for h in site.hosts], RESERVED_HOSTS, "is reserved for the kit's own machines"),
+    )  # fmt: skip
+    for section, names, reserved, why in sections:
+        for index, name in enumerate(names):
+            if name in reserved:
+                yield (
+                    (section, index, "name"),
+                    f"'{name}' {why}; allowed: a name of its own (not {', '.join(sorted(reserved))})",
+                )
 
 
 def _private(network: ipaddress.IPv4Network) -> bool:
