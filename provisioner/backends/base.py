@@ -53,6 +53,16 @@ class Attachment:
 
 
 @dataclass
+class Isolation:
+    """What separates a machine from the hypervisor, read from the hypervisor's side (HYP-1)."""
+
+    machine: str
+    shares_kernel: bool  # a container runs on the hypervisor's own kernel; a virtual machine has its own
+    facts: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # each one a way the boundary is weaker than designed
+
+
+@dataclass
 class ActualState:
     segments: dict[str, ActualSegment] = field(default_factory=dict)
     machines: dict[str, ActualMachine] = field(default_factory=dict)
@@ -341,6 +351,13 @@ class Backend(ABC):
         """Per person and environment, the rights held at the hypervisor, read back live (ACC-6); None where the
         backend has no hypervisor accounts (the local LXC lab)."""
         return None
+
+    def isolation(self, machines: list[str]) -> dict[str, Isolation]:
+        """Per machine, what keeps its root away from the hypervisor, read from the hypervisor (HYP-1)."""
+        return {
+            name: Isolation(name, True, problems=[f"the {self.site.model.backend.type} backend cannot read it"])
+            for name in machines
+        }
 
     def attachments(self) -> list[Attachment]:
         """What is live on the site's segments (NET-4). By default the labelled machines at their addresses;

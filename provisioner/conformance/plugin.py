@@ -16,6 +16,7 @@ import pytest
 from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.results import CheckResult, Status
 from provisioner.remote.ssh import Remote
+from provisioner.site import policy
 from provisioner.site.load import LoadedSite, load_site
 from provisioner.site.model import Host, Person
 from provisioner.workspace.files import write_atomic
@@ -58,6 +59,20 @@ class Lab:
 
     def hosts(self, tier: str | None = None) -> list[Host]:
         return [h for h in self.model.hosts if tier is None or self.model.environment(h.environment).tier == tier]
+
+    def rooted_hosts(self) -> list[Host]:
+        """Hosts outside production where someone other than an admin has root (sudo): where an attack on the
+        hypervisor would start."""
+        rooted = {
+            env.name
+            for env in self.model.environments
+            if env.tier != "production"
+            and any(
+                "admin" not in person.roles and policy.access_level(self.model, person, env) == "sudo"
+                for person in self.model.people
+            )
+        }
+        return [h for h in self.model.hosts if h.environment in rooted]
 
     def host(self, name: str) -> Host:
         return next(h for h in self.model.hosts if h.name == name)
@@ -110,6 +125,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         "developer_name": [p.name for p in lab.people("developer")],
         "app_host_name": [h.name for h in lab.hosts() if "app" in h.roles],
         "prod_app_host_name": [h.name for h in lab.hosts("production") if "app" in h.roles],
+        "rooted_host_name": [h.name for h in lab.rooted_hosts()],
     }
     for fixture, values in params.items():
         if fixture in metafunc.fixturenames:

@@ -19,6 +19,10 @@ CHECK_TITLES: dict[str, str] = {
     "test_host_firewall_drops_inbound_by_default": "The host's firewall drops incoming traffic by default",
     "test_ssh_only_from_the_management_network": "SSH to the host is accepted only from the management network",
     "live_network_matches_site_file": "The live network matches the site file (diagram drawn from live state)",
+    # HYP
+    "test_root_on_a_development_host_cannot_act_on_the_hypervisor": (
+        "Root on a development host cannot reach the hypervisor: every known container escape is refused"
+    ),
     # ACC
     "test_no_developer_or_tester_account_on_production": "No developer or tester account exists on the production host",
     "test_developer_key_refused_by_production_and_accepted_in_development": (

@@ -13,6 +13,8 @@ import pytest
 from conftest import DEMO_KEYS
 from probes import in_container
 
+from provisioner.backends.lxc import base_image, containers, idmap
+from provisioner.conformance import escape_probe
 from provisioner.conformance.controls import CONTROLS
 
 pytestmark = [pytest.mark.lab, pytest.mark.shared_lab("use"), pytest.mark.timeout(900)]
@@ -20,7 +22,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.shared_lab("use"), pytest.mark.timeou
 KEYS = DEMO_KEYS
 SUITE_CONTROLS = {
     "NET-1", "NET-2", "NET-3", "ACC-1", "ACC-2", "ACC-3", "ACC-4", "ACC-5", "CUE-1", "CUE-2", "LOG-1",
-    "DATA-1", "DATA-2", "DATA-3",
+    "DATA-1", "DATA-2", "DATA-3", "HYP-1",
 }  # fmt: skip
 # the path to live: on a lab without releases they pass on an empty, verifying ledger and hosts without release files
 SUITE_CONTROLS |= {"CHG-1", "CHG-2", "CHG-3", "CHG-4"}
@@ -141,3 +143,56 @@ def test_developer_database_role_in_prod_fails_acc3(lab):
         in_container(host, "runuser -u postgres -- psql -X -q -c 'drop role alice'")
     rc, data = verify(lab)
     assert rc == 0, data["failures"]
+
+
+PRIVILEGED = "hyp1-privileged"
+
+
+def _attempts_in(name: str) -> list[escape_probe.Verdict]:
+    result = in_container(name, f"python3 -c {_quoted(escape_probe.SCRIPT)}")
+    assert result.returncode == 0, result.stderr
+    return escape_probe.judge(json.loads(result.stdout))
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+@pytest.fixture
+def privileged_container():
+    """A container as the lab made them before HYP-1: no user-id mapping. No network; nothing but a shell."""
+    lxcpath = base_image.lxc_path()
+    rootfs = base_image.base_rootfs(lxcpath)
+    directory = lxcpath / PRIVILEGED
+    if directory.exists():
+        containers.remove(lxcpath, PRIVILEGED, running=containers.is_running(PRIVILEGED))
+    delta = containers.make_directory(directory)
+    lines = containers.config_header("a privileged container: HYP-1 must fail on it", PRIVILEGED, rootfs, delta)
+    lines = [line for line in lines if not line.startswith("lxc.idmap")]
+    lines += ["lxc.net.0.type = empty", "lxc.init.cmd = /bin/sleep infinity"]
+    containers.write_config(directory, "\n".join(lines) + "\n")
+    containers.start(PRIVILEGED)
+    yield PRIVILEGED
+    containers.remove(lxcpath, PRIVILEGED, running=True)
+
+
+def test_escape_attempts_fail_in_the_lab_hosts_and_succeed_in_a_privileged_container(lab, privileged_container):
+    """The control can fail: the same attempts that the lab's dev host refuses get through a privileged container
+    (each one writes back the value it read, so the host is unchanged)."""
+    core_pattern = Path("/proc/sys/kernel/core_pattern").read_text()
+    dev_host = container(lab, lab.site.model.hosts_in("dev")[0].name)
+    confined = _attempts_in(dev_host)
+    assert confined and all(v.refused for v in confined), [v for v in confined if not v.refused]
+    assert {v.outcome for v in confined if v.target.endswith("core_pattern")} <= {"EACCES", "EPERM", "EROFS"}
+    facts, problems = containers.isolation(base_image.lxc_path(), dev_host)
+    assert problems == [], problems
+    assert any(f"uid_map: 0 {idmap.ID_OFFSET} {idmap.ID_COUNT}" in fact for fact in facts), facts
+
+    exposed = _attempts_in(privileged_container)
+    opened = {v.target for v in exposed if not v.refused}
+    assert "fresh /proc/sys/kernel/core_pattern" in opened, exposed
+    assert any(t.startswith("fresh /sys/") for t in opened), exposed
+    _, problems = containers.isolation(base_image.lxc_path(), privileged_container)
+    assert any("has no lxc.idmap: a privileged container" in p for p in problems), problems
+    assert any("root inside is the host's root" in p for p in problems), problems
+    assert Path("/proc/sys/kernel/core_pattern").read_text() == core_pattern, "an attempt changed the host"

@@ -180,7 +180,7 @@ def test_verify_passes_on_the_guests(lab):
     assert result.rc == 0, result.stdout[-4000:] + result.stderr[-2000:]
     controls = result.json["controls"]
     print("controls on the libvirt guests:", {c: (v["pass"], v["fail"], v["skip"]) for c, v in controls.items()})
-    for control in ("NET-1", "ACC-5", "CUE-1"):
+    for control in ("NET-1", "ACC-5", "CUE-1", "HYP-1"):
         assert controls[control]["pass"] > 0 and controls[control]["fail"] == 0, (control, controls[control])
 
 

@@ -154,6 +154,8 @@ def test_verify_passes_including_hypervisor_access(pve):
     summary = json.loads(result.stdout)
     acc6 = summary["controls"]["ACC-6"]
     assert acc6["pass"] >= 2 and acc6["fail"] == 0
+    hyp1 = summary["controls"]["HYP-1"]
+    assert hyp1["pass"] >= 1 and hyp1["fail"] == 0, "QEMU VMs read back through the API, nothing of the node handed in"
 
 
 def test_a_developer_granted_production_at_the_hypervisor_fails_acc6_and_apply_revokes_it(pve):

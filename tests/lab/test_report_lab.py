@@ -39,8 +39,7 @@ def _start_intruder(bridge: str) -> None:
     lxcpath = base_image.lxc_path()
     rootfs = base_image.base_rootfs(lxcpath)
     directory = lxcpath / INTRUDER
-    delta = directory / "overlay" / "delta"
-    delta.mkdir(parents=True)
+    delta = containers.make_directory(directory)
     lines = containers.config_header("not managed by provisioner: a report test's intruder", INTRUDER, rootfs, delta)
     lines += containers.nic_config(0, bridge, "eth0", "02:88:00:00:00:99", f"{INTRUDER_ADDRESS}/24")
     lines.append("lxc.init.cmd = /bin/sleep infinity")

@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, ApplyWork, Backend, Report
+from provisioner.backends.base import (
+    ActualMachine,
+    ActualSegment,
+    ActualState,
+    ApplyWork,
+    Backend,
+    Isolation,
+    Report,
+)
 from provisioner.backends.gateway import GATEWAY_FORWARDING_DROPIN, GATEWAY_NFTABLES
 from provisioner.backends.network import controller_side, hostguard, links, names
 from provisioner.errors import BackendError, ProvisionError
@@ -210,6 +218,21 @@ class LibvirtBackend(Backend):
                 address=labels.get("address"),
             )
         return state
+
+    def isolation(self, machines: list[str]) -> dict[str, Isolation]:
+        from provisioner.backends.libvirt import xmlspec
+
+        actual = self.discover().machines
+        found = {}
+        for name in machines:
+            have = actual.get(name)
+            if have is None:
+                found[name] = Isolation(name, False, problems=[f"no libvirt domain holds machine {name}"])
+                continue
+            xml = self.conn.lookupByName(have.handle).XMLDesc(0)
+            facts, problems = xmlspec.isolation(xml)
+            found[name] = Isolation(name, False, [f"libvirt domain {have.handle}", *facts], problems)
+        return found
 
     def _ports(self) -> dict | None:
         """OVS ports with their tags, when this machine's switch is ours to read."""

@@ -217,3 +217,29 @@ def pool_xml(name: str, path: str) -> str:
 def pool_target(xml: str) -> str:
     path = ET.fromstring(xml).find("target/path")
     return (path.text or "") if path is not None else ""
+
+
+# Devices that hand a guest something of the host's own: a folder, a PCI/USB device, a host character device.
+HOST_SHARING_DEVICES = {
+    "filesystem": "a host folder shared into the guest",
+    "hostdev": "a host device passed through",
+    "shmem": "memory shared with the host",
+}
+
+
+def isolation(xml: str) -> tuple[list[str], list[str]]:
+    """Facts and problems of a domain's separation from its host (HYP-1): a virtual machine with its own kernel,
+    nothing of the host's handed in."""
+    root = ET.fromstring(xml)
+    kind = root.get("type", "")
+    facts = [f"domain type {kind}: a virtual machine with its own kernel"]
+    problems = []
+    if kind not in ("kvm", "qemu"):
+        problems.append(f"domain type {kind or 'missing'}: not a full virtual machine")
+    devices = root.find("devices")
+    for element in devices if devices is not None else []:
+        if element.tag in HOST_SHARING_DEVICES:
+            source = element.find("source")
+            where = " ".join(f"{k}={v}" for k, v in (source.attrib.items() if source is not None else []))
+            problems.append(f"<{element.tag}> {where}: {HOST_SHARING_DEVICES[element.tag]}".replace("  ", " "))
+    return facts, problems

@@ -13,6 +13,7 @@ from provisioner.backends.base import (
     ApplyWork,
     Attachment,
     Backend,
+    Isolation,
     Report,
 )
 from provisioner.backends.gateway import GATEWAY_FORWARDING_DROPIN, GATEWAY_NFTABLES
@@ -134,6 +135,18 @@ class LxcBackend(Backend):
         for port, bridge in sorted(ports.items()):
             if port not in explained and not any(a.interface == port for a in found):
                 found.append(Attachment(bridges[str(bridge)], f"port {port}", None, False, port))
+        return found
+
+    def isolation(self, machines: list[str]) -> dict[str, Isolation]:
+        actual = self.discover().machines
+        found = {}
+        for name in machines:
+            have = actual.get(name)
+            if have is None:
+                found[name] = Isolation(name, True, problems=[f"no container holds machine {name}"])
+                continue
+            facts, problems = containers.isolation(self.lxcpath, have.handle)
+            found[name] = Isolation(name, True, [f"LXC container {have.handle}", *facts], problems)
         return found
 
     def _controller_drift(self, bridge: str) -> list[str]:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from provisioner.backends import debian_rootfs
 from provisioner.backends.debian_rootfs import DISABLED_SERVICES, PACKAGES, RELEASE
+from provisioner.backends.lxc import idmap
 from provisioner.controller.shell import run
 from provisioner.errors import BackendError, ProvisionError
 from provisioner.workspace.site_state import AUTOMATION_USER
 
 # What a systemd container of the lab needs besides the roles' packages (debootstrap's minbase has no init).
 CONTAINER_PACKAGES = ("init", "ifupdown", "netbase")
-RECIPE_VERSION = "2"
+RECIPE_VERSION = "3"  # 3: shifted for the containers' user-id mapping
 MARKER = "provisioner-base.json"
 
 
@@ -66,6 +68,9 @@ def ensure_base(lxcpath: Path, say=print, extra_packages: Sequence[str] = ()) ->
     try:
         debian_rootfs.build(rootfs, packages, say=say)
         _prepare_rootfs(rootfs)
+        say("shifting the image's owners for the containers' user-id mapping")
+        idmap.shift_tree(rootfs)
+        _open_to_mapped_root(directory)
     except (ProvisionError, OSError) as exc:
         debian_rootfs.remove(directory)
         if isinstance(exc, ProvisionError):
@@ -79,6 +84,13 @@ def ensure_base(lxcpath: Path, say=print, extra_packages: Sequence[str] = ()) ->
         json.dumps({"release": RELEASE, "packages": packages, "built": time.time(), "seconds": seconds})
     )
     return rootfs
+
+
+def _open_to_mapped_root(directory: Path) -> None:
+    """The containers' mapped root mounts their overlays from the image: it may pass through its folder (read-only
+    through the group), nobody else may."""
+    os.chown(directory, 0, idmap.to_host(0))
+    directory.chmod(0o750)
 
 
 def _prepare_rootfs(rootfs: Path) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioner.backends.lxc import idmap
 from provisioner.controller.shell import run
 from provisioner.workspace.hostkeys import HostKey
 
@@ -29,7 +30,7 @@ class SeedFile:
     path: str  # absolute path inside the container
     content: bytes
     mode: int = 0o644
-    uid: int = 0
+    uid: int = 0  # ids inside the container: written shifted (idmap)
     gid: int = 0
     kind: str = "file"  # "file", "dir" (content ignored) or "symlink" (content is the target)
 
@@ -81,7 +82,8 @@ def is_running(name: str) -> bool:
 
 
 def _mirror_dirs(base_rootfs: Path, delta: Path, inner_dir: str) -> Path:
-    """Create inner_dir in the overlay upper layer with the base's owner and mode, parent by parent."""
+    """Create inner_dir in the overlay upper layer with the base's owner and mode, parent by parent (a folder the
+    base lacks belongs to the container's root)."""
     target = delta
     for part in Path(inner_dir).relative_to("/").parts:
         target = target / part
@@ -92,7 +94,28 @@ def _mirror_dirs(base_rootfs: Path, delta: Path, inner_dir: str) -> Path:
                 st = base_dir.stat()
                 os.chown(target, st.st_uid, st.st_gid)
                 target.chmod(stat.S_IMODE(st.st_mode))
+            else:
+                os.chown(target, idmap.to_host(0), idmap.to_host(0))
     return target
+
+
+def make_directory(directory: Path) -> Path:
+    """A container's folder and its overlay's upper layer; the upper layer, returned.
+
+    LXC mounts the overlay as the container's mapped root, which must pass through the folder (group, read-only)
+    and create the overlay's work folder; the folder itself, with the config and labels, stays root's.
+    """
+    root = idmap.to_host(0)
+    directory.mkdir(mode=0o750)
+    os.chown(directory, 0, root)
+    directory.chmod(0o750)
+    overlay = directory / "overlay"
+    overlay.mkdir(mode=0o755)
+    os.chown(overlay, root, root)
+    delta = overlay / "delta"
+    delta.mkdir(mode=0o755)
+    os.chown(delta, root, root)
+    return delta
 
 
 def create_clone(
@@ -103,29 +126,30 @@ def create_clone(
     Whatever point an interruption hits, the directory is found again by its labels and replaced.
     """
     directory = lxcpath / name
-    directory.mkdir(mode=0o770)
+    delta = make_directory(directory)
     write_labels(directory, {**labels, "state": "building"})
-    delta = directory / "overlay" / "delta"
-    delta.mkdir(parents=True)
     write_seed(base_rootfs, delta, files)
     write_config(directory, config)
     write_labels(directory, {**labels, "state": "ready"})
 
 
 def write_seed(base_rootfs: Path, delta: Path, files: list[SeedFile]) -> None:
-    """Place files in an overlay upper layer; only while the container is stopped (its overlay unmounted)."""
+    """Place files in an overlay upper layer; only while the container is stopped (its overlay unmounted).
+    Owners are the container's ids, shifted to the host ids the container maps them from."""
     for seed in files:
         parent = _mirror_dirs(base_rootfs, delta, str(Path(seed.path).parent))
         target = parent / Path(seed.path).name
+        uid, gid = idmap.to_host(seed.uid), idmap.to_host(seed.gid)
         if seed.kind == "symlink":
             target.unlink(missing_ok=True)
             target.symlink_to(seed.content.decode())
+            os.lchown(target, uid, gid)
             continue
         if seed.kind == "dir":
             target.mkdir(exist_ok=True)
         else:
             target.write_bytes(seed.content)
-        os.chown(target, seed.uid, seed.gid)
+        os.chown(target, uid, gid)
         target.chmod(seed.mode)
 
 
@@ -145,6 +169,9 @@ def config_header(comment: str, hostname: str, base_rootfs: Path, delta: Path) -
         "lxc.arch = amd64",
         f"lxc.rootfs.path = overlay:{base_rootfs}:{delta}",
         f"lxc.uts.name = {hostname}",
+        # root inside is an unprivileged uid on the host (HYP-1); the base image is shifted to match
+        *idmap.idmap_config(),
+        # this host's kernel has no AppArmor (HYP-1 records it); seccomp comes from common.conf
         "lxc.apparmor.profile = unconfined",
         "lxc.tty.max = 2",
         "lxc.pty.max = 256",
@@ -234,3 +261,53 @@ def user_ids(base_rootfs: Path, user: str) -> tuple[int, int]:
         if fields[0] == user:
             return int(fields[2]), int(fields[3])
     raise KeyError(user)
+
+
+def isolation(lxcpath: Path, name: str) -> tuple[list[str], list[str]]:
+    """Facts and problems of a container's confinement, read on the host: its config's mapping, and what its
+    running init holds (the kernel's own view: uid_map, gid_map, seccomp, AppArmor)."""
+    facts: list[str] = []
+    problems: list[str] = []
+    config = lxcpath / name / "config"
+    mapping = [line.split("=", 1)[1].strip() for line in _lines(config) if line.startswith("lxc.idmap")]
+    if mapping:
+        facts.append(f"config {config}: lxc.idmap {'; '.join(mapping)}")
+    else:
+        problems.append(f"config {config} has no lxc.idmap: a privileged container")
+    pid = run(["lxc-info", "-n", name, "-p", "-H"], check=False).stdout.strip()
+    if not pid.isdigit():
+        problems.append(f"container {name} is not running: its confinement cannot be read")
+        return facts, problems
+    proc = Path("/proc") / pid
+    for table in ("uid_map", "gid_map"):
+        text = (proc / table).read_text()
+        shown = " / ".join(" ".join(line.split()) for line in text.splitlines())
+        if idmap.is_identity_map(text):
+            problems.append(f"init (pid {pid}) {table} {shown}: root inside is the host's root")
+        else:
+            facts.append(f"init (pid {pid}) {table}: {shown}")
+    status = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines() if ":" in line)
+    seccomp = status.get("Seccomp", "").strip()
+    if seccomp == "2":
+        facts.append(f"init (pid {pid}) runs under a seccomp filter (mode 2)")
+    else:
+        problems.append(f"init (pid {pid}) has no seccomp filter (Seccomp: {seccomp or 'unknown'})")
+    facts.append(_apparmor(proc))
+    return facts, problems
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return [line.strip() for line in path.read_text().splitlines()]
+    except OSError:
+        return []
+
+
+def _apparmor(proc: Path) -> str:
+    enabled = Path("/sys/module/apparmor/parameters/enabled")
+    if not enabled.is_file() or enabled.read_text().strip() != "Y":
+        return "AppArmor: this host's kernel has none (the user-id mapping and seccomp confine the container)"
+    for attr in (proc / "attr/apparmor/current", proc / "attr/current"):
+        if attr.is_file():
+            return f"AppArmor profile: {attr.read_text().strip()}"
+    return "AppArmor: enabled, the container's profile is unreadable"

@@ -13,7 +13,15 @@ import os
 import threading
 from typing import Any
 
-from provisioner.backends.base import ActualMachine, ActualSegment, ActualState, ApplyWork, Backend, Report
+from provisioner.backends.base import (
+    ActualMachine,
+    ActualSegment,
+    ActualState,
+    ApplyWork,
+    Backend,
+    Isolation,
+    Report,
+)
 from provisioner.backends.proxmox import access, firewall
 from provisioner.backends.proxmox.client import CallCounter, PveClient, PveError, token_secret
 from provisioner.backends.proxmox.machines import VmidAllocator, VmLifecycle
@@ -179,6 +187,20 @@ class ProxmoxBackend(Backend):
                 actual.name = machine
             state.machines[machine] = actual
         return state
+
+    def isolation(self, machines: list[str]) -> dict[str, Isolation]:
+        actual = self.discover().machines
+        found = {}
+        for name in machines:
+            have = actual.get(name)
+            if have is None:
+                found[name] = Isolation(name, False, problems=[f"no Proxmox VM holds machine {name}"])
+                continue
+            node, vmid = have.handle.split("/")
+            config = self.client.get(f"nodes/{node}/qemu/{vmid}/config") or {}
+            facts, problems = vm_isolation(config)
+            found[name] = Isolation(name, False, [f"Proxmox QEMU VM {vmid} on {node}", *facts], problems)
+        return found
 
     def _prod_pool(self, env: str | None) -> str | None:
         names = [e.name for e in self.site.model.environments if e.tier == "production"]
@@ -411,3 +433,23 @@ class ProxmoxBackend(Backend):
                     }
                 )
         return rows
+
+
+# VM options that hand a guest something of the host's own (PCI or USB devices, host folders, raw QEMU arguments).
+HOST_SHARING_OPTIONS = {
+    "hostpci": "a host PCI device passed through",
+    "usb": "a host USB device passed through",
+    "virtiofs": "a host folder shared into the guest",
+    "args": "raw QEMU arguments (anything is possible)",
+}
+
+
+def vm_isolation(config: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Facts and problems of a QEMU VM's separation from its node (HYP-1)."""
+    facts = ["a QEMU virtual machine with its own kernel"]
+    problems = []
+    for key, value in sorted(config.items()):
+        prefix = key.rstrip("0123456789")
+        if prefix in HOST_SHARING_OPTIONS and not (prefix == "usb" and "spice" in str(value)):
+            problems.append(f"{key}: {value}: {HOST_SHARING_OPTIONS[prefix]}")
+    return facts, problems

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from provisioner.backends.lxc import base_image, containers
+from provisioner.backends.lxc import base_image, containers, idmap
 from provisioner.backends.lxc.containers import SeedFile
 from provisioner.backends.network import hostguard, links
 from provisioner.workspace.hostkeys import new_host_key
@@ -459,7 +459,8 @@ def _appended(rootfs: Path, delta: Path, inner_path: str, line: str) -> SeedFile
     if text and not text.endswith("\n"):
         text += "\n"
     st = current.stat()
-    return SeedFile(inner_path, f"{text}{line}\n".encode(), st.st_mode & 0o7777, st.st_uid, st.st_gid)
+    uid, gid = idmap.to_inside(st.st_uid), idmap.to_inside(st.st_gid)
+    return SeedFile(inner_path, f"{text}{line}\n".encode(), st.st_mode & 0o7777, uid, gid)
 
 
 # ---- lookups and cleanup -------------------------------------------------------------------------
