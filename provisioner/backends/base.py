@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from provisioner.backends.network.probe_point import ProbePoint
 from provisioner.errors import BackendError, ProvisionError
 from provisioner.planning.desired import MGMT, DesiredState, MachineSpec, desired_state
 from provisioner.planning.planner import Action, Change, Kind, Plan
@@ -350,6 +351,11 @@ class Backend(ABC):
     def hypervisor_access(self) -> list[dict[str, object]] | None:
         """Per person and environment, the rights held at the hypervisor, read back live (ACC-6); None where the
         backend has no hypervisor accounts (the local LXC lab)."""
+        return None
+
+    def probe_point(self, environment: str) -> ProbePoint | None:
+        """The controller's own probe on an environment's segment (verify's network attempts start there); None
+        where the backend cannot attach the controller to its segments."""
         return None
 
     def isolation(self, machines: list[str]) -> dict[str, Isolation]:

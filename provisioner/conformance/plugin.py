@@ -8,11 +8,13 @@ import json
 import os
 import shutil
 import tempfile
+from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
+from provisioner.backends.base import Backend
 from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.results import CheckResult, Status
 from provisioner.remote.ssh import Remote
@@ -48,6 +50,12 @@ class Lab:
         self.remote = Remote(self.state)
         self.keys_dir = keys_dir
         self._key_copies: Path | None = None
+
+    @cached_property
+    def backend(self) -> Backend:
+        from provisioner.backends import backend_for
+
+        return backend_for(self.site, self.state)
 
     def hypervisor_access(self) -> list[dict[str, Any]] | None:
         """Rights at the hypervisor read back live from it; None where the backend has no hypervisor accounts."""

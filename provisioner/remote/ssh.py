@@ -7,60 +7,13 @@ import subprocess
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import testinfra
 
+from provisioner.remote import reach as reach_probe
 from provisioner.workspace.redact import Redactor
 from provisioner.workspace.site_state import AUTOMATION_USER, SiteState
-
-# Runs on a lab host: opens TCP connections in parallel and says how each one ended.
-REACH_SCRIPT = r"""
-import concurrent.futures, errno, json, select, socket, struct, sys, time
-IP_RECVERR = 11
-
-def tcp(address, port):
-    sock = socket.socket()
-    sock.settimeout(3)
-    try:
-        sock.connect((address, port))
-        return "connected"
-    except socket.timeout:
-        return "timeout"
-    except OSError as exc:
-        return {errno.ECONNREFUSED: "refused", errno.EHOSTUNREACH: "rejected",
-                errno.ENETUNREACH: "rejected"}.get(exc.errno, errno.errorcode.get(exc.errno, str(exc)))
-    finally:
-        sock.close()
-
-def offender(address, port):
-    # A UDP datagram with IP_RECVERR: the ICMP error names who refused it (the gateway or the host).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_IP, IP_RECVERR, 1)
-    sock.setblocking(False)
-    try:
-        sock.connect((address, port))
-        sock.send(b"provisioner reachability probe")
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
-            select.select([], [], [sock], 0.1)
-            try:
-                _, ancillary, _, _ = sock.recvmsg(64, 512, socket.MSG_ERRQUEUE)
-            except (BlockingIOError, InterruptedError):
-                continue
-            for level, kind, data in ancillary:
-                if level == socket.SOL_IP and kind == IP_RECVERR and len(data) >= 24:
-                    return "icmp-from:" + socket.inet_ntoa(data[20:24])
-        return "no-icmp"
-    finally:
-        sock.close()
-
-def probe(target):
-    address, port, proto = target
-    return [address, port, proto, tcp(address, port) if proto == "tcp" else offender(address, port)]
-
-with concurrent.futures.ThreadPoolExecutor(64) as pool:
-    print(json.dumps(list(pool.map(probe, json.loads(sys.argv[1])))))
-"""
 
 OUTCOME_TEXT = {
     "connected": "connection opened",
@@ -119,15 +72,22 @@ class Remote:
         return Attempt(proc.returncode, self.redactor.text(proc.stdout), self.redactor.text(proc.stderr))
 
     def reach(self, source: str, targets: list[tuple[str, int]], proto: str = "tcp") -> list[tuple[str, int, str]]:
-        """From lab host `source`, try each (address, port).
+        """From lab host `source`, try each (address, port) once.
 
         tcp: connected | refused | rejected | timeout. udp: icmp-from:<address of who refused> | no-icmp.
         """
-        wanted = [[address, port, proto] for address, port in targets]
-        result = self.host(source).run("python3 -c %s %s", REACH_SCRIPT, json.dumps(wanted))
+        outcomes, _ = self.reach_detailed(source, reach_probe.request([(a, p, proto) for a, p in targets]))
+        silent = "timeout" if proto == "tcp" else "no-icmp"
+        return [(o.address, o.port, silent if o.outcome == "no-answer" else o.outcome) for o in outcomes]
+
+    def reach_detailed(
+        self, source: str, request: dict[str, Any]
+    ) -> tuple[list[reach_probe.Outcome], reach_probe.LinkV6 | None]:
+        """From lab host `source`, the reachability probe's full answer (see provisioner.remote.reach)."""
+        result = self.host(source).run("python3 -c %s %s", reach_probe.SCRIPT, json.dumps(request))
         if result.rc != 0:
             raise RuntimeError(f"probe from {source} failed: {result.stderr.strip()}")
-        return [(address, port, outcome) for address, port, _, outcome in json.loads(result.stdout)]
+        return reach_probe.parse(json.loads(result.stdout))
 
     def run_as_root(self, address: str, command: str) -> Attempt:
         result = self.host(address).run(f"sudo -n {command}")

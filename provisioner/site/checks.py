@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from provisioner.site.design import check_design
 from provisioner.site.duties import check_duties
 from provisioner.site.model import LibvirtSettings, Person, Site, Waiver
+from provisioner.site.policy import probe_address
 from provisioner.site.vocabulary import DEFAULT_ACCESS, LEVEL_ORDER
 from provisioner.site.yamlsource import KeyPath, format_path
 
@@ -136,6 +137,12 @@ def _segments(site: Site, today: dt.date) -> Iterator[Problem]:
                 (*path, "gateway"),
                 f"{seg.gateway} is not a usable address of {seg.cidr}; allowed: {_usable(seg.cidr)}",
             )
+        elif seg.gateway == probe_address(env):
+            yield (
+                (*path, "gateway"),
+                f"{seg.gateway} is the segment's last usable address, reserved for verify's probe; "
+                f"allowed: {_usable(seg.cidr)} but {seg.gateway}",
+            )
 
 
 def _hosts(site: Site, today: dt.date) -> Iterator[Problem]:
@@ -143,6 +150,7 @@ def _hosts(site: Site, today: dt.date) -> Iterator[Problem]:
     taken: dict[ipaddress.IPv4Address, str] = {site.management.controller: "the controller"}
     for env in site.environments:
         taken[env.segment.gateway] = f"the gateway of '{env.name}'"
+        taken.setdefault(probe_address(env), f"verify's probe on '{env.name}' (a segment's last usable address)")
     for index, host in enumerate(site.hosts):
         path: KeyPath = ("hosts", index)
         host_env = envs.get(host.environment)

@@ -3,6 +3,7 @@ service ports accept whom. Roles receive these facts through the inventory; chec
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from provisioner.site.model import Environment, Host, Person, Site
@@ -27,6 +28,12 @@ def accounts_for(site: Site, env: Environment) -> list[dict[str, str]]:
                 {"name": person.name, "full_name": person.full_name, "ssh_key": person.ssh_key, "level": level}
             )
     return accounts
+
+
+def probe_address(env: Environment) -> ipaddress.IPv4Address:
+    """The address verify's probe takes on an environment's segment: the segment's last usable one, which no host
+    and no gateway may take (site validation refuses it)."""
+    return env.segment.cidr.broadcast_address - 1
 
 
 def deploy_envs(site: Site) -> list[str]:

@@ -6,6 +6,8 @@ Faults are planted one at a time and repaired before the next, so each verify ru
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 from conftest import DEMO_KEYS
 from probes import in_container
 
+from provisioner.backends import backend_for
 from provisioner.backends.lxc import base_image, containers, idmap
 from provisioner.conformance import escape_probe
 from provisioner.conformance.controls import CONTROLS
@@ -65,9 +68,21 @@ def test_verify_passes_every_check_on_the_lab(lab):
     tcp = [r for r in matrix if isinstance(r["port"], int)]
     assert all(r["observed"] == "rejected" for r in tcp if r["destination_env"] == "prod")
     gateways = {e.name: str(e.segment.gateway) for e in lab.site.model.environments}
-    udp = [r for r in matrix if not isinstance(r["port"], int)]
+    udp = [r for r in matrix if r["port"] == "9/udp"]
     assert udp and all(r["observed"] == f"icmp-from:{gateways[r['source_env']]}" for r in udp), udp
+    assert all(r["icmp"] == "ICMP type 3 code 13" for r in udp), "the gateway's reject: administratively prohibited"
     assert any(r["expected"] == "open" for r in matrix), "the declared dev -> test flow is probed too"
+    # from the controller's own probe on each segment, never from a host a developer is root on
+    assert {r["source"] for r in matrix} == {f"probe@{e.name}" for e in lab.site.model.environments}
+    blocked = [r for r in matrix if r["expected"] == "blocked" and r["port"] != "icmpv6"]
+    assert all("corroborates" in r["detail"] for r in blocked), [
+        r for r in blocked if "corroborates" not in r["detail"]
+    ]
+    assert {r["destination"] for r in matrix} >= {"controller", "gateway (leg on mgmt)", "gateway (leg on prod)"}
+    v6 = [r for r in matrix if r["port"] == "icmpv6"]
+    assert len(v6) == len(lab.site.model.environments) and all(r["ok"] for r in v6), v6
+    assert all(r["detail"].startswith("only the probe itself") for r in v6), "the probe heard its own answer"
+    assert not _probe_namespaces(), "the probes are gone after verify"
     suites = ET.parse(run_dir / "junit.xml").getroot()
     assert int(suites.find("testsuite").get("tests")) == len(results["results"])
 
@@ -143,6 +158,65 @@ def test_developer_database_role_in_prod_fails_acc3(lab):
         in_container(host, "runuser -u postgres -- psql -X -q -c 'drop role alice'")
     rc, data = verify(lab)
     assert rc == 0, data["failures"]
+
+
+def _probe_namespaces() -> list[str]:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in listed.splitlines() if line.startswith("provisioner-probe-")]
+
+
+def _net2(lab) -> tuple[int, dict]:
+    result = lab.cli("verify", str(lab.site_file), "--keys", str(KEYS), "--json", "-k", "reachability")
+    assert result.stdout, result.stderr
+    return result.rc, result.json
+
+
+def test_ipv6_on_the_controllers_side_of_a_segment_fails_net2_and_is_drift(lab):
+    """With an IPv6 address on the dev bridge, every dev host could reach the controller past the gateway."""
+    bridge = backend_for(lab.site, lab.state).bridge("dev")
+    switch = Path(f"/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6")
+    assert switch.read_text().strip() == "1", "apply leaves IPv6 off on the segment bridges"
+    switch.write_text("0\n")
+    try:
+        time.sleep(1)  # the bridge's link-local address appears
+        rc, data = _net2(lab)
+        assert rc == 1
+        failure = next(f for f in data["failures"] if f["control"] == "NET-2" and "dev" in f["host"])
+        assert "IPv6 answers on the link from fe80::" in failure["evidence"] + failure["observed"], failure
+        plan = lab.cli("plan", str(lab.site_file), "--json")
+        assert any(f"IPv6 is on for bridge {bridge}" in c.get("detail", "") for c in plan.json["changes"]), plan.stdout
+    finally:
+        switch.write_text("1\n")
+    assert _net2(lab)[0] == 0
+
+
+def test_a_port_sweep_from_dev_during_verify_does_not_change_its_verdicts(lab):
+    """A developer floods prod from dev (exhausting the gateway's ICMP budget) while verify probes."""
+    targets = [str(h.address) for h in lab.site.model.hosts_in("prod")]
+    sweep = (
+        "import socket, time\n"
+        f"targets = {targets!r}\n"
+        "end = time.monotonic() + 120\n"
+        "port = 1\n"
+        "while time.monotonic() < end:\n"
+        "    for address in targets:\n"
+        "        s = socket.socket(); s.setblocking(False)\n"
+        "        try: s.connect_ex((address, port))\n"
+        "        finally: s.close()\n"
+        "        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "        u.sendto(b'x', (address, port)); u.close()\n"
+        "    port = port % 65535 + 1\n"
+    )
+    dev_host = container(lab, lab.site.model.hosts_in("dev")[0].name)
+    flood = subprocess.Popen(["lxc-attach", "-n", dev_host, "--", "python3", "-c", sweep])
+    try:
+        time.sleep(3)
+        assert flood.poll() is None, "the sweep runs"
+        rc, data = _net2(lab)
+        assert rc == 0, json.dumps(data["failures"], indent=1)[:3000]
+    finally:
+        flood.kill()
+        flood.wait()
 
 
 PRIVILEGED = "hyp1-privileged"

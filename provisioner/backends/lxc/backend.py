@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 from pathlib import Path
@@ -20,10 +21,12 @@ from provisioner.backends.gateway import GATEWAY_FORWARDING_DROPIN, GATEWAY_NFTA
 from provisioner.backends.lxc import base_image, containers
 from provisioner.backends.lxc.containers import SeedFile
 from provisioner.backends.network import controller_side, hostguard, links, names
+from provisioner.backends.network.probe_point import ProbePoint
 from provisioner.errors import BackendError, ProvisionError
 from provisioner.planning.desired import MGMT, MachineSpec, SegmentSpec
 from provisioner.planning.planner import Action, Change, Kind
 from provisioner.remote.wait import require_ssh
+from provisioner.site import policy
 from provisioner.workspace.hostkeys import HostKey, new_host_key
 from provisioner.workspace.site_state import AUTOMATION_USER
 
@@ -73,8 +76,10 @@ class LxcBackend(Backend):
                 key = link.labels.get("segment", "")
                 env = link.labels.get("environment") or None
                 state.segments[key] = ActualSegment(key, env, link.name, link.labels.get("production") == "1")
+                if links.ipv6_enabled(link.name):
+                    state.segments[key].drift.append(f"IPv6 is on for bridge {link.name}: the controller answers there")
         if MGMT in state.segments:
-            state.segments[MGMT].drift = self._controller_drift(state.segments[MGMT].handle)
+            state.segments[MGMT].drift += self._controller_drift(state.segments[MGMT].handle)
         running = containers.running_names()
         for found in containers.list_site_containers(self.lxcpath, self.site.name):
             labels = found.labels
@@ -102,7 +107,11 @@ class LxcBackend(Backend):
             for link in all_links
             if link.labels.get("site") == self.site.name and link.labels.get("kind") == "segment"
         }
-        ports = {link.name: link.master for link in all_links if link.master in bridges}
+        ports = {  # the controller's own probe (verify) is not something on the segment to explain
+            link.name: link.master
+            for link in all_links
+            if link.master in bridges and link.labels.get("kind") != "probe"
+        }
         explained: set[str] = set()
         found: list[Attachment] = []
         for name in sorted(containers.running_names()):
@@ -136,6 +145,16 @@ class LxcBackend(Backend):
             if port not in explained and not any(a.interface == port for a in found):
                 found.append(Attachment(bridges[str(bridge)], f"port {port}", None, False, port))
         return found
+
+    def probe_point(self, environment: str) -> ProbePoint | None:
+        env = self.site.model.environment(environment)
+        return ProbePoint(
+            self.site.name,
+            env.name,
+            self.bridge(env.name),
+            ipaddress.IPv4Interface(f"{policy.probe_address(env)}/{env.segment.cidr.prefixlen}"),
+            env.segment.gateway,
+        )
 
     def isolation(self, machines: list[str]) -> dict[str, Isolation]:
         actual = self.discover().machines
@@ -179,6 +198,11 @@ class LxcBackend(Backend):
         """Bridges, then the controller's management address, its routes and its guard table."""
         for change in work.plan.of(Kind.SEGMENT, Action.CREATE):
             self._create_segment(self.desired.segment(change.name), report)
+        for change in work.plan.of(Kind.SEGMENT, Action.UPDATE):
+            bridge = self.bridge(change.name)
+            if links.ipv6_enabled(bridge):
+                report(f"switching IPv6 off on bridge {bridge}")
+                links.disable_ipv6(bridge)
         if not work.full_destroy and self._has_segment(MGMT):
             self._controller_side(report)
         work.actual = self.discover()  # the machines and the segments that go, as they are now

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from provisioner.controller.shell import run
 
@@ -42,10 +43,29 @@ def list_links() -> list[Link]:
 
 
 def create_bridge(name: str, labels: dict[str, str]) -> None:
-    """Create, label, bring up. Callers journal the name first: the link exists unlabelled for a moment."""
+    """Create, label, switch IPv6 off, bring up. Callers journal the name first: the link exists unlabelled for a
+    moment."""
     run(["ip", "link", "add", "name", name, "type", "bridge"])
     run(["ip", "link", "set", name, "alias", format_alias(labels)])
+    disable_ipv6(name)
     run(["ip", "link", "set", name, "up"])
+
+
+def _ipv6_switch(device: str) -> Path:
+    return Path("/proc/sys/net/ipv6/conf") / device / "disable_ipv6"
+
+
+def disable_ipv6(device: str) -> None:
+    """No IPv6 address on the controller's side of a segment: with one (even link-local), every machine on the
+    segment could reach the controller over IPv6, past the gateway."""
+    switch = _ipv6_switch(device)
+    if switch.exists():
+        switch.write_text("1\n")
+
+
+def ipv6_enabled(device: str) -> bool:
+    switch = _ipv6_switch(device)
+    return switch.exists() and switch.read_text().strip() == "0"
 
 
 def set_address(bridge: str, cidr: str) -> None:

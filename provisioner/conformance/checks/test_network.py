@@ -8,11 +8,13 @@ import json
 import pytest
 
 from provisioner.backends import backend_for
+from provisioner.backends.network import probe_point
+from provisioner.conformance import reachability
+from provisioner.remote import reach
 from provisioner.remote.ssh import OUTCOME_TEXT
-from provisioner.site import policy
 
 BLOCKED = {"rejected", "timeout"}
-OPEN_PATH = {"connected", "refused"}  # the packet got there: the path is open
+GATEWAY_TABLE = "provisioner_gateway"  # roles/env_gateway: env_gateway_table
 
 
 @pytest.mark.control("NET-1")
@@ -43,65 +45,73 @@ def test_hypervisor_wiring_matches_the_design(lab, evidence):
     assert not problems, "; ".join(problems)
 
 
-def _matrix_targets(lab, source):
-    rows = []
-    for target in lab.model.hosts:
-        if target.environment == source.environment:
-            continue
-        for port in [22, *policy.service_ports(target)]:
-            allowed = any(
-                f.from_env == source.environment and str(target.address) in f.to_addresses and port in f.ports
-                for f in policy.resolved_flows(lab.model)
-            )
-            rows.append((target, port, allowed))
-    return rows
-
-
-UDP_PROBE_PORT = 9  # discard: never a declared flow, so the gateway must refuse it itself
-
-
 @pytest.mark.control("NET-2")
 def test_reachability_from_each_environment(lab, evidence, source_name):
     source = lab.host(source_name)
-    gateway = str(lab.model.environment(source.environment).segment.gateway)
-    rows = _matrix_targets(lab, source)
-    outcomes = {
-        (a, p): o for a, p, o in lab.remote.reach(str(source.address), [(str(t.address), p) for t, p, _ in rows])
-    }
-    others = sorted({str(t.address) for t, _, _ in rows})
-    refused_by = {
-        a: o for a, _, o in lab.remote.reach(str(source.address), [(a, UDP_PROBE_PORT) for a in others], proto="udp")
-    }
+    env = lab.model.environment(source.environment)
+    gateway_leg = str(env.segment.gateway)
+    wanted = reachability.targets(lab.model, env.name)
     evidence.expect(
-        "declared flows open; every other path to another environment refused by the gateway itself "
-        f"({gateway}), whatever the destination host's own firewall does"
+        "declared flows open; every other path out of the segment (hosts elsewhere, every leg of the gateway, "
+        f"the controller) refused by the gateway itself ({gateway_leg}: ICMP administratively prohibited) and "
+        "counted by its deny counter for that pair; nothing answers IPv6 on the segment but the probe itself"
     )
+    before = _gateway_counters(lab)
+    outcomes, link_v6, origin = _attempt(lab, env.name, source, wanted)
+    after = _gateway_counters(lab)
+    counted = None if before is None or after is None else reachability.counter_rise(before, after)
+    evidence.note(origin)
+    if counted is None:
+        evidence.note("the gateway's deny counters could not be read over SSH: no refusal is corroborated")
+    verdicts = reachability.judge(env.name, gateway_leg, zip(wanted, outcomes, strict=True), counted)
     wrong = []
-    for target, port, allowed in rows:
-        observed = outcomes[(str(target.address), port)]
-        ok = observed in OPEN_PATH if allowed else observed in BLOCKED
+    for v in verdicts:
+        t = v.target
         evidence.row(
-            source=source.name, source_env=source.environment, destination=target.name,
-            destination_env=target.environment, port=port, expected="open" if allowed else "blocked",
-            observed=observed, detail=OUTCOME_TEXT.get(observed, observed), ok=ok,
+            source=origin.split(":")[0], source_env=env.name, destination=t.destination,
+            destination_env=t.destination_env, port=t.port_label, expected=t.expected, observed=v.observed,
+            icmp=v.outcome.icmp, tries=v.outcome.tries, detail=v.detail, ok=v.ok,
         )  # fmt: skip
-        if not ok:
+        if not v.ok:
             wrong.append(
-                f"{source.name} -> {target.name}:{port} expected {'open' if allowed else 'blocked'}, {observed}"
+                f"{env.name} -> {t.destination} ({t.address}):{t.port_label} expected {t.expected}: {v.detail}"
             )
-    for target in sorted({t.name for t, _, _ in rows}):
-        address = str(lab.host(target).address)
-        observed = refused_by[address]
-        ok = observed == f"icmp-from:{gateway}"
+    if link_v6 is not None or lab.backend.probe_point(env.name) is not None:
+        ok, detail = reachability.ipv6_verdict(link_v6)
         evidence.row(
-            source=source.name, source_env=source.environment, destination=target,
-            destination_env=lab.host(target).environment, port=f"{UDP_PROBE_PORT}/udp", expected=f"icmp-from:{gateway}",
-            observed=observed, detail="who refused the datagram", ok=ok,
+            source=origin.split(":")[0], source_env=env.name, destination="every node of the link (IPv6 ff02::1)",
+            destination_env=env.name, port="icmpv6", expected="blocked", observed=detail, icmp="", tries=1,
+            detail=detail, ok=ok,
         )  # fmt: skip
         if not ok:
-            wrong.append(f"{source.name} -> {target}: the gateway let it through ({observed}, expected the gateway)")
-    evidence.observe(f"{len(rows) + len(others) - len(wrong)}/{len(rows) + len(others)} paths as declared")
+            wrong.append(f"{env.name}: {detail}")
+    evidence.observe(f"{len(verdicts) - len(wrong)}/{len(verdicts)} paths as declared")
     assert not wrong, "; ".join(wrong)
+
+
+def _attempt(lab, env_name, source, wanted):
+    """The attempts, from the controller's probe on the segment where the backend gives one; else from the
+    segment's first host (whose root could falsify them: the gateway's counters are then the only proof)."""
+    request = reach.request([(t.address, t.port, t.proto) for t in wanted], retries=3)
+    point = lab.backend.probe_point(env_name)
+    if point is None:
+        outcomes, _ = lab.remote.reach_detailed(str(source.address), request)
+        return outcomes, None, f"{source.name}: attempts from host {source.name} (this backend gives no probe point)"
+    request["ipv6_interface"] = probe_point.INTERFACE
+    with point.attached():
+        result = point.python(reach.SCRIPT, json.dumps(request))
+    assert result.returncode == 0, f"the probe on {env_name} failed: {result.stderr.strip()[-500:]}"
+    outcomes, link_v6 = reach.parse(json.loads(result.stdout))
+    return outcomes, link_v6, f"probe@{env_name}: the controller's probe at {point.address} on {point.bridge}"
+
+
+def _gateway_counters(lab) -> dict[str, int] | None:
+    result = lab.remote.run_as_root(
+        str(lab.model.management.gateway), f"nft -j list counters table inet {GATEWAY_TABLE}"
+    )
+    if not result.ok:
+        return None
+    return reachability.parse_counters(json.loads(result.stdout))
 
 
 @pytest.mark.control("NET-3")

@@ -1,0 +1,73 @@
+"""The controller's own probe on a segment: a network namespace on the controller with one interface on the
+segment's bridge, at the segment's reserved probe address. Verify runs its network attempts from here, so no host a
+developer is root on decides what they report.
+
+It exists only while verify runs; one left by a killed run is replaced by the next. Its port on the bridge carries
+the label kind=probe, so NET-4 knows it for the controller's own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from provisioner.backends.network import links, names
+from provisioner.controller.shell import run
+
+INTERFACE = "eth0"  # the probe's interface inside its namespace
+
+
+@dataclass(frozen=True)
+class ProbePoint:
+    site: str
+    segment: str  # the segment key (an environment's name)
+    bridge: str
+    address: ipaddress.IPv4Interface
+    gateway: ipaddress.IPv4Address
+
+    @property
+    def namespace(self) -> str:
+        return f"provisioner-probe-{names.site_tag(self.site)}-{self.segment}"
+
+    @property
+    def port(self) -> str:
+        """The host side of the probe's veth (at most 15 characters)."""
+        return f"{names.site_tag(self.site)}p{names.short_hash(self.segment, 7)}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"site": self.site, "kind": "probe", "segment": self.segment}
+
+    def create(self) -> None:
+        self.remove()
+        ns = self.namespace
+        run(["ip", "netns", "add", ns])
+        run(["ip", "link", "add", self.port, "type", "veth", "peer", "name", INTERFACE, "netns", ns])
+        run(["ip", "link", "set", self.port, "alias", links.format_alias(self.labels)])
+        run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", f"net.ipv6.conf.{INTERFACE}.accept_dad=0"])
+        run(["ip", "-n", ns, "address", "add", str(self.address), "dev", INTERFACE])
+        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        run(["ip", "-n", ns, "link", "set", INTERFACE, "up"])
+        run(["ip", "-n", ns, "route", "add", "default", "via", str(self.gateway)])
+        run(["ip", "link", "set", self.port, "master", self.bridge, "up"])
+
+    def remove(self) -> None:
+        run(["ip", "netns", "delete", self.namespace], check=False)
+        run(["ip", "link", "delete", self.port], check=False)
+
+    def python(self, script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run a Python script inside the probe's namespace, with the controller's own interpreter."""
+        return run(["ip", "netns", "exec", self.namespace, sys.executable, "-c", script, *args],
+                   check=False, timeout=timeout)  # fmt: skip
+
+    @contextmanager
+    def attached(self) -> Iterator[ProbePoint]:
+        self.create()
+        try:
+            yield self
+        finally:
+            self.remove()
