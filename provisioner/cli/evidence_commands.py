@@ -47,6 +47,7 @@ def verify(
                 "run_dir": str(result.run_dir),
                 "controls": summary,
                 "failures": result.failed,
+                "not_attempted": result.unattempted,
                 "releases_verified": recorded,
             }
         )
@@ -71,6 +72,13 @@ def verify(
             out.print(
                 f"[red]{failure['control']}[/red] {escape(failure['check'] + '[' + failure['host'] + ']')}: "
                 f"{escape(failure['evidence'].splitlines()[-1] if failure['evidence'] else failure['observed'])}",
+                highlight=False,
+            )
+        for row in result.unattempted:
+            out.print(
+                f"[red]{row['control']}[/red] {escape(row['check'] + '[' + row['host'] + ']')}: "
+                f"{escape(row['evidence'].splitlines()[-1])} (declare it under out_of_scope: in the site file, with a "
+                "reason and who decided it, if this attempt is not to be made)",
                 highlight=False,
             )
         out.print(f"results (JSON, JUnit XML): {result.run_dir}", highlight=False)

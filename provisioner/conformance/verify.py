@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.ansible_run.runner import new_run_dir
+from provisioner.conformance import scope
 from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.history import record_run
 from provisioner.conformance.waivers import apply_waivers, summarise
@@ -31,13 +32,18 @@ class VerifyResult:
     pytest_rc: int
 
     @property
+    def unattempted(self) -> list[dict[str, Any]]:
+        """Attempts not made and not declared out of scope (scope.py): verify fails for them."""
+        return scope.unattempted(self.results)
+
+    @property
     def failed(self) -> list[dict[str, Any]]:
         return [r for r in self.results if r["status"] == "fail"]
 
     @property
     def ok(self) -> bool:
         """No failure once waivers are applied (pytest exits 1 for failures a waiver covers; 2+ is an error)."""
-        return self.pytest_rc in (0, 1) and not self.failed and bool(self.results)
+        return self.pytest_rc in (0, 1) and not self.failed and not self.unattempted and bool(self.results)
 
     def by_control(self) -> dict[str, dict[str, int]]:
         """pass/fail/skip per control, in catalogue order; 'waived' appears where a waiver covers a failure."""
@@ -115,7 +121,7 @@ def run_verify(
     payload = json.loads(results_file.read_text())
     # waivers (ACC-7) are applied where results are summarised; the suite's own status stays as raw_status
     signed = signed_waivers(Ledger(state).entries(), site.model)
-    results = apply_waivers(payload["results"], site.model, None, signed)
+    results = scope.mark(apply_waivers(payload["results"], site.model, None, signed), site.model)
     payload["results"] = results
     payload["waivers"] = [w.model_dump(mode="json") for w in site.model.waivers]
     results_file.write_text(json.dumps(payload, indent=1))

@@ -32,6 +32,7 @@ def check_duties(site: Site, today: dt.date) -> Iterator[Problem]:
     yield from _keys(site)
     yield from _account_names(site)
     yield from _waivers(site)
+    yield from _out_of_scope(site)
     yield from _path_to_live(site)
 
 
@@ -123,6 +124,31 @@ def _waivers(site: Site) -> Iterator[Problem]:
                 f"'{waiver.control}' is not a control of the catalogue; allowed: {', '.join(controls)}",
             )
         yield from _waiver_approver(site, waiver, path)
+
+
+def _out_of_scope(site: Site) -> Iterator[Problem]:
+    controls = control_ids()
+    seen: set[str] = set()
+    for index, entry in enumerate(site.out_of_scope):
+        path: KeyPath = ("out_of_scope", index)
+        if entry.control not in controls:
+            yield (
+                (*path, "control"),
+                f"'{entry.control}' is not a control of the catalogue; allowed: {', '.join(controls)}",
+            )
+        elif entry.control in seen:
+            yield ((*path, "control"), f"{entry.control} is declared out of scope twice; allowed: once per control")
+        seen.add(entry.control)
+        decider = site.person(entry.decided_by)
+        if decider is None:
+            known = ", ".join(p.name for p in site.people) or "none declared"
+            yield ((*path, "decided_by"), f"'{entry.decided_by}' is not a person of the site; allowed: {known}")
+        elif not {"admin", "approver"} & set(decider.roles):
+            yield (
+                (*path, "decided_by"),
+                f"'{decider.name}' ({', '.join(decider.roles)}) cannot take a check out of scope; allowed: a person "
+                "with the admin or approver role",
+            )
 
 
 def _waiver_approver(site: Site, waiver: Waiver, path: KeyPath) -> Iterator[Problem]:

@@ -143,6 +143,15 @@ class Waiver(Strict):
     compensating: list[str] = Field(default_factory=list)
 
 
+class OutOfScope(Strict):
+    """An attempt of the conformance suite the site does not make, declared with its reason and who decided it:
+    verify does not fail for its absence, and the report says it was not attempted and why."""
+
+    control: Annotated[str, Field(pattern=CONTROL_RE)]
+    reason: str = Field(min_length=10)
+    decided_by: str
+
+
 FAKE_KINDS = ("name", "first_name", "last_name", "email", "phone", "street", "city", "postcode", "date", "iban", "text")
 RULE_HELP = "hash | null | keep | replace:<text> | fake:<kind> (kinds: " + ", ".join(FAKE_KINDS) + ")"
 
@@ -295,6 +304,7 @@ class Site(Strict):
     flows: list[Flow] = Field(default_factory=list)
     releases: ReleaseRules = Field(default_factory=ReleaseRules)
     waivers: list[Waiver] = Field(default_factory=list)
+    out_of_scope: list[OutOfScope] = Field(default_factory=list)
     test_data: DataSettings = Field(default_factory=DataSettings)
 
     # ---- lookups used everywhere -------------------------------------------------------------

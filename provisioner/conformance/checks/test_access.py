@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from provisioner.conformance.scope import NOT_ATTEMPTED
 from provisioner.site import policy
 from provisioner.workspace.secrets import database_password_name
 
@@ -45,7 +46,7 @@ def test_no_developer_or_tester_account_on_production(lab, evidence, prod_host_n
 def test_developer_key_refused_by_production_and_accepted_in_development(lab, evidence, developer_name):
     key = lab.key_of(developer_name)
     if key is None:
-        pytest.skip(f"no private key for {developer_name} to attempt with (--provision-keys)")
+        pytest.skip(f"{NOT_ATTEMPTED}no private key for {developer_name} to attempt with (--keys)")
     dev_hosts = lab.hosts("development")
     evidence.expect(f"{developer_name}'s key logs in on a development host and is refused by every production host")
     control = lab.remote.attempt_ssh(key, developer_name, str(dev_hosts[0].address), "id -un")
@@ -152,7 +153,7 @@ def test_production_sudo_only_for_administrators(lab, evidence, prod_host_name):
 def test_developer_sudo_refused_in_test_and_allowed_in_development(lab, evidence, developer_name):
     key = lab.key_of(developer_name)
     if key is None:
-        pytest.skip(f"no private key for {developer_name}")
+        pytest.skip(f"{NOT_ATTEMPTED}no private key for {developer_name} to attempt with (--keys)")
     dev_host = lab.hosts("development")[0]
     test_hosts = lab.hosts("test")
     if not test_hosts:
