@@ -41,7 +41,7 @@ def udp_once(address, port):
     try:
         sock.connect((address, port))
         sock.send(b"provisioner reachability probe")
-        deadline = time.monotonic() + 2
+        deadline = time.monotonic() + 4  # a gateway says "host unreachable" after 3 s of unanswered ARP
         while time.monotonic() < deadline:
             select.select([], [], [sock], 0.1)
             try:
