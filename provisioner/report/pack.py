@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import InputError
-from provisioner.report import decisions, policy
+from provisioner.report import decisions, policy, run_files
 from provisioner.report.junit import render_junit
 from provisioner.report.manifest import MANIFEST, PUBLIC_KEY, SIGNATURE, write_manifest
 from provisioner.report.oscal import render_oscal
@@ -32,7 +32,7 @@ HTML, PDF, JSON_FILE, JUNIT, OSCAL, SVG, DOT = (
     "network.dot",
 )
 POLICY_MD, POLICY_PDF = "policy.md", "policy.pdf"
-NOT_IN_JSON = ("diagram_svg", "policy_document")  # drawn or written as files of their own
+NOT_IN_JSON = ("diagram_svg", "policy_document", "verify_run_files")  # drawn or written as files of their own
 
 
 def default_folder(state: SiteState) -> Path:
@@ -61,7 +61,8 @@ def evidence_key(state: SiteState) -> dict[str, str]:
 
 def write_pack(report: dict[str, Any], folder: Path, state: SiteState) -> Path:
     """Every file is masked for the site's secrets before it is written; the PDF is made from masked HTML. The
-    signed decisions, allowed_signers and VERIFY.md are written as they are: a masked byte would break a signature.
+    signed decisions, the verify run's signed results.json (masked when verify wrote it), allowed_signers and
+    VERIFY.md are written as they are: a masked byte would break a signature.
     `report` gains `evidence_key` (identity, public key, fingerprint)."""
     redactor = Redactor(state.secret_values())
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,6 +91,9 @@ def write_pack(report: dict[str, Any], folder: Path, state: SiteState) -> Path:
     )
     for name, text in texts.items():
         (folder / name).write_text(text)
+    for name, data in run_files.files(report).items():  # the verify run's results.json and its signature
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
     for decision in signed:
         (folder / decisions.FOLDER).mkdir(exist_ok=True)
         (folder / decision["statement_file"]).write_bytes(decision["statement"].encode("utf-8"))
