@@ -188,9 +188,14 @@ def test_the_fingerprint_is_printed_when_the_key_is_made_and_on_every_report(tmp
     assert first.exit_code == 0, first.output
     fingerprint = re.search(r"fingerprint (SHA256:\S+):", first.stdout)[1]
     assert f"created the evidence signing key of site 'example': {fingerprint}" in first.stderr
+    digest = json.loads((tmp_path / "one" / "report.json").read_text())["verify_results"]["digest"]
+    named = f"from verify run {RUN} (finished 2026-11-24T06:00:00+00:00): results {digest}, signed by {fingerprint}"
+    assert named in " ".join(first.stdout.split()), "the report names the run it used"
     second = runner.invoke(app, ["report", "example", "--out", str(tmp_path / "two"), "--json"])
     assert second.exit_code == 0 and "created" not in second.stderr, "the key is made once"
     assert json.loads(second.stdout)["evidence_key"] == fingerprint
+    assert json.loads(second.stdout)["verify_results"] == {"run": RUN, "finished": "2026-11-24T06:00:00+00:00",
+        "digest": digest, "signer": fingerprint, "namespace": "provision-results"}  # fmt: skip
     assert f"    {fingerprint}\n" in (tmp_path / "two" / "VERIFY.md").read_text()
 
 
