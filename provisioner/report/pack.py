@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from provisioner.errors import InputError
+from provisioner.errors import InputError, ProvisionError
 from provisioner.report import decisions, policy, run_files
 from provisioner.report.junit import render_junit
 from provisioner.report.manifest import MANIFEST, PUBLIC_KEY, SIGNATURE, write_manifest
@@ -68,6 +68,13 @@ def write_pack(report: dict[str, Any], folder: Path, state: SiteState) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):
         raise InputError(f"--out {folder}: not empty; an evidence pack is written into a new or empty folder")
+    signed_run = run_files.files(report)
+    for name, data in signed_run.items():
+        if redactor.text(data.decode(errors="replace")) != data.decode(errors="replace"):
+            raise ProvisionError(
+                f"{name}: the verify run's results hold a secret this controller knows now, and signed results "
+                "cannot be masked; run `provision verify` again (it masks the secrets it knows)"
+            )
     report["evidence_key"] = evidence_key(state)
     html_text = redactor.text(render_html(report))
     policy_blocks = report.get("policy_document") or []
@@ -91,7 +98,7 @@ def write_pack(report: dict[str, Any], folder: Path, state: SiteState) -> Path:
     )
     for name, text in texts.items():
         (folder / name).write_text(text)
-    for name, data in run_files.files(report).items():  # the verify run's results.json and its signature
+    for name, data in signed_run.items():  # the verify run's results.json and its signature, as verify signed them
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(data)
     for decision in signed:

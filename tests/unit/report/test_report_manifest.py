@@ -152,6 +152,19 @@ def test_no_secret_in_any_file_of_the_pack(pack, state):
             assert secret not in text, f"a secret appears in {name}"
 
 
+def test_signed_results_holding_a_secret_known_now_are_not_packed(state, tmp_path):
+    from report_fixtures import recorded_results
+
+    from provisioner.errors import ProvisionError
+
+    payload = recorded_results()
+    payload["results"][0]["evidence"] = f"password={SECRET}"  # a secret verify did not know when it ran
+    report = build_report(payload=payload, state=state)
+    with pytest.raises(ProvisionError, match=f"verify-run/{RUN}/results.json: the verify run's results hold a secret"):
+        write_pack(report, tmp_path / "pack", state)
+    assert not any((tmp_path / "pack").iterdir()), "nothing is written"
+
+
 def test_verify_of_a_missing_folder_is_bad_input(tmp_path):
     result = run_cli("report", "verify", str(tmp_path / "nope"))
     assert result.rc == 2 and "no such folder" in result.stderr
