@@ -65,9 +65,6 @@ def write_pack(report: dict[str, Any], folder: Path, state: SiteState) -> Path:
     VERIFY.md are written as they are: a masked byte would break a signature.
     `report` gains `evidence_key` (identity, public key, fingerprint)."""
     redactor = Redactor(state.secret_values())
-    folder.mkdir(parents=True, exist_ok=True)
-    if any(folder.iterdir()):
-        raise InputError(f"--out {folder}: not empty; an evidence pack is written into a new or empty folder")
     signed_run = run_files.files(report)
     for name, data in signed_run.items():
         if redactor.text(data.decode(errors="replace")) != data.decode(errors="replace"):
@@ -75,6 +72,9 @@ def write_pack(report: dict[str, Any], folder: Path, state: SiteState) -> Path:
                 f"{name}: the verify run's results hold a secret this controller knows now, and signed results "
                 "cannot be masked; run `provision verify` again (it masks the secrets it knows)"
             )
+    folder.mkdir(parents=True, exist_ok=True)
+    if any(folder.iterdir()):
+        raise InputError(f"--out {folder}: not empty; an evidence pack is written into a new or empty folder")
     report["evidence_key"] = evidence_key(state)
     html_text = redactor.text(render_html(report))
     policy_blocks = report.get("policy_document") or []

@@ -1,4 +1,4 @@
-"""Signatures over evidence (release ledger, report manifests) with the site's own ed25519 key.
+"""Signatures over evidence (release ledger, verify results, report manifests) with the site's own ed25519 key.
 
 The key pair lives in the site's state (`signing/evidence_ed25519`, private half mode 0600) and survives a
 destroy, so old evidence stays verifiable. Signatures are OpenSSH signatures (`ssh-keygen -Y sign`), which

@@ -162,7 +162,7 @@ def test_signed_results_holding_a_secret_known_now_are_not_packed(state, tmp_pat
     report = build_report(payload=payload, state=state)
     with pytest.raises(ProvisionError, match=f"verify-run/{RUN}/results.json: the verify run's results hold a secret"):
         write_pack(report, tmp_path / "pack", state)
-    assert not any((tmp_path / "pack").iterdir()), "nothing is written"
+    assert not (tmp_path / "pack").exists(), "nothing is written"
 
 
 def test_verify_of_a_missing_folder_is_bad_input(tmp_path):
