@@ -88,7 +88,9 @@ def verify(
 @app.command(
     context_settings={"help_option_names": ["--help", "-h"]},
     epilog="`provision report verify DIR [--key FILE]` checks a pack: every file against MANIFEST.sha256 and the "
-    "signature over it (by FILE's key when given). Exit 0 if it holds; 1 naming the file that does not.",
+    "signature over it, and the verify run's results against their signature, by FILE's key; without --key only "
+    "against the key the pack carries (integrity, not origin: it says so). Exit 0 if it holds; 1 naming the file "
+    "that does not.",
 )
 @handled()
 def report(
@@ -126,10 +128,18 @@ def report(
     data, folder = pack.data, pack.folder
     failing = [c["id"] for c in data["controls"] if c["status"] == "fail"]
     key = pack.evidence_key
+    run = data["verify_results"]
     if as_json:
         emit({"site": loaded.name, "pack": str(folder), "verify_run": data["verify_run"], "failing": failing,
-              "differences": data["live"]["differences"], "evidence_key": key["fingerprint"]})  # fmt: skip
+              "differences": data["live"]["differences"], "evidence_key": key["fingerprint"],
+              "verify_results": run})  # fmt: skip
         return
+    out.print(
+        f"from verify run {run['run']} (finished {run['finished']}): results {run['digest']}, signed by "
+        f"{run['signer']}",
+        highlight=False,
+        soft_wrap=True,
+    )
     for question in data["questions"]:
         out.print(f"{question['id']} {question['status']}: {escape(question['answer'])}", highlight=False)
     if failing:
@@ -145,15 +155,34 @@ def report(
     )
 
 
+NOT_PINNED = (
+    "the key was not pinned: the pack was checked only against the key it carries ({key}), so this proves the pack "
+    "is intact, not who made it; compare that fingerprint with the one the site gave you, or check again with "
+    "--key FILE (the site's evidence-signing-key.pub)"
+)
+
+
 def _report_verify(folder: str, key_file: str | None, as_json: bool) -> None:
-    problems = evidence.check_pack(folder, key_file)
+    check = evidence.check_pack(folder, key_file)
+    problems, carried = check.problems, check.carried_fingerprint or "unreadable"
     if as_json:
-        emit({"pack": str(folder), "ok": not problems, "problems": problems})
+        emit({"pack": str(folder), "ok": not problems, "problems": problems, "key_pinned": check.pinned,
+              "signed_by": check.carried_fingerprint})  # fmt: skip
     elif problems:
         for problem in problems:
             err.print(f"[red]tampered:[/red] {escape(problem)}", highlight=False)
+    elif check.pinned:
+        out.print(
+            f"[green]intact:[/green] every file of {folder} matches its signed manifest, signed by the pinned key "
+            f"{carried}",
+            highlight=False,
+            soft_wrap=True,
+        )
     else:
         out.print(f"[green]intact:[/green] every file of {folder} matches its signed manifest", highlight=False)
+        err.print(
+            f"[yellow]origin not proven:[/yellow] {NOT_PINNED.format(key=carried)}", highlight=False, soft_wrap=True
+        )
     failed_if(bool(problems))
 
 

@@ -17,15 +17,21 @@ def history_path(state: SiteState) -> Path:
     return state.evidence_dir / HISTORY_FILE
 
 
-def record_run(state: SiteState, run_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Append one line: time, run folder, counts per status, failed controls."""
+def record_run(
+    state: SiteState, run_dir: Path, rows: list[dict[str, Any]], results_digest: str = "", signer: str = ""
+) -> dict[str, Any]:
+    """Append one line: time, run folder, counts per status, failed controls; the SHA-256 of the run's signed
+    results.json and the fingerprint of the key that signed it."""
     counts = {status: sum(1 for r in rows if r["status"] == status) for status in STATUSES}
-    entry = {
+    entry: dict[str, Any] = {
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "run": run_dir.name,
         "counts": counts,
         "failed_controls": sorted({r["control"] for r in rows if r["status"] == "fail"}),
     }
+    if results_digest:
+        entry["results_digest"] = results_digest
+        entry["signer"] = signer
     state.evidence_dir.mkdir(parents=True, exist_ok=True)
     with history_path(state).open("a") as handle:
         handle.write(json.dumps(entry, sort_keys=True) + "\n")

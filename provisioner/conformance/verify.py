@@ -13,6 +13,7 @@ from provisioner.ansible_run.runner import new_run_dir
 from provisioner.conformance import scope
 from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.history import record_run
+from provisioner.conformance.signed_results import RESULTS_FILE, SignedRun, write_signed
 from provisioner.conformance.waivers import apply_waivers, summarise
 from provisioner.errors import InputError, ProvisionError, shown
 from provisioner.releases.decisions import signed_waivers
@@ -30,6 +31,7 @@ class VerifyResult:
     run_dir: Path
     results: list[dict[str, Any]]
     pytest_rc: int
+    signed: SignedRun | None = None  # results.json as signed with the site's evidence key
 
     @property
     def unattempted(self) -> list[dict[str, Any]]:
@@ -114,7 +116,7 @@ def run_verify(
     proc = subprocess.run(cmd, capture_output=True, text=True)
     redactor = Redactor(state.secret_values())
     (run_dir / "pytest.log").write_text(redactor.text(proc.stdout + proc.stderr))
-    results_file = run_dir / "results.json"
+    results_file = run_dir / RESULTS_FILE
     if not results_file.exists():
         raise ProvisionError(f"the conformance suite did not run: see {run_dir / 'pytest.log'}")
     redactor.tree(run_dir)
@@ -124,6 +126,7 @@ def run_verify(
     results = scope.mark(apply_waivers(payload["results"], site.model, None, signed), site.model)
     payload["results"] = results
     payload["waivers"] = [w.model_dump(mode="json") for w in site.model.waivers]
-    results_file.write_text(json.dumps(payload, indent=1))
-    record_run(state, run_dir, results)
-    return VerifyResult(run_dir, results, proc.returncode)
+    # signed where it is written: `provision report` refuses results that are unsigned or changed since
+    signed_run = write_signed(state, run_dir, payload)
+    record_run(state, run_dir, results, signed_run.digest, signed_run.fingerprint)
+    return VerifyResult(run_dir, results, proc.returncode, signed_run)

@@ -13,10 +13,11 @@ from provisioner.errors import InputError, ProvisionError, shown
 from provisioner.releases.service import ReleaseBook
 from provisioner.report import policy as policy_doc
 from provisioner.report.collect import collect
-from provisioner.report.manifest import MANIFEST, verify_pack
+from provisioner.report.manifest import MANIFEST, PUBLIC_KEY, verify_pack
 from provisioner.report.pack import check_out_folder, default_folder, write_pack
 from provisioner.report.render_pdf import render_pdf
 from provisioner.site.load import LoadedSite
+from provisioner.workspace import signing
 from provisioner.workspace.files import write_atomic
 from provisioner.workspace.site_state import SiteState
 
@@ -68,14 +69,32 @@ def write_report(site: LoadedSite, out_dir: str | None) -> Pack:
     return Pack(write_pack(data, folder or default_folder(state), state), data)
 
 
-def check_pack(pack: str, key: str | None) -> list[str]:
-    """Every file of a pack (DIR) against its signed manifest, by --key's public key if given; the problems found
-    (none: intact)."""
+@dataclass
+class PackCheck:
+    """What `provision report verify` found: the problems (none: intact), whether the key was pinned with --key,
+    and the fingerprint of the key the pack carries (None when it cannot be read)."""
+
+    problems: list[str]
+    pinned: bool
+    carried_fingerprint: str | None
+
+
+def check_pack(pack: str, key: str | None) -> PackCheck:
+    """Every file of a pack (DIR) against its signed manifest, by --key's public key if given. Without --key the
+    pack is checked only against the key it carries: that proves it is intact, not who made it."""
     folder = Path(pack)
     if not pack.strip() or not folder.is_dir():
         what = "empty" if not pack.strip() else "not a folder" if folder.exists() else "no such folder"
         raise InputError(f"{shown(pack)}: {what}; name the folder of an evidence pack (it holds {MANIFEST})")
-    return verify_pack(folder, _trusted_key(key) if key is not None else None)
+    problems = verify_pack(folder, _trusted_key(key) if key is not None else None)
+    return PackCheck(problems, key is not None, _carried_fingerprint(folder))
+
+
+def _carried_fingerprint(folder: Path) -> str | None:
+    try:
+        return signing.fingerprint((folder / PUBLIC_KEY).read_text())
+    except (OSError, UnicodeDecodeError, ProvisionError, IndexError):
+        return None
 
 
 def _trusted_key(key: str) -> str:

@@ -4,17 +4,16 @@ live state from the backend and the hosts, the release ledger, the verify histor
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from provisioner.backends.base import Attachment
-from provisioner.conformance import history
+from provisioner.conformance import history, signed_results
 from provisioner.conformance.controls import CONTROLS
+from provisioner.conformance.signed_results import RESULTS_FILE, SIGNATURE_FILE, SignedRun
 from provisioner.conformance.titles import check_title
 from provisioner.conformance.waivers import apply_waivers, control_status, summarise, waiver_state
-from provisioner.errors import ProvisionError
 from provisioner.releases.decisions import signed_waivers as decisions_signed_waivers
 from provisioner.report import access_matrix, decisions, diagram, releases
 from provisioner.report import policy as policy_doc
@@ -42,25 +41,16 @@ QUESTIONS = (
 )
 
 
-def latest_verify_run(state: SiteState) -> Path:
-    runs = (
-        sorted(p for p in state.runs_dir.glob("*-verify-*") if (p / "results.json").is_file())
-        if state.runs_dir.is_dir()
-        else []
-    )
-    if not runs:
-        raise ProvisionError(f"site '{state.site}' has no verify run with results: run `provision verify` first")
-    return runs[-1]
+def latest_verify_run(state: SiteState) -> SignedRun:
+    """The latest verify run by the finish time its signed results record, its signature checked against the
+    site's evidence key; refused (UnsignedResults, naming the run and why) when it is unsigned, changed after
+    verify or signed by another key. An older run is never taken in its place."""
+    return signed_results.latest_signed_run(state)
 
 
-def load_results(run_dir: Path) -> dict[str, Any]:
-    try:
-        payload = json.loads((run_dir / "results.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ProvisionError(f"{run_dir / 'results.json'}: cannot be read ({exc})") from exc
-    if not isinstance(payload.get("results"), list):
-        raise ProvisionError(f"{run_dir / 'results.json'}: no 'results' list")
-    return payload
+def load_results(state: SiteState, run_dir: Path) -> SignedRun:
+    """One verify run's results, as verify signed them (refused otherwise)."""
+    return signed_results.check_run(state, run_dir)
 
 
 def reachability(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -265,8 +255,7 @@ def extra_rows(diffs: list[str], unreadable: dict[str, str], now: str) -> list[d
 
 def assemble(
     site: Site,
-    run_dir: Path,
-    payload: dict[str, Any],
+    run: SignedRun,
     live_segments: set[str],
     attachments: list[Attachment],
     matrix: access_matrix.AccessMatrix,
@@ -277,7 +266,9 @@ def assemble(
     site_source: str = "",
 ) -> dict[str, Any]:
     """The report's data: pure (but for checking the decisions' signatures with ssh-keygen), so it can be built
-    from a recorded results.json in tests. `site_source` names the site file in the policy."""
+    from a recorded results.json in tests. `run` is the verify run, its signature checked; `site_source` names the
+    site file in the policy."""
+    payload = run.payload
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     today = today or dt.datetime.now(dt.UTC).date()
     signed_waiver_ids = decisions_signed_waivers(ledger.entries, site)
@@ -294,8 +285,10 @@ def assemble(
         "description": site.description,
         "backend": backend_name,
         "generated": now,
-        "verify_run": run_dir.name,
-        "verify_finished": payload.get("finished", ""),
+        "verify_run": run.run,
+        "verify_finished": run.finished,
+        "verify_results": run.as_dict(),  # the run, its results' SHA-256 and the fingerprint of their signer
+        "verify_run_files": {RESULTS_FILE: run.data, SIGNATURE_FILE: run.signature.encode()},
         "ok": not any(r["status"] == "fail" for r in rows),
         "questions": questions(site, rows, controls, ledger, signed),
         "controls": controls,
@@ -329,8 +322,7 @@ def collect(site: LoadedSite, state: SiteState) -> dict[str, Any]:
     """Read the latest verify run and live state for a site."""
     from provisioner.backends import backend_for
 
-    run_dir = latest_verify_run(state)
-    payload = load_results(run_dir)
+    run = latest_verify_run(state)
     backend = backend_for(site, state)
     backend.preflight()
     live_segments = set(backend.discover().segments)
@@ -343,6 +335,6 @@ def collect(site: LoadedSite, state: SiteState) -> dict[str, Any]:
 
         ledger.problems.extend(f"integrity: {p}" for p in Ledger(state).problems())
     return assemble(
-        site.model, run_dir, payload, live_segments, attachments, matrix, ledger, history.read_history(state),
+        site.model, run, live_segments, attachments, matrix, ledger, history.read_history(state),
         backend_name=backend.name, site_source=policy_doc.source_of(site.path),
     )  # fmt: skip

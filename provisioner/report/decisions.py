@@ -14,13 +14,16 @@ import re
 import shlex
 from typing import Any
 
+from provisioner.conformance.signed_results import NAMESPACE as RESULTS_NAMESPACE
 from provisioner.releases.decisions import NAMESPACE
+from provisioner.report import run_files
 from provisioner.report.manifest import NAMESPACE as REPORT_NAMESPACE
 from provisioner.site.model import USER_RE, Site
 from provisioner.site.sshkeys import parse_public_key
 from provisioner.workspace import signing
 
 DECISION_NAMESPACE = NAMESPACE  # the namespace people sign decisions in (releases.decisions)
+EVIDENCE_NAMESPACES = f"{REPORT_NAMESPACE},{RESULTS_NAMESPACE}"  # what the evidence key signs in a pack
 FOLDER = "decisions"
 ALLOWED_SIGNERS = "allowed_signers"
 VERIFY_FILE = "VERIFY.md"
@@ -102,11 +105,11 @@ def people_keys(site: Site) -> list[dict[str, str]]:
 def allowed_signers(
     evidence_identity: str, evidence_key: str, people: list[dict[str, str]], decisions: list[dict[str, Any]]
 ) -> str:
-    """OpenSSH allowed_signers: the evidence key for the manifest; each person's key from the site file, and any
-    other key a decision was signed with, for decisions."""
+    """OpenSSH allowed_signers: the evidence key for the manifest and the verify run's results; each person's key
+    from the site file, and any other key a decision was signed with, for decisions."""
     lines = [
         "# Who may sign what in this pack (OpenSSH allowed_signers format; see VERIFY.md).",
-        f'{evidence_identity} namespaces="{REPORT_NAMESPACE}" {parse_public_key(evidence_key).text}',
+        f'{evidence_identity} namespaces="{EVIDENCE_NAMESPACES}" {parse_public_key(evidence_key).text}',
     ]
     seen: set[tuple[str, str]] = set()
     for person in people:
@@ -178,7 +181,8 @@ def verify_instructions(
         f"{key['fingerprint']}`. The key is taken from `{ALLOWED_SIGNERS}` (the same key as "
         f"`{public_key_file}`); both files are listed in the manifest.",
         "",
-        "## 4. Decisions signed by the people who made them",
+        *_results_step(report),
+        "## 5. Decisions signed by the people who made them",
         "",
     ]
     if decisions:
@@ -209,3 +213,31 @@ def verify_instructions(
         out += ["", "Ledger entries that look signed but could not be included (the report lists them too):", ""]
         out += [f"- {reason}" for reason in left_out]
     return "\n".join(out) + "\n"
+
+
+def _results_step(report: dict[str, Any]) -> list[str]:
+    """Step 4 of VERIFY.md: the verify run's results.json is the one `provision verify` signed, and the one the
+    report names (by its SHA-256)."""
+    run = report.get("verify_results")
+    out = ["## 4. The conformance results are the ones `provision verify` signed", ""]
+    if not run or not run_files.files(report):
+        return [*out, "This pack holds no signed verify run: there is nothing to check in this step.", ""]
+    key = report["evidence_key"]
+    results, signature = run_files.paths(run["run"])
+    hex_digest = run["digest"].removeprefix("sha256:")
+    return [
+        *out,
+        f"The report was made from verify run `{run['run']}` (finished {run['finished']}). `provision verify` "
+        f"signed its `results.json` with the evidence key when it wrote it (namespace `{RESULTS_NAMESPACE}`); "
+        f"both are in `{run_files.FOLDER}/{run['run']}/`. The first command checks that signature, the second "
+        f"that this is the file the report names (SHA-256 `{run['digest']}`).",
+        "",
+        "```sh",
+        _verify_command(key["identity"], RESULTS_NAMESPACE, signature, results),
+        f"echo {shlex.quote(f'{hex_digest}  {results}')} | sha256sum -c -",
+        "```",
+        "",
+        f'Expected output: `Good "{RESULTS_NAMESPACE}" signature for {key["identity"]} with ED25519 key '
+        f"{key['fingerprint']}`, then `{results}: OK`.",
+        "",
+    ]

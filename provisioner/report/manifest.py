@@ -12,6 +12,7 @@ import binascii
 from pathlib import Path
 
 from provisioner.releases.artifacts import sha256_file
+from provisioner.report import run_files
 from provisioner.workspace import signing
 from provisioner.workspace.site_state import SiteState
 
@@ -74,6 +75,7 @@ def verify_pack(folder: Path, trusted_key: str | None = None) -> list[str]:
     reason = _armor_problem(signature) or signing.verify(public, SIGNER, manifest, signature, NAMESPACE)
     if reason is not None:
         problems.append(f"{SIGNATURE}: the signature over {MANIFEST} does not verify ({reason.splitlines()[0]})")
+    problems.extend(run_files.problems(folder, trusted_key or public, SIGNER))
     listed: dict[str, str] = {}
     for number, line in enumerate(manifest.decode(errors="replace").splitlines(), start=1):
         digest, sep, name = line.partition("  ")

@@ -78,7 +78,8 @@ def render_oscal(report: dict[str, Any]) -> dict[str, Any]:
                 {
                     "uuid": _uuid(*key, "result"),
                     "title": f"provision verify {report['verify_run']} and live state",
-                    "description": "Checks read state from the hosts and attempt what must fail; waivers applied.",
+                    "description": "Checks read state from the hosts and attempt what must fail; waivers applied."
+                    + _signed_run(report),
                     "start": report.get("verify_finished") or report["generated"],
                     "end": report["generated"],
                     "reviewed-controls": {
@@ -90,3 +91,13 @@ def render_oscal(report: dict[str, Any]) -> dict[str, Any]:
             ],
         }
     }
+
+
+def _signed_run(report: dict[str, Any]) -> str:
+    run = report.get("verify_results")
+    if not run:
+        return ""
+    return (
+        f" Results of verify run {run['run']}: SHA-256 {run['digest']}, signed at verify time by the key "
+        f"{run['signer']}."
+    )

@@ -11,8 +11,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from provisioner.errors import InputError
-from provisioner.report import decisions, policy
+from provisioner.errors import InputError, ProvisionError
+from provisioner.report import decisions, policy, run_files
 from provisioner.report.junit import render_junit
 from provisioner.report.manifest import MANIFEST, PUBLIC_KEY, SIGNATURE, write_manifest
 from provisioner.report.oscal import render_oscal
@@ -32,7 +32,7 @@ HTML, PDF, JSON_FILE, JUNIT, OSCAL, SVG, DOT = (
     "network.dot",
 )
 POLICY_MD, POLICY_PDF = "policy.md", "policy.pdf"
-NOT_IN_JSON = ("diagram_svg", "policy_document")  # drawn or written as files of their own
+NOT_IN_JSON = ("diagram_svg", "policy_document", "verify_run_files")  # drawn or written as files of their own
 
 
 def default_folder(state: SiteState) -> Path:
@@ -61,9 +61,17 @@ def evidence_key(state: SiteState) -> dict[str, str]:
 
 def write_pack(report: dict[str, Any], folder: Path, state: SiteState) -> Path:
     """Every file is masked for the site's secrets before it is written; the PDF is made from masked HTML. The
-    signed decisions, allowed_signers and VERIFY.md are written as they are: a masked byte would break a signature.
+    signed decisions, the verify run's signed results.json (masked when verify wrote it), allowed_signers and
+    VERIFY.md are written as they are: a masked byte would break a signature.
     `report` gains `evidence_key` (identity, public key, fingerprint)."""
     redactor = Redactor(state.secret_values())
+    signed_run = run_files.files(report)
+    for name, data in signed_run.items():
+        if redactor.text(data.decode(errors="replace")) != data.decode(errors="replace"):
+            raise ProvisionError(
+                f"{name}: the verify run's results hold a secret this controller knows now, and signed results "
+                "cannot be masked; run `provision verify` again (it masks the secrets it knows)"
+            )
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):
         raise InputError(f"--out {folder}: not empty; an evidence pack is written into a new or empty folder")
@@ -90,6 +98,9 @@ def write_pack(report: dict[str, Any], folder: Path, state: SiteState) -> Path:
     )
     for name, text in texts.items():
         (folder / name).write_text(text)
+    for name, data in signed_run.items():  # the verify run's results.json and its signature, as verify signed them
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
     for decision in signed:
         (folder / decisions.FOLDER).mkdir(exist_ok=True)
         (folder / decision["statement_file"]).write_bytes(decision["statement"].encode("utf-8"))

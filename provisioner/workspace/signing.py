@@ -1,4 +1,4 @@
-"""Signatures over evidence (release ledger, report manifests) with the site's own ed25519 key.
+"""Signatures over evidence (release ledger, verify results, report manifests) with the site's own ed25519 key.
 
 The key pair lives in the site's state (`signing/evidence_ed25519`, private half mode 0600) and survives a
 destroy, so old evidence stays verifiable. Signatures are OpenSSH signatures (`ssh-keygen -Y sign`), which
@@ -7,6 +7,9 @@ anyone can check with stock OpenSSH and the public key: no tool of ours is neede
 
 from __future__ import annotations
 
+import base64
+import binascii
+import struct
 import subprocess
 import sys
 import tempfile
@@ -79,6 +82,47 @@ def verify(public: str, signer: str, data: bytes, signature: str, namespace: str
     if result.returncode == 0:
         return None
     return (result.stderr or result.stdout).decode(errors="replace").strip() or "signature does not verify"
+
+
+SSHSIG_MAGIC = b"SSHSIG"
+
+
+def signature_signer(signature: str) -> tuple[str, str] | None:
+    """The public key ('ssh-ed25519 AAAA...') and the namespace an armored SSH signature names, read from the
+    signature itself (the SSHSIG format of OpenSSH's PROTOCOL.sshsig); None when the text is not such a signature.
+    This says who claims to have signed, not that the signature holds: `verify` checks that."""
+    body = "".join(line.strip() for line in signature.strip().splitlines()[1:-1])
+    try:
+        blob = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if not blob.startswith(SSHSIG_MAGIC):
+        return None
+    fields = _ssh_strings(blob[len(SSHSIG_MAGIC) + 4 :], 2)
+    if fields is None:
+        return None
+    key_blob, namespace = fields
+    key_type = _ssh_strings(key_blob, 1)
+    if key_type is None:
+        return None
+    try:
+        return f"{key_type[0].decode('ascii')} {base64.b64encode(key_blob).decode()}", namespace.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _ssh_strings(data: bytes, count: int) -> list[bytes] | None:
+    """The first `count` SSH wire strings (uint32 length, then the bytes) of `data`; None when it is too short."""
+    out, offset = [], 0
+    for _ in range(count):
+        if offset + 4 > len(data):
+            return None
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        if offset + 4 + length > len(data):
+            return None
+        out.append(data[offset + 4 : offset + 4 + length])
+        offset += 4 + length
+    return out
 
 
 def _ssh_keygen(args: list[str], data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

@@ -58,6 +58,16 @@ def test_verify_passes_every_check_on_the_lab(lab):
             assert counts["pass"] > 0 and counts["fail"] == 0, (cid, counts)
     run_dir = Path(data["run_dir"])
     results = json.loads((run_dir / "results.json").read_text())
+    assert results["run"] == run_dir.name, "the signed results name their run"
+    allowed = run_dir.parent / "allowed_signers.test"
+    allowed.write_text(f"evidence@{lab.site.name} {(lab.state.signing_dir / 'evidence_ed25519.pub').read_text()}")
+    signed = subprocess.run(
+        f"ssh-keygen -Y verify -f {allowed} -I evidence@{lab.site.name} -n provision-results "
+        "-s results.json.sig < results.json",
+        shell=True, cwd=run_dir, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    allowed.unlink()
+    assert signed.returncode == 0, "verify signed its results.json: " + signed.stderr
     assert set(results["controls"]) >= SUITE_CONTROLS
     for row in results["results"]:
         assert row["control"] in CONTROLS and row["time"] and row["status"] in ("pass", "skip")

@@ -43,6 +43,14 @@ def test_make_demo_on_a_fresh_clone(tmp_path: Path):
             cwd=clone, env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "the key was not pinned" in " ".join(checked.stderr.split()), checked.stderr
+        key = clone / ".provision" / "example" / "signing" / "evidence_ed25519.pub"
+        pinned = subprocess.run(
+            [str(clone / ".venv" / "bin" / "provision"), "report", "verify", str(pack_dir), "--key", str(key)],
+            cwd=clone, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert pinned.returncode == 0 and "signed by the pinned key" in pinned.stdout, pinned.stdout + pinned.stderr
+        assert len(list(pack_dir.glob("verify-run/*-verify-*/results.json.sig"))) == 1, "the run's signed results"
         # Q3 names who signed r1's decisions, each signature checked against the key the site file lists
         html = " ".join((pack_dir / "report.html").read_text().split())
         for decision, person in (("create", "alice"), ("approve", "erin")):

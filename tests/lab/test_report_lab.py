@@ -6,6 +6,7 @@ so the diagram drawn from live state must show it as a difference; it is removed
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import shutil
@@ -71,9 +72,13 @@ def built(lab, tmp_path_factory):
 def test_pack_holds_every_format_and_verifies(built):
     lab, pack, _, _ = built
     names = {p.name for p in pack.iterdir()}
-    assert PACK_FILES <= names <= PACK_FILES | {"decisions"}, names  # decisions/: when the ledger holds signed ones
+    # decisions/: when the ledger holds signed ones; verify-run/: the run's signed results, always
+    assert PACK_FILES | {"verify-run"} <= names <= PACK_FILES | {"decisions", "verify-run"}, names
     checked = lab.cli("report", "verify", str(pack))
     assert checked.rc == 0, checked.stdout + checked.stderr
+    assert "origin not proven: the key was not pinned" in " ".join(checked.stderr.split())
+    pinned = lab.cli("report", "verify", str(pack), "--key", str(lab.state.signing_dir / "evidence_ed25519.pub"))
+    assert pinned.rc == 0 and "signed by the pinned key" in pinned.stdout, pinned.stdout + pinned.stderr
     for command in verify_md_commands(pack):  # the auditor's own check, with stock tools only
         result = run_in(pack, command)
         assert result.returncode == 0, (command, result.stdout, result.stderr)
@@ -93,6 +98,34 @@ def test_diagram_from_live_state_shows_the_undeclared_container(built):
     net4 = next(c for c in report["controls"] if c["id"] == "NET-4")
     assert net4["status"] == "fail" and INTRUDER in net4["results"][0]["observed"]
     assert summary["failing"] == ["NET-4"], "only the deliberate difference fails"
+
+
+def test_the_pack_carries_the_signed_results_of_the_verify_run_it_names(built):
+    lab, pack, summary, _ = built
+    run = summary["verify_results"]
+    assert run["run"] == summary["verify_run"] and run["namespace"] == "provision-results"
+    kept = lab.state.runs_dir / run["run"]
+    for name in ("results.json", "results.json.sig"):
+        assert (pack / "verify-run" / run["run"] / name).read_bytes() == (kept / name).read_bytes(), name
+    assert run["digest"] == "sha256:" + hashlib.sha256((kept / "results.json").read_bytes()).hexdigest()
+    report = json.loads((pack / "report.json").read_text())
+    assert report["verify_results"] == run and report["history"][-1]["results_digest"] == run["digest"]
+
+
+def test_report_refuses_the_lab_run_once_its_results_are_edited(built, tmp_path):
+    lab, _, summary, _ = built
+    results = lab.state.runs_dir / summary["verify_run"] / "results.json"
+    original = results.read_bytes()
+    try:
+        results.write_bytes(original.replace(b'"pass"', b'"Pass"', 1))  # one byte: still JSON, not what was signed
+        assert results.read_bytes() != original
+        refused = lab.cli("report", str(lab.site_file), "--out", str(tmp_path / "pack"))
+        assert refused.rc == 1, refused.stdout + refused.stderr
+        assert f"verify run {summary['verify_run']} (" in refused.stderr
+        assert "signature does not match (file changed after verify)" in " ".join(refused.stderr.split())
+        assert not (tmp_path / "pack").exists()
+    finally:
+        results.write_bytes(original)
 
 
 def test_verify_run_is_kept_in_the_history_and_plotted(built):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import json
 import re
@@ -11,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from helpers import EXAMPLE
+from verify_runs import shared_state, write_run
 
 from provisioner.backends.base import Attachment
 from provisioner.report import access_matrix, collect, releases
 from provisioner.site.load import load_site
 from provisioner.site.model import Site
+from provisioner.workspace.site_state import SiteState
 
 RESULTS = Path(__file__).resolve().parents[1] / "data" / "report" / "results.json"
 TODAY = dt.date(2026, 11, 24)
@@ -42,14 +43,19 @@ def build_report(
     evidence_dir: Path | None = None,
     history: list[dict[str, Any]] | None = None,
     unreadable: dict[str, str] | None = None,
+    state: SiteState | None = None,
 ) -> dict[str, Any]:
+    """The report of a recorded verify run, signed with `state`'s evidence key (the key that signs the pack: pass
+    the state the pack is written with) and read back through the report's own check of its signature."""
     site = site or example_site()
-    payload = copy.deepcopy(payload or recorded_results())
+    state = state or shared_state()
+    written = write_run(state, payload or recorded_results())
+    run = collect.load_results(state, written.folder)
     segments = {e.name for e in site.environments} | {"mgmt"}
     matrix = access_matrix.build_matrix(site, {}, unreadable or {}, None)
     ledger = releases.read_ledger(evidence_dir or Path("/nonexistent"))
     return collect.assemble(
-        site, Path("20261124T060000Z-verify-abc123"), payload, segments,
+        site, run, segments,
         live_as_declared(site) if attachments is None else attachments, matrix, ledger, history or [], today=TODAY,
     )  # fmt: skip
 

@@ -8,12 +8,15 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 from report_fixtures import build_report
+from verify_runs import RUN
 
+from provisioner.conformance.signed_results import NAMESPACE
 from provisioner.report.manifest import MANIFEST, PUBLIC_KEY, SIGNATURE, verify_pack
 from provisioner.report.pack import write_pack
 from provisioner.workspace.site_state import SiteState
 
 SECRET = "s3cret-database-password-for-tests"
+RESULTS_FORGED = "the signature verify made over it does not verify"
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,7 @@ def state(tmp_path_factory) -> SiteState:
 
 @pytest.fixture(scope="module")
 def pack(tmp_path_factory, state) -> Path:
-    report = build_report()
+    report = build_report(state=state)
     report["results"][0]["evidence"] = f"the log said password={SECRET}"  # a secret leaking into evidence
     return write_pack(report, tmp_path_factory.mktemp("pack") / "evidence", state)
 
@@ -42,6 +45,23 @@ def test_intact_pack_verifies_with_our_tool_and_the_cli(pack):
     assert result.rc == 0, result.stdout + result.stderr
     listed = {line.split("  ", 1)[1] for line in (pack / MANIFEST).read_text().splitlines()}
     assert listed == set(pack_files(pack)) - {MANIFEST, SIGNATURE} and PUBLIC_KEY in listed
+    assert {f"verify-run/{RUN}/results.json", f"verify-run/{RUN}/results.json.sig"} <= listed, "the run is named"
+
+
+def test_without_key_the_check_says_the_key_was_not_pinned(pack, state):
+    from provisioner.workspace import signing
+
+    result = run_cli("report", "verify", str(pack))
+    assert result.rc == 0 and result.stdout.startswith("intact: every file of"), result.stdout + result.stderr
+    fingerprint = signing.fingerprint(signing.public_key(state))
+    assert (
+        "origin not proven: the key was not pinned: the pack was checked only against the key it carries "
+        f"({fingerprint}), so this proves the pack is intact, not who made it" in " ".join(result.stderr.split())
+    )
+    as_json = run_cli("report", "verify", str(pack), "--json")
+    assert as_json.rc == 0 and as_json.json == {
+        "pack": str(pack), "ok": True, "problems": [], "key_pinned": False, "signed_by": fingerprint,
+    }  # fmt: skip
 
 
 def test_manifest_is_sha256sum_format(pack):
@@ -90,15 +110,31 @@ def test_a_pack_re_signed_by_another_key_fails_against_the_sites_key(pack, state
     for name in (MANIFEST, SIGNATURE, PUBLIC_KEY):
         (forged / name).unlink()
     other = SiteState("example", tmp_path / "other-state")
+    results = next(forged.glob("verify-run/*/results.json"))
+    write_manifest(forged, other)
+    problems = verify_pack(forged)
+    assert len(problems) == 1 and problems[0].startswith(f"{results.relative_to(forged)}: {RESULTS_FORGED} ("), (
+        "the verify run's results keep the site's signature: re-signing the manifest alone does not do",
+        problems,
+    )
+    results.with_name("results.json.sig").write_text(signing.sign(other, results.read_bytes(), NAMESPACE) + "\n")
+    for name in (MANIFEST, SIGNATURE, PUBLIC_KEY):
+        (forged / name).unlink()
     write_manifest(forged, other)
     assert verify_pack(forged) == [], "self-consistent on its own"
+    unpinned = run_cli("report", "verify", str(forged))
+    assert unpinned.rc == 0 and "origin not proven: the key was not pinned" in unpinned.stderr
     trusted = signing.public_key(state)
     assert any(PUBLIC_KEY in p for p in verify_pack(forged, trusted_key=trusted))
     key_file = tmp_path / "site-evidence-key.pub"
     key_file.write_text(trusted + "\n")
     result = run_cli("report", "verify", str(forged), "--key", str(key_file))
     assert result.rc == 1 and PUBLIC_KEY in result.stderr
-    assert run_cli("report", "verify", str(pack), "--key", str(key_file)).rc == 0
+    assert f"{results.relative_to(forged)}: {RESULTS_FORGED}" in result.stderr
+    pinned = run_cli("report", "verify", str(pack), "--key", str(key_file))
+    assert pinned.rc == 0, pinned.stderr
+    assert f"signed by the pinned key {signing.fingerprint(trusted)}" in pinned.stdout
+    assert "not pinned" not in pinned.stdout + pinned.stderr
 
 
 def test_no_secret_in_any_file_of_the_pack(pack, state):
@@ -114,6 +150,19 @@ def test_no_secret_in_any_file_of_the_pack(pack, state):
     for name, text in texts.items():
         for secret in secrets:
             assert secret not in text, f"a secret appears in {name}"
+
+
+def test_signed_results_holding_a_secret_known_now_are_not_packed(state, tmp_path):
+    from report_fixtures import recorded_results
+
+    from provisioner.errors import ProvisionError
+
+    payload = recorded_results()
+    payload["results"][0]["evidence"] = f"password={SECRET}"  # a secret verify did not know when it ran
+    report = build_report(payload=payload, state=state)
+    with pytest.raises(ProvisionError, match=f"verify-run/{RUN}/results.json: the verify run's results hold a secret"):
+        write_pack(report, tmp_path / "pack", state)
+    assert not (tmp_path / "pack").exists(), "nothing is written"
 
 
 def test_verify_of_a_missing_folder_is_bad_input(tmp_path):
