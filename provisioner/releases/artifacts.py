@@ -51,12 +51,11 @@ def read_once(path: Path) -> bytes:
         raise InputError(f"--artifact {path}: no such file; {WHAT}") from None
     except OSError as exc:
         raise InputError(f"--artifact {path}: cannot be read ({exc.strerror}); {WHAT}") from None
+    kind = os.fstat(handle).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(handle)
+        raise InputError(f"--artifact {path}: {'a folder' if stat.S_ISDIR(kind) else 'not a regular file'}; {WHAT}")
     with os.fdopen(handle, "rb") as opened:
-        kind = os.fstat(opened.fileno()).st_mode
-        if stat.S_ISDIR(kind):
-            raise InputError(f"--artifact {path}: a folder; {WHAT}")
-        if not stat.S_ISREG(kind):
-            raise InputError(f"--artifact {path}: not a regular file; {WHAT}")
         try:
             data = opened.read(MAX_ARTIFACT_BYTES + 1)
         except OSError as exc:
@@ -156,7 +155,7 @@ def inspect(path: Path) -> Artifact:
                 files[clean] = hashlib.sha256(content).hexdigest()
                 if clean == "VERSION":
                     version = content.decode(errors="replace").strip()
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as exc:
         raise InputError(f"--artifact {path}: not a .tar.gz archive ({exc}); {WHAT}") from exc
     if "VERSION" not in files:
         raise InputError(f"--artifact {path}: the archive has no VERSION file at its top")

@@ -59,9 +59,8 @@ def test_deploy_command_installs_only_the_digest_it_is_given(host, tampered):
     digest = hashlib.sha256(data).hexdigest()
     shipped = data + b"x" if tampered else data
     encoded = base64.b64encode(shipped).decode()
-    host.run_expect(
-        [0], f"mkdir -p /home/deploy/incoming && echo {encoded} | base64 -d > /home/deploy/incoming/{digest}.tar.gz"
-    )
+    host.run_expect([0], f"install -d -o deploy -g deploy -m 0700 {INCOMING}")  # the accounts role made the user
+    host.run_expect([0], f"echo {encoded} | base64 -d > {INCOMING}/{digest}.tar.gz")
     before = host.run("readlink /srv/app/current").stdout.strip()
     result = host.run(f"/usr/local/sbin/provision-deploy r7 {digest} 7:{'a' * 64}")
     after = host.run("readlink /srv/app/current").stdout.strip()
@@ -101,9 +100,9 @@ def _ship_as_deploy(host, data: bytes) -> str:
     """Ship an artifact into the deploy identity's incoming folder as that identity, as playbooks/deploy.yml does."""
     digest = hashlib.sha256(data).hexdigest()
     encoded = base64.b64encode(data).decode()
-    host.run_expect(
-        [0], f"runuser -u deploy -- sh -c 'mkdir -p {INCOMING} && echo {encoded} | base64 -d > {INCOMING}/{digest}.tar.gz'"
-    )
+    shipped = f"{INCOMING}/{digest}.tar.gz"
+    host.run_expect([0], f"install -d -o deploy -g deploy -m 0700 {INCOMING}")  # as playbooks/deploy.yml makes it
+    host.run_expect([0], f"runuser -u deploy -- sh -c 'mkdir -p {INCOMING} && echo {encoded} | base64 -d > {shipped}'")
     return digest
 
 
