@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
+import shlex
 import subprocess
 import types
 from pathlib import Path
@@ -106,27 +106,33 @@ def test_another_command_or_path_is_refused():
     assert not sudo_allows("/usr/local/sbin/../sbin/provision-deploy", "r1", D, "1:" + H)
 
 
-def test_the_accounts_role_checks_the_rule_with_visudo_before_installing_it():
+def _validate_command() -> str:
+    """The role's own check of the rule, as its template task runs it before installing the file."""
     tasks = yaml.safe_load((ACCOUNTS / "tasks" / "sudo.yml").read_text())
     task = next(t for t in tasks if t.get("ansible.builtin.template", {}).get("dest") == "/etc/sudoers.d/pv-deploy")
-    assert task["ansible.builtin.template"]["validate"] == "/usr/sbin/visudo -cf %s"
     assert task["ansible.builtin.template"]["mode"] == "0440"
+    return task["ansible.builtin.template"]["validate"]
 
 
-def _visudo() -> str | None:
-    return shutil.which("visudo") or next((p for p in ("/usr/sbin/visudo",) if Path(p).exists()), None)
+def test_the_accounts_role_checks_the_rule_with_visudo_before_installing_it():
+    assert _validate_command() == "/usr/sbin/visudo -cf %s"
 
 
-@pytest.mark.skipif(_visudo() is None, reason="visudo is not installed here (the role runs it on every host)")
-def test_visudo_accepts_the_rendered_rule_and_refuses_a_broken_one(tmp_path):
-    visudo = _visudo()
-    assert visudo is not None
+def _validate(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(shlex.split(_validate_command().replace("%s", str(path))), capture_output=True, text=True)
+
+
+@pytest.mark.skipif(
+    not Path(shlex.split(_validate_command())[0]).exists(),
+    reason="sudo's visudo is not installed on this controller (the role runs the same check on every host)",
+)
+def test_the_roles_visudo_check_accepts_the_rendered_rule_and_refuses_a_broken_one(tmp_path):
     rendered = tmp_path / "pv-deploy"
     rendered.write_text(render(RULE_TEMPLATE, ACCOUNTS))
     rendered.chmod(0o440)
-    checked = subprocess.run([visudo, "-cf", str(rendered)], capture_output=True, text=True)
+    checked = _validate(rendered)
     assert checked.returncode == 0 and "parsed OK" in checked.stdout, checked.stdout + checked.stderr
     broken = tmp_path / "broken"
     broken.write_text(rendered.read_text().replace(COMMAND, "provision-deploy"))  # not a fully qualified path
-    refused = subprocess.run([visudo, "-cf", str(broken)], capture_output=True, text=True)
+    refused = _validate(broken)
     assert refused.returncode == 1, refused.stdout + refused.stderr
