@@ -85,7 +85,7 @@ class ReleaseBook:
         with self.ledger.locked():
             history = self.history()
             _check_new(history, artifact.digest)
-            artifacts.keep(self.state, artifact_file, artifact)
+            artifacts.keep(self.state, artifact)
             self._record_keys()
             return self.ledger.append(
                 {

@@ -124,16 +124,21 @@ def test_admin_logs_in_to_production_with_sudo(keys):
 
 # ---- sudo (ACC-4) ----------------------------------------------------------------------------------------
 def test_deploy_may_run_only_the_deploy_command(keys):
-    allowed = ssh(keys, "deploy", "prod-app1", "sudo -n /usr/local/sbin/provision-deploy release-1")
+    form = "r1 " + "0" * 64 + " 1:" + "a" * 64  # RELEASE_ID SHA256 COUNT:HASH, the one form the rule allows
+    allowed = ssh(keys, "deploy", "prod-app1", f"sudo -n /usr/local/sbin/provision-deploy {form}")
     assert allowed.returncode == 0, allowed.stderr
-    refused = ssh(keys, "deploy", "prod-app1", "sudo -n /usr/bin/id")
-    assert refused.returncode != 0
-    assert "a password is required" in refused.stderr or "not allowed" in refused.stderr, refused.stderr
+    command = "/usr/local/sbin/provision-deploy"
+    newline_id = "'r1\n../x' " + form[3:]  # a newline inside the quotes: the id's second line a path
+    for attempt in ("/usr/bin/id", f"{command} {form} extra", f"{command} release-1", f"{command} {newline_id}"):
+        refused = ssh(keys, "deploy", "prod-app1", f"sudo -n {attempt}")
+        assert refused.returncode == 1, (attempt, refused.stderr)
+        assert "a password is required" in refused.stderr or "not allowed" in refused.stderr, refused.stderr
 
 
 def test_sudo_rules_on_production():
     target = machine("prod-app1")
     rules = target.file("/etc/sudoers.d/pv-deploy").content_string.splitlines()
-    assert "%pv-deploy ALL=(root) NOPASSWD: /usr/local/sbin/provision-deploy" in rules
+    form = r"^r[1-9][0-9]{0,8} [0-9a-f]{64} [1-9][0-9]{0,8}:[0-9a-f]{64}$"
+    assert f"%pv-deploy ALL=(root) NOPASSWD: /usr/local/sbin/provision-deploy {form}" in rules
     assert target.file("/etc/sudoers.d/pv-sudo").mode == 0o440
     assert target.run("visudo -c").rc == 0
