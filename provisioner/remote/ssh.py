@@ -12,6 +12,7 @@ import testinfra
 
 from provisioner.workspace.redact import Redactor
 from provisioner.workspace.site_state import AUTOMATION_USER, SiteState
+from provisioner.workspace.ssh_sockets import verify_socket_name
 
 # Runs on a lab host: opens TCP connections in parallel and says how each one ended.
 REACH_SCRIPT = r"""
@@ -95,15 +96,17 @@ class Remote:
         ]  # fmt: skip
 
     def host(self, address: str) -> testinfra.host.Host:
-        """A testinfra host as the automation account; one persistent SSH connection per host."""
+        """A testinfra host as the automation account; one persistent SSH connection per host, its socket in the
+        site state's `ssh` folder (mode 0700)."""
         if address not in self._hosts:
+            sockets = self.state.ssh_sockets()
             self._hosts[address] = testinfra.get_host(
                 f"ssh://{AUTOMATION_USER}@{address}",
                 ssh_identity_file=str(self.state.controller_key),
                 ssh_extra_args=" ".join(self.ssh_options),
                 controlpersist=120,
-                # testinfra %-formats its command line: %%C reaches ssh as %C (a hash of the connection)
-                controlpath=f"/tmp/provisioner-verify-{self.state.site}-%%C",
+                # named by a short hash of the connection (ssh's %C would not fit a deep state folder)
+                controlpath=str(sockets / verify_socket_name(AUTOMATION_USER, address)),
             )
         return self._hosts[address]
 

@@ -14,6 +14,7 @@ from provisioner.controller.shell import run
 from provisioner.errors import ProvisionError
 from provisioner.paths import site_state_dir
 from provisioner.workspace.files import write_atomic
+from provisioner.workspace.ssh_sockets import close_masters, ensure_socket_folder
 
 AUTOMATION_USER = "provision"
 
@@ -53,11 +54,19 @@ class SiteState:
         # release ledger, data records, reports, and the evidence signing key: they outlive a destroy
         self.evidence_dir = self.root / "evidence"
         self.signing_dir = self.root / "signing"
+        # SSH connection masters' sockets (Ansible's and the conformance checks'): mode 0700, never under /tmp
+        self.ssh_dir = self.root / "ssh"
 
     def ensure(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.keys_dir.mkdir(exist_ok=True, mode=0o700)
         self.runs_dir.mkdir(exist_ok=True)
+
+    def ssh_sockets(self) -> Path:
+        """The folder for SSH connection sockets, checked (a real folder of ours, mode 0700, short enough for a
+        socket path) and created when missing."""
+        self.ensure()
+        return ensure_socket_folder(self.ssh_dir)
 
     def controller_public_key(self) -> str:
         """The controller's SSH public key; the key pair is created on first use, private half mode 0600."""
@@ -105,6 +114,7 @@ class SiteState:
 
     def forget_lab(self) -> None:
         """After a full destroy: keys and known hosts go; run folders stay as change evidence."""
+        close_masters(self.ssh_dir)
         shutil.rmtree(self.keys_dir, ignore_errors=True)
         shutil.rmtree(self.secrets_dir, ignore_errors=True)
         shutil.rmtree(self.journal_dir, ignore_errors=True)
