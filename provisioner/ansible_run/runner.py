@@ -66,7 +66,7 @@ def ansible_env(state: SiteState) -> dict[str, str]:
     return {
         "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
         "ANSIBLE_ROLES_PATH": str(roles_dir()),
-        "ANSIBLE_PRIVATE_KEY_FILE": str(state.controller_key),
+        "ANSIBLE_PRIVATE_KEY_FILE": str(state.controller_identity()),
         "ANSIBLE_SSH_ARGS": ssh_args,
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(state.ssh_sockets()),

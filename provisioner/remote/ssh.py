@@ -102,7 +102,7 @@ class Remote:
             sockets = self.state.ssh_sockets()
             self._hosts[address] = testinfra.get_host(
                 f"ssh://{AUTOMATION_USER}@{address}",
-                ssh_identity_file=str(self.state.controller_key),
+                ssh_identity_file=str(self.state.controller_identity()),
                 ssh_extra_args=" ".join(self.ssh_options),
                 controlpersist=120,
                 # named by a short hash of the connection (ssh's %C would not fit a deep state folder)

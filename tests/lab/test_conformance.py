@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_KEYS
+from conftest import DEMO_KEYS, verify_keys
 from probes import in_container
 
 from provisioner.conformance.controls import CONTROLS
@@ -29,7 +29,7 @@ HYPERVISOR_CONTROLS = {"ACC-6"}
 
 
 def verify(lab) -> tuple[int, dict]:
-    result = lab.cli("verify", str(lab.site_file), "--keys", str(KEYS), "--json")
+    result = lab.cli("verify", str(lab.site_file), "--keys", str(verify_keys()), "--json")
     assert result.stdout, result.stderr
     return result.rc, result.json
 
