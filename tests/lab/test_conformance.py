@@ -95,7 +95,7 @@ def test_allow_rule_dev_to_prod_on_the_gateway_fails_net2(lab):
 def test_developer_key_on_a_prod_host_fails_acc1_and_acc2(lab):
     alice = (KEYS / "alice.pub").read_text().strip()
     host = container(lab, "prod-app1")
-    keys = "/home/provision/.ssh/authorized_keys"
+    keys = "/etc/ssh/authorized_keys/provision"  # where sshd reads the automation account's keys (root-owned)
     in_container(host, f"cp {keys} /root/keys.bak && echo '{alice}' >> {keys}")
     try:
         rc, data = verify(lab)
@@ -116,6 +116,34 @@ def test_password_authentication_on_fails_acc5(lab):
         assert failure["host"] == "test-db1" and "passwordauthentication yes" in failure["observed"]
     finally:
         in_container(host, "rm -f /etc/ssh/sshd_config.d/00-fault.conf")
+
+
+def test_keys_read_from_the_home_fail_acc5(lab):
+    """sshd told to read ~/.ssh/authorized_keys again (a drop-in before the role's): ACC-5 names the setting."""
+    host = container(lab, "test-db1")
+    fault = "AuthorizedKeysFile .ssh/authorized_keys /etc/ssh/authorized_keys/%u"
+    in_container(host, f"echo '{fault}' > /etc/ssh/sshd_config.d/00-fault.conf")
+    try:
+        rc, data = verify(lab)
+        assert rc == 1
+        assert failed_controls(data) == {"ACC-5"}
+        failure = next(f for f in data["failures"] if f["control"] == "ACC-5")
+        assert failure["host"] == "test-db1" and "authorizedkeysfile .ssh/authorized_keys" in failure["observed"]
+    finally:
+        in_container(host, "rm -f /etc/ssh/sshd_config.d/00-fault.conf")
+
+
+def test_a_key_file_its_user_owns_fails_acc5(lab):
+    host = container(lab, "prod-app1")
+    in_container(host, "chown dave /etc/ssh/authorized_keys/dave")
+    try:
+        rc, data = verify(lab)
+        assert rc == 1
+        assert failed_controls(data) == {"ACC-5"}
+        failure = next(f for f in data["failures"] if f["control"] == "ACC-5")
+        assert "/etc/ssh/authorized_keys/dave belongs to uid" in failure["evidence"]
+    finally:
+        in_container(host, "chown root /etc/ssh/authorized_keys/dave")
 
 
 def test_removed_banner_fails_cue1(lab):

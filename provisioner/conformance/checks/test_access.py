@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from provisioner.conformance import sshd_keys
 from provisioner.site import policy
 from provisioner.workspace.secrets import database_password_name
 
@@ -30,11 +31,14 @@ def test_no_developer_or_tester_account_on_production(lab, evidence, prod_host_n
     evidence.observe(f"local accounts: {', '.join(sorted(users))}")
     assert not users & forbidden, f"developer/tester accounts on {prod_host_name}: {sorted(users & forbidden)}"
     assert users <= allowed, f"undeclared accounts on {prod_host_name}: {sorted(users - allowed)}"
+    # where sshd reads keys (the root-owned folder), and where it read them before the accounts role moved them
     keys = lab.remote.run_as_root(
-        str(host.address), "sh -c 'cat /root/.ssh/authorized_keys /home/*/.ssh/authorized_keys 2>/dev/null; true'"
+        str(host.address),
+        f"sh -c 'cat {sshd_keys.KEYS_DIR}/* /root/.ssh/authorized_keys* /home/*/.ssh/authorized_keys* 2>/dev/null; "
+        "true'",
     ).stdout
     planted = [p.name for p in _developers_and_testers(lab) if p.ssh_key.split()[1] in keys]
-    evidence.note(f"authorized_keys scanned for {len(_developers_and_testers(lab))} developer/tester keys")
+    evidence.note(f"authorized keys scanned for {len(_developers_and_testers(lab))} developer/tester keys")
     assert not planted, f"keys of {', '.join(planted)} are authorised on {prod_host_name}"
     allow_groups = remote.check_output('sudo -n sshd -T | awk \'$1=="allowgroups" {$1=""; print}\'').split()
     evidence.note(f"sshd AllowGroups: {' '.join(allow_groups)}")
@@ -182,3 +186,20 @@ def test_no_root_login_and_no_password_authentication(lab, evidence, host_name):
     evidence.expect(", ".join(f"{k} {v}" for k, v in wanted.items()))
     evidence.observe(", ".join(f"{k} {v}" for k, v in observed.items()))
     assert observed == wanted, f"sshd -T on {host_name}: {observed}"
+
+
+@pytest.mark.control("ACC-5")
+def test_keys_only_from_root_owned_files(lab, evidence, host_name):
+    """sshd reads keys only from /etc/ssh/authorized_keys/<user> (not ~/.ssh/authorized_keys or authorized_keys2),
+    and every file there is root's and writable by root alone: no one authorises a key for themselves."""
+    address = str(lab.host(host_name).address)
+    sshd = lab.remote.run_as_root(address, "sshd -T")
+    assert sshd.rc == 0, f"sshd -T on {host_name}: {sshd.stderr.strip()}"
+    listing = lab.remote.run_as_root(address, sshd_keys.listing_command()).stdout
+    evidence.expect(f"authorizedkeysfile {sshd_keys.KEYS_FILE} only, no keys command; files root-owned, not writable")
+    files = " ".join(sshd_keys.sshd_values(sshd.stdout, "authorizedkeysfile"))
+    commands = " ".join(sshd_keys.sshd_values(sshd.stdout, "authorizedkeyscommand"))
+    evidence.observe(f"authorizedkeysfile {files}; authorizedkeyscommand {commands or '?'}")
+    evidence.note(listing.strip())
+    problems = sshd_keys.key_source_problems(sshd.stdout) + sshd_keys.key_file_problems(listing)
+    assert not problems, f"{host_name}: " + "; ".join(problems)
