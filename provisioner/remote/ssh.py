@@ -113,10 +113,11 @@ class Remote:
     def attempt_ssh(
         self, key: Path, user: str, address: str, command: str = "true", stdin: str | None = None
     ) -> Attempt:
-        """A fresh SSH login with `key` as `user`, no connection sharing: exactly what a person would try."""
+        """A fresh SSH login with `key` as `user`, no connection sharing: exactly what a person would try. `user` may
+        come from a host's /etc/passwd: after `--`, a name such as `-oProxyCommand=...` is no option to ssh."""
         proc = subprocess.run(
             ["ssh", "-i", str(key), *self.ssh_options, "-o", "ControlMaster=no", "-o", "ControlPath=none",
-             "-o", "PreferredAuthentications=publickey", f"{user}@{address}", command],
+             "-o", "PreferredAuthentications=publickey", "--", f"{user}@{address}", command],
             input=stdin, capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         return Attempt(proc.returncode, self.redactor.text(proc.stdout), self.redactor.text(proc.stderr))

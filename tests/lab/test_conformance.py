@@ -105,6 +105,22 @@ def test_developer_key_on_a_prod_host_fails_acc1_and_acc2(lab):
         in_container(host, f"cp /root/keys.bak {keys} && rm /root/keys.bak")
 
 
+def test_a_system_account_with_a_shell_on_a_prod_host_fails_acc1(lab):
+    """uid below 1000, but /bin/bash: the access checks see it and name it."""
+    host = container(lab, "prod-app1")
+    made = in_container(host, "useradd --system --shell /bin/bash --no-create-home sneaky")
+    assert made.returncode == 0, made.stderr
+    try:
+        rc, data = verify(lab)
+        assert rc == 1
+        assert failed_controls(data) == {"ACC-1"}
+        failure = next(f for f in data["failures"] if f["control"] == "ACC-1")
+        assert failure["host"] == "prod-app1" and "sneaky (uid " in failure["evidence"]
+        assert "sneaky (undeclared)" in failure["observed"]
+    finally:
+        in_container(host, "userdel sneaky")
+
+
 def test_password_authentication_on_fails_acc5(lab):
     host = container(lab, "test-db1")
     in_container(host, "echo 'PasswordAuthentication yes' > /etc/ssh/sshd_config.d/00-fault.conf")

@@ -2,35 +2,41 @@
 
 from __future__ import annotations
 
+import shlex
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from provisioner.conformance import sshd_keys
+from provisioner.conformance import login_accounts, sshd_keys
 from provisioner.site import policy
 from provisioner.workspace.secrets import database_password_name
-
-LOCAL_HUMANS = "getent passwd | awk -F: '$3 >= 1000 && $3 < 60000 {print $1}'"
 
 
 def _developers_and_testers(lab):
     return lab.people("developer", "tester")
 
 
+def _login_accounts(lab, host) -> list[str]:
+    """Every account on `host` whose shell lets it log in, whatever its uid."""
+    passwd = lab.remote.host(str(host.address)).check_output("getent passwd")
+    return login_accounts.names(login_accounts.login_accounts(passwd))
+
+
 @pytest.mark.control("ACC-1")
 def test_no_developer_or_tester_account_on_production(lab, evidence, prod_host_name):
     host = lab.host(prod_host_name)
-    env = lab.model.environment(host.environment)
-    allowed = {a["name"] for a in policy.accounts_for(lab.model, env)} | {"provision"}
-    if lab.model.deploy:
-        allowed.add(lab.model.deploy.name)
+    declared = login_accounts.declared_for(lab.model, host)
     remote = lab.remote.host(str(host.address))
-    users = set(remote.check_output(LOCAL_HUMANS).split())
-    forbidden = {p.name for p in _developers_and_testers(lab) if p.name not in allowed}
-    evidence.expect(f"accounts only for {', '.join(sorted(allowed))}")
-    evidence.observe(f"local accounts: {', '.join(sorted(users))}")
+    passwd = remote.check_output("getent passwd")
+    kinds = login_accounts.classify(passwd, declared)
+    users = set(kinds)
+    forbidden = {p.name for p in _developers_and_testers(lab) if p.name not in declared.people}
+    allowed = sorted({"root", declared.automation, *declared.people, *declared.services} | {declared.deploy} - {None})
+    evidence.expect(f"login accounts (any uid, shell not nologin/false/sync) only for {', '.join(allowed)}")
+    evidence.observe("login accounts: " + ", ".join(f"{name} ({kind})" for name, kind in sorted(kinds.items())))
     assert not users & forbidden, f"developer/tester accounts on {prod_host_name}: {sorted(users & forbidden)}"
-    assert users <= allowed, f"undeclared accounts on {prod_host_name}: {sorted(users - allowed)}"
+    problems = login_accounts.account_problems(passwd, declared)
+    assert not problems, f"undeclared accounts on {prod_host_name}: " + "; ".join(problems)
     # where sshd reads keys (the root-owned folder), and where it read them before the accounts role moved them
     keys = lab.remote.run_as_root(
         str(host.address),
@@ -58,7 +64,7 @@ def test_developer_key_refused_by_production_and_accepted_in_development(lab, ev
     # the developer's own name, root, and every account that exists there: wherever the key might be planted
     targets = []
     for host in lab.hosts("production"):
-        local = set(lab.remote.host(str(host.address)).check_output(LOCAL_HUMANS).split())
+        local = set(_login_accounts(lab, host))
         targets += [(host, user) for user in sorted(local | {developer_name, "root", "provision"})]
     with ThreadPoolExecutor(max_workers=8) as pool:
         attempts = list(pool.map(lambda t: lab.remote.attempt_ssh(key, t[1], str(t[0].address)), targets))
@@ -131,15 +137,14 @@ def test_no_developer_role_in_the_production_database(lab, evidence, prod_host_n
 def test_production_sudo_only_for_administrators(lab, evidence, prod_host_name):
     host = lab.host(prod_host_name)
     env = lab.model.environment(host.environment)
-    admins = {a["name"] for a in policy.accounts_for(lab.model, env) if a["level"] == "sudo"} | {"provision"}
+    admins = {a["name"] for a in policy.accounts_for(lab.model, env) if a["level"] == "sudo"} | {"root", "provision"}
     deploy = lab.model.deploy.name if lab.model.deploy else None
-    remote = lab.remote.host(str(host.address))
     evidence.expect(
         f"full sudo only for {', '.join(sorted(admins))}; {deploy or 'no deploy identity'} only the deploy command"
     )
     wrong = []
-    for user in sorted(set(remote.check_output(LOCAL_HUMANS).split())):
-        rules = lab.remote.run_as_root(str(host.address), f"sudo -l -U {user}").stdout
+    for user in _login_accounts(lab, host):  # every account that can log in, whatever its uid
+        rules = lab.remote.run_as_root(str(host.address), f"sudo -l -U {shlex.quote(user)}").stdout
         full = "(ALL" in rules and " ALL\n" in rules + "\n"
         evidence.row(user=user, full_sudo=full, rules=rules.strip().splitlines()[-3:])
         if full and user not in admins:
