@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +65,17 @@ def write_site(directory: Path, data: dict) -> Path:
     path = directory / "site.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+@contextlib.contextmanager
+def short_temp_folder() -> Iterator[Path]:
+    """A temporary folder with a short path: a site state under pytest's own tmp_path (under xdist,
+    `/tmp/pytest-of-root/pytest-N/popen-gwN/<test name>`) is nearly too deep for its SSH socket folder."""
+    folder = Path(tempfile.mkdtemp(prefix="pv")).resolve()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def private_key_copies(source: Path, folder: Path) -> Path:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import DEMO_KEYS, example_data, private_key_copies, write_site
+from helpers import DEMO_KEYS, example_data, private_key_copies, short_temp_folder, write_site
 from typer.testing import CliRunner
 
 from provisioner.ansible_run.runner import ansible_env
@@ -21,6 +22,13 @@ from provisioner.workspace import signing
 from provisioner.workspace.site_state import SiteState
 
 NOBODY = 65534
+
+
+@pytest.fixture
+def short() -> Iterator[Path]:
+    """Where the controller's state goes in these tests: short enough for its SSH socket folder."""
+    with short_temp_folder() as folder:
+        yield folder
 
 
 @pytest.fixture
@@ -97,8 +105,8 @@ def test_the_suite_uses_checked_keys_in_place_and_demo_keys_through_private_copi
 
 
 # ---- the controller's keys ------------------------------------------------------------------------------------
-def test_the_controller_key_is_made_private_and_accepted(tmp_path: Path):
-    state = SiteState("ctl", tmp_path / "ctl")
+def test_the_controller_key_is_made_private_and_accepted(short: Path):
+    state = SiteState("ctl", short / "ctl")
     state.controller_public_key()
     assert state.controller_key.stat().st_mode & 0o777 == 0o600
     assert state.controller_identity() == state.controller_key
@@ -108,8 +116,8 @@ def test_the_controller_key_is_made_private_and_accepted(tmp_path: Path):
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
-def test_a_controller_key_others_may_read_is_refused_wherever_it_is_used(tmp_path: Path, mode: int):
-    state = SiteState("ctl", tmp_path / "ctl")
+def test_a_controller_key_others_may_read_is_refused_wherever_it_is_used(short: Path, mode: int):
+    state = SiteState("ctl", short / "ctl")
     state.controller_public_key()
     state.controller_key.chmod(mode)
     uses = [
@@ -128,16 +136,16 @@ def test_a_controller_key_others_may_read_is_refused_wherever_it_is_used(tmp_pat
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another owner needs root")
-def test_a_controller_key_of_another_owner_is_refused(tmp_path: Path):
-    state = SiteState("ctl", tmp_path / "ctl")
+def test_a_controller_key_of_another_owner_is_refused(short: Path):
+    state = SiteState("ctl", short / "ctl")
     state.controller_public_key()
     os.chown(state.controller_key, NOBODY, NOBODY)
     with pytest.raises(ProvisionError, match=f"owned by uid {NOBODY}, not by uid 0 who runs provision"):
         ansible_env(state)
 
 
-def test_the_evidence_signing_key_is_checked_before_it_signs(tmp_path: Path):
-    state = SiteState("sig", tmp_path / "sig")
+def test_the_evidence_signing_key_is_checked_before_it_signs(short: Path):
+    state = SiteState("sig", short / "sig")
     signing.sign(state, b"data", "provision-ledger")
     key = state.signing_dir / signing.KEY_NAME
     key.chmod(0o644)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import socket
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import short_temp_folder
 
 from provisioner.ansible_run.runner import ansible_env, write_ansible_cfg
 from provisioner.errors import ExitCode, InputError, ProvisionError
@@ -23,11 +22,9 @@ from provisioner.workspace.site_state import AUTOMATION_USER, SiteState
 
 @pytest.fixture
 def tmp_path() -> Iterator[Path]:
-    """A short folder: pytest's own (under xdist, `/tmp/pytest-of-root/pytest-N/popen-gwN/<test name>`) is nearly
-    too deep for a socket folder by itself."""
-    folder = Path(tempfile.mkdtemp(prefix="sk")).resolve()
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+    """A short folder: pytest's own is nearly too deep for a socket folder by itself."""
+    with short_temp_folder() as folder:
+        yield folder
 
 
 def short_state(tmp_path: Path) -> SiteState:
