@@ -3,8 +3,9 @@
 The engine is a pure function over rows, so no database is needed: the table is built in memory the way
 `provision data scan` receives it (every value as text). Two shapes are measured:
 
-  seeded     1,000,000 customer rows as `provision data seed` makes them (synthetic marker on every row)
-             with 1% real-looking rows mixed in, matched against 10,000 production fingerprints;
+  seeded     1,000,000 customer rows as `provision data seed` makes them, each recognised by the fingerprint
+             the seed recorded of it (personal_data.made_rows), with 1% real-looking rows mixed in, matched
+             against 10,000 production fingerprints;
   worst      100,000 rows none of which is synthetic: every prefilter passes, every validator runs.
 
     .venv/bin/python bench/data_scan.py [--rows N]
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from faker import Faker
 
 from provisioner.personal_data.fingerprints import Fingerprints
+from provisioner.personal_data.made_rows import MadeRows
 from provisioner.personal_data.scan import Column, scan_rows
 
 COLUMNS = [
@@ -69,9 +71,16 @@ def build(rows: int, real_every: int | None) -> list[tuple[str, ...]]:
     return table
 
 
-def measure(label: str, rows: list[tuple[str, ...]], fingerprints: Fingerprints) -> float:
+def seeded_record(rows: list[tuple[str, ...]]) -> MadeRows:
+    """What the seed records: the fingerprints of the rows it wrote (the real-looking ones are no seed's)."""
+    made = MadeRows(b"bench-data-key")
+    made.add("customers", (row for row in rows if "@example.invalid" in row[2]))
+    return made
+
+
+def measure(label: str, rows: list[tuple[str, ...]], fingerprints: Fingerprints, made: MadeRows) -> float:
     start, cpu_start = time.perf_counter(), time.process_time()
-    result = scan_rows("customers", COLUMNS, rows, fingerprints)
+    result = scan_rows("customers", COLUMNS, rows, fingerprints, made.for_table("customers"))
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     rate = len(rows) / seconds
     found = ", ".join(f"{f.column}/{f.detector}={f.count}" for f in result.findings) or "none"
@@ -92,8 +101,10 @@ def main() -> None:
         digest = fingerprints.of(prod.free_email())
         if digest:
             fingerprints.digests.add(digest)
-    seeded = measure("seeded", build(args.rows, real_every=100), fingerprints)
-    measure("worst", build(max(args.rows // 10, 1), real_every=1), fingerprints)
+    table = build(args.rows, real_every=100)
+    seeded = measure("seeded", table, fingerprints, seeded_record(table))
+    worst = build(max(args.rows // 10, 1), real_every=1)
+    measure("worst", worst, fingerprints, seeded_record(worst))
     verdict = "meets" if seeded >= 50_000 else "MISSES"
     print(f"seeded-table throughput {seeded:,.0f} rows/s {verdict} the 50,000 rows/s target")
 

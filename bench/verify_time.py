@@ -41,6 +41,16 @@ def site_data(name: str, net: int, copies: int) -> dict:
     return data
 
 
+def private_copies(source: Path, folder: Path) -> Path:
+    """The demo keys as `verify --keys` takes them: mode 0600 (the checkout's are 0644, which verify refuses)."""
+    folder.mkdir(mode=0o700)
+    for key in source.iterdir():
+        if key.is_file() and key.suffix not in (".pub", ".md"):
+            (folder / key.name).write_bytes(key.read_bytes())
+            (folder / key.name).chmod(0o600)
+    return folder
+
+
 def provision(*args: str, env: dict[str, str], check: bool = True) -> float:
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "provisioner", *args], capture_output=True, text=True,
@@ -56,6 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="provisioner-bench-verify-"))
     env = {"PROVISION_STATE_DIR": str(work / "state")}
+    keys = private_copies(KEYS, work / "keys")
     print(f"provision verify, {os.cpu_count()} cores")
     try:
         for name, net, copies in (("benchv", 96, 1), ("benchw", 97, 2)):
@@ -64,7 +75,7 @@ def main() -> None:
             data = site_data(name, net, copies)
             site_file.write_text(yaml.safe_dump(data, sort_keys=False))
             provision("apply", str(site_file), env=env)
-            times = [provision("verify", str(site_file), "--keys", str(KEYS), env=env) for _ in range(args.rounds)]
+            times = [provision("verify", str(site_file), "--keys", str(keys), env=env) for _ in range(args.rounds)]
             provision("destroy", str(site_file), "--confirm-prod", name, env=env, check=False)
             print(f"  {len(data['hosts']):2d} hosts: median {statistics.median(times):5.1f} s   runs: "
                   + ", ".join(f"{t:.1f}" for t in times))  # fmt: skip

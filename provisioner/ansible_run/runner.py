@@ -54,7 +54,10 @@ class RunResult:
 
 
 def ansible_env(state: SiteState) -> dict[str, str]:
-    """Connection settings shared by provision runs and the generated ansible.cfg."""
+    """Connection settings shared by provision runs and the generated ansible.cfg.
+
+    Connection masters' sockets go to the site state's `ssh` folder (mode 0700, checked), named by Ansible's own
+    short hash of host, port and user: no ControlPath is set, so Ansible makes one in that folder."""
     ssh_args = (
         "-o ControlMaster=auto -o ControlPersist=120s -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes "
         f"-o UserKnownHostsFile={state.known_hosts} -o ConnectTimeout=10"
@@ -63,10 +66,10 @@ def ansible_env(state: SiteState) -> dict[str, str]:
     return {
         "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
         "ANSIBLE_ROLES_PATH": str(roles_dir()),
-        "ANSIBLE_PRIVATE_KEY_FILE": str(state.controller_key),
+        "ANSIBLE_PRIVATE_KEY_FILE": str(state.controller_identity()),
         "ANSIBLE_SSH_ARGS": ssh_args,
         "ANSIBLE_HOST_KEY_CHECKING": "True",
-        "ANSIBLE_SSH_CONTROL_PATH_DIR": f"/tmp/provisioner-ssh-{state.site}",
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(state.ssh_sockets()),
         "ANSIBLE_PIPELINING": "True",
         "ANSIBLE_FORKS": "12",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",

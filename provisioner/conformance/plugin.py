@@ -16,6 +16,7 @@ import pytest
 
 from provisioner.backends.base import Backend
 from provisioner.conformance.controls import CONTROLS
+from provisioner.conformance.people_keys import people_key_problems
 from provisioner.conformance.results import CheckResult, Status
 from provisioner.remote.ssh import Remote
 from provisioner.site import policy
@@ -43,12 +44,14 @@ def pytest_configure(config: pytest.Config) -> None:
 class Lab:
     """What checks need: the site, its policy, a way into each host, the people's keys."""
 
-    def __init__(self, site: LoadedSite, keys_dir: Path | None):
+    def __init__(self, site: LoadedSite, keys_dir: Path | None, demo_keys: bool = False):
         self.site = site
         self.model = site.model
         self.state = SiteState(site.name)
         self.remote = Remote(self.state)
         self.keys_dir = keys_dir
+        # the site's demo-keys/ folder (no --keys): the example's public keys, used through private copies
+        self.demo_keys = demo_keys
         self._key_copies: Path | None = None
 
     @cached_property
@@ -89,10 +92,16 @@ class Lab:
         return [p for p in self.model.people if set(roles) & set(p.roles)]
 
     def key_of(self, person: str) -> Path | None:
-        """A private copy (mode 0600) of the person's key: ssh refuses keys others can read, and a git
-        checkout does not keep file modes."""
+        """The person's key from --keys, used in place once checked (this user's, mode 0600: `provision verify`
+        refused the run otherwise); from the site's demo-keys/ folder, a private copy (mode 0600): those keys
+        are public in the repository, and a git checkout does not keep file modes."""
         if self.keys_dir is None or not (self.keys_dir / person).is_file():
             return None
+        if not self.demo_keys:
+            problems = people_key_problems(self.keys_dir, [person])
+            if problems:
+                raise ValueError(f"refusing the private key {problems[0]}")
+            return self.keys_dir / person
         if self._key_copies is None:
             self._key_copies = Path(tempfile.mkdtemp(prefix="provisioner-keys-"))
             atexit.register(shutil.rmtree, self._key_copies, True)
@@ -110,7 +119,7 @@ def _lab(config: pytest.Config) -> Lab:
         keys = config.getoption("--provision-keys")
         default_keys = site.directory / "demo-keys"
         keys_dir = Path(keys) if keys else (default_keys if default_keys.is_dir() else None)
-        config._provision_lab = Lab(site, keys_dir)  # type: ignore[attr-defined]
+        config._provision_lab = Lab(site, keys_dir, demo_keys=not keys)  # type: ignore[attr-defined]
     return config._provision_lab  # type: ignore[attr-defined]
 
 

@@ -39,6 +39,9 @@ CHECK_TITLES: dict[str, str] = {
         "A developer may log in to test but not become administrator there"
     ),
     "test_no_root_login_and_no_password_authentication": "SSH accepts neither root logins nor passwords",
+    "test_keys_only_from_root_owned_files": (
+        "SSH takes keys only from root-owned files that no user can change (not from the user's own home)"
+    ),
     "test_nobody_holds_hypervisor_rights_beyond_their_access": (
         "Nobody holds rights at the hypervisor on an environment they may not access"
     ),

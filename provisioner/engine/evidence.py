@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.conformance.controls import CONTROLS
+from provisioner.conformance.people_keys import check_people_keys
 from provisioner.conformance.verify import VerifyResult, check_arguments, run_verify
 from provisioner.errors import InputError, ProvisionError, shown
 from provisioner.releases.service import ReleaseBook
@@ -49,6 +50,8 @@ def verify(site: LoadedSite, workers: int, keys: str | None, select: str | None)
     """Run the conformance suite (--keys: the people's private keys folder; -k: which checks); a full run is
     recorded in the release ledger for each environment running a release (CHG-1)."""
     keys_dir = check_arguments(keys, select)
+    if keys is not None and keys_dir is not None:
+        check_people_keys(keys, keys_dir, [person.name for person in site.model.people])
     result = run_verify(site, workers=workers, keys_dir=keys_dir, select=select)
     if select is not None:
         return Verification(result, [], None)

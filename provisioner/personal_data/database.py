@@ -70,7 +70,7 @@ class Database:
 
     def _ssh(self, remote: str, stdin: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["ssh", "-i", str(self.state.controller_key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            ["ssh", "-i", str(self.state.controller_identity()), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
              "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.state.known_hosts}",
              "-o", "ConnectTimeout=10", f"{AUTOMATION_USER}@{self.host.address}", remote],
             input=stdin, capture_output=True, text=True, timeout=timeout,

@@ -36,7 +36,7 @@ def read_folders(state: SiteState, host: Host, folders: list[str], max_bytes: in
         ["sudo", "-n", "python3", "-c", shlex.quote(READ_SCRIPT), str(max_bytes), *(shlex.quote(f) for f in folders)]
     )
     proc = subprocess.run(
-        ["ssh", "-i", str(state.controller_key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+        ["ssh", "-i", str(state.controller_identity()), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
          "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={state.known_hosts}",
          "-o", "ConnectTimeout=10", f"{AUTOMATION_USER}@{host.address}", remote],
         capture_output=True, text=True, timeout=300,

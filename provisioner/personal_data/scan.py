@@ -1,18 +1,19 @@
 """The scan engine: a pure function over rows, so it is benchmarked and tested without a database.
 
 Per column, cheap prefilters decide which detectors a value could interest (an '@' for e-mail, a digit for
-numbers, a space and a capital for names); only then does a validator run. Rows that carry the synthetic
-marker (an e-mail in the reserved domain) are exempt from the pattern detectors, never from the production
-fingerprints: a real name kept next to a faked e-mail is still found. Findings carry counts, never values.
+numbers, a space and a capital for names); only then does a validator run. Rows the tool itself wrote (a seed,
+an anonymised refresh) are exempt from the pattern detectors, recognised by provenance: the caller passes a test
+of each row's whole content against the fingerprints the seed or refresh recorded (personal_data.made_rows).
+What a row contains never exempts it: `example.invalid` typed next to a real name is scanned like any other row.
+No row is exempt from the production fingerprints. Findings carry counts, never values.
 """
 
 from __future__ import annotations
 
 import itertools
-import operator
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from provisioner.personal_data.detectors import DETECTORS, SYNTHETIC_DOMAIN, Detector
@@ -61,7 +62,7 @@ class Finding:
 class SourceScan:
     source: str
     rows: int
-    synthetic_rows: int
+    synthetic_rows: int  # rows known, by their recorded fingerprints, as written by the tool's seed or refresh
     findings: list[Finding] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -91,31 +92,24 @@ def _detect(value: str) -> tuple[str, ...]:
     return tuple(d.name for d in _candidates(value) if d.find(value))
 
 
-def synthetic_rows(columns: Sequence[Column], rows: Sequence[Sequence[str | None]]) -> list[bool]:
-    """Per row: does it carry the synthetic marker in any text column?"""
-    marked = [False] * len(rows)
-    for index, column in enumerate(columns):
-        if not column.scanned:
-            continue
-        values = [row[index] or "" for row in rows]
-        if SYNTHETIC_DOMAIN not in "\n".join(values):
-            continue
-        marked = list(map(operator.or_, marked, [SYNTHETIC_DOMAIN in v for v in values]))
-    return marked
+Row = Sequence[str | None]
 
 
 def scan_rows(
     source: str,
     columns: Sequence[Column],
-    rows: Sequence[Sequence[str | None]],
+    rows: Sequence[Row],
     fingerprints: Fingerprints | None = None,
+    made: Callable[[Row], bool] | None = None,
 ) -> SourceScan:
     """Scan rows (values as text or None) of one table or file; returns counts per column and detector.
+    `made` says which rows the tool wrote itself (by their recorded fingerprints): only those skip the pattern
+    detectors.
 
     Work is per distinct value: each column's values are counted first (in C), then each distinct value
     meets the prefilter, the validators and the fingerprint set once.
     """
-    marked = synthetic_rows(columns, rows)
+    marked = [made(row) for row in rows] if made is not None else [False] * len(rows)
     unmarked = [not m for m in marked]
     counts: Counter[tuple[str, str]] = Counter()
     match = fingerprints.matches if fingerprints is not None and len(fingerprints) > 0 else None
@@ -131,7 +125,8 @@ def scan_rows(
             continue
         fp_hits = 0
         for value, n in Counter(values).items():
-            # a value in the reserved domain is synthetic by making: it cannot be a production identifier
+            # a value in the reserved domain cannot be a production identifier (the rest of its row still is
+            # matched: only this value is passed over)
             if value and SYNTHETIC_DOMAIN not in value and match(value):
                 fp_hits += n
         if fp_hits:
@@ -145,17 +140,13 @@ _CELL_SPLIT = re.compile(r"[,;\t|]")
 
 def scan_text(source: str, text: str, fingerprints: Fingerprints | None = None, max_lines: int = 100_000) -> SourceScan:
     """A data file: each line a row of one column named 'line'; the production fingerprints are matched
-    against each cell of delimited lines (CSV, TSV), the way a database export holds them."""
+    against each cell of delimited lines (CSV, TSV), the way a database export holds them. No line of a file
+    is exempt: the tool writes no files, so none is known to be its own."""
     lines = text.splitlines()[:max_lines]
     result = scan_rows(source, [Column("line")], [(line,) for line in lines])
     if fingerprints is not None and len(fingerprints) > 0:
-        hits = sum(
-            1
-            for line in lines
-            if SYNTHETIC_DOMAIN not in line
-            for cell in _CELL_SPLIT.split(line)
-            if fingerprints.matches(cell.strip().strip('"'))
-        )
+        cells = (cell.strip().strip('"') for line in lines for cell in _CELL_SPLIT.split(line))
+        hits = sum(1 for cell in cells if SYNTHETIC_DOMAIN not in cell and fingerprints.matches(cell))
         if hits:
             result.findings.append(Finding(source, "line", FINGERPRINT, hits))
     return result

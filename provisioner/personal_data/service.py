@@ -14,7 +14,7 @@ from typing import Any
 import faker as faker_package
 
 from provisioner.errors import InputError, ProvisionError, RefusedError, shown
-from provisioner.personal_data import records
+from provisioner.personal_data import made_rows, records
 from provisioner.personal_data.anonymise import Anonymiser, looks_personal_by_name, plan, target_type
 from provisioner.personal_data.database import Database, replace_tables_script
 from provisioner.personal_data.detectors import SYNTHETIC_DOMAIN
@@ -113,9 +113,41 @@ def seed(
         ],
     )
     script = replace_tables_script([(t.name, t.columns, t.rows) for t in tables], (record["id"], "seed"))
-    Database(state, host).psql(script)
+    database = Database(state, host)
+    database.psql(script)
+    record["made_rows"] = record_made_rows(state, database, record["id"])
     record["file"] = str(records.write_record(state, record))
     return record
+
+
+def record_made_rows(state: SiteState, database: Database, record_id: str) -> dict[str, Any]:
+    """Read back every table just written, as the scan reads it, and keep each row's fingerprint beside the
+    record: the scan then knows these rows, and only these, by provenance (personal_data.made_rows)."""
+    made = made_rows.MadeRows(data_key(state))
+    for table in database.tables():
+        rows, _ = database.read(table)
+        made.add(table.name, rows)
+    return made_rows.write(records.data_dir(state), record_id, made)
+
+
+def made_rows_of(state: SiteState, env: Environment, host: Host) -> made_rows.MadeRows | None:
+    """The rows the seeds and refreshes of `host`'s database since its last scrub wrote (each replaced every
+    table, so in practice the last one's rows); None when there were none. Any of them is the tool's own make."""
+    writes: list[dict[str, Any]] = []
+    for record in records.records(state, environment=env.name):
+        if record.get("kind") == "scrub":
+            writes = []
+        elif record.get("kind") in ("seed", "refresh") and record.get("host") == host.name:
+            writes.append(record)
+    found = [made_rows.load(records.data_dir(state), record, data_key(state)) for record in writes]
+    made = [m for m in found if m is not None]
+    if not made:
+        return None
+    union = made_rows.MadeRows(made[0].key)
+    for each in made:
+        for table, digests in each.digests.items():
+            union.digests.setdefault(table, set()).update(digests)
+    return union
 
 
 # ---- refresh ----------------------------------------------------------------------------------------------
@@ -230,8 +262,10 @@ def refresh(
         scrub_by=auth.scrub_by.isoformat(),
         tables=table_records,
     )
-    Database(state, target_host).psql(replace_tables_script(out_tables, (record["id"], "refresh")))
+    target_db = Database(state, target_host)
+    target_db.psql(replace_tables_script(out_tables, (record["id"], "refresh")))
     del data, out_tables
+    record["made_rows"] = record_made_rows(state, target_db, record["id"])
     record["file"] = str(records.write_record(state, record))
     return record
 
@@ -302,9 +336,11 @@ def scan(site: LoadedSite, env_name: str, sample_rows: int | None = None, keep_r
     for host in site.model.hosts_in(env.name):
         if "db" in host.roles:
             db = Database(state, host)
+            made = made_rows_of(state, env, host)
             for table in db.tables():
                 rows, total = db.read(table, budget)
-                result = scan_rows(table.name, table.columns, rows, fingerprints)
+                known = made.for_table(table.name) if made is not None else None
+                result = scan_rows(table.name, table.columns, rows, fingerprints, known)
                 sources.append({"host": host.name, "kind": "table", "rows_in_table": total, **result.as_dict()})
         for path, text in read_folders(state, host, settings.folders, settings.max_file_kib * 1024):
             if text is None:

@@ -14,6 +14,7 @@ import testinfra
 from provisioner.remote import reach as reach_probe
 from provisioner.workspace.redact import Redactor
 from provisioner.workspace.site_state import AUTOMATION_USER, SiteState
+from provisioner.workspace.ssh_sockets import verify_socket_name
 
 OUTCOME_TEXT = {
     "connected": "connection opened",
@@ -48,25 +49,28 @@ class Remote:
         ]  # fmt: skip
 
     def host(self, address: str) -> testinfra.host.Host:
-        """A testinfra host as the automation account; one persistent SSH connection per host."""
+        """A testinfra host as the automation account; one persistent SSH connection per host, its socket in the
+        site state's `ssh` folder (mode 0700)."""
         if address not in self._hosts:
+            sockets = self.state.ssh_sockets()
             self._hosts[address] = testinfra.get_host(
                 f"ssh://{AUTOMATION_USER}@{address}",
-                ssh_identity_file=str(self.state.controller_key),
+                ssh_identity_file=str(self.state.controller_identity()),
                 ssh_extra_args=" ".join(self.ssh_options),
                 controlpersist=120,
-                # testinfra %-formats its command line: %%C reaches ssh as %C (a hash of the connection)
-                controlpath=f"/tmp/provisioner-verify-{self.state.site}-%%C",
+                # named by a short hash of the connection (ssh's %C would not fit a deep state folder)
+                controlpath=str(sockets / verify_socket_name(AUTOMATION_USER, address)),
             )
         return self._hosts[address]
 
     def attempt_ssh(
         self, key: Path, user: str, address: str, command: str = "true", stdin: str | None = None
     ) -> Attempt:
-        """A fresh SSH login with `key` as `user`, no connection sharing: exactly what a person would try."""
+        """A fresh SSH login with `key` as `user`, no connection sharing: exactly what a person would try. `user` may
+        come from a host's /etc/passwd: after `--`, a name such as `-oProxyCommand=...` is no option to ssh."""
         proc = subprocess.run(
             ["ssh", "-i", str(key), *self.ssh_options, "-o", "ControlMaster=no", "-o", "ControlPath=none",
-             "-o", "PreferredAuthentications=publickey", f"{user}@{address}", command],
+             "-o", "PreferredAuthentications=publickey", "--", f"{user}@{address}", command],
             input=stdin, capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         return Attempt(proc.returncode, self.redactor.text(proc.stdout), self.redactor.text(proc.stderr))

@@ -1,10 +1,10 @@
 """The access matrix, read from the hosts and the hypervisor (not from the site file).
 
-For every host, as root over SSH: local accounts (uid >= 1000), their authorized keys, groups, login shell,
-sshd's effective AllowGroups and `sudo -l -U`. From these each account's level on the host follows:
-none, login, deploy (sudo limited to named commands) or sudo (any command). The matrix is person by
-environment with the highest level held on any host of the environment, plus the hypervisor's roles where
-the backend has hypervisor accounts.
+For every host, as root over SSH: local accounts (uid >= 1000), their authorized keys (in the files sshd's
+effective AuthorizedKeysFile names), groups, login shell, sshd's effective AllowGroups and `sudo -l -U`. From
+these each account's level on the host follows: none, login, deploy (sudo limited to named commands) or sudo
+(any command). The matrix is person by environment with the highest level held on any host of the environment,
+plus the hypervisor's roles where the backend has hypervisor accounts.
 """
 
 from __future__ import annotations
@@ -21,20 +21,31 @@ LEVELS = ("none", "login", "deploy", "sudo")
 READ_ACCOUNTS_SCRIPT = r"""
 import grp, json, os, pwd, subprocess
 allow = []
+key_files = [".ssh/authorized_keys", ".ssh/authorized_keys2"]  # sshd's default
 for line in subprocess.run(["sshd", "-T"], capture_output=True, text=True).stdout.splitlines():
     key, _, value = line.partition(" ")
     if key == "allowgroups":
         allow += value.split()
+    elif key == "authorizedkeysfile":
+        key_files = value.split()
+
+def key_file(pattern, pw):
+    # sshd's tokens in AuthorizedKeysFile; a relative path is relative to the home
+    path = pattern.replace("%%", "\0").replace("%u", pw.pw_name).replace("%h", pw.pw_dir)
+    path = path.replace("%U", str(pw.pw_uid)).replace("\0", "%")
+    return path if path.startswith("/") else os.path.join(pw.pw_dir, path)
+
 accounts = []
 for pw in pwd.getpwall():
     if pw.pw_uid < 1000 or pw.pw_uid >= 65534:
         continue
     keys = 0
-    try:
-        with open(os.path.join(pw.pw_dir, ".ssh", "authorized_keys")) as handle:
-            keys = sum(1 for line in handle if line.strip() and not line.lstrip().startswith("#"))
-    except OSError:
-        pass
+    for pattern in key_files:  # the files sshd reads for this account
+        try:
+            with open(key_file(pattern, pw)) as handle:
+                keys += sum(1 for line in handle if line.strip() and not line.lstrip().startswith("#"))
+        except OSError:
+            pass
     groups = {g.gr_name for g in grp.getgrall() if pw.pw_name in g.gr_mem}
     try:
         groups.add(grp.getgrgid(pw.pw_gid).gr_name)

@@ -41,11 +41,14 @@ COLOURS: dict[str, Colour] = {
 class HostRole:
     description: str
     ports: tuple[int, ...]  # service ports this role serves
+    # accounts this role's software creates with a login shell (Debian's postgres has /bin/bash): the access
+    # checks accept them on the role's hosts
+    service_accounts: tuple[str, ...] = ()
 
 
 HOST_ROLES: dict[str, HostRole] = {
     "app": HostRole("web application behind nginx", (80,)),
-    "db": HostRole("PostgreSQL database", (5432,)),
+    "db": HostRole("PostgreSQL database", (5432,), service_accounts=("postgres",)),
     "worker": HostRole("background jobs, serves nothing", ()),
 }
 

@@ -14,12 +14,15 @@ from provisioner.controller.shell import run
 from provisioner.errors import ProvisionError
 from provisioner.paths import site_state_dir
 from provisioner.workspace.files import write_atomic
+from provisioner.workspace.keyfiles import checked_controller_key
+from provisioner.workspace.ssh_sockets import close_masters, ensure_socket_folder
 
 AUTOMATION_USER = "provision"
 
 
 def ensure_key_pair(private: Path, comment: str) -> str:
-    """An ed25519 key pair at `private` (and `.pub`), made once and atomically; returns the public line."""
+    """An ed25519 key pair at `private` (and `.pub`), made once and atomically; returns the public line. The private
+    half is checked (mode 0600 or stricter, this user's) on every call: a key others could read is refused."""
     if not private.exists():
         tmp = private.with_suffix(".tmp")
         for leftover in (tmp, Path(f"{tmp}.pub")):
@@ -27,6 +30,7 @@ def ensure_key_pair(private: Path, comment: str) -> str:
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(tmp)])
         os.replace(f"{tmp}.pub", f"{private}.pub")
         os.replace(tmp, private)
+    checked_controller_key(private, f"the private key of {comment}")
     return Path(f"{private}.pub").read_text().strip()
 
 
@@ -53,11 +57,24 @@ class SiteState:
         # release ledger, data records, reports, and the evidence signing key: they outlive a destroy
         self.evidence_dir = self.root / "evidence"
         self.signing_dir = self.root / "signing"
+        # SSH connection masters' sockets (Ansible's and the conformance checks'): mode 0700, never under /tmp
+        self.ssh_dir = self.root / "ssh"
 
     def ensure(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.keys_dir.mkdir(exist_ok=True, mode=0o700)
         self.runs_dir.mkdir(exist_ok=True)
+
+    def ssh_sockets(self) -> Path:
+        """The folder for SSH connection sockets, checked (a real folder of ours, mode 0700, short enough for a
+        socket path) and created when missing."""
+        self.ensure()
+        return ensure_socket_folder(self.ssh_dir)
+
+    def controller_identity(self) -> Path:
+        """The controller's private SSH key for the site, checked before each use: mode 0600 or stricter, owned by
+        whoever runs provision (refused otherwise, naming the file and its mode)."""
+        return checked_controller_key(self.controller_key, f"the controller's SSH key of site '{self.site}'")
 
     def controller_public_key(self) -> str:
         """The controller's SSH public key; the key pair is created on first use, private half mode 0600."""
@@ -105,6 +122,7 @@ class SiteState:
 
     def forget_lab(self) -> None:
         """After a full destroy: keys and known hosts go; run folders stay as change evidence."""
+        close_masters(self.ssh_dir)
         shutil.rmtree(self.keys_dir, ignore_errors=True)
         shutil.rmtree(self.secrets_dir, ignore_errors=True)
         shutil.rmtree(self.journal_dir, ignore_errors=True)

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, example_data, lab_prerequisites_missing, run_cli, write_site
+from helpers import ROOT, example_data, lab_prerequisites_missing, private_key_copies, run_cli, write_site
 
 from provisioner.site.load import load_site
 from provisioner.workspace.site_state import SiteState
 
 LAB_SITE = "spine"
 DEMO_KEYS = ROOT / "inventories" / "example" / "demo-keys"  # the example people's keys: verify attempts logins
+
+
+@functools.cache
+def verify_keys() -> Path:
+    """The demo keys as `verify --keys` takes them: private copies, mode 0600 (the checkout's are 0644, which
+    verify refuses)."""
+    folder = Path(tempfile.mkdtemp(prefix="lab-keys-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return private_key_copies(DEMO_KEYS, folder)
+
+
 # The shared lab: built by the lifecycle module, used by every module marked shared_lab("use"), destroyed last.
 SHARED_PHASES = {"build": 0, "use": 1, "destroy": 2}
 
@@ -164,7 +179,7 @@ def assert_clean(lab: Lab) -> None:
     """What a module using the shared lab must leave: every host as the site file says, and verify passing."""
     plan = lab.cli("plan", str(lab.site_file), "--json")
     assert plan.rc == 0 and plan.json["changes"] == [], f"the lab drifted from its site file: {plan.stdout[-2000:]}"
-    result = lab.cli("verify", str(lab.site_file), "--keys", str(DEMO_KEYS), "--json", timeout=900)
+    result = lab.cli("verify", str(lab.site_file), "--keys", str(verify_keys()), "--json", timeout=900)
     assert result.rc == 0, "the lab is not clean: " + json.dumps(result.json.get("failures"), indent=1)[:4000]
 
 

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_KEYS
+from conftest import DEMO_KEYS, verify_keys
 from probes import in_container
 
 from provisioner.backends import backend_for
@@ -34,7 +34,7 @@ HYPERVISOR_CONTROLS = {"ACC-6"}
 
 
 def verify(lab) -> tuple[int, dict]:
-    result = lab.cli("verify", str(lab.site_file), "--keys", str(KEYS), "--json")
+    result = lab.cli("verify", str(lab.site_file), "--keys", str(verify_keys()), "--json")
     assert result.stdout, result.stderr
     return result.rc, result.json
 
@@ -122,7 +122,7 @@ def test_allow_rule_dev_to_prod_on_the_gateway_fails_net2(lab):
 def test_developer_key_on_a_prod_host_fails_acc1_and_acc2(lab):
     alice = (KEYS / "alice.pub").read_text().strip()
     host = container(lab, "prod-app1")
-    keys = "/home/provision/.ssh/authorized_keys"
+    keys = "/etc/ssh/authorized_keys/provision"  # where sshd reads the automation account's keys (root-owned)
     in_container(host, f"cp {keys} /root/keys.bak && echo '{alice}' >> {keys}")
     try:
         rc, data = verify(lab)
@@ -130,6 +130,22 @@ def test_developer_key_on_a_prod_host_fails_acc1_and_acc2(lab):
         assert failed_controls(data) == {"ACC-1", "ACC-2"}
     finally:
         in_container(host, f"cp /root/keys.bak {keys} && rm /root/keys.bak")
+
+
+def test_a_system_account_with_a_shell_on_a_prod_host_fails_acc1(lab):
+    """uid below 1000, but /bin/bash: the access checks see it and name it."""
+    host = container(lab, "prod-app1")
+    made = in_container(host, "useradd --system --shell /bin/bash --no-create-home sneaky")
+    assert made.returncode == 0, made.stderr
+    try:
+        rc, data = verify(lab)
+        assert rc == 1
+        assert failed_controls(data) == {"ACC-1"}
+        failure = next(f for f in data["failures"] if f["control"] == "ACC-1")
+        assert failure["host"] == "prod-app1" and "sneaky (uid " in failure["evidence"]
+        assert "sneaky (undeclared)" in failure["observed"]
+    finally:
+        in_container(host, "userdel sneaky")
 
 
 def test_password_authentication_on_fails_acc5(lab):
@@ -143,6 +159,34 @@ def test_password_authentication_on_fails_acc5(lab):
         assert failure["host"] == "test-db1" and "passwordauthentication yes" in failure["observed"]
     finally:
         in_container(host, "rm -f /etc/ssh/sshd_config.d/00-fault.conf")
+
+
+def test_keys_read_from_the_home_fail_acc5(lab):
+    """sshd told to read ~/.ssh/authorized_keys again (a drop-in before the role's): ACC-5 names the setting."""
+    host = container(lab, "test-db1")
+    fault = "AuthorizedKeysFile .ssh/authorized_keys /etc/ssh/authorized_keys/%u"
+    in_container(host, f"echo '{fault}' > /etc/ssh/sshd_config.d/00-fault.conf")
+    try:
+        rc, data = verify(lab)
+        assert rc == 1
+        assert failed_controls(data) == {"ACC-5"}
+        failure = next(f for f in data["failures"] if f["control"] == "ACC-5")
+        assert failure["host"] == "test-db1" and "authorizedkeysfile .ssh/authorized_keys" in failure["observed"]
+    finally:
+        in_container(host, "rm -f /etc/ssh/sshd_config.d/00-fault.conf")
+
+
+def test_a_key_file_its_user_owns_fails_acc5(lab):
+    host = container(lab, "prod-app1")
+    in_container(host, "chown dave /etc/ssh/authorized_keys/dave")
+    try:
+        rc, data = verify(lab)
+        assert rc == 1
+        assert failed_controls(data) == {"ACC-5"}
+        failure = next(f for f in data["failures"] if f["control"] == "ACC-5")
+        assert "/etc/ssh/authorized_keys/dave belongs to uid" in failure["evidence"]
+    finally:
+        in_container(host, "chown root /etc/ssh/authorized_keys/dave")
 
 
 def test_removed_banner_fails_cue1(lab):

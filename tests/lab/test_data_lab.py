@@ -174,10 +174,39 @@ def test_seeded_dev_is_reproducible_and_scans_clean(lab):
     assert stamp == f"{again.json['id']}|seed"
     emails = psql(db(lab, "dev"), "SELECT count(*) FROM customers WHERE email LIKE '%@example.invalid';")
     assert emails.stdout.strip() == "150"
+    # the rows the seed wrote, read back and fingerprinted beside its record: how the scan knows them
+    assert again.json["made_rows"]["rows"] == {"customers": 150, "orders": 450}
+    assert (lab.state.evidence_dir / "data" / again.json["made_rows"]["file"]).is_file()
     scan = data(lab, "scan", "--env", "dev")
     assert scan.rc == 0, scan.stdout + scan.stderr
     assert scan.json["clean"] and scan.json["production_fingerprints"] > 100
-    assert sum(s.get("synthetic_rows", 0) for s in scan.json["sources"]) == 150
+    known = {s["source"]: s["synthetic_rows"] for s in scan.json["sources"] if s["kind"] == "table"}
+    assert known == {"customers": 150, "orders": 450}, "every seeded row, by provenance"
+
+
+def test_example_invalid_exempts_no_row_an_edited_seeded_row_is_scanned(lab):
+    """A seeded row edited to hold a real name, and a real customer given an example.invalid e-mail: the scan
+    finds both, though both rows hold the reserved domain (issue 18: rows are exempt by provenance only)."""
+    edited = psql(db(lab, "dev"), f"UPDATE customers SET full_name = '{REAL['full_name']}' WHERE id = 7;")
+    assert edited.returncode == 0, edited.stderr
+    disguised = {**REAL, "email": "margaret.thornton@example.invalid"}
+    added = psql(db(lab, "dev"), insert_sql(disguised))
+    assert added.returncode == 0, added.stderr
+    try:
+        scan = data(lab, "scan", "--env", "dev")
+        assert scan.rc == 1, scan.stdout
+        found = {(f["source"], f["column"], f["detector"]): f["count"] for f in scan.json["findings"]}
+        assert found.get(("customers", "full_name", "person_name")) == 2, found
+        assert found.get(("customers", "full_name", "production_fingerprint")) == 2, found
+        assert found.get(("customers", "iban", "iban")) == 2, found  # the edited row is scanned whole
+        assert ("customers", "email", "email") not in found, "a reserved-domain address is no one's"
+        known = {s["source"]: s["synthetic_rows"] for s in scan.json["sources"] if s["kind"] == "table"}
+        assert known == {"customers": 149, "orders": 450}
+        assert_nowhere(lab, scan.stdout, scan.stderr)
+    finally:
+        reseeded = data(lab, "seed", "--env", "dev")
+        assert reseeded.rc == 0, reseeded.stderr
+    assert data(lab, "scan", "--env", "dev").rc == 0
 
 
 def test_refresh_refuses_without_authorisation_and_with_an_unmasked_column(lab):

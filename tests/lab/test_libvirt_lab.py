@@ -19,7 +19,7 @@ import time
 
 import pytest
 import yaml
-from conftest import Lab
+from conftest import Lab, verify_keys
 from helpers import ROOT, write_site
 from probes import ssh
 
@@ -28,7 +28,6 @@ from provisioner.backends.network import hostguard, links
 pytestmark = [pytest.mark.lab, pytest.mark.libvirt_lab, pytest.mark.timeout(2400)]
 
 SITE_FILE = ROOT / "tests" / "lab" / "sites" / "lvlab.yml"
-KEYS = ROOT / "inventories" / "example" / "demo-keys"
 NEEDS = ("libvirtd", "virtlogd", "qemu-system-x86_64", "ovs-vswitchd", "ovsdb-server", "genisoimage", "debootstrap")
 TIMINGS: dict[str, float] = {}
 
@@ -175,7 +174,7 @@ def test_second_apply_changes_nothing(lab):
 
 def test_verify_passes_on_the_guests(lab):
     clock = time.monotonic()
-    result = lab.cli("verify", str(lab.site_file), "--keys", str(KEYS), "--json", timeout=900)
+    result = lab.cli("verify", str(lab.site_file), "--keys", str(verify_keys()), "--json", timeout=900)
     TIMINGS["verify"] = time.monotonic() - clock
     assert result.rc == 0, result.stdout[-4000:] + result.stderr[-2000:]
     controls = result.json["controls"]

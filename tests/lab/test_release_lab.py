@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_KEYS
+from conftest import DEMO_KEYS, verify_keys
 from helpers import release_artifact
 from probes import in_container
 
@@ -32,7 +32,7 @@ def release(lab, *args: str):
 
 
 def verify(lab, *args: str):
-    return lab.cli("verify", str(lab.site_file), "--keys", str(KEYS), "--json", *args, timeout=900)
+    return lab.cli("verify", str(lab.site_file), "--keys", str(verify_keys()), "--json", *args, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import DEMO_KEYS
+from conftest import DEMO_KEYS, verify_keys
 from helpers import ROOT
 from report_fixtures import run_in, verify_md_commands
 
@@ -56,7 +56,7 @@ def _remove_intruder() -> None:
 
 @pytest.fixture(scope="module")
 def built(lab, tmp_path_factory):
-    verified = lab.cli("verify", str(lab.site_file), "--keys", str(KEYS), "--json")
+    verified = lab.cli("verify", str(lab.site_file), "--keys", str(verify_keys()), "--json")
     assert verified.rc == 0, verified.stdout[-3000:]
     _remove_intruder()  # a leftover of an interrupted earlier run
     _start_intruder(LxcBackend(lab.site, lab.state).bridge("dev"))

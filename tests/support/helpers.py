@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "inventories" / "example" / "site.yml"
+DEMO_KEYS = ROOT / "inventories" / "example" / "demo-keys"
 
 
 @dataclass
@@ -61,6 +65,29 @@ def write_site(directory: Path, data: dict) -> Path:
     path = directory / "site.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+@contextlib.contextmanager
+def short_temp_folder() -> Iterator[Path]:
+    """A temporary folder with a short path: a site state under pytest's own tmp_path (under xdist,
+    `/tmp/pytest-of-root/pytest-N/popen-gwN/<test name>`) is nearly too deep for its SSH socket folder."""
+    folder = Path(tempfile.mkdtemp(prefix="pv")).resolve()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def private_key_copies(source: Path, folder: Path) -> Path:
+    """`folder` holding copies of the key files in `source`, mode 0600: what `provision verify --keys` accepts
+    (a git checkout leaves the demo keys 0644, and verify refuses keys others may read)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for key in sorted(source.iterdir()):
+        if key.is_file() and key.name != "README.md":
+            copy = folder / key.name
+            copy.write_bytes(key.read_bytes())
+            copy.chmod(0o600 if key.suffix != ".pub" else 0o644)
+    return folder
 
 
 def lab_prerequisites_missing() -> str | None:

@@ -24,7 +24,6 @@ import argparse
 import hashlib
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from provisioner.planning.desired import GATEWAY
 from provisioner.site.load import LoadedSite, load_site
 from provisioner.workspace.secrets import ensure_site_secrets
 from provisioner.workspace.site_state import AUTOMATION_USER, SiteState
+from provisioner.workspace.ssh_sockets import close_masters
 
 NETWORK = "10.94"  # the range reserved for Molecule scenarios; other suites use 10.90-10.93
 TIERS = {"dev": "development", "test": "test", "prod": "production"}
@@ -191,7 +191,7 @@ class Lab:
             backend.cleanup_site()
         self.state.forget_lab()
         self.known_hosts.unlink(missing_ok=True)
-        close_ssh_masters(self.ephemeral / "cp")
+        close_masters(self.ephemeral / "cp")
         if instance_config is not None:
             instance_config.parent.mkdir(parents=True, exist_ok=True)
             instance_config.write_text("[]\n")
@@ -213,22 +213,6 @@ def write_instance_config(path: Path, site: LoadedSite, state: SiteState, names:
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(instances, sort_keys=False))
-
-
-def close_ssh_masters(directory: Path) -> None:
-    """Stop the SSH connection masters Ansible and testinfra left (ControlPersist): their machines are gone,
-    and a new lab reuses the same addresses."""
-    if not directory.is_dir():
-        return
-    for socket_path in directory.iterdir():
-        if socket_path.is_socket():
-            subprocess.run(
-                ["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "lab"],
-                capture_output=True,
-                timeout=10,
-                check=False,
-            )
-            socket_path.unlink(missing_ok=True)
 
 
 def say(message: str) -> None:

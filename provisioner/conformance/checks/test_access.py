@@ -2,40 +2,50 @@
 
 from __future__ import annotations
 
+import shlex
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from provisioner.conformance import login_accounts, sshd_keys
 from provisioner.conformance.scope import NOT_ATTEMPTED
 from provisioner.site import policy
 from provisioner.workspace.secrets import database_password_name
-
-LOCAL_HUMANS = "getent passwd | awk -F: '$3 >= 1000 && $3 < 60000 {print $1}'"
 
 
 def _developers_and_testers(lab):
     return lab.people("developer", "tester")
 
 
+def _login_accounts(lab, host) -> list[str]:
+    """Every account on `host` whose shell lets it log in, whatever its uid."""
+    passwd = lab.remote.host(str(host.address)).check_output("getent passwd")
+    return login_accounts.names(login_accounts.login_accounts(passwd))
+
+
 @pytest.mark.control("ACC-1")
 def test_no_developer_or_tester_account_on_production(lab, evidence, prod_host_name):
     host = lab.host(prod_host_name)
-    env = lab.model.environment(host.environment)
-    allowed = {a["name"] for a in policy.accounts_for(lab.model, env)} | {"provision"}
-    if lab.model.deploy:
-        allowed.add(lab.model.deploy.name)
+    declared = login_accounts.declared_for(lab.model, host)
     remote = lab.remote.host(str(host.address))
-    users = set(remote.check_output(LOCAL_HUMANS).split())
-    forbidden = {p.name for p in _developers_and_testers(lab) if p.name not in allowed}
-    evidence.expect(f"accounts only for {', '.join(sorted(allowed))}")
-    evidence.observe(f"local accounts: {', '.join(sorted(users))}")
+    passwd = remote.check_output("getent passwd")
+    kinds = login_accounts.classify(passwd, declared)
+    users = set(kinds)
+    forbidden = {p.name for p in _developers_and_testers(lab) if p.name not in declared.people}
+    allowed = sorted({"root", declared.automation, *declared.people, *declared.services} | {declared.deploy} - {None})
+    evidence.expect(f"login accounts (any uid, shell not nologin/false/sync) only for {', '.join(allowed)}")
+    evidence.observe("login accounts: " + ", ".join(f"{name} ({kind})" for name, kind in sorted(kinds.items())))
     assert not users & forbidden, f"developer/tester accounts on {prod_host_name}: {sorted(users & forbidden)}"
-    assert users <= allowed, f"undeclared accounts on {prod_host_name}: {sorted(users - allowed)}"
+    problems = login_accounts.account_problems(passwd, declared)
+    assert not problems, f"undeclared accounts on {prod_host_name}: " + "; ".join(problems)
+    # where sshd reads keys (the root-owned folder), and where it read them before the accounts role moved them
     keys = lab.remote.run_as_root(
-        str(host.address), "sh -c 'cat /root/.ssh/authorized_keys /home/*/.ssh/authorized_keys 2>/dev/null; true'"
+        str(host.address),
+        f"sh -c 'cat {sshd_keys.KEYS_DIR}/* /root/.ssh/authorized_keys* /home/*/.ssh/authorized_keys* 2>/dev/null; "
+        "true'",
     ).stdout
     planted = [p.name for p in _developers_and_testers(lab) if p.ssh_key.split()[1] in keys]
-    evidence.note(f"authorized_keys scanned for {len(_developers_and_testers(lab))} developer/tester keys")
+    evidence.note(f"authorized keys scanned for {len(_developers_and_testers(lab))} developer/tester keys")
     assert not planted, f"keys of {', '.join(planted)} are authorised on {prod_host_name}"
     allow_groups = remote.check_output('sudo -n sshd -T | awk \'$1=="allowgroups" {$1=""; print}\'').split()
     evidence.note(f"sshd AllowGroups: {' '.join(allow_groups)}")
@@ -55,7 +65,7 @@ def test_developer_key_refused_by_production_and_accepted_in_development(lab, ev
     # the developer's own name, root, and every account that exists there: wherever the key might be planted
     targets = []
     for host in lab.hosts("production"):
-        local = set(lab.remote.host(str(host.address)).check_output(LOCAL_HUMANS).split())
+        local = set(_login_accounts(lab, host))
         targets += [(host, user) for user in sorted(local | {developer_name, "root", "provision"})]
     with ThreadPoolExecutor(max_workers=8) as pool:
         attempts = list(pool.map(lambda t: lab.remote.attempt_ssh(key, t[1], str(t[0].address)), targets))
@@ -128,15 +138,14 @@ def test_no_developer_role_in_the_production_database(lab, evidence, prod_host_n
 def test_production_sudo_only_for_administrators(lab, evidence, prod_host_name):
     host = lab.host(prod_host_name)
     env = lab.model.environment(host.environment)
-    admins = {a["name"] for a in policy.accounts_for(lab.model, env) if a["level"] == "sudo"} | {"provision"}
+    admins = {a["name"] for a in policy.accounts_for(lab.model, env) if a["level"] == "sudo"} | {"root", "provision"}
     deploy = lab.model.deploy.name if lab.model.deploy else None
-    remote = lab.remote.host(str(host.address))
     evidence.expect(
         f"full sudo only for {', '.join(sorted(admins))}; {deploy or 'no deploy identity'} only the deploy command"
     )
     wrong = []
-    for user in sorted(set(remote.check_output(LOCAL_HUMANS).split())):
-        rules = lab.remote.run_as_root(str(host.address), f"sudo -l -U {user}").stdout
+    for user in _login_accounts(lab, host):  # every account that can log in, whatever its uid
+        rules = lab.remote.run_as_root(str(host.address), f"sudo -l -U {shlex.quote(user)}").stdout
         full = "(ALL" in rules and " ALL\n" in rules + "\n"
         evidence.row(user=user, full_sudo=full, rules=rules.strip().splitlines()[-3:])
         if full and user not in admins:
@@ -183,3 +192,20 @@ def test_no_root_login_and_no_password_authentication(lab, evidence, host_name):
     evidence.expect(", ".join(f"{k} {v}" for k, v in wanted.items()))
     evidence.observe(", ".join(f"{k} {v}" for k, v in observed.items()))
     assert observed == wanted, f"sshd -T on {host_name}: {observed}"
+
+
+@pytest.mark.control("ACC-5")
+def test_keys_only_from_root_owned_files(lab, evidence, host_name):
+    """sshd reads keys only from /etc/ssh/authorized_keys/<user> (not ~/.ssh/authorized_keys or authorized_keys2),
+    and every file there is root's and writable by root alone: no one authorises a key for themselves."""
+    address = str(lab.host(host_name).address)
+    sshd = lab.remote.run_as_root(address, "sshd -T")
+    assert sshd.rc == 0, f"sshd -T on {host_name}: {sshd.stderr.strip()}"
+    listing = lab.remote.run_as_root(address, sshd_keys.listing_command()).stdout
+    evidence.expect(f"authorizedkeysfile {sshd_keys.KEYS_FILE} only, no keys command; files root-owned, not writable")
+    files = " ".join(sshd_keys.sshd_values(sshd.stdout, "authorizedkeysfile"))
+    commands = " ".join(sshd_keys.sshd_values(sshd.stdout, "authorizedkeyscommand"))
+    evidence.observe(f"authorizedkeysfile {files}; authorizedkeyscommand {commands or '?'}")
+    evidence.note(listing.strip())
+    problems = sshd_keys.key_source_problems(sshd.stdout) + sshd_keys.key_file_problems(listing)
+    assert not problems, f"{host_name}: " + "; ".join(problems)

@@ -36,7 +36,8 @@ def test_no_personal_data_outside_production(lab, evidence, data_env_name):
     tables = [s for s in report["sources"] if s["kind"] == "table"]
     files = [s for s in report["sources"] if s["kind"] == "file"]
     evidence.expect(
-        f"no personal data in {data_env_name}: no detector hit outside synthetic rows, "
+        f"no personal data in {data_env_name}: no detector hit outside the rows the last seed or refresh wrote "
+        "(known by their recorded fingerprints, not by what they hold), "
         "no value matching a production fingerprint"
     )
     evidence.note(

@@ -80,10 +80,30 @@ def test_passwords_locked(host):
             assert password.startswith("!"), f"{user} has a usable password"
 
 
-def test_authorized_keys_exactly_the_declared_key(host):
-    dave = host.file("/home/dave/.ssh/authorized_keys")
-    assert dave.mode == 0o600 and dave.user == "dave"
+def test_authorized_keys_root_owned_exactly_the_declared_key(host):
+    folder = host.file("/etc/ssh/authorized_keys")
+    assert folder.is_directory and (folder.user, folder.group, folder.mode) == ("root", "root", 0o755)
+    dave = host.file("/etc/ssh/authorized_keys/dave")
+    assert (dave.user, dave.group, dave.mode) == ("root", "root", 0o644)
     assert dave.content_string.strip() == (DEMO_KEYS / "dave.pub").read_text().strip()
+    assert not host.file("/home/dave/.ssh/authorized_keys").exists, "the old, user-owned file is gone"
+    deploy = host.file("/etc/ssh/authorized_keys/deploy")
+    assert deploy.user == "root" and deploy.content_string.strip() == (DEMO_KEYS / "deploy.pub").read_text().strip()
+
+
+def test_the_automation_keys_are_copied_root_owned(host):
+    copy = host.file("/etc/ssh/authorized_keys/provision")
+    assert (copy.user, copy.group, copy.mode) == ("root", "root", 0o644)
+    assert copy.content_string == host.file("/home/provision/.ssh/authorized_keys").content_string
+    assert copy.content_string.strip(), "automation keeps a key"
+
+
+def test_only_listed_accounts_have_keys():
+    listed = {"dev-app1": {"alice", "bob", "dave", "deploy", "provision"}, "prod-app1": {"dave", "deploy", "provision"}}
+    for name, accounts in listed.items():
+        found = set(machine(name).run("ls -A /etc/ssh/authorized_keys").stdout.split())
+        assert found == accounts, f"{name}: {sorted(found)}"
+    assert not machine("prod-app1").file("/etc/ssh/authorized_keys/mallory").exists, "the leaver's key went"
 
 
 # ---- sshd (ACC-5) ----------------------------------------------------------------------------------------
@@ -98,6 +118,9 @@ def test_sshd_effective_settings(host):
     assert settings["permitemptypasswords"] == ["no"]
     assert settings["pubkeyauthentication"] == ["yes"]
     assert set(settings["allowgroups"]) == {"pv-login", "pv-deploy", "provision"}
+    # keys only from the root-owned files: not ~/.ssh/authorized_keys, not ~/.ssh/authorized_keys2
+    assert settings["authorizedkeysfile"] == ["/etc/ssh/authorized_keys/%u"]
+    assert settings["authorizedkeyscommand"] == ["none"]
 
 
 def test_sshd_running_with_the_dropin(host):
@@ -115,6 +138,32 @@ def test_developer_logs_in_to_development(keys):
 def test_developer_and_tester_keys_refused_by_production(keys, user):
     result = ssh(keys, user, "prod-app1")
     assert result.returncode == 255 and "Permission denied" in result.stderr, result.stderr
+
+
+def test_a_key_a_user_adds_to_their_home_is_not_read(keys):
+    """dave adds alice's key to his own ~/.ssh/authorized_keys and authorized_keys2 (as he could): sshd ignores both,
+    and dave's own key still works."""
+    target = machine("dev-app1")
+    alice = (DEMO_KEYS / "alice.pub").read_text().strip()
+    planted = target.run(
+        "install -d -o dave -g dave -m 0700 /home/dave/.ssh && for f in authorized_keys authorized_keys2; do "
+        f"echo '{alice}' > /home/dave/.ssh/$f && chown dave:dave /home/dave/.ssh/$f && chmod 600 /home/dave/.ssh/$f; "
+        "done"
+    )
+    assert planted.rc == 0, planted.stderr
+    try:
+        result = ssh(keys, "alice", "dev-app1", "true")  # alice's own login still works: the key is sound
+        assert result.returncode == 0, result.stderr
+        as_dave = subprocess.run(
+            ["ssh", "-i", str(keys / "alice"), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+             "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={KNOWN_HOSTS}", "-o", "ControlMaster=no",
+             "-o", "ConnectTimeout=5", f"dave@{address('dev-app1')}", "true"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert as_dave.returncode == 255 and "Permission denied" in as_dave.stderr, as_dave.stderr
+        assert ssh(keys, "dave", "dev-app1", "id -un").stdout.strip() == "dave"
+    finally:
+        target.run("rm -f /home/dave/.ssh/authorized_keys /home/dave/.ssh/authorized_keys2")
 
 
 def test_admin_logs_in_to_production_with_sudo(keys):

@@ -6,8 +6,10 @@ come from the gateway ("No route to host": ICMP administratively prohibited), ne
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import shlex
 import socket
 import sys
 from pathlib import Path
@@ -51,7 +53,47 @@ def test_policy_is_the_roles_ruleset(host):
     assert 'comment "flow dev -> test"' in ruleset.stdout
     for pair in ("dev_to_prod", "test_to_prod", "dev_to_test", "prod_to_dev", "dev_to_mgmt"):
         assert f'counter name "deny_{pair}"' in ruleset.stdout
+    for segment in ("dev", "test", "prod"):
+        assert f'counter name "spoofed_{segment}" drop' in ruleset.stdout
     assert host.file("/etc/nftables.conf").contains("Ansible managed")
+
+
+def test_replies_pass_only_between_declared_interfaces(host):
+    forward = host.run(f"nft list chain inet {TABLE} forward").stdout
+    established = [line.strip() for line in forward.splitlines() if "ct state established,related accept" in line]
+    assert established and all(line.startswith('iifname "') and ' oifname "' in line for line in established)
+    assert 'iifname "seg-dev" oifname "seg-test" ct state established,related accept' in forward
+    assert 'iifname "seg-prod" oifname "seg-dev" ct state established,related accept' not in forward
+    logged = [line for line in host.run(f"nft list table inet {TABLE}").stdout.splitlines() if " log prefix " in line]
+    assert logged and all("limit rate" in line and "reject" not in line and "drop" not in line for line in logged)
+
+
+def spoofed_packets(host, segment: str) -> int:
+    out = host.run(f"nft -j list counter inet {TABLE} spoofed_{segment}").stdout
+    return next(item["counter"]["packets"] for item in json.loads(out)["nftables"] if "counter" in item)
+
+
+@pytest.mark.usefixtures("listeners")
+def test_a_forged_source_is_dropped_on_its_leg(host):
+    """dev-app1 sends from an address of production's prefix (added to it for the test) along the declared flow to
+    test-app1:80: the gateway drops it as spoofed before anything else (no reply, no reject), and counts it."""
+    source = machine("dev-app1")
+    forged = str(ipaddress.ip_network(hostvars()["prod-db1"]["env_cidr"])[250])
+    device = source.run(f"ip -o -4 addr show to {address('dev-app1')}").stdout.split()[1]
+    before = spoofed_packets(host, "dev")
+    assert source.run(f"ip addr add {forged}/32 dev {device}").rc == 0
+    try:
+        script = (
+            "import socket; s = socket.socket(); s.settimeout(3); "
+            f"s.bind(('{forged}', 0)); s.connect(('{address('test-app1')}', 80))"
+        )
+        attempt = source.run(f"python3 -c {shlex.quote(script)}")
+        assert attempt.rc != 0 and "timed out" in attempt.stderr, attempt.stderr
+    finally:
+        source.run(f"ip addr del {forged}/32 dev {device}")
+    assert spoofed_packets(host, "dev") > before
+    genuine = connect("dev-app1", address("test-app1"), 80)
+    assert genuine.rc == 0 and "connected" in genuine.stdout, "the same flow from dev's own address still passes"
 
 
 def test_nftables_loads_the_policy_at_boot(host):
