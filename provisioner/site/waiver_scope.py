@@ -110,7 +110,7 @@ def _production_reach(site: Site, waiver: Waiver, path: KeyPath) -> Iterator[Pro
         keys = "source (or environment or host) and destination" if is_path else "environment or host"
         yield (
             (*path, "control"),
-            f"a {waiver.control} waiver without {' or '.join(missing)} could cover a result in production "
+            f"without {' or '.join(missing)}, this {waiver.control} waiver could cover a result in production "
             f"({_listed(production)}); {reason}; allowed: {keys}, naming what lies outside production "
             f"({_listed(outside)})",
         )
