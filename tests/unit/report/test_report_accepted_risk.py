@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from report_fixtures import build_report, example_site, recorded_results, signed_waiver_ledger
 
+from provisioner.report import policy
+from provisioner.report.junit import render_junit
 from provisioner.report.oscal import render_oscal
 from provisioner.report.render_html import render_html
 from provisioner.report.render_pdf import render_pdf
@@ -152,3 +154,14 @@ def test_an_expired_waiver_is_at_risk_again(tmp_path):
     site = example_site(waivers=[acc2_waiver(expires=dt.date(2026, 11, 1))])
     report = report_for(site, acc2_dev_failure(), tmp_path / "evidence")
     assert q(report, "Q1")["status"] == "at risk"
+
+
+def test_junit_and_the_policy_say_it_too(waived_acc2):
+    """JUnit keeps a waived result out of its failures but says why; the policy (Markdown and PDF) names the
+    waiver's exact scope and that an exception is an accepted risk, never a pass."""
+    junit = render_junit(waived_acc2)
+    assert f"WAIVED, {VERDICT}: the check failed; a waiver accepts the failure" in junit
+    text = policy.to_markdown(policy.build(example_site(waivers=[acc2_waiver()]), "example/site.yml"))
+    assert "| W-1 | ACC-2: A developer's SSH key is refused by every production host | environment dev |" in text
+    assert "A result set aside by an exception is reported as an accepted risk, never as passed." in text
+    assert "Two rules have no exception in production" in text
