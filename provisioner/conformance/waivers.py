@@ -187,10 +187,10 @@ def _judge(site: Site, row: dict[str, Any], today: dt.date, signed: Collection[s
         ids = ", ".join(sorted({w for ids in refused.values() for w in ids}))
         notes.append(f"waiver {ids} not applied to {_listing(shown)}: {NEVER_WAIVED_IN_PRODUCTION[control]}")
     if covered_by and len(covered_by) == len(failures):
-        used = list(dict.fromkeys(covered_by[i].id for i in sorted(covered_by)))
+        used = {w.id for w in covered_by.values()}
         row["status"] = "waived"
-        row["waiver"] = used[0]
         row["waivers"] = [_waiver_fact(w) for w in mine if w.id in used]
+        row["waiver"] = row["waivers"][0]["id"]
     elif covered_by:
         left = [f for i, f in enumerate(failures) if i not in covered_by]
         notes.append(
