@@ -46,27 +46,26 @@ def verify(
                 "ok": result.ok,
                 "run_dir": str(result.run_dir),
                 "controls": summary,
+                "verdicts": result.verdicts(),
                 "failures": result.failed,
                 "not_attempted": result.unattempted,
+                "accepted_risks": [
+                    {**{k: r[k] for k in ("control", "check", "host")}, "verdict": result.accepted_risk(r)}
+                    for r in result.waived
+                ],
                 "releases_verified": recorded,
             }
         )
     else:
         table = Table(title=f"Conformance of site '{loaded.name}' (ISO 27001:2022 A.8.31)")
-        for column in ("control", "title", "pass", "fail", "skip", "status"):
+        for column in ("control", "title", "pass", "fail", "waived", "skip", "status"):
             table.add_column(column)
-        for cid, counts in summary.items():
-            status = (
-                "[red]FAIL[/red]"
-                if counts["fail"]
-                else "[yellow]WAIVED[/yellow]"
-                if counts.get("waived")
-                else "[green]PASS[/green]"
-                if counts["pass"]
-                else "skipped"
-            )
+        shown = {"fail": "[red]FAIL[/red]", "waived": "[yellow]ACCEPTED RISK[/yellow]", "pass": "[green]PASS[/green]"}
+        for cid, verdict in result.verdicts().items():
+            counts = summary[cid]
             title = evidence.control_title(cid)
-            table.add_row(cid, title, str(counts["pass"]), str(counts["fail"]), str(counts["skip"]), status)
+            numbers = [str(counts.get(k, 0)) for k in ("pass", "fail", "waived", "skip")]
+            table.add_row(cid, title, *numbers, shown.get(verdict, "skipped"))
         out.print(table)
         for failure in result.failed:
             out.print(
@@ -79,6 +78,12 @@ def verify(
                 f"[red]{row['control']}[/red] {escape(row['check'] + '[' + row['host'] + ']')}: "
                 f"{escape(row['evidence'].splitlines()[-1])} (declare it under out_of_scope: in the site file, with a "
                 "reason and who decided it, if this attempt is not to be made)",
+                highlight=False,
+            )
+        for waived in result.waived:
+            out.print(
+                f"[yellow]{waived['control']}[/yellow] {escape(waived['check'] + '[' + waived['host'] + ']')}: "
+                f"failed; waived, not passed: {escape(result.accepted_risk(waived))}",
                 highlight=False,
             )
         out.print(f"results (JSON, JUnit XML): {result.run_dir}", highlight=False)

@@ -20,4 +20,6 @@ class CheckResult(TypedDict):
     time: str  # ISO 8601, UTC
     duration: float
     raw_status: NotRequired[Status]  # the status before waivers were applied
-    waiver: NotRequired[str]  # the waiver that turned a failure into "waived"
+    waiver: NotRequired[str]  # the (first) waiver that turned a failure into "waived"
+    waivers: NotRequired[list[dict[str, str]]]  # every waiver it took: id, approver, expires, risk
+    waiver_notes: NotRequired[list[str]]  # what the waivers did not cover, or why they did not count

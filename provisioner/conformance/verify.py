@@ -14,7 +14,7 @@ from provisioner.conformance import scope
 from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.history import record_run
 from provisioner.conformance.signed_results import RESULTS_FILE, SignedRun, write_signed
-from provisioner.conformance.waivers import apply_waivers, summarise
+from provisioner.conformance.waivers import accepted_risk, apply_waivers, control_status, summarise
 from provisioner.errors import InputError, ProvisionError, shown
 from provisioner.releases.decisions import signed_waivers
 from provisioner.releases.ledger import Ledger
@@ -47,11 +47,26 @@ class VerifyResult:
         """No failure once waivers are applied (pytest exits 1 for failures a waiver covers; 2+ is an error)."""
         return self.pytest_rc in (0, 1) and not self.failed and not self.unattempted and bool(self.results)
 
+    @property
+    def waived(self) -> list[dict[str, Any]]:
+        """Failures a waiver accepts: not failures of the run, and not passes either."""
+        return [r for r in self.results if r["status"] == "waived"]
+
     def by_control(self) -> dict[str, dict[str, int]]:
         """pass/fail/skip per control, in catalogue order; 'waived' appears where a waiver covers a failure."""
         counts = summarise(self.results)
         ordered = {cid: counts.pop(cid) for cid in CONTROLS if cid in counts}
         return {**ordered, **counts}
+
+    def verdicts(self) -> dict[str, str]:
+        """fail | waived | pass | skip per control, in catalogue order: a control with a waived failure is
+        'waived' (an accepted risk), never 'pass'."""
+        return {cid: control_status(counts) for cid, counts in self.by_control().items()}
+
+    @staticmethod
+    def accepted_risk(row: dict[str, Any]) -> str:
+        """'accepted risk (waiver W, approved by A, expires D)' for a waived result."""
+        return accepted_risk([row])
 
 
 def check_arguments(keys: str | None, select: str | None) -> Path | None:

@@ -13,7 +13,14 @@ from provisioner.conformance import history, signed_results
 from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.signed_results import RESULTS_FILE, SIGNATURE_FILE, SignedRun
 from provisioner.conformance.titles import check_title
-from provisioner.conformance.waivers import apply_waivers, control_status, summarise, waiver_state
+from provisioner.conformance.waivers import (
+    accepted_risk,
+    accepted_waivers,
+    apply_waivers,
+    control_status,
+    summarise,
+    waiver_state,
+)
 from provisioner.releases.decisions import signed_waivers as decisions_signed_waivers
 from provisioner.report import access_matrix, decisions, diagram, releases
 from provisioner.report import policy as policy_doc
@@ -22,6 +29,7 @@ from provisioner.site.model import Site
 from provisioner.site.policy import access_level, deploy_envs, resolved_flows
 from provisioner.workspace.site_state import SiteState
 
+ACCEPTED_RISK = "accepted risk"  # a question's verdict where a waiver accepts a failure its answer rests on
 QUESTIONS = (
     (
         "Q1",
@@ -88,18 +96,31 @@ def controls_section(rows: list[dict[str, Any]], catalogue: dict[str, dict[str, 
                 "counts": counts.get(cid, {}),
                 "results": mine,
                 "hosts": sorted({r["host"] for r in mine}),
+                "accepted_risk": accepted_risk(mine),  # '' unless a waiver accepts a failure of it
             }
         )
     return section
 
 
-def _answer(status_by_control: dict[str, str], ids: tuple[str, ...], yes: str, no: str) -> tuple[str, str]:
+def _answer(
+    status_by_control: dict[str, str], ids: tuple[str, ...], evidence: list[dict[str, Any]], yes: str, no: str
+) -> tuple[str, str]:
+    """The verdict on a question: at risk (a check failed), accepted risk (a check failed and a waiver accepts
+    it: never 'proven'), partly proven, proven, or not checked."""
     statuses = [status_by_control.get(cid, "not checked") for cid in ids]
     if all(s == "not checked" for s in statuses):
         return "not checked", "No result of " + ", ".join(ids) + " in the latest verify run: not checked."
     if "fail" in statuses:
         return "at risk", yes
-    if any(s in ("skip", "not checked") for s in statuses):
+    partly = any(s in ("skip", "not checked") for s in statuses)
+    risk = accepted_risk(evidence)
+    if risk or "waived" in statuses:
+        return ACCEPTED_RISK, (
+            f"{risk or 'accepted risk (a waiver)'}: a check below failed and its failure is waived, not fixed, so "
+            "this answer rests on the waiver and its compensating controls, not on the checks"
+            + ("; some checks were also skipped or not run (see below)." if partly else ".")
+        )
+    if partly:
         return "partly proven", no + " (some checks were skipped or not run; see below)"
     return "proven", no
 
@@ -117,9 +138,10 @@ def questions(
     for qid, text, ids in QUESTIONS:
         evidence = [r for r in rows if r["control"] in ids]
         entry: dict[str, Any] = {"id": qid, "question": text, "controls": list(ids), "evidence": evidence}
+        entry["waivers"] = accepted_waivers(evidence)
         if qid == "Q1":
             entry["status"], entry["answer"] = _answer(
-                by_id, ids,
+                by_id, ids, evidence,
                 "YES, or not disproven: a check below failed — a developer may reach production.",
                 "No. A developer's key is refused by every production host, the developer cannot log in to the "
                 "production database, and nothing in development or test can open a connection into production.",
@@ -131,14 +153,14 @@ def questions(
             ]
         elif qid == "Q2":
             entry["status"], entry["answer"] = _answer(
-                by_id, ids,
+                by_id, ids, evidence,
                 "Possibly: a data check below failed.",
                 "No. The scan found no live personal data in development or test, and the provenance records "
                 "show synthetic data in development and anonymised data in test.",
             )  # fmt: skip
         else:
             entry["status"], entry["answer"] = _answer(
-                by_id, ids,
+                by_id, ids, evidence,
                 "The release record does not hold: a check below failed.",
                 "The last release's ledger entries are below, with who approved it and when it reached each "
                 "environment; the ledger is hash-chained and signed.",
@@ -187,8 +209,11 @@ def waivers_section(
         {
             **w.model_dump(mode="json"),
             "state": waiver_state(w, today, signed),
+            "scope": w.scope_words(),
             "waived_results": [
-                f"{r['control']} {check_title(str(r['check']))} ({r['host']})" for r in rows if r.get("waiver") == w.id
+                f"{r['control']} {check_title(str(r['check']))} ({r['host']})"
+                for r in rows
+                if r.get("status") == "waived" and w.id in [f.get("id") for f in r.get("waivers") or []]
             ],
         }
         for w in site.waivers

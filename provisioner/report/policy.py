@@ -244,7 +244,7 @@ def _exceptions(site: Site) -> list[Block]:
     rows = []
     for w in site.waivers:
         control = CONTROLS.get(w.control)
-        scope = ", ".join(x for x in (w.person, w.environment) if x) or "everywhere"
+        scope = w.scope_words()
         rows.append(
             [
                 w.id,
@@ -262,10 +262,14 @@ def _exceptions(site: Site) -> list[Block]:
         _heading("6. Exceptions"),
         _para(
             "A rule is set aside only by a recorded exception (a waiver in the site file). It names the control "
-            "and, where it applies, the person and the environment; it gives the reason, the risk and the "
-            "compensating controls; it is approved by someone other than the person who asked for it (and not by a "
-            "developer or tester of the environment concerned); and it expires. An expired exception no longer "
-            "counts: the check it covered fails again."
+            "and, where it applies, the person, the environment, the host, or for network paths the source, "
+            "destination and port; a check's result is set aside only when every failure in it lies inside that "
+            "scope. It gives the reason, the risk and the compensating controls; it is approved by someone other "
+            "than the person who asked for it (and not by a developer or tester of the environment concerned); and "
+            "it expires. An expired exception no longer counts: the check it covered fails again. Two rules have "
+            "no exception in production: nothing enters or leaves production but the declared flows (NET-2), and a "
+            "developer's key is refused by every production host (ACC-2). A result set aside by an exception is "
+            "reported as an accepted risk, never as passed."
         ),
     ]
     head = ["exception", "control", "for", "reason", "requested by", "approved by", "risk", "expires", "compensation"]

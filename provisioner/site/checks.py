@@ -11,6 +11,7 @@ from provisioner.site.duties import check_duties
 from provisioner.site.model import LibvirtSettings, Person, Site, Waiver
 from provisioner.site.policy import probe_address
 from provisioner.site.vocabulary import DEFAULT_ACCESS, LEVEL_ORDER
+from provisioner.site.waiver_scope import check_waiver_scopes
 from provisioner.site.yamlsource import KeyPath, format_path
 
 Problem = tuple[KeyPath, str]
@@ -31,6 +32,7 @@ def check_site(site: Site, today: dt.date | None = None) -> list[Problem]:
         _data_authorisations,
     ):
         problems.extend(check(site, today))
+    problems.extend(check_waiver_scopes(site))
     problems.extend(check_duties(site, today))
     problems.extend(check_design(site))
     return problems

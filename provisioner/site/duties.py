@@ -21,6 +21,7 @@ from provisioner.site.vocabulary import (
     RESERVED_ACCOUNTS,
     control_ids,
 )
+from provisioner.site.waiver_scope import scope_environments
 from provisioner.site.yamlsource import KeyPath
 
 Problem = tuple[KeyPath, str]
@@ -163,13 +164,17 @@ def _waiver_approver(site: Site, waiver: Waiver, path: KeyPath) -> Iterator[Prob
             (*path, "approver"),
             f"'{approver.name}' has neither the approver nor the admin role; allowed: {allowed}",
         )
-    elif approver.name in _developers_of(site, waiver.environment):
-        where = f"environment '{waiver.environment}'" if waiver.environment else "this site"
-        yield (
-            (*path, "approver"),
-            f"'{approver.name}' is a developer or tester of {where} and cannot approve its exceptions; "
-            f"allowed: {allowed}",
-        )
+    else:
+        concerned: list[str | None] = [*scope_environments(site, waiver)] or [None]  # none named: the whole site
+        for env in concerned:
+            if approver.name in _developers_of(site, env):
+                where = f"environment '{env}'" if env else "this site"
+                yield (
+                    (*path, "approver"),
+                    f"'{approver.name}' is a developer or tester of {where} and cannot approve its exceptions; "
+                    f"allowed: {allowed}",
+                )
+                break
 
 
 def _path_to_live(site: Site) -> Iterator[Problem]:

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
 
 from provisioner.site.sshkeys import check_public_key
 from provisioner.site.vocabulary import COLOURS, HOST_ROLES, TEMPLATES, known
@@ -130,7 +140,42 @@ class ReleaseRules(Strict):
     hotfix: HotfixRule | None = Field(default=None, description="emergency fixes; none: every fix takes the path")
 
 
+PORT_HELP = "a port number 1-65535, or a number and protocol such as 9/udp"
+
+
+def _waiver_port(value: object) -> str:
+    """A waiver's port as NET-2 rows name it: '<number>/<tcp|udp>' (a bare number is TCP)."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if isinstance(text, str):
+        number, _, proto = text.partition("/")
+        digits = number.isascii() and number.isdigit() and len(number) <= 5
+        if digits and 1 <= int(number) <= 65535 and proto in ("", "tcp", "udp"):
+            return f"{int(number)}/{proto or 'tcp'}"
+    shown = f"'{value}'" if isinstance(value, str) else repr(value)
+    raise ValueError(f"{shown} is not allowed; allowed: {PORT_HELP}")
+
+
+WaiverPort = Annotated[str, BeforeValidator(_waiver_port)]
+
+# Scope keys added after waivers were first signed: left out of a waiver's content when unset, so the content an
+# approver signed before they existed (releases.decisions.content_digest) is still the content it has now.
+LATER_SCOPE_KEYS = ("host", "source", "destination", "port")
+
+
 class Waiver(Strict):
+    """An exception (ACC-7) to one control, for exactly the results its scope names: each scope key given narrows
+    it, and a result is waived only when every failure in it lies inside the scope (conformance/waivers.py).
+
+    - person: results about that person (a developer whose key is tried, a person's account or rights);
+    - environment: results whose subject host is in that environment; for a NET-2 path, its source environment
+      (the environment the probe runs from), never its destination;
+    - host: results whose subject host is that host (for a NET-2 path: the host the probe runs from);
+    - source, destination, port: NET-2 paths only, from the source environment to the destination environment on
+      that port.
+
+    NET-2 and ACC-2 results in production are never waived: site validation refuses a scope that could reach them.
+    """
+
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     control: Annotated[str, Field(pattern=CONTROL_RE)]
     person: str | None = None
@@ -141,6 +186,29 @@ class Waiver(Strict):
     risk: Literal["low", "medium", "high"]
     expires: dt.date
     compensating: list[str] = Field(default_factory=list)
+    # narrower scopes (after the fields above, so the order of keys people already know stays)
+    host: str | None = Field(default=None, description="only results whose subject host is this host")
+    source: str | None = Field(default=None, description="NET-2: only paths from this environment")
+    destination: str | None = Field(default=None, description="NET-2: only paths into this environment")
+    port: WaiverPort | None = Field(default=None, description="NET-2: only paths on this port")
+
+    @model_serializer(mode="wrap")
+    def _content(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for key in LATER_SCOPE_KEYS:
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+    def scope_words(self) -> str:
+        """The scope as people read it, such as 'person alice, environment test' or 'from dev to test, port 80/tcp'."""
+        parts = [f"{key} {value}" for key, value in (("person", self.person), ("environment", self.environment),
+                                                     ("host", self.host)) if value]  # fmt: skip
+        if self.source or self.destination:
+            parts.append(f"from {self.source or 'any environment'} to {self.destination or 'any environment'}")
+        if self.port:
+            parts.append(f"port {self.port}")
+        return ", ".join(parts) or f"every result of {self.control}"
 
 
 class OutOfScope(Strict):

@@ -93,6 +93,11 @@ def test_verify_passes_every_check_on_the_lab(lab):
     assert len(v6) == len(lab.site.model.environments) and all(r["ok"] for r in v6), v6
     assert all(r["detail"].startswith("only the probe itself") for r in v6), "the probe heard its own answer"
     assert not _probe_namespaces(), "the probes are gone after verify"
+    # ACC-2's attempts carry `ok` too (a waiver covers a failure only by its failing rows): the positive control in
+    # development accepted, every production attempt refused
+    attempts = [r for row in results["results"] if row["control"] == "ACC-2" for r in row["rows"]]
+    assert attempts and all(r["ok"] is True for r in attempts), attempts
+    assert {r["expected"] for r in attempts} == {"accepted", "refused"}
     suites = ET.parse(run_dir / "junit.xml").getroot()
     assert int(suites.find("testsuite").get("tests")) == len(results["results"])
 
@@ -128,6 +133,12 @@ def test_developer_key_on_a_prod_host_fails_acc1_and_acc2(lab):
         rc, data = verify(lab)
         assert rc == 1
         assert failed_controls(data) == {"ACC-1", "ACC-2"}
+        # the failure is located: the evidence row of the production host that accepted the key fails, so no
+        # waiver can cover it (ACC-2 in production is never waived) and none may be declared for it
+        (acc2,) = [f for f in data["failures"] if f["control"] == "ACC-2"]
+        failing = [r for r in acc2["rows"] if r["ok"] is False]
+        assert failing and {r["host"] for r in failing} == {"prod-app1"}, acc2["rows"]
+        assert data["verdicts"]["ACC-2"] == "fail" and data["accepted_risks"] == []
     finally:
         in_container(host, f"cp /root/keys.bak {keys} && rm /root/keys.bak")
 

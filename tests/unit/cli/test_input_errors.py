@@ -43,6 +43,18 @@ def _site(root: Path, name: str) -> Path:
     return write_site(root / "inventories" / name, data)
 
 
+def _waiving_production(root: Path) -> Path:
+    """A site whose NET-2 waiver reaches into production: refused by every command that loads it."""
+    data = copy.deepcopy(example_data())
+    data["site"] = "waiving"
+    data["waivers"] = [
+        {"id": "W-9", "control": "NET-2", "source": "test", "destination": "prod", "requester": "dave",
+         "approver": "erin", "justification": "the shop's test feed reads production", "risk": "high",
+         "expires": "2099-12-31"}
+    ]  # fmt: skip
+    return write_site(root / "inventories" / "waiving", data)
+
+
 def _files(root: Path) -> dict[str, Path]:
     files = root / "files"
     (files / "folder.tar.gz").mkdir(parents=True)
@@ -76,6 +88,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     }
     paths = {name: str(path) for name, path in _files(root).items()}
     paths |= {"site": str(_site(root, "inputs")), "fresh": str(_site(root, "fresh"))}
+    paths["waiving"] = str(_waiving_production(root))
     created = invoke(env, "release", "create", "--artifact", paths["artifact"], "--as", "alice",
                      "--sign-key", str(DEMO_KEYS / "alice"),
                      "--site", paths["site"])  # fmt: skip
@@ -118,6 +131,11 @@ CASES: list[tuple[str, str]] = [
     ("apply ''", "SITE '': empty"),
     ("destroy ''", "SITE '': empty"),
     ("release log --site ''", "SITE '': empty"),
+    # a waiver that could hide a production result of NET-2 (issue 18): no command takes the site
+    ("validate {waiving}", "waivers[0].destination: 'prod' is a production environment; NET-2 is never waived in"),
+    ("verify {waiving}", "NET-2 is never waived in production"),
+    ("report {waiving}", "NET-2 is never waived in production"),
+    ("waiver approve W-9 --as erin --site {waiving}", "allowed: an environment outside production (dev, test)"),
     # environments
     ("destroy {site} --env qa", "--env qa: unknown environment; allowed: dev, test, prod"),
     ("destroy {site} --env dev --env ''", "--env '': unknown environment; allowed: dev, test, prod"),

@@ -58,14 +58,15 @@ def test_expired_waiver_turns_the_control_back_into_a_failure():
 
 
 def test_scope_to_person_and_environment():
-    site = example_site(waivers=[waiver(control="ACC-2", person="alice", environment="prod")])
+    """ACC-4's developer check has a host and a person as its subject: both must be the waiver's."""
+    site = example_site(waivers=[waiver(control="ACC-4", person="alice", environment="test")])
     rows = apply_waivers(
-        [failing("ACC-2", "prod-app1,alice"), failing("ACC-2", "prod-app1,bob"), failing("ACC-2", "test-app1,alice")],
+        [failing("ACC-4", "test-app1,alice"), failing("ACC-4", "test-app1,bob"), failing("ACC-4", "dev-app1,alice")],
         site,
         TODAY,
         SIGNED,
     )
-    assert [r["status"] for r in rows if r["control"] == "ACC-2"] == ["waived", "fail", "fail"]
+    assert [r["status"] for r in rows if r["control"] == "ACC-4"] == ["waived", "fail", "fail"]
 
 
 def test_applying_twice_gives_the_same_rows_and_the_expiry_is_judged_each_time():

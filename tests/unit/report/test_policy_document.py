@@ -61,7 +61,9 @@ def test_exceptions_authorisations_and_grants_are_spelled_out():
         for p in site.people
     ]
     text = markdown(site.model_copy(update={"people": people}))
-    assert "| W-7 | ACC-1: No developer or tester account on production hosts | alice, prod |" in text
+    assert "| W-7 | ACC-1: No developer or tester account on production hosts | person alice, environment prod |" in (
+        text
+    )
     assert "| alice (Alice Archer) | erin (Erin Evans) | high | 2027-03-31 | session logs |" in text
     assert (
         "| REF-1 | prod → test | carol (Carol Clark) | dave (Dave Dunn) | reproduce ticket 4711 | 2026-12-01 |" in text

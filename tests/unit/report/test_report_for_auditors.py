@@ -71,11 +71,12 @@ def every_check_report(tmp_path_factory) -> dict:
         )  # fmt: skip
     payload["results"][-1]["status"] = "fail"
     waiver = Waiver(
-        id="W-1", control="ACC-2", justification="two-person team during the migration", requester="dave",
-        approver="erin", risk="medium", expires=dt.date(2027, 1, 1), compensating=["session logging"],
+        id="W-1", control="ACC-2", environment="dev", justification="two-person team during the migration",
+        requester="dave", approver="erin", risk="medium", expires=dt.date(2027, 1, 1), compensating=["session logging"],
     )  # fmt: skip
     failing_acc2 = next(r for r in payload["results"] if r["control"] == "ACC-2")
-    failing_acc2["status"] = "fail"
+    failing_acc2["status"] = "fail"  # the positive control failed: alice's key does not work in development
+    failing_acc2["rows"] = [{"host": "dev-app1", "user": "alice", "expected": "accepted", "ok": False}]
     site = example_site(waivers=[waiver])
     evidence = tmp_path_factory.mktemp("evidence")
     signed_waiver_ledger(evidence, site)  # erin signed it: it waives the ACC-2 failure
