@@ -120,9 +120,28 @@ def _answer(
             "this answer rests on the waiver and its compensating controls, not on the checks"
             + ("; some checks were also skipped or not run (see below)." if partly else ".")
         )
+    unattempted = not_attempted_text(evidence)
+    if unattempted:
+        return "partly proven", f"{no} But not every attempt was made: {unattempted}."
     if partly:
         return "partly proven", no + " (some checks were skipped or not run; see below)"
     return "proven", no
+
+
+def not_attempted_text(evidence: list[dict[str, Any]]) -> str:
+    """The attempts a run did not make, with the site's out-of-scope declaration where there is one: an answer
+    resting on them is never 'proven'."""
+    said = []
+    for row in evidence:
+        scope = row.get("out_of_scope")
+        if scope:
+            said.append(
+                f"{row['control']} {row['host']} not attempted, out of scope ({scope['reason']}; decided by "
+                f"{scope['decided_by']})"
+            )
+        elif row.get("not_attempted"):
+            said.append(f"{row['control']} {row['host']} not attempted and not declared out of scope")
+    return "; ".join(said)
 
 
 def questions(
