@@ -6,6 +6,7 @@ import datetime as dt
 import ipaddress
 from collections.abc import Iterator
 
+from provisioner.site.access_networks import check_access_networks
 from provisioner.site.design import check_design
 from provisioner.site.duties import check_duties
 from provisioner.site.model import LibvirtSettings, Person, Site, Waiver
@@ -32,6 +33,7 @@ def check_site(site: Site, today: dt.date | None = None) -> list[Problem]:
         _data_authorisations,
     ):
         problems.extend(check(site, today))
+    problems.extend(check_access_networks(site))
     problems.extend(check_waiver_scopes(site))
     problems.extend(check_duties(site, today))
     problems.extend(check_design(site))
@@ -333,11 +335,12 @@ def _release_path(site: Site, today: dt.date) -> Iterator[Problem]:
 
 
 def _libvirt_networks(site: Site, today: dt.date) -> Iterator[Problem]:
-    """libvirt bridge mode: one host bridge per segment (each environment and 'mgmt'), nothing else."""
+    """libvirt bridge mode: one host bridge per segment (each environment, each access network and 'mgmt'),
+    nothing else."""
     backend = site.backend
     if not isinstance(backend, LibvirtSettings):
         return
-    segments = ["mgmt", *(e.name for e in site.environments)]
+    segments = ["mgmt", *(e.name for e in site.environments), *(a.name for a in site.access_networks)]
     if backend.network_mode == "openvswitch":
         if backend.bridges:
             yield (

@@ -4,6 +4,7 @@ as something other than text."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 import urllib.parse
@@ -36,6 +37,8 @@ def _names(site: Site) -> Iterator[Problem]:
         ("environments", [e.name for e in site.environments], RESERVED_ENVIRONMENTS,
          "names the management network, an Ansible group or a part of the kit"),
         ("hosts", [h.name for h in site.hosts], RESERVED_HOSTS, "is reserved for the kit's own machines"),
+        ("access_networks", [a.name for a in site.access_networks], RESERVED_ENVIRONMENTS,
+         "names the management network, an Ansible group or a part of the kit"),
     )  # fmt: skip
     for section, names, reserved, why in sections:
         for index, name in enumerate(names):
@@ -53,9 +56,52 @@ def _private(network: ipaddress.IPv4Network) -> bool:
 def _ranges(site: Site) -> Iterator[Problem]:
     networks: list[tuple[KeyPath, ipaddress.IPv4Network]] = [(("management", "cidr"), site.management.cidr)]
     networks += [(("environments", i, "segment", "cidr"), e.segment.cidr) for i, e in enumerate(site.environments)]
+    networks += [(("access_networks", i, "cidr"), a.cidr) for i, a in enumerate(site.access_networks)]
     for path, network in networks:
         if not _private(network):
             yield (path, f"{network} is not a private network range; allowed: {PRIVATE_HELP}")
+
+
+def derived_vnet(site: Site, segment: str) -> str:
+    """A Proxmox VNet id for a segment (MGMT_SEGMENT, an environment or an access network) that does not name one:
+    its first four letters or digits and 4 hex of the site (VNet ids are cluster-wide, 2-8 characters)."""
+    stem = re.sub(r"[^a-z0-9]", "", segment)[:4]
+    return stem + hashlib.sha1(site.site.encode()).hexdigest()[:4]
+
+
+MGMT_SEGMENT = "mgmt"  # the management network's segment key (planning.desired.MGMT)
+
+
+def vnet_of(site: Site, segment: str) -> str:
+    """The VNet id of a segment on Proxmox: the one the site file names, or the derived one."""
+    if segment == MGMT_SEGMENT:
+        explicit = site.management.vnet
+    elif segment in {a.name for a in site.access_networks}:
+        explicit = site.access_network(segment).vnet
+    else:
+        explicit = site.environment(segment).segment.vnet
+    return explicit or derived_vnet(site, segment)
+
+
+def _vnets(site: Site) -> Iterator[Problem]:
+    """Proxmox: every segment on a VNet of its own, derived ids included ('test' and 'testers' both derive
+    'test' + the site's hex): two segments on one VNet would be one network."""
+    segments: list[tuple[KeyPath, str, bool]] = [(("management", "vnet"), MGMT_SEGMENT, bool(site.management.vnet))]
+    segments += [(("environments", i, "segment", "vnet"), e.name, bool(e.segment.vnet))
+                 for i, e in enumerate(site.environments)]  # fmt: skip
+    segments += [(("access_networks", i, "vnet"), a.name, bool(a.vnet)) for i, a in enumerate(site.access_networks)]
+    taken: dict[str, tuple[str, bool]] = {}
+    for path, name, explicit in segments:
+        vnet = vnet_of(site, name)
+        first = taken.get(vnet)
+        if first is not None and not (explicit and first[1]):  # two named ones are refused where they are named
+            yield (
+                path,
+                f"segment '{name}' would use VNet '{vnet}'"
+                + ("" if explicit else " (derived from its name and the site)")
+                + f", already the VNet of '{first[0]}'; allowed: a VNet id of its own (set vnet here)",
+            )
+        taken.setdefault(vnet, (name, explicit))
 
 
 def _backend(site: Site) -> Iterator[Problem]:
@@ -66,6 +112,7 @@ def _backend(site: Site) -> Iterator[Problem]:
             if value is not None and (not value.startswith("/") or ".." in value.split("/")):
                 yield (("backend", key), f"'{value}' is not allowed; allowed: an absolute path without '..'")
     if isinstance(backend, ProxmoxSettings):
+        yield from _vnets(site)
         _, _, port = backend.host.partition(":")
         if port and not 1 <= int(port) <= 65535:
             yield (("backend", "host"), f"port {port} is out of range; allowed: host or host:port, port 1-65535")

@@ -69,6 +69,30 @@ class Environment(Strict):
     description: str = ""
 
 
+class AccessNetwork(Strict):
+    """Where people's workstations are: a network of its own, a leg of the environment gateway, from which SSH
+    (and nothing else) reaches the hosts of the environments it names. Management is for the controller and the
+    admins only; developers and testers sit on an access network."""
+
+    name: EnvName
+    cidr: ipaddress.IPv4Network
+    reaches: list[str] = Field(min_length=1, description="environments whose hosts accept SSH from this network")
+    admins_only: bool = Field(
+        default=False, description="only people with the admin role sit here; needed to reach a production environment"
+    )
+    description: str = ""
+    gateway: ipaddress.IPv4Address | None = Field(
+        default=None, description="the environment gateway's address here; default: the network's first usable one"
+    )
+    vlan: int | None = Field(default=None, ge=1, le=4094, description="802.1Q VLAN id (hypervisor backends)")
+    vnet: ShortId | None = Field(default=None, description="Proxmox SDN VNet id; default: derived from name and site")
+
+    @property
+    def gateway_address(self) -> ipaddress.IPv4Address:
+        """The gateway's leg here: as declared, or the network's first usable address."""
+        return self.gateway if self.gateway is not None else self.cidr.network_address + 1
+
+
 HostRoleName = Annotated[str, AfterValidator(known("host role", HOST_ROLES))]
 
 
@@ -366,6 +390,9 @@ class Site(Strict):
     backend: BackendSettings = Field(default_factory=LxcSettings)
     management: Management
     environments: list[Environment] = Field(min_length=1)
+    access_networks: list[AccessNetwork] = Field(
+        default_factory=list, description="where people's workstations are; none: only management reaches SSH"
+    )
     hosts: list[Host] = Field(default_factory=list)
     people: list[Person] = Field(default_factory=list)
     deploy: DeployIdentity | None = None
@@ -380,6 +407,12 @@ class Site(Strict):
         for env in self.environments:
             if env.name == name:
                 return env
+        raise KeyError(name)
+
+    def access_network(self, name: str) -> AccessNetwork:
+        for network in self.access_networks:
+            if network.name == name:
+                return network
         raise KeyError(name)
 
     def hosts_in(self, env_name: str) -> list[Host]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from provisioner.site.model import Environment, Host, Person, Site
+from provisioner.site.model import AccessNetwork, Environment, Host, Person, Site
 from provisioner.site.vocabulary import DEFAULT_ACCESS, HOST_ROLES, LEVEL_ORDER
 
 
@@ -30,10 +30,11 @@ def accounts_for(site: Site, env: Environment) -> list[dict[str, str]]:
     return accounts
 
 
-def probe_address(env: Environment) -> ipaddress.IPv4Address:
-    """The address verify's probe takes on an environment's segment: the segment's last usable one, which no host
-    and no gateway may take (site validation refuses it)."""
-    return env.segment.cidr.broadcast_address - 1
+def probe_address(zone: Environment | AccessNetwork) -> ipaddress.IPv4Address:
+    """The address verify's probe takes on an environment's segment or on an access network: its last usable one,
+    which no host and no gateway may take (site validation refuses it)."""
+    cidr = zone.segment.cidr if isinstance(zone, Environment) else zone.cidr
+    return cidr.broadcast_address - 1
 
 
 def deploy_envs(site: Site) -> list[str]:

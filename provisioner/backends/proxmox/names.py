@@ -7,7 +7,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from provisioner.planning.desired import MGMT, MachineSpec
+from provisioner.planning.desired import MachineSpec
+from provisioner.site.design import vnet_of
 from provisioner.site.model import Site
 
 READY_TAG = "ready"  # set last: a VM of the site without it was left half-built
@@ -28,14 +29,9 @@ class Names:
         return getattr(settings, "zone", None) or "pv" + _hex(self.site.site, 4)
 
     def vnet(self, segment: str) -> str:
-        """VNet ids are cluster-wide, 2-8 letters/digits: the environment's first letters + 4 hex of the site."""
-        if segment == MGMT:
-            explicit = self.site.management.vnet
-            stem = "mgmt"
-        else:
-            explicit = self.site.environment(segment).segment.vnet
-            stem = re.sub(r"[^a-z0-9]", "", segment)[:4]
-        return explicit or stem + _hex(self.site.site, 4)
+        """VNet ids are cluster-wide, 2-8 letters/digits: the one the site file names, else the segment's first
+        letters + 4 hex of the site (site validation refuses two segments on one id)."""
+        return vnet_of(self.site, segment)
 
     def pool(self, environment: str | None) -> str:
         """One resource pool per environment; the gateway lives in the site's infrastructure pool."""

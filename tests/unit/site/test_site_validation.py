@@ -28,6 +28,8 @@ WHOLE_FILE = "(file)"
 LINE_HOLDS_NO_KEY = {
     "schema-backend-without-type": "the missing key is reported on the line of the section that lacks it",
     "design-management-vlan-missing": "the missing key is reported on the line of the section that lacks it",
+    "design-access-vlan-missing": "the missing key is reported on the line of the section that lacks it",
+    "design-access-proxmox-vnet-derived-twice": "the VNet is derived: the file has no vnet key to point at",
     "duty-developer-prod-login-no-waiver": "the missing waiver key is reported on the line of the grant",
     "duty-tester-prod-login-no-waiver": "the missing waiver key is reported on the line of the grant",
 }
