@@ -50,6 +50,7 @@ def build_inventory(site: LoadedSite, nic_naming: str = "named") -> dict[str, An
                 "env_vlan": seg.vlan,
                 "env_cidr": str(seg.cidr),
                 "env_gateway": str(seg.gateway),
+                "env_ssh_sources": policy.ssh_sources(model, env),
                 "env_accounts": policy.accounts_for(model, env),
                 "env_deploy": policy.deploy_for(model, env),
                 "env_app_hosts": [str(h.address) for h in policy.app_hosts(model, env.name)],
@@ -89,6 +90,19 @@ def build_inventory(site: LoadedSite, nic_naming: str = "named") -> dict[str, An
                         "interface": interfaces[e.name],
                     }
                     for e in model.environments
+                ],
+                "provisioner_access_networks": [
+                    {
+                        "name": a.name,
+                        "cidr": str(a.cidr),
+                        "gateway": str(a.gateway_address),
+                        "vlan": a.vlan,
+                        "interface": interfaces[a.name],
+                        "reaches": list(a.reaches),
+                        "admins_only": a.admins_only,
+                        "description": a.description,
+                    }
+                    for a in model.access_networks
                 ],
                 "provisioner_flows": [f.as_dict() for f in policy.resolved_flows(model)],
                 "provisioner_people": sorted(p.name for p in model.people),

@@ -71,13 +71,16 @@ class DesiredState:
 def gateway_interface_names(site: Site, naming: str = "named") -> dict[str, str]:
     """The gateway's interface per segment key.
 
-    "named": the backend names interfaces itself (LXC: `mgmt`, `seg-<env>`); "indexed": cloud-init names the
-    NICs of a VM in order (`eth0` on the management network, then `eth1`... per environment).
+    "named": the backend names interfaces itself (LXC: `mgmt`, `seg-<env>`, `acc-<access network>`); "indexed":
+    cloud-init names the NICs of a VM in order (`eth0` on the management network, then `eth1`... per
+    environment, then one per access network).
     """
-    keys = [MGMT, *(e.name for e in site.environments)]
+    envs = [e.name for e in site.environments]
+    access = [a.name for a in site.access_networks]
+    keys = [MGMT, *envs, *access]
     if naming == "indexed":
         return {key: f"eth{index}" for index, key in enumerate(keys)}
-    return {key: ("mgmt" if key == MGMT else f"seg-{key}") for key in keys}
+    return {MGMT: "mgmt", **{key: f"seg-{key}" for key in envs}, **{key: f"acc-{key}" for key in access}}
 
 
 def desired_state(site: Site, naming: str = "named") -> DesiredState:

@@ -37,6 +37,17 @@ def probe_address(zone: Environment | AccessNetwork) -> ipaddress.IPv4Address:
     return cidr.broadcast_address - 1
 
 
+def access_networks_reaching(site: Site, env_name: str) -> list[AccessNetwork]:
+    """The access networks whose people may open SSH to the hosts of an environment."""
+    return [a for a in site.access_networks if env_name in a.reaches]
+
+
+def ssh_sources(site: Site, env: Environment) -> list[str]:
+    """Where SSH to a host of `env` may come from: the management network (the controller and the admins), then
+    each access network that reaches the environment; nothing else (NET-2, NET-3)."""
+    return [str(site.management.cidr), *(str(a.cidr) for a in access_networks_reaching(site, env.name))]
+
+
 def deploy_envs(site: Site) -> list[str]:
     if site.deploy is None:
         return []

@@ -47,6 +47,21 @@ def example_data() -> dict:
     return yaml.safe_load(EXAMPLE.read_text())
 
 
+# Two access networks for the example (issue 18): the developers' and testers' office, reaching dev and test, and
+# the administrators' own, reaching every environment (production only because it is admins_only).
+OFFICE_NETWORK = {"name": "office", "cidr": "10.90.50.0/24", "description": "developers' and testers' desks",
+                  "reaches": ["dev", "test"], "vlan": 50}  # fmt: skip
+ADMINS_NETWORK = {"name": "admins", "cidr": "10.90.60.0/28", "description": "the administrators' desks",
+                  "reaches": ["dev", "test", "prod"], "admins_only": True, "vlan": 60}  # fmt: skip
+
+
+def example_with_access_networks() -> dict:
+    """The example site with the office and admins access networks."""
+    data = example_data()
+    data["access_networks"] = [dict(OFFICE_NETWORK), dict(ADMINS_NETWORK)]
+    return data
+
+
 def proxmox_backend(host: str, port: int, **settings: object) -> dict:
     """The `backend` section of a site on a (fake) Proxmox cluster: node pve1, template 9000, token from env."""
     return {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import EXAMPLE
+from helpers import EXAMPLE, example_with_access_networks, write_site
 
 from provisioner.ansible_run.inventory import build_inventory
 from provisioner.ansible_run.runner import _scrub_environment
@@ -44,3 +44,28 @@ def test_environment_secrets_are_masked_in_the_recorded_command(tmp_path: Path):
     recorded = json.loads((job / "command").read_text())["env"]
     assert recorded["PROXMOX_TOKEN"] == MASK and recorded["DB_PASSWORD"] == MASK
     assert recorded["HOME"] == "/root" and recorded["ANSIBLE_PRIVATE_KEY_FILE"] == "/k"
+
+
+def test_access_networks_reach_the_gateway_and_the_host_firewalls_through_the_inventory(tmp_path: Path):
+    site = load_site(write_site(tmp_path / "s", example_with_access_networks()))
+    inventory = build_inventory(site)
+    facts = inventory["all"]["vars"]
+    office, admins = facts["provisioner_access_networks"]
+    assert office == {
+        "name": "office", "cidr": "10.90.50.0/24", "gateway": "10.90.50.1", "vlan": 50, "interface": "acc-office",
+        "reaches": ["dev", "test"], "admins_only": False, "description": "developers' and testers' desks",
+    }  # fmt: skip
+    assert admins["interface"] == "acc-admins" and admins["admins_only"] is True
+    groups = inventory["all"]["children"]
+    assert groups["env_dev"]["vars"]["env_ssh_sources"] == ["10.90.0.0/24", "10.90.50.0/24", "10.90.60.0/28"]
+    assert groups["env_prod"]["vars"]["env_ssh_sources"] == ["10.90.0.0/24", "10.90.60.0/28"]
+    indexed = build_inventory(site, "indexed")["all"]["vars"]
+    assert [a["interface"] for a in indexed["provisioner_access_networks"]] == ["eth4", "eth5"], "after the segments"
+    assert [e["interface"] for e in indexed["provisioner_environments"]] == ["eth1", "eth2", "eth3"]
+
+
+def test_the_example_inventory_has_no_access_network_and_ssh_from_management_only():
+    facts = build_inventory(load_site(EXAMPLE))["all"]
+    assert facts["vars"]["provisioner_access_networks"] == []
+    for env in ("dev", "test", "prod"):
+        assert facts["children"][f"env_{env}"]["vars"]["env_ssh_sources"] == ["10.90.0.0/24"]

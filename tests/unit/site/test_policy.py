@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 
-from helpers import EXAMPLE, example_data, write_site
+from helpers import EXAMPLE, example_data, example_with_access_networks, write_site
 
 from provisioner.site import policy
 from provisioner.site.load import load_site
@@ -61,3 +62,22 @@ def test_deploy_identity_goes_where_releases_go():
     model = site()
     assert policy.deploy_for(model, model.environment("prod"))["name"] == "deploy"
     assert policy.deploy_envs(model) == ["dev", "test", "prod"]
+
+
+def test_ssh_reaches_an_environment_from_management_and_the_access_networks_that_reach_it(tmp_path):
+    model = load_site(write_site(tmp_path / "s", example_with_access_networks())).model
+    sources = {env.name: policy.ssh_sources(model, env) for env in model.environments}
+    assert sources == {
+        "dev": ["10.90.0.0/24", "10.90.50.0/24", "10.90.60.0/28"],
+        "test": ["10.90.0.0/24", "10.90.50.0/24", "10.90.60.0/28"],
+        "prod": ["10.90.0.0/24", "10.90.60.0/28"],
+    }, "the office (developers, testers) never reaches production; the admins' network does"
+    assert [a.name for a in policy.access_networks_reaching(model, "prod")] == ["admins"]
+    assert policy.probe_address(model.access_network("office")) == ipaddress.IPv4Address("10.90.50.254")
+    assert policy.probe_address(model.access_network("admins")) == ipaddress.IPv4Address("10.90.60.14")
+
+
+def test_without_access_networks_only_management_reaches_ssh():
+    model = site()
+    assert {policy.ssh_sources(model, env)[0] for env in model.environments} == {"10.90.0.0/24"}
+    assert all(len(policy.ssh_sources(model, env)) == 1 for env in model.environments)
