@@ -53,8 +53,12 @@ def test_policy_is_the_roles_ruleset(host):
     assert 'comment "flow dev -> test"' in ruleset.stdout
     for pair in ("dev_to_prod", "test_to_prod", "dev_to_test", "prod_to_dev", "dev_to_mgmt"):
         assert f'counter name "deny_{pair}"' in ruleset.stdout
-    for segment in ("dev", "test", "prod"):
+    for segment in ("dev", "test", "prod", "office"):
         assert f'counter name "spoofed_{segment}" drop' in ruleset.stdout
+    for env in ("dev", "test"):
+        assert f'comment "SSH from access network office to {env}"' in ruleset.stdout
+    for pair in ("office_to_prod", "office_to_mgmt", "mgmt_to_office", "dev_to_office"):
+        assert f'counter name "deny_{pair}"' in ruleset.stdout
     assert host.file("/etc/nftables.conf").contains("Ansible managed")
 
 
@@ -110,8 +114,52 @@ def test_forwarding_on_only_after_the_ruleset(host):
 
 def test_gateway_has_one_leg_per_environment(host):
     links = host.run("ip -o -4 addr show").stdout
-    for name in ("mgmt", "seg-dev", "seg-test", "seg-prod"):
+    for name in ("mgmt", "seg-dev", "seg-test", "seg-prod", "acc-office"):
         assert f" {name} " in links
+    leg = next(line for line in links.splitlines() if " acc-office " in line)
+    assert " 10.94.50.1/24 " in leg, "the gateway takes the access network's first usable address"
+
+
+def _from_the_office(targets: list[tuple[str, int]]) -> dict[str, str]:
+    """Connections from the controller's probe on the office access network (no machine is ever placed there):
+    (address, port) -> connected | refused | rejected | timeout."""
+    from provisioner.backends.network import names
+    from provisioner.backends.network.probe_point import ProbePoint
+
+    site = hostvars()["gateway"]["provisioner_site"]
+    office = next(a for a in hostvars()["gateway"]["provisioner_access_networks"] if a["name"] == "office")
+    network = ipaddress.ip_network(office["cidr"])
+    point = ProbePoint(
+        site, "office", f"{names.site_tag(site)}-office",
+        ipaddress.ip_interface(f"{network.broadcast_address - 1}/{network.prefixlen}"),
+        ipaddress.ip_address(office["gateway"]),
+    )  # fmt: skip
+    script = (
+        "import errno, json, socket, sys\n"
+        "out = {}\n"
+        "for target, port in json.loads(sys.argv[1]):\n"
+        "    s = socket.socket(); s.settimeout(4)\n"
+        "    code = s.connect_ex((target, port)); s.close()\n"
+        "    known = {0: 'connected', errno.ECONNREFUSED: 'refused', errno.EHOSTUNREACH: 'rejected',\n"
+        "             errno.EAGAIN: 'timeout', errno.ETIMEDOUT: 'timeout'}\n"
+        "    out[f'{target}:{port}'] = known.get(code, f'errno {code}')\n"
+        "print(json.dumps(out))\n"
+    )
+    with point.attached():
+        result = point.python(script, json.dumps(targets))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.usefixtures("listeners")
+def test_the_office_reaches_dev_and_test_on_ssh_and_nothing_else(host):
+    targets = [(address("dev-app1"), 22), (address("test-app1"), 22), (address("prod-db1"), 22),
+               (address("test-app1"), 80), (address("prod-db1"), 5432),
+               (hostvars()["dev-app1"]["env_gateway"], 22), ("10.94.0.1", 22)]  # fmt: skip
+    seen = _from_the_office(targets)
+    assert seen[f"{address('dev-app1')}:22"] == "connected" and seen[f"{address('test-app1')}:22"] == "connected"
+    for target, port in targets[2:]:
+        assert seen[f"{target}:{port}"] == "rejected", f"the office reached {target}:{port}: {seen}"
 
 
 @pytest.mark.usefixtures("listeners")
