@@ -33,7 +33,8 @@ class Rule:
 
 
 def rules_for(site: Site, environment: str) -> list[Rule]:
-    """Top to bottom: the environment itself, SSH and ping from management, then the declared flows in."""
+    """Top to bottom: the environment itself, SSH and ping from management, SSH from each access network that
+    reaches the environment, then the declared flows in."""
     env = site.environment(environment)
     mgmt = str(site.management.cidr)
     rules = [
@@ -41,6 +42,10 @@ def rules_for(site: Site, environment: str) -> list[Rule]:
         Rule("ACCEPT", "SSH from the management network", source=mgmt, proto="tcp", dport="22"),
         Rule("ACCEPT", "ping from the management network", source=mgmt, proto="icmp"),
     ]
+    for network in policy.access_networks_reaching(site, environment):
+        rules.append(
+            Rule("ACCEPT", f"SSH from access network {network.name}", source=str(network.cidr), proto="tcp", dport="22")
+        )
     for flow in policy.resolved_flows(site):
         if flow.to_env != environment or not flow.to_addresses:
             continue

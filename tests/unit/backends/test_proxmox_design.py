@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import example_data, proxmox_backend, run_cli, write_site
+from helpers import EXAMPLE, example_data, example_with_access_networks, proxmox_backend, run_cli, write_site
 
 from provisioner.backends.proxmox import access, firewall
 from provisioner.backends.proxmox.client import PveError, _transient, token_secret
@@ -92,6 +92,24 @@ def test_security_groups_mirror_the_gateway_policy(site):
     prod = firewall.rules_for(site.model, "prod")
     assert not [r for r in prod if r.source in ("10.90.10.0/24", "10.90.20.0/24")], "nothing from dev/test into prod"
     assert all(r.params()["enable"] == 1 for r in rules), "Proxmox leaves rules disabled unless enable=1 is sent"
+
+
+def test_security_groups_let_ssh_in_from_the_access_networks_that_reach_the_environment(tmp_path: Path):
+    model = load_site(write_site(tmp_path / "s", example_with_access_networks())).model
+    ssh = {
+        env: {r.source for r in firewall.rules_for(model, env) if r.comment.startswith("SSH from access network")}
+        for env in ("dev", "test", "prod")
+    }
+    assert ssh == {"dev": {"10.90.50.0/24", "10.90.60.0/28"}, "test": {"10.90.50.0/24", "10.90.60.0/28"},
+                   "prod": {"10.90.60.0/28"}}  # fmt: skip
+    for rule in firewall.rules_for(model, "prod"):
+        assert rule.source != "10.90.50.0/24", "the developers' office never into production"
+        if rule.source == "10.90.60.0/28":
+            assert (rule.proto, rule.dport) == ("tcp", "22"), "SSH only"
+    example = load_site(EXAMPLE).model
+    assert not [r for r in firewall.rules_for(example, "dev") if "access network" in r.comment], (
+        "a site without access networks keeps the security groups (and their digests) it had"
+    )
 
 
 def test_transient_errors_are_told_apart_from_facts():

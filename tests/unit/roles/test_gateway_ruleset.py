@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
 from helpers import EXAMPLE, example_with_access_networks, write_site
+from rulesets import NFT, chain, nft_in_namespace, render_template
 
 from provisioner.ansible_run.inventory import build_inventory
 from provisioner.site.load import load_site
@@ -44,14 +42,7 @@ def example_variables(site_file: Path = EXAMPLE) -> dict[str, Any]:
 
 
 def render(variables: dict[str, Any]) -> str:
-    text = Templar(loader=DataLoader(), variables=variables).template(trust_as_template(TEMPLATE.read_text()))
-    return str(text)
-
-
-def chain(ruleset: str, name: str) -> list[str]:
-    """The rule lines of one chain (comments and blank lines left out)."""
-    body = ruleset.split(f"  chain {name} {{\n", 1)[1].split("\n  }\n", 1)[0]
-    return [line.strip() for line in body.splitlines()[1:] if line.strip() and not line.strip().startswith("#")]
+    return render_template(TEMPLATE, variables)
 
 
 @pytest.fixture(scope="module")
@@ -279,23 +270,6 @@ def test_the_role_refuses_an_access_network_into_production_unless_it_is_for_adm
 
 
 # ---- nft itself, in a throwaway network namespace ---------------------------------------------------------------
-def nft_in_namespace(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["unshare", "-n", "nft", *args], input=stdin, capture_output=True, text=True, timeout=60)
-
-
-PROBE = "table inet probe {\n  chain c {\n    type filter hook input priority 0;\n  }\n}\n"
-
-
-def nft_usable() -> str | None:
-    if not shutil.which("nft") or not shutil.which("unshare"):
-        return "nft or unshare is not installed"
-    probe = nft_in_namespace("-c", "-f", "-", stdin=PROBE)
-    return None if probe.returncode == 0 else f"nft in a new network namespace fails here: {probe.stderr.strip()}"
-
-
-NFT = pytest.mark.skipif(nft_usable() is not None, reason=str(nft_usable()))
-
-
 @NFT
 @pytest.mark.parametrize("log_denied", [True, False])
 @pytest.mark.parametrize("site", ["example", "with access networks"])

@@ -1,6 +1,7 @@
-"""host_firewall (NET-3) on the scenario's lab: inbound dropped by default, SSH only from the management network,
-each service port only from its declared sources. Probes run inside one segment (prod), where the gateway is not
-in the path, against ports that are listening: a refusal can only come from the target's own firewall.
+"""host_firewall (NET-3) on the scenario's lab: inbound dropped by default, SSH only from the management network
+and the access network that reaches production (the admins'), each service port only from its declared sources.
+Probes run inside one segment (prod), where the gateway is not in the path, against ports that are listening: a
+refusal can only come from the target's own firewall.
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def test_ruleset_loaded_with_default_drop(host):
     assert ruleset.rc == 0, ruleset.stderr
     assert "type filter hook input priority filter; policy drop;" in ruleset.stdout
     management = hostvars()[host.backend.get_hostname()]["provisioner_management_cidr"]
-    assert accepts(ruleset.stdout, [management], 22)
+    # SSH from management and the admins' access network (which reaches production); never the developers' office
+    assert accepts(ruleset.stdout, [management, "10.94.60.0/28"], 22)
+    assert "10.94.50.0/24" not in ruleset.stdout
 
 
 def test_nftables_enabled_and_running(host):
