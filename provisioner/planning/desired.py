@@ -6,6 +6,7 @@ import hashlib
 import ipaddress
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 from provisioner.planning.planner import Kind
 from provisioner.site.model import Site
@@ -13,15 +14,20 @@ from provisioner.site.model import Site
 MGMT = "mgmt"
 GATEWAY = "gateway"
 
+SegmentKind = Literal["management", "environment", "access"]
+
 
 @dataclass(frozen=True)
 class SegmentSpec:
-    key: str  # environment name, or "mgmt" for the management network
-    environment: str | None
+    key: str  # environment name, access network name, or "mgmt" for the management network
+    environment: str | None  # None for management and the access networks
     cidr: ipaddress.IPv4Network
     gateway: ipaddress.IPv4Address  # the environment gateway's address on this segment
     vlan: int | None
     production: bool = False
+    # an access network is where people's workstations are: a bridge or VLAN and a leg of the gateway, built like
+    # an environment's segment, but no machine of the site is ever placed on it
+    kind: SegmentKind = "environment"
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ def gateway_interface_names(site: Site, naming: str = "named") -> dict[str, str]
 def desired_state(site: Site, naming: str = "named") -> DesiredState:
     mgmt = site.management
     names = gateway_interface_names(site, naming)
-    segments = [SegmentSpec(MGMT, None, mgmt.cidr, mgmt.gateway, mgmt.vlan)]
+    segments = [SegmentSpec(MGMT, None, mgmt.cidr, mgmt.gateway, mgmt.vlan, kind="management")]
     gateway_nics = [NicSpec(MGMT, names[MGMT], mgmt.gateway, mgmt.cidr.prefixlen, None)]
     machines: list[MachineSpec] = []
     for env in site.environments:
@@ -108,5 +114,9 @@ def desired_state(site: Site, naming: str = "named") -> DesiredState:
                     production=production,
                 )
             )
+    for network in site.access_networks:
+        address = network.gateway_address
+        segments.append(SegmentSpec(network.name, None, network.cidr, address, network.vlan, kind="access"))
+        gateway_nics.append(NicSpec(network.name, names[network.name], address, network.cidr.prefixlen, None))
     gateway = MachineSpec(name=GATEWAY, kind=Kind.GATEWAY, environment=None, nics=tuple(gateway_nics), size="small")
     return DesiredState(site.site, tuple(segments), (gateway, *machines))

@@ -5,14 +5,15 @@ site's guard table."""
 from __future__ import annotations
 
 from provisioner.backends.network import hostguard, links
-from provisioner.planning.desired import MGMT, DesiredState
+from provisioner.planning.desired import DesiredState
 from provisioner.site.model import Management
 
 
 def segment_routes(desired: DesiredState, management: Management) -> dict[str, str]:
-    """cidr -> via: every segment but management, through the gateway."""
+    """cidr -> via: every environment's segment, through the gateway. Not the access networks: the controller has
+    nothing to reach on people's workstations (and the gateway refuses management into them)."""
     via = str(management.gateway)
-    return {str(s.cidr): via for s in desired.segments if s.key != MGMT}
+    return {str(s.cidr): via for s in desired.segments if s.kind == "environment"}
 
 
 def drift(site: str, management: Management, device: str, routes: dict[str, str]) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from provisioner.backends.proxmox.client import PveClient, PveError
 from provisioner.backends.proxmox.names import Names
-from provisioner.planning.desired import MGMT, SegmentSpec
+from provisioner.planning.desired import SegmentSpec
 
 Say = Callable[[str], None]
 
@@ -29,8 +29,9 @@ class VnetDesign:
 
 
 def vnet_design(names: Names, segment: SegmentSpec) -> VnetDesign:
-    label = segment.environment or MGMT
-    alias = f"provisioner {names.site.site} {label} {segment.cidr}"
+    """The VNet of a segment; its alias names the segment's key (an environment, an access network or mgmt), by
+    which a VNet the site no longer declares is found again."""
+    alias = f"provisioner {names.site.site} {segment.key} {segment.cidr}"
     return VnetDesign(segment, names.vnet(segment.key), alias)
 
 

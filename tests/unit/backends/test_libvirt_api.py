@@ -271,6 +271,35 @@ def test_bridge_mode_puts_each_segment_on_its_own_host_bridge(hypervisor, tmp_pa
     assert not [n for n in domains(hypervisor) if n.startswith("lvbr-")]
 
 
+def test_an_access_network_is_a_network_of_its_own_with_a_gateway_leg_and_no_guest(
+    api, hypervisor, tmp_path, monkeypatch
+):
+    """Issue 18: people's workstations connect to an access network; libvirt builds it like a segment (its own
+    network, its VLAN on the portgroup), the gateway gets a leg on it, and no guest is ever placed there."""
+    monkeypatch.setenv("PROVISION_STATE_DIR", str(tmp_path / "state"))
+    data = api_site_data("lvacc")
+    data["access_networks"] = [{"name": "office", "cidr": "10.93.50.0/24", "reaches": ["dev", "test"], "vlan": 950}]
+    del data["hosts"][1:]
+    site_file = write_site(tmp_path / "lvacc", data)
+    backend = fresh(site_file)
+    plan = backend.plan()
+    assert (Action.CREATE, "office") in {(c.action, c.name) for c in plan.changes if str(c.kind) == "segment"}
+    backend.apply(plan, lambda _m: None)
+    xml = networks(hypervisor)["lvacc-office"].XMLDesc(0)
+    assert xmlspec.read_labels(xml, "segment")["segment"] == "office"
+    assert xmlspec.network_shape(xml).portgroups == {"office": 950}
+    placed = {
+        name: [n.portgroup for n in xmlspec.domain_nics(dom.XMLDesc(0))]
+        for name, dom in domains(hypervisor).items()
+        if name.startswith("lvacc-")
+    }
+    assert placed["lvacc-gateway"] == ["mgmt", "dev", "test", "prod", "office"]
+    assert [name for name, legs in placed.items() if "office" in legs] == ["lvacc-gateway"]
+    assert fresh(site_file).plan().changes == []
+    operations.destroy(load_site(site_file), quiet(), confirm_prod="lvacc")
+    assert "lvacc-office" not in networks(hypervisor)
+
+
 def test_bridge_mode_without_a_bridge_for_every_segment_is_refused_with_the_key_path(tmp_path):
     data = api_site_data("lvbad", network_mode="bridge", bridges={"mgmt": "br930", "dev": "br931", "qa": "br932"})
     result = run_cli("validate", str(write_site(tmp_path / "lvbad", data)))
