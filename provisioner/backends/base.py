@@ -353,9 +353,9 @@ class Backend(ABC):
         backend has no hypervisor accounts (the local LXC lab)."""
         return None
 
-    def probe_point(self, environment: str) -> ProbePoint | None:
-        """The controller's own probe on an environment's segment (verify's network attempts start there); None
-        where the backend cannot attach the controller to its segments."""
+    def probe_point(self, segment: str) -> ProbePoint | None:
+        """The controller's own probe on an environment's segment or on an access network (verify's network
+        attempts start there); None where the backend cannot attach the controller to its segments."""
         return None
 
     def isolation(self, machines: list[str]) -> dict[str, Isolation]:

@@ -143,10 +143,33 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         "app_host_name": [h.name for h in lab.hosts() if "app" in h.roles],
         "prod_app_host_name": [h.name for h in lab.hosts("production") if "app" in h.roles],
         "rooted_host_name": [h.name for h in lab.rooted_hosts()],
+        "access_network_name": [a.name for a in lab.model.access_networks],
     }
     for fixture, values in params.items():
         if fixture in metafunc.fixturenames:
             metafunc.parametrize(fixture, values, ids=values)
+            if not values and fixture in OPTIONAL_SUBJECTS:
+                _left_out(metafunc.config).add(metafunc.definition.nodeid)
+
+
+# Checks over something a site may not have at all: without any, the check is left out of the run (a site that
+# declares no access network has no path from one to attempt), rather than reported as skipped.
+OPTIONAL_SUBJECTS = ("access_network_name",)
+
+
+def _left_out(config: pytest.Config) -> set[str]:
+    if not hasattr(config, "_provision_left_out"):
+        config._provision_left_out = set()  # type: ignore[attr-defined]
+    return config._provision_left_out  # type: ignore[attr-defined]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the checks whose subjects the site does not have (see OPTIONAL_SUBJECTS)."""
+    nothing_to_check = _left_out(config)
+    left_out = [item for item in items if item.nodeid.split("[", 1)[0] in nothing_to_check]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
 
 
 # ---- evidence ------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""NET-2's attempts and their reading: what to try from an environment's segment and what each outcome proves.
+"""NET-2's attempts and their reading: what to try from an environment's segment, or from an access network
+(people's workstations), and what each outcome proves.
 
 A refused path passes only when the gateway itself refused it: the UDP datagram's ICMP error comes from the
 gateway's leg on the source segment as "administratively prohibited" (type 3, code 13), and the gateway's own deny
@@ -37,8 +38,8 @@ def _zone(name: str) -> str:
 
 @dataclass(frozen=True)
 class Target:
-    destination: str  # a host's name, "gateway (leg on ENV)" or "controller"
-    destination_env: str  # an environment, or mgmt
+    destination: str  # a host's name, "gateway (leg on ZONE)" or "controller"
+    destination_env: str  # an environment, an access network (a gateway leg on it), or mgmt
     address: str
     port: int
     proto: str  # tcp | udp
@@ -66,14 +67,37 @@ def targets(site: Site, source_env: str) -> list[Target]:
             expected = "open" if allowed else "blocked"
             found.append(Target(host.name, host.environment, str(host.address), port, "tcp", expected, counter))
         found.append(Target(host.name, host.environment, str(host.address), UDP_PROBE_PORT, "udp", "blocked", counter))
+    return found + _gateway_and_controller(site, source_env)
+
+
+def access_targets(site: Site, access_network: str) -> list[Target]:
+    """Every path out of an access network (people's workstations): SSH to each host of the environments it
+    reaches (open), SSH to every other host and every service port anywhere (blocked: an access network reaches
+    SSH and nothing else), a UDP datagram to each host (who refuses it), every leg of the gateway, the
+    controller. A blocked attempt is counted by the gateway as deny_<access network>_to_<environment>."""
+    network = site.access_network(access_network)
+    found: list[Target] = []
+    for host in site.hosts:
+        counter = deny_counter(network.name, host.environment)
+        for port in [22, *policy.service_ports(host)]:
+            expected = "open" if port == 22 and host.environment in network.reaches else "blocked"
+            found.append(Target(host.name, host.environment, str(host.address), port, "tcp", expected, counter))
+        found.append(Target(host.name, host.environment, str(host.address), UDP_PROBE_PORT, "udp", "blocked", counter))
+    return found + _gateway_and_controller(site, network.name)
+
+
+def _gateway_and_controller(site: Site, source: str) -> list[Target]:
+    """SSH to every leg of the gateway (each environment's, each access network's, management's) and to the
+    controller: refused from every segment and every access network."""
     legs = [(env.name, str(env.segment.gateway)) for env in site.environments]
+    legs += [(network.name, str(network.gateway_address)) for network in site.access_networks]
     legs.append((MGMT_ZONE, str(site.management.gateway)))
-    for env_name, address in legs:
-        found.append(
-            Target(f"gateway (leg on {env_name})", env_name, address, 22, "tcp", "blocked", GATEWAY_INPUT_COUNTER)
-        )
+    found = [
+        Target(f"gateway (leg on {zone})", zone, address, 22, "tcp", "blocked", GATEWAY_INPUT_COUNTER)
+        for zone, address in legs
+    ]
     controller = str(site.management.controller)
-    found.append(Target("controller", MGMT_ZONE, controller, 22, "tcp", "blocked", deny_counter(source_env, MGMT_ZONE)))
+    found.append(Target("controller", MGMT_ZONE, controller, 22, "tcp", "blocked", deny_counter(source, MGMT_ZONE)))
     return found
 
 

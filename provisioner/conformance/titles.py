@@ -16,8 +16,13 @@ CHECK_TITLES: dict[str, str] = {
     "test_host_sits_only_in_its_environment": "The host has one network interface, in its own environment's subnet",
     "test_hypervisor_wiring_matches_the_design": "Every machine is wired to its own environment's segment only",
     "test_reachability_from_each_environment": "Connections between environments pass only where a flow is declared",
+    "test_reachability_from_each_access_network": (
+        "From people's workstations (an access network), only SSH to the environments it reaches passes"
+    ),
     "test_host_firewall_drops_inbound_by_default": "The host's firewall drops incoming traffic by default",
-    "test_ssh_only_from_the_management_network": "SSH to the host is accepted only from the management network",
+    "test_ssh_only_from_the_management_network": (
+        "SSH to the host is accepted only from the management network (and the access networks that reach it)"
+    ),
     "live_network_matches_site_file": "The live network matches the site file (diagram drawn from live state)",
     # HYP
     "test_root_on_a_development_host_cannot_act_on_the_hypervisor": (

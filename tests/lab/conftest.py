@@ -97,9 +97,15 @@ def lab_site_data(name: str = LAB_SITE, net: int = 91) -> dict:
     text = json.dumps(example_data()).replace("10.90.", f"10.{net}.")
     data = json.loads(text)
     data["site"] = name
+    # people's workstations (issue 18): an access network reaching dev and test on SSH only; verify attempts NET-2
+    # from it through the controller's probe there
+    data["access_networks"] = [
+        {"name": "office", "cidr": f"10.{net}.50.0/24", "description": "developers' and testers' desks",
+         "reaches": ["dev", "test"], "vlan": 50},
+    ]  # fmt: skip
     hostile = hostile_text(name)
     data["description"] += " " + hostile
-    for item in (*data["environments"], *data["flows"]):
+    for item in (*data["environments"], *data["flows"], *data["access_networks"]):
         item["description"] += " " + hostile
     for person in data["people"]:
         person["full_name"] += " " + hostile

@@ -78,19 +78,35 @@ def test_verify_passes_every_check_on_the_lab(lab):
     tcp = [r for r in matrix if isinstance(r["port"], int)]
     assert all(r["observed"] == "rejected" for r in tcp if r["destination_env"] == "prod")
     gateways = {e.name: str(e.segment.gateway) for e in lab.site.model.environments}
+    gateways |= {a.name: str(a.gateway_address) for a in lab.site.model.access_networks}
     udp = [r for r in matrix if r["port"] == "9/udp"]
     assert udp and all(r["observed"] == f"icmp-from:{gateways[r['source_env']]}" for r in udp), udp
     assert all(r["icmp"] == "ICMP type 3 code 13" for r in udp), "the gateway's reject: administratively prohibited"
     assert any(r["expected"] == "open" for r in matrix), "the declared dev -> test flow is probed too"
-    # from the controller's own probe on each segment, never from a host a developer is root on
-    assert {r["source"] for r in matrix} == {f"probe@{e.name}" for e in lab.site.model.environments}
+    # from the controller's own probe on each segment and each access network, never from a host a developer is
+    # root on
+    zones = [e.name for e in lab.site.model.environments] + [a.name for a in lab.site.model.access_networks]
+    assert {r["source"] for r in matrix} == {f"probe@{zone}" for zone in zones}
+    # people's workstations (the office access network): SSH open into dev and test, everything else refused
+    office = [r for r in matrix if r["source_env"] == "office"]
+    assert office, "NET-2 has rows from the access network"
+    ssh_in = [r for r in office if r["port"] == 22 and r["destination_env"] in ("dev", "test")]
+    assert ssh_in and all(r["expected"] == "open" and r["observed"] == "connected" for r in ssh_in), ssh_in
+    refused = [r for r in office if r not in ssh_in and r["port"] != "icmpv6"]
+    assert {r["destination_env"] for r in refused} >= {"prod", "mgmt", "office", "dev"}, "service ports, legs too"
+    assert all(r["expected"] == "blocked" and r["ok"] for r in refused), [r for r in refused if not r["ok"]]
+    assert all(r["observed"] == "rejected" for r in refused if isinstance(r["port"], int)), refused
+    assert {r["destination"] for r in office} >= {"controller", "gateway (leg on office)", "gateway (leg on prod)"}
+    assert any(r["destination"] == "gateway (leg on office)" for r in matrix if r["source_env"] == "dev"), (
+        "from the segments, the access network's gateway leg is tried too"
+    )
     blocked = [r for r in matrix if r["expected"] == "blocked" and r["port"] != "icmpv6"]
     assert all("corroborates" in r["detail"] for r in blocked), [
         r for r in blocked if "corroborates" not in r["detail"]
     ]
     assert {r["destination"] for r in matrix} >= {"controller", "gateway (leg on mgmt)", "gateway (leg on prod)"}
     v6 = [r for r in matrix if r["port"] == "icmpv6"]
-    assert len(v6) == len(lab.site.model.environments) and all(r["ok"] for r in v6), v6
+    assert len(v6) == len(zones) and all(r["ok"] for r in v6), v6
     assert all(r["detail"].startswith("only the probe itself") for r in v6), "the probe heard its own answer"
     assert not _probe_namespaces(), "the probes are gone after verify"
     # ACC-2's attempts carry `ok` too (a waiver covers a failure only by its failing rows): the positive control in

@@ -59,6 +59,8 @@ def test_plan_on_an_empty_machine_lists_everything_to_create(lab):
     changes = {(c["kind"], c["name"]): c["action"] for c in result.json["changes"]}
     site = lab.site.model
     expected = {("segment", "mgmt")} | {("segment", e.name) for e in site.environments}
+    expected |= {("segment", a.name) for a in site.access_networks}
+    assert site.access_networks, "the lab's site has an access network (people's workstations)"
     expected |= {("host", h.name) for h in site.hosts} | {("gateway", "gateway")}
     assert set(changes) == expected
     assert set(changes.values()) == {"create"}

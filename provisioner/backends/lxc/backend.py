@@ -146,14 +146,22 @@ class LxcBackend(Backend):
                 found.append(Attachment(bridges[str(bridge)], f"port {port}", None, False, port))
         return found
 
-    def probe_point(self, environment: str) -> ProbePoint | None:
-        env = self.site.model.environment(environment)
+    def probe_point(self, segment: str) -> ProbePoint | None:
+        """On an environment's segment or on an access network, at its reserved last usable address, routed
+        through the gateway's leg there."""
+        model = self.site.model
+        if segment in {a.name for a in model.access_networks}:
+            network = model.access_network(segment)
+            cidr, gateway, address = network.cidr, network.gateway_address, policy.probe_address(network)
+        else:
+            env = model.environment(segment)
+            cidr, gateway, address = env.segment.cidr, env.segment.gateway, policy.probe_address(env)
         return ProbePoint(
             self.site.name,
-            env.name,
-            self.bridge(env.name),
-            ipaddress.IPv4Interface(f"{policy.probe_address(env)}/{env.segment.cidr.prefixlen}"),
-            env.segment.gateway,
+            segment,
+            self.bridge(segment),
+            ipaddress.IPv4Interface(f"{address}/{cidr.prefixlen}"),
+            gateway,
         )
 
     def isolation(self, machines: list[str]) -> dict[str, Isolation]:

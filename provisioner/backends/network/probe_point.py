@@ -1,6 +1,6 @@
-"""The controller's own probe on a segment: a network namespace on the controller with one interface on the
-segment's bridge, at the segment's reserved probe address. Verify runs its network attempts from here, so no host a
-developer is root on decides what they report.
+"""The controller's own probe on a segment or an access network: a network namespace on the controller with one
+interface on its bridge, at its reserved probe address (the last usable one). Verify runs its network attempts
+from here, so no host a developer is root on decides what they report.
 
 It exists only while verify runs; one left by a killed run is replaced by the next. Its port on the bridge carries
 the label kind=probe, so NET-4 knows it for the controller's own.
@@ -24,7 +24,7 @@ INTERFACE = "eth0"  # the probe's interface inside its namespace
 @dataclass(frozen=True)
 class ProbePoint:
     site: str
-    segment: str  # the segment key (an environment's name)
+    segment: str  # the segment key (an environment's or an access network's name)
     bridge: str
     address: ipaddress.IPv4Interface
     gateway: ipaddress.IPv4Address

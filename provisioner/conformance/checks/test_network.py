@@ -1,7 +1,8 @@
-"""NET-1..3: segments, the reachability matrix between environments, host firewalls."""
+"""NET-1..3: segments, the reachability matrix between environments and from the access networks, host firewalls."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 
@@ -10,6 +11,7 @@ import pytest
 from provisioner.backends import backend_for
 from provisioner.backends.network import probe_point
 from provisioner.conformance import reachability
+from provisioner.conformance.scope import NOT_ATTEMPTED
 from provisioner.remote import reach
 from provisioner.remote.ssh import OUTCOME_TEXT
 
@@ -56,35 +58,66 @@ def test_reachability_from_each_environment(lab, evidence, source_name):
         f"the controller) refused by the gateway itself ({gateway_leg}: ICMP administratively prohibited) and "
         "counted by its deny counter for that pair; nothing answers IPv6 on the segment but the probe itself"
     )
+    attempt = functools.partial(_attempt, lab, env.name, source, wanted)
+    _judge_and_record(lab, evidence, env.name, gateway_leg, wanted, attempt)
+
+
+@pytest.mark.control("NET-2")
+def test_reachability_from_each_access_network(lab, evidence, access_network_name):
+    """People's workstations (issue 18): from the access network, SSH to the hosts of the environments it reaches
+    passes; everything else — SSH elsewhere, every service port, every gateway leg, the controller — is refused by
+    the gateway and counted as deny_<access network>_to_<zone>. Only the controller's probe can stand there (no
+    machine of the site is ever placed on an access network)."""
+    network = lab.model.access_network(access_network_name)
+    gateway_leg = str(network.gateway_address)
+    wanted = reachability.access_targets(lab.model, network.name)
+    reached = ", ".join(network.reaches)
+    evidence.expect(
+        f"SSH open to every host of {reached}; every other path out of access network {network.name} ({network.cidr}: "
+        "SSH to other environments, every service port, every leg of the gateway, the controller) refused by the "
+        f"gateway itself ({gateway_leg}: ICMP administratively prohibited) and counted by its deny counter for that "
+        "pair; nothing answers IPv6 on the network but the probe itself"
+    )
+    point = lab.backend.probe_point(network.name)
+    if point is None:
+        pytest.skip(
+            f"{NOT_ATTEMPTED}the {lab.model.backend.type} backend gives the controller no probe point on access "
+            f"network {network.name}, and no machine of the site sits there to attempt from"
+        )
+    attempt = functools.partial(_attempt_from, point, network.name, wanted)
+    _judge_and_record(lab, evidence, network.name, gateway_leg, wanted, attempt)
+
+
+def _judge_and_record(lab, evidence, zone, gateway_leg, wanted, attempt):
+    """Runs the attempts between two readings of the gateway's counters, judges each, and records the matrix rows
+    (source_env: the environment or access network the attempts start from)."""
     before = _gateway_counters(lab)
-    outcomes, link_v6, origin = _attempt(lab, env.name, source, wanted)
+    outcomes, link_v6, origin = attempt()
     after = _gateway_counters(lab)
     counted = None if before is None or after is None else reachability.counter_rise(before, after)
     evidence.note(origin)
     if counted is None:
         evidence.note("the gateway's deny counters could not be read over SSH: no refusal is corroborated")
-    verdicts = reachability.judge(env.name, gateway_leg, zip(wanted, outcomes, strict=True), counted)
+    verdicts = reachability.judge(zone, gateway_leg, zip(wanted, outcomes, strict=True), counted)
     wrong = []
     for v in verdicts:
         t = v.target
         evidence.row(
-            source=origin.split(":")[0], source_env=env.name, destination=t.destination,
+            source=origin.split(":")[0], source_env=zone, destination=t.destination,
             destination_env=t.destination_env, port=t.port_label, expected=t.expected, observed=v.observed,
             icmp=v.outcome.icmp, tries=v.outcome.tries, detail=v.detail, ok=v.ok,
         )  # fmt: skip
         if not v.ok:
-            wrong.append(
-                f"{env.name} -> {t.destination} ({t.address}):{t.port_label} expected {t.expected}: {v.detail}"
-            )
-    if link_v6 is not None or lab.backend.probe_point(env.name) is not None:
+            wrong.append(f"{zone} -> {t.destination} ({t.address}):{t.port_label} expected {t.expected}: {v.detail}")
+    if link_v6 is not None or lab.backend.probe_point(zone) is not None:
         ok, detail = reachability.ipv6_verdict(link_v6)
         evidence.row(
-            source=origin.split(":")[0], source_env=env.name, destination="every node of the link (IPv6 ff02::1)",
-            destination_env=env.name, port="icmpv6", expected="blocked", observed=detail, icmp="", tries=1,
+            source=origin.split(":")[0], source_env=zone, destination="every node of the link (IPv6 ff02::1)",
+            destination_env=zone, port="icmpv6", expected="blocked", observed=detail, icmp="", tries=1,
             detail=detail, ok=ok,
         )  # fmt: skip
         if not ok:
-            wrong.append(f"{env.name}: {detail}")
+            wrong.append(f"{zone}: {detail}")
     evidence.observe(f"{len(verdicts) - len(wrong)}/{len(verdicts)} paths as declared")
     assert not wrong, "; ".join(wrong)
 
@@ -92,17 +125,23 @@ def test_reachability_from_each_environment(lab, evidence, source_name):
 def _attempt(lab, env_name, source, wanted):
     """The attempts, from the controller's probe on the segment where the backend gives one; else from the
     segment's first host (whose root could falsify them: the gateway's counters are then the only proof)."""
-    request = reach.request([(t.address, t.port, t.proto) for t in wanted], retries=3)
     point = lab.backend.probe_point(env_name)
     if point is None:
+        request = reach.request([(t.address, t.port, t.proto) for t in wanted], retries=3)
         outcomes, _ = lab.remote.reach_detailed(str(source.address), request)
         return outcomes, None, f"{source.name}: attempts from host {source.name} (this backend gives no probe point)"
+    return _attempt_from(point, env_name, wanted)
+
+
+def _attempt_from(point, zone, wanted):
+    """The attempts from the controller's probe on a segment or an access network."""
+    request = reach.request([(t.address, t.port, t.proto) for t in wanted], retries=3)
     request["ipv6_interface"] = probe_point.INTERFACE
     with point.attached():
         result = point.python(reach.SCRIPT, json.dumps(request))
-    assert result.returncode == 0, f"the probe on {env_name} failed: {result.stderr.strip()[-500:]}"
+    assert result.returncode == 0, f"the probe on {zone} failed: {result.stderr.strip()[-500:]}"
     outcomes, link_v6 = reach.parse(json.loads(result.stdout))
-    return outcomes, link_v6, f"probe@{env_name}: the controller's probe at {point.address} on {point.bridge}"
+    return outcomes, link_v6, f"probe@{zone}: the controller's probe at {point.address} on {point.bridge}"
 
 
 def _gateway_counters(lab) -> dict[str, int] | None:

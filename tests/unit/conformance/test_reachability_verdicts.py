@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import example_with_access_networks, write_site
 
 from provisioner.conformance import reachability
 from provisioner.remote.reach import LinkV6, Outcome
@@ -109,3 +110,67 @@ def test_ipv6_answers_other_than_the_probe_fail_and_a_deaf_probe_proves_nothing(
     ok, detail = reachability.ipv6_verdict(LinkV6([], [own]))
     assert not ok and detail.startswith("inconclusive")
     assert not reachability.ipv6_verdict(None)[0]
+
+
+# ---- access networks (people's workstations, issue 18) --------------------------------------------------------
+@pytest.fixture(scope="module")
+def access_site(tmp_path_factory):
+    return load_site(write_site(tmp_path_factory.mktemp("access"), example_with_access_networks())).model
+
+
+OFFICE_LEG = "10.90.50.1"
+
+
+def test_from_the_office_ssh_reaches_dev_and_test_and_nothing_else(access_site):
+    targets = reachability.access_targets(access_site, "office")
+    opened = {(t.destination, t.port, t.proto) for t in targets if t.expected == "open"}
+    assert opened == {(h.name, 22, "tcp") for h in access_site.hosts if h.environment in ("dev", "test")}
+    assert pick(targets, "prod-app1").expected == "blocked" and pick(targets, "prod-app1").counter == (
+        "deny_office_to_prod"
+    )
+    assert pick(targets, "test-app1", 80).expected == "blocked", "the dev -> test flow is not the office's"
+    assert pick(targets, "dev-db1", 5432).counter == "deny_office_to_dev"
+    assert pick(targets, "dev-app1", 9, "udp").expected == "blocked"
+    controller = pick(targets, "controller")
+    assert controller.expected == "blocked" and controller.counter == "deny_office_to_mgmt"
+    legs = {t.address: t for t in targets if t.destination.startswith("gateway")}
+    assert set(legs) == {"10.90.10.1", "10.90.20.1", "10.90.30.1", OFFICE_LEG, "10.90.60.1", "10.90.0.254"}
+    assert all(t.expected == "blocked" and t.counter == "deny_gateway_input" for t in legs.values())
+    assert legs[OFFICE_LEG].destination == "gateway (leg on office)"
+
+
+def test_from_the_admins_network_ssh_reaches_production_too(access_site):
+    targets = reachability.access_targets(access_site, "admins")
+    assert pick(targets, "prod-db1").expected == "open"
+    assert pick(targets, "prod-db1", 5432).expected == "blocked", "SSH only, even for admins"
+    assert pick(targets, "controller").counter == "deny_admins_to_mgmt"
+
+
+def test_from_an_environment_the_access_networks_legs_are_tried_and_refused(access_site):
+    legs = {t.destination: t for t in reachability.targets(access_site, "dev") if t.destination.startswith("gateway")}
+    for name, address in (("office", OFFICE_LEG), ("admins", "10.90.60.1")):
+        leg = legs[f"gateway (leg on {name})"]
+        assert (leg.address, leg.expected, leg.counter) == (address, "blocked", "deny_gateway_input")
+    same_as_before = [t for t in reachability.targets(access_site, "dev") if not t.destination.startswith("gateway")]
+    assert same_as_before == [t for t in reachability.targets(load_site(str(EXAMPLE)).model, "dev")
+                              if not t.destination.startswith("gateway")]  # fmt: skip
+
+
+def test_an_office_refusal_counted_by_the_gateway_passes_and_an_open_path_to_production_fails(access_site):
+    targets = reachability.access_targets(access_site, "office")
+    ssh_prod, udp_prod = pick(targets, "prod-db1"), pick(targets, "prod-db1", 9, "udp")
+    counted = {"deny_office_to_prod": 2}
+    verdicts = reachability.judge("office", OFFICE_LEG, [tcp(ssh_prod, "rejected"), udp(udp_prod, OFFICE_LEG)], counted)
+    assert [v.ok for v in verdicts] == [True, True], [v.detail for v in verdicts]
+    (opened,) = reachability.judge("office", OFFICE_LEG, [tcp(ssh_prod, "connected")], {"deny_office_to_prod": 9})
+    assert not opened.ok and "the gateway let it through" in opened.detail
+    (by_host,) = reachability.judge("office", OFFICE_LEG, [udp(udp_prod, udp_prod.address, 3)], counted)
+    assert not by_host.ok and "not the gateway" in by_host.detail
+    dev_ssh = pick(targets, "dev-app1")
+    (silent,) = reachability.judge("office", OFFICE_LEG, [tcp(dev_ssh, "no-answer", 4)], {})
+    assert not silent.ok and "silence proves nothing" in silent.detail, "SSH to dev must be seen open"
+
+
+def test_an_unknown_access_network_is_not_guessed(access_site):
+    with pytest.raises(KeyError):
+        reachability.access_targets(access_site, "dev")

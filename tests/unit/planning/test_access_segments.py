@@ -127,3 +127,25 @@ def test_proxmox_puts_an_access_network_on_a_vnet_of_its_own_named_after_it(site
     data = copy.deepcopy(example_with_access_networks())
     data["access_networks"][0]["vnet"] = "desks1"
     assert Names(load_site(write_site(tmp_path / "named", data)).model).vnet("office") == "desks1"
+
+
+def test_the_lxc_probe_stands_on_an_access_network_at_its_last_usable_address(tmp_path: Path, monkeypatch):
+    """Verify's NET-2 attempts from an access network start at the controller's probe there (nothing is built
+    here: the probe point is only described)."""
+    from provisioner.backends import backend_for
+    from provisioner.backends.lxc.backend import LxcBackend
+    from provisioner.workspace.site_state import SiteState
+
+    monkeypatch.setenv("PROVISION_STATE_DIR", str(tmp_path / "state"))
+    loaded = load_site(write_site(tmp_path / "s", example_with_access_networks()))
+    backend = backend_for(loaded, SiteState(loaded.name, tmp_path / "state" / loaded.name))
+    assert isinstance(backend, LxcBackend)
+    office = backend.probe_point("office")
+    assert office is not None
+    assert (office.segment, office.bridge) == ("office", backend.bridge("office"))
+    assert (str(office.address), str(office.gateway)) == ("10.90.50.254/24", "10.90.50.1")
+    admins = backend.probe_point("admins")
+    assert admins is not None and (str(admins.address), str(admins.gateway)) == ("10.90.60.14/28", "10.90.60.1")
+    dev = backend.probe_point("dev")
+    assert dev is not None and (str(dev.address), str(dev.gateway)) == ("10.90.10.254/24", "10.90.10.1")
+    assert office.namespace != dev.namespace and office.port != dev.port
