@@ -4,7 +4,9 @@ For every host, as root over SSH: local accounts (uid >= 1000), their authorized
 effective AuthorizedKeysFile names), groups, login shell, sshd's effective AllowGroups and `sudo -l -U`. From
 these each account's level on the host follows: none, login, deploy (sudo limited to named commands) or sudo
 (any command). The matrix is person by environment with the highest level held on any host of the environment,
-plus the hypervisor's roles where the backend has hypervisor accounts.
+plus the hypervisor's roles where the backend has hypervisor accounts. Beside it, from the site file, the networks
+each environment's hosts accept SSH from: the management network and the access networks (people's workstations)
+that reach it — what NET-2 and NET-3 attempt and read on the live systems.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provisioner.site.model import Site
+from provisioner.site.policy import access_networks_reaching
 
 LEVELS = ("none", "login", "deploy", "sudo")
 
@@ -76,6 +79,7 @@ class AccessMatrix:
     unreadable: dict[str, str] = field(default_factory=dict)  # host -> why it could not be read
     undeclared: list[str] = field(default_factory=list)
     automation: str = "provision"
+    ssh_from: dict[str, list[str]] = field(default_factory=dict)  # env -> networks its hosts accept SSH from
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +91,7 @@ class AccessMatrix:
             "unreadable": self.unreadable,
             "undeclared_accounts": self.undeclared,
             "automation_account": self.automation,
+            "ssh_from": self.ssh_from,
         }
 
 
@@ -172,7 +177,21 @@ def build_matrix(
         unreadable=unreadable,
         undeclared=[u for u in found if any(cells[u][e] != "none" for e in envs)],
         automation=automation_user,
+        ssh_from=ssh_networks(site),
     )
+
+
+def ssh_networks(site: Site) -> dict[str, list[str]]:
+    """Per environment, the networks its hosts accept SSH from: management (the controller and the admins), then
+    each access network that reaches it, marked where only admins sit there."""
+    found = {}
+    for env in site.environments:
+        networks = [f"management {site.management.cidr}"]
+        for network in access_networks_reaching(site, env.name):
+            who = " (admins only)" if network.admins_only else ""
+            networks.append(f"access network {network.name} {network.cidr}{who}")
+        found[env.name] = networks
+    return found
 
 
 def read_host(remote: Any, address: str) -> dict[str, Any]:

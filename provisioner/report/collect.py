@@ -213,6 +213,17 @@ def policy_section(site: Site) -> dict[str, Any]:
         )
     return {
         "environments": envs,
+        "access_networks": [
+            {
+                "name": a.name,
+                "cidr": str(a.cidr),
+                "description": a.description,
+                "reaches": list(a.reaches),
+                "admins_only": a.admins_only,
+                "vlan": a.vlan,
+            }
+            for a in site.access_networks
+        ],
         "flows": [f.as_dict() for f in resolved_flows(site)],
         "release_path": list(site.releases.path),
         "required_approvals": site.releases.required_approvals,

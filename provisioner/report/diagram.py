@@ -1,8 +1,8 @@
 """The network diagram (NET-4), drawn from live state and compared with the site file.
 
-Segments come from the backend's discovery, machines from what is live on the segments (a machine without the
-site's labels included), flows from the reachability matrix the verify run observed. Every difference from the
-site file is drawn in red and listed.
+Segments (access networks included) come from the backend's discovery, machines from what is live on the segments
+(a machine without the site's labels included), flows from the reachability matrix the verify run observed. Every
+difference from the site file is drawn in red and listed.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _q(text: str) -> str:
 def differences(site: Site, live_segments: set[str], attachments: list[Attachment]) -> list[str]:
     """What live state has that the site file does not declare, and the other way round."""
     found: list[str] = []
-    declared_segments = {e.name for e in site.environments} | {MGMT}
+    declared_segments = {e.name for e in site.environments} | {a.name for a in site.access_networks} | {MGMT}
     for seg in sorted(declared_segments - live_segments):
         found.append(f"segment {seg}: declared in the site file, not found live")
     hosts = {h.name: h for h in site.hosts}
@@ -92,6 +92,7 @@ def to_dot(
     segments: list[tuple[str, int | None, str, str]] = [
         (e.name, e.segment.vlan, str(e.segment.cidr), e.tier) for e in site.environments
     ]
+    segments += [(a.name, a.vlan, str(a.cidr), "access network") for a in site.access_networks]
     segments.append((MGMT, site.management.vlan, str(site.management.cidr), "management"))
     for name, vlan, cidr, tier in segments:
         live = name in live_segments

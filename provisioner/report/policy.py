@@ -133,9 +133,54 @@ def _environments(site: Site) -> list[Block]:
         _para(
             "Traffic between environments is refused at the environment gateway unless it is listed here; nothing "
             "in development or test may open a connection into production. Hosts accept administration (SSH) only "
-            f"from the management network {site.management.cidr}."
+            f"from the management network {site.management.cidr}"
+            + (" and from the access networks below that reach their environment." if site.access_networks else ".")
         ),
         _bullets(flows or ["No connection between environments is allowed."]),
+        *_access_networks(site),
+    ]
+
+
+def _access_networks(site: Site) -> list[Block]:
+    """Where people's workstations are, and what each network reaches (issue 18)."""
+    management = (
+        f"The management network {site.management.cidr} is for the provisioning controller and the administrators "
+        "only: it reaches every host, production included."
+    )
+    if not site.access_networks:
+        return [
+            _para(
+                management + " The site declares no access network (a network for people's workstations), so "
+                "anyone who administers a host does so from the management network."
+            )
+        ]
+    rows = [
+        [
+            a.name,
+            str(a.cidr),
+            "administrators only" if a.admins_only else "developers, testers and administrators",
+            ", ".join(a.reaches),
+            a.description or "—",
+        ]
+        for a in site.access_networks
+    ]
+    admins_only = [a.name for a in site.access_networks if a.admins_only]
+    admins = [_who(site, p.name) for p in site.people if "admin" in p.roles]
+    rule = (
+        "People's workstations sit on access networks. From an access network a workstation reaches the hosts of "
+        "the environments it names over SSH, and nothing else: no other port, no other environment, not the "
+        "management network and not the gateway itself. Who may then log in is still decided by section 2. An "
+        "access network that developers or testers sit on never reaches production."
+    )
+    if admins_only:
+        rule += (
+            f" {_names(admins_only)} {'is' if len(admins_only) == 1 else 'are'} for people with the administrator "
+            f"role alone ({_names(admins, 'nobody holds it')}): nobody else may connect a workstation there, as "
+            f"{'it reaches' if len(admins_only) == 1 else 'they reach'} production."
+        )
+    return [
+        _para(management + " " + rule),
+        _table(["access network", "network", "who sits there", "reaches (SSH only)", "purpose"], rows),
     ]
 
 

@@ -32,6 +32,7 @@ def recorded_results() -> dict[str, Any]:
 
 def live_as_declared(site: Site) -> list[Attachment]:
     legs = [Attachment(e.name, "gateway", str(e.segment.gateway), True) for e in site.environments]
+    legs += [Attachment(a.name, "gateway", str(a.gateway_address), True) for a in site.access_networks]
     legs.append(Attachment("mgmt", "gateway", str(site.management.gateway), True))
     return [Attachment(h.environment, h.name, str(h.address), True) for h in site.hosts] + legs
 
@@ -51,7 +52,7 @@ def build_report(
     state = state or shared_state()
     written = write_run(state, payload or recorded_results())
     run = collect.load_results(state, written.folder)
-    segments = {e.name for e in site.environments} | {"mgmt"}
+    segments = {e.name for e in site.environments} | {a.name for a in site.access_networks} | {"mgmt"}
     matrix = access_matrix.build_matrix(site, {}, unreadable or {}, None)
     ledger = releases.read_ledger(evidence_dir or Path("/nonexistent"))
     return collect.assemble(
