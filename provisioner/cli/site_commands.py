@@ -47,13 +47,16 @@ def validate(site: SiteArg = None, as_json: JsonOpt = False) -> None:
         "hosts": len(model.hosts),
         "people": len(model.people),
         "flows": len(model.flows),
+        "access_networks": {a.name: list(a.reaches) for a in model.access_networks},
     }
     if as_json:
         emit(summary)
         return
+    access = "; ".join(f"{a.name} → {', '.join(a.reaches)}" for a in model.access_networks)
     out.print(
         f"[green]valid:[/green] {loaded.path} — site '{model.site}', environments "
-        f"{', '.join(environments)}, {len(model.hosts)} hosts, {len(model.people)} people",
+        f"{', '.join(environments)}, {len(model.hosts)} hosts, {len(model.people)} people"
+        + (f", access networks {access} (SSH only)" if access else ""),
         highlight=False,
     )
 

@@ -8,7 +8,7 @@ import ipaddress
 from pathlib import Path
 
 import pytest
-from helpers import example_data, write_site
+from helpers import example_data, run_cli, write_site
 
 from provisioner.errors import SiteError
 from provisioner.site.load import load_site
@@ -69,3 +69,13 @@ def test_the_environment_segments_are_checked_against_the_access_networks_too(tm
         load_site(with_networks(tmp_path, {**OFFICE, "vlan": 30}))
     (problem,) = caught.value.problems
     assert problem.path == "access_networks[0].vlan" and "already used by 'prod'" in problem.message
+
+
+def test_validate_names_the_access_networks_and_what_they_reach(tmp_path: Path):
+    site_file = with_networks(tmp_path, OFFICE, ADMINS)
+    result = run_cli("validate", str(site_file), "--json")
+    assert result.rc == 0, result.stderr
+    assert result.json["access_networks"] == {"office": ["dev", "test"], "admins": ["dev", "test", "prod"]}
+    text = run_cli("validate", str(site_file))
+    assert "access networks office → dev, test; admins → dev, test, prod (SSH only)" in " ".join(text.stdout.split())
+    assert run_cli("validate", "example", "--json").json["access_networks"] == {}
