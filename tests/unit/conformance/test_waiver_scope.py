@@ -195,3 +195,20 @@ def test_waivers_signed_before_the_new_scope_keys_keep_their_signature():
     assert waiver_digest(net3) == "sha256:385f47a296e8d6d1ebafc4ef4797b9613c2fa5a22b313f3906d269be49bfe5d9"
     narrowed = net3.model_copy(update={"host": "test-app1"})
     assert waiver_digest(narrowed) != waiver_digest(net3), "a new scope key is part of what is signed"
+
+
+# ---- access networks (issue 18, item 2): their paths are never waived ----------------------------------------
+def test_a_failure_from_an_access_network_is_never_waived_even_into_test():
+    """A waiver names environments; an access network is none, so a path from one counts as one that may reach
+    production: no waiver, however wide (none of its keys set) or narrow, sets it aside."""
+    row = {
+        "source": "probe@office", "source_env": "office", "destination": "test-app1", "destination_env": "test",
+        "port": 80, "expected": "blocked", "observed": "connected", "ok": False,
+    }  # fmt: skip
+    result = {**net2(row), "check": "test_reachability_from_each_access_network", "host": "office"}
+    (failure,) = failures_of(example_site(), result)
+    assert (failure.source, failure.destination, failure.environment) == (None, "test", None)
+    for candidate in (waiver(), waiver(destination="test"), waiver(environment="test", destination="test")):
+        assert not waiver_covers(example_site(waivers=[candidate]), candidate, result), candidate.scope_words()
+        (judged_row,) = judged([result], candidate)
+        assert judged_row["status"] == "fail" and "waiver" not in judged_row
