@@ -231,7 +231,7 @@ def _probe_namespaces() -> list[str]:
 
 
 def _net2(lab) -> tuple[int, dict]:
-    result = lab.cli("verify", str(lab.site_file), "--keys", str(KEYS), "--json", "-k", "reachability")
+    result = lab.cli("verify", str(lab.site_file), "--keys", str(verify_keys()), "--json", "-k", "reachability")
     assert result.stdout, result.stderr
     return result.rc, result.json
 
