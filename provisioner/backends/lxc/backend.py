@@ -36,6 +36,7 @@ SSH_WAIT_SECONDS = 90
 
 class LxcBackend(Backend):
     name = "lxc"
+    machine_noun = "container"
     _lxcpath: Path  # set by prepare_apply
     _rootfs: Path
 
@@ -156,17 +157,9 @@ class LxcBackend(Backend):
             env.segment.gateway,
         )
 
-    def isolation(self, machines: list[str]) -> dict[str, Isolation]:
-        actual = self.discover().machines
-        found = {}
-        for name in machines:
-            have = actual.get(name)
-            if have is None:
-                found[name] = Isolation(name, True, problems=[f"no container holds machine {name}"])
-                continue
-            facts, problems = containers.isolation(self.lxcpath, have.handle)
-            found[name] = Isolation(name, True, [f"LXC container {have.handle}", *facts], problems)
-        return found
+    def isolation_of(self, have: ActualMachine) -> Isolation:
+        facts, problems = containers.isolation(self.lxcpath, have.handle)
+        return Isolation(have.name, True, [f"LXC container {have.handle}", *facts], problems)
 
     def _controller_drift(self, bridge: str) -> list[str]:
         routes = controller_side.segment_routes(self.desired, self.site.model.management)
