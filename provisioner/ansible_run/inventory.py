@@ -9,7 +9,7 @@ from provisioner.ansible_run.literal import unsafe_yaml
 from provisioner.planning.desired import GATEWAY, MGMT, gateway_interface_names
 from provisioner.site import policy
 from provisioner.site.load import LoadedSite
-from provisioner.site.vocabulary import COLOURS
+from provisioner.site.vocabulary import COLOURS, HOST_ROLES
 from provisioner.workspace.files import write_atomic
 from provisioner.workspace.site_state import AUTOMATION_USER
 
@@ -63,6 +63,9 @@ def build_inventory(site: LoadedSite, nic_naming: str = "named") -> dict[str, An
                     "ansible_host": str(h.address),
                     "host_roles": list(h.roles),
                     "host_services": policy.service_sources(model, h),
+                    "host_service_accounts": sorted(
+                        {name for role in h.roles for name in HOST_ROLES[role].service_accounts}
+                    ),
                 }
                 for h in model.hosts_in(env.name)
             },

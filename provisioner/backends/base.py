@@ -358,12 +358,26 @@ class Backend(ABC):
         attempts start there); None where the backend cannot attach the controller to its segments."""
         return None
 
+    # HYP-1: whether this backend's machines run on the hypervisor's own kernel (containers) or their own (VMs),
+    # and what the backend calls one of them
+    shares_kernel = True
+    machine_noun = "machine"
+
     def isolation(self, machines: list[str]) -> dict[str, Isolation]:
         """Per machine, what keeps its root away from the hypervisor, read from the hypervisor (HYP-1)."""
-        return {
-            name: Isolation(name, True, problems=[f"the {self.site.model.backend.type} backend cannot read it"])
-            for name in machines
-        }
+        actual = self.discover().machines
+        found = {}
+        for name in machines:
+            have = actual.get(name)
+            if have is None:
+                found[name] = Isolation(name, self.shares_kernel, problems=[f"no {self.machine_noun} holds {name}"])
+            else:
+                found[name] = self.isolation_of(have)
+        return found
+
+    def isolation_of(self, have: ActualMachine) -> Isolation:
+        """One machine's separation from the hypervisor, as the hypervisor shows it."""
+        return Isolation(have.name, self.shares_kernel, problems=[f"the {self.name} backend cannot read it"])
 
     def attachments(self) -> list[Attachment]:
         """What is live on the site's segments (NET-4). By default the labelled machines at their addresses;

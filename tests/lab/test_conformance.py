@@ -247,27 +247,55 @@ def _probe_namespaces() -> list[str]:
 
 
 def _net2(lab) -> tuple[int, dict]:
-    result = lab.cli("verify", str(lab.site_file), "--keys", str(KEYS), "--json", "-k", "reachability")
+    result = lab.cli("verify", str(lab.site_file), "--keys", str(verify_keys()), "--json", "-k", "reachability")
     assert result.stdout, result.stderr
     return result.rc, result.json
 
 
-def test_ipv6_on_the_controllers_side_of_a_segment_fails_net2_and_is_drift(lab):
-    """With an IPv6 address on the dev bridge, every dev host could reach the controller past the gateway."""
+def _v6_row(data: dict, source_env: str) -> dict:
+    run = json.loads((Path(data["run_dir"]) / "results.json").read_text())
+    return next(
+        row
+        for result in run["results"]
+        if result["control"] == "NET-2"
+        for row in result["rows"]
+        if row["port"] == "icmpv6" and row["source_env"] == source_env
+    )
+
+
+def test_ipv6_on_the_controllers_bridge_is_drift_and_the_guard_keeps_the_controller_silent(lab):
+    """A link-local address on the dev bridge made the controller reachable over IPv6 from every dev host: apply
+    switches it off, plan reports it back on as drift, and even then the guard's input chain keeps the
+    controller from answering on the segment (the probe hears only itself)."""
     bridge = backend_for(lab.site, lab.state).bridge("dev")
     switch = Path(f"/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6")
     assert switch.read_text().strip() == "1", "apply leaves IPv6 off on the segment bridges"
     switch.write_text("0\n")
     try:
-        time.sleep(1)  # the bridge's link-local address appears
-        rc, data = _net2(lab)
-        assert rc == 1
-        failure = next(f for f in data["failures"] if f["control"] == "NET-2" and "dev" in f["host"])
-        assert "IPv6 answers on the link from fe80::" in failure["evidence"] + failure["observed"], failure
+        time.sleep(2)  # the bridge's link-local address passes duplicate detection
         plan = lab.cli("plan", str(lab.site_file), "--json")
         assert any(f"IPv6 is on for bridge {bridge}" in c.get("detail", "") for c in plan.json["changes"]), plan.stdout
+        rc, data = _net2(lab)
+        assert rc == 0, data.get("failures")
+        assert _v6_row(data, "dev")["detail"].startswith("only the probe itself"), "the controller answered"
     finally:
         switch.write_text("1\n")
+
+
+def test_an_ipv6_answer_on_a_segment_fails_net2(lab):
+    """The gateway's dev leg with IPv6 switched on answers the probe's all-nodes echo: NET-2 names it."""
+    gateway = container(lab, "gateway")
+    on = in_container(gateway, "sysctl -q -w net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.seg-dev.disable_ipv6=0")
+    assert on.returncode == 0, on.stderr
+    try:
+        time.sleep(2)
+        rc, data = _net2(lab)
+        assert rc == 1
+        failure = next(f for f in data["failures"] if f["control"] == "NET-2")
+        assert "IPv6 answers on the link from fe80::" in failure["evidence"] + failure["observed"], failure
+        assert not _v6_row(data, "dev")["ok"]
+    finally:
+        in_container(gateway, "sysctl -q -w net.ipv6.conf.seg-dev.disable_ipv6=1 net.ipv6.conf.all.disable_ipv6=1")
     assert _net2(lab)[0] == 0
 
 

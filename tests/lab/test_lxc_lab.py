@@ -154,6 +154,33 @@ def test_the_lab_never_routes_to_the_outside(lab):
     assert hostguard.present(site.site)
 
 
+def _from_segments_count(site: str) -> int:
+    listed = subprocess.run(
+        ["nft", "-j", "list", "counter", "inet", hostguard.table_name(site), "from_segments"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return next(i["counter"]["packets"] for i in json.loads(listed.stdout)["nftables"] if "counter" in i)
+
+
+def test_a_dev_host_cannot_talk_to_the_controller_through_its_own_bridge(lab):
+    """Linux answers ARP for the controller's management address on every bridge; a root in dev who routes that
+    address onto its own segment reaches the controller past the gateway unless the guard's input chain drops it."""
+    site = lab.site.model
+    host = f"{site.site}-{site.hosts_in('dev')[0].name}"
+    controller = str(site.management.controller)
+    before = _from_segments_count(site.site)
+    planted = in_container(host, f"ip route add {controller}/32 dev eth0")
+    assert planted.returncode == 0, planted.stderr
+    try:
+        attempt = tcp_connect(host, controller, 22)
+        assert "connected" not in attempt.stdout, "a dev host reached the controller's SSH through its own bridge"
+        arp = in_container(host, f"ip neigh show {controller}").stdout
+        assert "lladdr" in arp, f"the controller answers ARP on the dev bridge (the way in is there): {arp}"
+        assert _from_segments_count(site.site) > before, "the guard's input chain dropped it (counted)"
+    finally:
+        in_container(host, f"ip route del {controller}/32 dev eth0")
+
+
 def test_inventory_is_standard_yaml_for_plain_ansible(lab):
     """Plain Ansible reads it (its own `ansible-inventory`); text values carry Ansible's `!unsafe` tag."""
     listed = subprocess.run(

@@ -72,8 +72,7 @@ def network():
     sh("ip", "link", "add", "rpt-gw0", "type", "veth", "peer", "name", "src", "netns", GW_NS)
     sh("ip", "link", "set", "rpt-gw0", "master", BRIDGE, "up")
     sh("ip", "-n", GW_NS, "link", "add", "dst", "type", "veth", "peer", "name", "eth0", "netns", DST_NS)
-    in_ns(GW_NS, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-    in_ns(GW_NS, "sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0")
+    in_ns(GW_NS, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward; echo 0 > /proc/sys/net/ipv4/icmp_ratelimit")
     sh("ip", "-n", GW_NS, "address", "add", f"{SRC_NET}.1/24", "dev", "src")
     sh("ip", "-n", GW_NS, "address", "add", f"{DST_NET}.1/24", "dev", "dst")
     for ns, dev in ((GW_NS, "src"), (GW_NS, "dst"), (GW_NS, "lo"), (DST_NS, "eth0"), (DST_NS, "lo")):

@@ -62,6 +62,8 @@ def _libvirt():
 
 class LibvirtBackend(Backend):
     name = "libvirt"
+    shares_kernel = False
+    machine_noun = "libvirt domain"
 
     @property
     def settings(self) -> LibvirtSettings:
@@ -219,20 +221,14 @@ class LibvirtBackend(Backend):
             )
         return state
 
-    def isolation(self, machines: list[str]) -> dict[str, Isolation]:
+    def isolation_of(self, have: ActualMachine) -> Isolation:
         from provisioner.backends.libvirt import xmlspec
 
-        actual = self.discover().machines
-        found = {}
-        for name in machines:
-            have = actual.get(name)
-            if have is None:
-                found[name] = Isolation(name, False, problems=[f"no libvirt domain holds machine {name}"])
-                continue
-            xml = self.conn.lookupByName(have.handle).XMLDesc(0)
-            facts, problems = xmlspec.isolation(xml)
-            found[name] = Isolation(name, False, [f"libvirt domain {have.handle}", *facts], problems)
-        return found
+        domain = self.conn.lookupByName(have.handle)
+        facts, problems = xmlspec.isolation(domain.XMLDesc(0))
+        _, at_next_start = xmlspec.isolation(domain.XMLDesc(_libvirt().VIR_DOMAIN_XML_INACTIVE))
+        problems += [f"{p} (in its definition: at its next start)" for p in at_next_start if p not in problems]
+        return Isolation(have.name, False, [f"libvirt domain {have.handle}", *facts], problems)
 
     def _ports(self) -> dict | None:
         """OVS ports with their tags, when this machine's switch is ours to read."""

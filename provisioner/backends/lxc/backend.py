@@ -36,6 +36,7 @@ SSH_WAIT_SECONDS = 90
 
 class LxcBackend(Backend):
     name = "lxc"
+    machine_noun = "container"
     _lxcpath: Path  # set by prepare_apply
     _rootfs: Path
 
@@ -164,21 +165,13 @@ class LxcBackend(Backend):
             gateway,
         )
 
-    def isolation(self, machines: list[str]) -> dict[str, Isolation]:
-        actual = self.discover().machines
-        found = {}
-        for name in machines:
-            have = actual.get(name)
-            if have is None:
-                found[name] = Isolation(name, True, problems=[f"no container holds machine {name}"])
-                continue
-            facts, problems = containers.isolation(self.lxcpath, have.handle)
-            found[name] = Isolation(name, True, [f"LXC container {have.handle}", *facts], problems)
-        return found
+    def isolation_of(self, have: ActualMachine) -> Isolation:
+        facts, problems = containers.isolation(self.lxcpath, have.handle)
+        return Isolation(have.name, True, [f"LXC container {have.handle}", *facts], problems)
 
     def _controller_drift(self, bridge: str) -> list[str]:
         routes = controller_side.segment_routes(self.desired, self.site.model.management)
-        return controller_side.drift(self.site.name, self.site.model.management, bridge, routes)
+        return controller_side.drift(self.site.name, self.site.model.management, bridge, routes, self._env_bridges())
 
     def _nic_drift(self, labels: dict[str, str], all_links: dict[str, links.Link]) -> list[str]:
         drift = []
@@ -258,7 +251,11 @@ class LxcBackend(Backend):
     def _controller_side(self, report: Report) -> None:
         """Idempotent: the controller's address on the management bridge, routes to each segment via the gateway."""
         routes = controller_side.segment_routes(self.desired, self.site.model.management)
-        controller_side.wire(self.site.name, self.site.model.management, self.bridge(MGMT), routes)
+        controller_side.wire(self.site.name, self.site.model.management, self.bridge(MGMT), routes, self._env_bridges())
+
+    def _env_bridges(self) -> list[str]:
+        """The bridges of the environments' segments: the controller has no business with them."""
+        return [self.bridge(s.key) for s in self.desired.segments if s.key != MGMT]
 
     def _labels(self, spec: MachineSpec, host_key: str) -> dict[str, str]:
         return {

@@ -4,6 +4,8 @@ site's guard table."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from provisioner.backends.network import hostguard, links
 from provisioner.planning.desired import DesiredState
 from provisioner.site.model import Management
@@ -16,7 +18,9 @@ def segment_routes(desired: DesiredState, management: Management) -> dict[str, s
     return {str(s.cidr): via for s in desired.segments if s.kind == "environment"}
 
 
-def drift(site: str, management: Management, device: str, routes: dict[str, str]) -> list[str]:
+def drift(
+    site: str, management: Management, device: str, routes: dict[str, str], segment_devices: Sequence[str] = ()
+) -> list[str]:
     """What differs on `device` (present) from the controller's side as `wire` makes it."""
     found = []
     if f"{management.controller}/{management.cidr.prefixlen}" not in links.addresses(device):
@@ -25,11 +29,16 @@ def drift(site: str, management: Management, device: str, routes: dict[str, str]
         found.append("routes to the segments differ")
     if not hostguard.present(site):
         found.append("the controller's guard table is missing")
+    elif segment_devices and not hostguard.guards_input(site):
+        found.append("the controller's guard table lets the segments reach the controller")
     return found
 
 
-def wire(site: str, management: Management, device: str, routes: dict[str, str]) -> None:
-    """Idempotent: the controller's address on `device`, the guard table, exactly `routes` via `device`."""
+def wire(
+    site: str, management: Management, device: str, routes: dict[str, str], segment_devices: Sequence[str] = ()
+) -> None:
+    """Idempotent: the controller's address on `device`, the guard table (closed to `segment_devices`), exactly
+    `routes` via `device`."""
     links.set_address(device, f"{management.controller}/{management.cidr.prefixlen}")
-    hostguard.install(site, device)
+    hostguard.install(site, device, segment_devices)
     links.sync_routes(device, routes)

@@ -48,7 +48,8 @@ class ProbePoint:
         run(["ip", "netns", "add", ns])
         run(["ip", "link", "add", self.port, "type", "veth", "peer", "name", INTERFACE, "netns", ns])
         run(["ip", "link", "set", self.port, "alias", links.format_alias(self.labels)])
-        run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", f"net.ipv6.conf.{INTERFACE}.accept_dad=0"])
+        # the probe's own link-local address is usable at once (no duplicate detection): it must hear itself
+        run(["ip", "netns", "exec", ns, "sh", "-c", f"echo 0 > /proc/sys/net/ipv6/conf/{INTERFACE}/accept_dad"])
         run(["ip", "-n", ns, "address", "add", str(self.address), "dev", INTERFACE])
         run(["ip", "-n", ns, "link", "set", "lo", "up"])
         run(["ip", "-n", ns, "link", "set", INTERFACE, "up"])

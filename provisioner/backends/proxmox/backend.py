@@ -41,6 +41,8 @@ SSH_WAIT_SECONDS = 180
 
 class ProxmoxBackend(Backend):
     name = "proxmox"
+    shares_kernel = False
+    machine_noun = "Proxmox VM"
     nic_naming = "indexed"  # Proxmox's cloud-init names the NICs eth0, eth1... in netN order
     _main: VmLifecycle  # set by prepare_apply: the apply's own client
     _sdn: SdnWriter
@@ -188,19 +190,10 @@ class ProxmoxBackend(Backend):
             state.machines[machine] = actual
         return state
 
-    def isolation(self, machines: list[str]) -> dict[str, Isolation]:
-        actual = self.discover().machines
-        found = {}
-        for name in machines:
-            have = actual.get(name)
-            if have is None:
-                found[name] = Isolation(name, False, problems=[f"no Proxmox VM holds machine {name}"])
-                continue
-            node, vmid = have.handle.split("/")
-            config = self.client.get(f"nodes/{node}/qemu/{vmid}/config") or {}
-            facts, problems = vm_isolation(config)
-            found[name] = Isolation(name, False, [f"Proxmox QEMU VM {vmid} on {node}", *facts], problems)
-        return found
+    def isolation_of(self, have: ActualMachine) -> Isolation:
+        node, vmid = have.handle.split("/")
+        facts, problems = vm_isolation(self.client.get(f"nodes/{node}/qemu/{vmid}/config") or {})
+        return Isolation(have.name, False, [f"Proxmox QEMU VM {vmid} on {node}", *facts], problems)
 
     def _prod_pool(self, env: str | None) -> str | None:
         names = [e.name for e in self.site.model.environments if e.tier == "production"]

@@ -23,6 +23,9 @@ def test_inventory_groups_per_environment_role_and_tier():
     assert set(groups["tier_production"]["children"]) == {"env_prod"}
     assert groups["gateways"]["hosts"]["gateway"]["ansible_host"] == "10.90.0.254"
     assert groups["env_test"]["hosts"]["test-db1"]["ansible_host"] == "10.90.20.21"
+    # the accounts role keeps a login shell only for the service accounts of the host's roles
+    assert groups["env_prod"]["hosts"]["prod-db1"]["host_service_accounts"] == ["postgres"]
+    assert groups["env_prod"]["hosts"]["prod-app1"]["host_service_accounts"] == []
 
 
 def test_redactor_masks_every_secret_in_a_tree(tmp_path: Path):

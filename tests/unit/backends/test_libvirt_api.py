@@ -147,6 +147,27 @@ def test_after_apply_the_plan_is_empty_and_a_second_apply_changes_nothing(api, h
     assert {name: n.UUIDString() for name, n in networks(hypervisor).items()} == nets_before
 
 
+def test_isolation_reads_the_domain_xml_and_names_a_host_folder_shared_in(api, hypervisor):
+    """HYP-1 on libvirt: the guests are full VMs with nothing of the host handed in; a host folder added to a
+    guest's definition is named (it takes effect at the guest's next start)."""
+    backend = fresh(api)
+    machines = [m.name for m in backend.desired.machines if m.environment == "dev"]
+    found = backend.isolation(machines)
+    assert all(not f.shares_kernel and f.problems == [] for f in found.values()), found
+    domain = hypervisor.lookupByName(backend.domain(machines[0]))
+    original = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    shared = "<filesystem type='mount'><source dir='/srv/host'/><target dir='share'/></filesystem>"
+    hypervisor.defineXML(original.replace("</devices>", shared + "</devices>"))
+    try:
+        (problem,) = fresh(api).isolation(machines[:1])[machines[0]].problems
+        assert problem == (
+            "<filesystem> dir=/srv/host: a host folder shared into the guest (in its definition: at its next start)"
+        )
+    finally:
+        hypervisor.defineXML(original)
+    assert fresh(api).isolation(machines[:1])[machines[0]].problems == []
+
+
 def test_a_guest_moved_to_another_segment_is_drift(api, hypervisor):
     dom = domains(hypervisor)["lvapi-dev-web1"]
     original = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)

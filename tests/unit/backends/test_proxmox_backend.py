@@ -136,3 +136,20 @@ def test_destroy_removes_every_object_of_the_site_and_nothing_else(fake, tmp_pat
     assert not [v for v in api.cluster.sdn.vnets.get() if "pvflow" in str(v.get("alias"))]
     assert not api.cluster.firewall.groups.get()
     assert backend_for(tmp_path, small_data(fake)).discover().empty
+
+
+def test_isolation_reads_each_vm_config_and_names_what_hands_in_the_node(fake, tmp_path):
+    """HYP-1 on Proxmox: a QEMU VM with nothing of the node passed through is separated; a PCI device passed
+    through is named; a machine with no VM is a problem, not a pass."""
+    backend = backend_for(tmp_path, small_data(fake))
+    converge(backend)
+    found = backend.isolation(["dev-app1", "prod-db1", "test-app1"])
+    assert not found["dev-app1"].shares_kernel and found["dev-app1"].problems == []
+    assert found["dev-app1"].facts[0].startswith("Proxmox QEMU VM ")
+    assert found["test-app1"].problems == ["no Proxmox VM holds test-app1"]
+    vmid = next(int(vm["vmid"]) for vm in site_vms(fake, "pvflow") if str(vm["name"]).endswith("dev-app1"))
+    with fake.state.lock:
+        fake.state.vms[vmid].config["hostpci0"] = "0000:01:00"
+    assert backend.isolation(["dev-app1"])["dev-app1"].problems == [
+        "hostpci0: 0000:01:00: a host PCI device passed through"
+    ]
