@@ -52,30 +52,26 @@ def check_socket_folder_path(folder: Path) -> None:
         )
 
 
-# Where a deep state folder is reached by a short path: a private folder of links (one per socket folder, named by a
-# hash of its path). The sockets stay in the state folder; only the path ssh is given goes through the link.
+# Where the sockets of a state folder too deep for a unix socket path live instead: a private folder (0700, ours)
+# named by a hash of the state folder's path, under /run (or /tmp without /run). A link would not do: Ansible
+# resolves its control path folder before it builds the socket path.
 SHORT_ROOTS = (Path("/run"), Path("/tmp"))
 
 
 def socket_folder_path(folder: Path) -> Path:
-    """The path ssh is given for the sockets in `folder` (already checked by ensure_socket_folder): `folder` itself
-    when its sockets fit a unix socket path, else a link to it in a private folder of links (`provisioner-ssh-UID`
-    under /run, or /tmp without /run), which is checked like the socket folder (a real folder of ours, 0700)."""
+    """Where the sockets of `folder` (already checked by ensure_socket_folder) go: `folder` itself when its
+    sockets fit a unix socket path, else `provisioner-ssh-UID/<hash of its path>` under /run (or /tmp), both
+    checked like the socket folder (real folders of ours, mode 0700)."""
     if len(os.fsencode(str(folder))) <= FOLDER_MAX:
         return folder
     root = next((r for r in SHORT_ROOTS if r.is_dir()), SHORT_ROOTS[-1])
-    links = root / f"provisioner-ssh-{os.geteuid()}"
-    with contextlib.suppress(FileExistsError):
-        links.mkdir(mode=0o700)
-    _check_private_folder(links, "the folder of short links to SSH connection-socket folders")
-    link = links / hashlib.sha256(os.fsencode(str(folder))).hexdigest()[:12]
-    if not (link.is_symlink() and os.readlink(link) == str(folder)):
-        fresh = links / f".{link.name}.{os.getpid()}"
-        fresh.unlink(missing_ok=True)
-        fresh.symlink_to(folder)
-        os.replace(fresh, link)
-    check_socket_folder_path(link)
-    return link
+    short = root / f"provisioner-ssh-{os.geteuid()}"
+    for part in (short, short / hashlib.sha256(os.fsencode(str(folder))).hexdigest()[:12]):
+        with contextlib.suppress(FileExistsError):
+            part.mkdir(mode=0o700)
+        _check_private_folder(part, "the short SSH connection-socket folder of a deep state folder")
+    check_socket_folder_path(part)
+    return part
 
 
 def ensure_socket_folder(folder: Path) -> Path:
