@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from provisioner.cli.common import EnvOpt, JsonOpt, SiteArg, emit, failed_if, handled, load, out, public
-from provisioner.cli.release_commands import SignatureOpt, SignKeyOpt, SiteOpt, StatementOpt, signed
+from provisioner.cli.release_commands import SignatureOpt, SignKeyOpt, SiteOpt, StatementOpt, say_signed, signed
 from provisioner.engine import test_data
 from provisioner.engine.releasing import open_book
 
@@ -81,12 +81,9 @@ def data_authorise(
     """Sign a refresh authorisation as its approver (DATA-3): `data refresh` copies nothing until then."""
     book = open_book(load(site))
     entry = signed(lambda how: book.authorise_refresh(authorisation, person, how), sign_key, statement, signature)
-    if as_json:
-        emit(public(entry) if entry else {"authorisation": authorisation, "recorded": False})
-    elif entry is None:
-        out.print(f"{person} had already signed {authorisation} as it stands; nothing recorded", highlight=False)
-    else:
-        out.print(f"authorisation {authorisation} signed by {person}", highlight=False)
+    say_signed(entry, as_json, {"authorisation": authorisation},
+               f"{person} had already signed {authorisation} as it stands; nothing recorded",
+               f"authorisation {authorisation} signed by {person}")  # fmt: skip
 
 
 @app.command("scrub")

@@ -52,6 +52,17 @@ def signed(action: Callable[[Signing], Any], key: Path | None, statement: Path |
         raise
 
 
+def say_signed(
+    entry: dict[str, Any] | None, as_json: bool, unrecorded: dict[str, Any], already: str, done: str
+) -> None:
+    """What a signed decision answers: the ledger entry (its chain signature left out) or, when the same decision
+    was already signed, that nothing was recorded."""
+    if as_json:
+        emit(_public(entry) if entry else {**unrecorded, "recorded": False})
+    else:
+        out.print(already if entry is None else done, highlight=False)
+
+
 def _book(site: str | None) -> ReleaseBook:
     return open_book(load(site))
 
@@ -93,12 +104,9 @@ def approve(
     """Approve a release for production, signed with the approver's own key; its author cannot approve."""
     book = _book(site)
     entry = signed(lambda how: book.approve(release, person, how), sign_key, statement, signature)
-    if as_json:
-        emit(_public(entry) if entry else {"release": release, "approved_by": person, "recorded": False})
-    elif entry is None:
-        out.print(f"{person} had already approved {release}; nothing recorded")
-    else:
-        out.print(f"{release} approved by {person}")
+    say_signed(entry, as_json, {"release": release, "approved_by": person},
+               f"{person} had already approved {release}; nothing recorded",
+               f"{release} approved by {person}")  # fmt: skip
 
 
 @app.command("deploy")

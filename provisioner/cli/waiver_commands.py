@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from provisioner.cli.common import JsonOpt, emit, handled, load, out
-from provisioner.cli.release_commands import SignatureOpt, SignKeyOpt, SiteOpt, StatementOpt, signed
+from provisioner.cli.common import JsonOpt, handled, load
+from provisioner.cli.release_commands import SignatureOpt, SignKeyOpt, SiteOpt, StatementOpt, say_signed, signed
 from provisioner.engine.releasing import open_book
 
 app = typer.Typer(help="Waivers (ACC-7): recorded exceptions, signed by their approver.", no_args_is_help=True)
@@ -27,9 +27,6 @@ def approve(
     """Sign a waiver as its approver: until then it waives nothing and ACC-7 fails."""
     book = open_book(load(site))
     entry = signed(lambda how: book.approve_waiver(waiver, person, how), sign_key, statement, signature)
-    if as_json:
-        emit({k: v for k, v in entry.items() if k != "sig"} if entry else {"waiver": waiver, "recorded": False})
-    elif entry is None:
-        out.print(f"{person} had already signed waiver {waiver} as it stands; nothing recorded", highlight=False)
-    else:
-        out.print(f"waiver {waiver} signed by {person}", highlight=False)
+    say_signed(entry, as_json, {"waiver": waiver},
+               f"{person} had already signed waiver {waiver} as it stands; nothing recorded",
+               f"waiver {waiver} signed by {person}")  # fmt: skip

@@ -52,39 +52,65 @@ def check_socket_folder_path(folder: Path) -> None:
         )
 
 
+# Where the sockets of a state folder too deep for a unix socket path live instead: a private folder (0700, ours)
+# named by a hash of the state folder's path, under /run (or /tmp without /run). A link would not do: Ansible
+# resolves its control path folder before it builds the socket path.
+SHORT_ROOTS = (Path("/run"), Path("/tmp"))
+
+
+def socket_folder_path(folder: Path) -> Path:
+    """Where the sockets of `folder` (already checked by ensure_socket_folder) go: `folder` itself when its
+    sockets fit a unix socket path, else `provisioner-ssh-UID/<hash of its path>` under /run (or /tmp), both
+    checked like the socket folder (real folders of ours, mode 0700)."""
+    if len(os.fsencode(str(folder))) <= FOLDER_MAX:
+        return folder
+    root = next((r for r in SHORT_ROOTS if r.is_dir()), SHORT_ROOTS[-1])
+    short = root / f"provisioner-ssh-{os.geteuid()}"
+    for part in (short, short / hashlib.sha256(os.fsencode(str(folder))).hexdigest()[:12]):
+        with contextlib.suppress(FileExistsError):
+            part.mkdir(mode=0o700)
+        _check_private_folder(part, "the short SSH connection-socket folder of a deep state folder")
+    check_socket_folder_path(part)
+    return part
+
+
 def ensure_socket_folder(folder: Path) -> Path:
     """`folder` as a real folder owned by this user, mode 0700 (created so): refused, untouched, when it is a link,
-    not a folder, someone else's, or open to group or others (a socket planted there could be anyone's)."""
-    check_socket_folder_path(folder)
+    not a folder, someone else's, or open to group or others (a socket planted there could be anyone's). Returns the
+    path ssh is to be given for it (socket_folder_path)."""
+    if "%" in str(folder):
+        check_socket_folder_path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with contextlib.suppress(FileExistsError):
         folder.mkdir(mode=0o700)
+    _check_private_folder(folder, "the SSH connection-socket folder")
+    return socket_folder_path(folder)
+
+
+def _check_private_folder(folder: Path, what: str) -> None:
     info = os.lstat(folder)
     if stat.S_ISLNK(info.st_mode):
         raise ProvisionError(
-            f"{folder}: the SSH connection-socket folder is a symbolic link (to {os.readlink(folder)}); provision "
-            "keeps its connection sockets only in a real folder of the site's state, mode 0700. Remove the link "
-            "and run again."
+            f"{folder}: {what} is a symbolic link (to {os.readlink(folder)}); provision keeps its connection "
+            "sockets only in a real folder, mode 0700. Remove the link and run again."
         )
     if not stat.S_ISDIR(info.st_mode):
         raise ProvisionError(
-            f"{folder}: the SSH connection-socket folder is not a folder; remove it and run again "
-            "(provision creates it, mode 0700)."
+            f"{folder}: {what} is not a folder; remove it and run again (provision creates it, mode 0700)."
         )
     if info.st_uid != os.geteuid():
         raise ProvisionError(
-            f"{folder}: the SSH connection-socket folder belongs to uid {info.st_uid}, not to uid {os.geteuid()} "
+            f"{folder}: {what} belongs to uid {info.st_uid}, not to uid {os.geteuid()} "
             "who runs provision; another account could reach the connections in it. Remove it and run again "
             "(provision creates it, mode 0700)."
         )
     mode = stat.S_IMODE(info.st_mode)
     if mode != 0o700:
         raise ProvisionError(
-            f"{folder}: the SSH connection-socket folder has mode {mode:04o}; it must be 0700 (only its owner may "
+            f"{folder}: {what} has mode {mode:04o}; it must be 0700 (only its owner may "
             "enter it), and a socket in it may have been planted while it was open. Remove it and run again "
             "(provision creates it, mode 0700)."
         )
-    return folder
 
 
 def close_masters(folder: Path) -> None:

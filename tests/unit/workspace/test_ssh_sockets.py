@@ -136,17 +136,31 @@ def test_another_owners_folder_is_refused(tmp_path):
     )
 
 
-def test_a_state_folder_too_deep_for_a_socket_is_refused_before_anything_is_made(tmp_path):
-    state = state_with_socket_folder_of(tmp_path, ssh_sockets.FOLDER_MAX + 1)
-    with pytest.raises(InputError) as caught:
-        ansible_env(state)
-    assert caught.value.exit_code == ExitCode.INVALID
-    assert str(caught.value).startswith(
-        f"{state.ssh_dir}: the SSH connection-socket folder's path is {ssh_sockets.FOLDER_MAX + 1} bytes long; "
-        f"a unix socket path holds at most 107 bytes, which leaves at most {ssh_sockets.FOLDER_MAX} for this folder."
-    )
-    assert "PROVISION_STATE_DIR" in str(caught.value)
-    assert not state.ssh_dir.exists()
+def test_a_state_folder_too_deep_for_a_socket_gets_a_short_private_folder(tmp_path):
+    """A checkout deep in the file system (make demo in a test's temporary clone) still works: the sockets go to a
+    private folder named by a hash of the state folder, under /run (Ansible resolves links, so no link will do)."""
+    state = state_with_socket_folder_of(tmp_path, ssh_sockets.FOLDER_MAX + 30)
+    path = Path(ansible_env(state)["ANSIBLE_SSH_CONTROL_PATH_DIR"])
+    assert path != state.ssh_dir and len(str(path)) <= ssh_sockets.FOLDER_MAX
+    assert not path.is_symlink() and path.parent.name == f"provisioner-ssh-{os.geteuid()}"
+    for folder in (path, path.parent):
+        assert folder.lstat().st_uid == os.geteuid() and stat.S_IMODE(folder.lstat().st_mode) == 0o700
+    longest = path / (ssh_sockets.verify_socket_name(AUTOMATION_USER, "10.90.10.11") + "." + "x" * 16)
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(longest))  # the master's temporary name binds
+    longest.unlink()
+    assert Path(ansible_env(state)["ANSIBLE_SSH_CONTROL_PATH_DIR"]) == path, "the same folder, every time"
+
+
+def test_a_loose_short_folder_is_refused(tmp_path):
+    state = state_with_socket_folder_of(tmp_path, ssh_sockets.FOLDER_MAX + 30)
+    path = state.ssh_sockets()
+    path.chmod(0o755)
+    try:
+        with pytest.raises(ProvisionError, match="of a deep state folder has mode 0755"):
+            state.ssh_sockets()
+    finally:
+        path.chmod(0o700)
 
 
 def test_the_longest_allowed_folder_still_holds_the_master_socket(tmp_path):
