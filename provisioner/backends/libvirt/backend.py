@@ -9,8 +9,10 @@ anything that is not the site's.
 
 When libvirt runs on the controller itself (a local URI), the backend also wires the controller: an OVS
 internal port tagged with the management VLAN (or the management bridge) holding management.controller,
-routes to the segments via management.gateway, and the per-site guard table. A remote URI leaves that to the
-sysadmin's network; the test driver (test:///) runs no guests, so there is nothing to wire or wait for.
+routes to the segments via management.gateway, and the per-site guard table; in openvswitch mode verify gets
+the controller's own probe on each segment too (probe_point). A remote URI leaves the wiring to the sysadmin's
+network and gives no probe point; the test driver (test:///) runs no guests, so there is nothing to wire or wait
+for.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from provisioner.backends.base import (
 )
 from provisioner.backends.gateway import GATEWAY_FORWARDING_DROPIN, GATEWAY_NFTABLES
 from provisioner.backends.network import controller_side, hostguard, links, names
+from provisioner.backends.network.probe_point import ProbePoint, remove_left_over, spot
 from provisioner.errors import BackendError, ProvisionError
 from provisioner.planning.desired import MGMT, MachineSpec, SegmentSpec
 from provisioner.planning.planner import Action, Change, Kind
@@ -132,8 +135,9 @@ class LibvirtBackend(Backend):
 
     @cached_property
     def wires_controller(self) -> bool:
-        """libvirt runs on this machine, so the controller's side of the management network is ours to build."""
-        return self.runs_guests and not urlparse(self.settings.uri).hostname
+        """libvirt runs on this machine, so the controller's side of the management network is ours to build (a
+        remote URI says so without a connection)."""
+        return not urlparse(self.settings.uri).hostname and self.runs_guests
 
     def _foreign(self, what: str) -> str:
         return f"{what} exists but does not carry the labels of site '{self.site.name}'; not touching it"
@@ -229,6 +233,23 @@ class LibvirtBackend(Backend):
         _, at_next_start = xmlspec.isolation(domain.XMLDesc(_libvirt().VIR_DOMAIN_XML_INACTIVE))
         problems += [f"{p} (in its definition: at its next start)" for p in at_next_start if p not in problems]
         return Isolation(have.name, False, [f"libvirt domain {have.handle}", *facts], problems)
+
+    def probe_point(self, segment: str) -> ProbePoint | None:
+        """Where libvirt runs on the controller (a local URI) and the site's Open vSwitch bridge is here: a
+        namespace on the controller at the segment's reserved last usable address, its veth an access port of the
+        bridge tagged with the segment's VLAN, so the switch puts it on the segment as it puts a guest there.
+        None with a remote URI (the segments are on another machine's switch, which the controller cannot join)
+        and in bridge mode: NET-2 then attempts from the segment's first host (from an access network: not
+        attempted)."""
+        if not (self.wires_controller and self.openvswitch):
+            return None
+        from provisioner.backends.libvirt import ovs
+
+        vlan = self.segment_vlan(segment)
+        if vlan is None or self.ovs_bridge not in ovs.bridges():
+            return None
+        address, gateway = spot(self.site.model, segment)
+        return ProbePoint(self.site.name, segment, self.ovs_bridge, address, gateway, ovs.OvsAccessPort(vlan))
 
     def _ports(self) -> dict | None:
         """OVS ports with their tags, when this machine's switch is ours to read."""
@@ -647,15 +668,19 @@ class LibvirtBackend(Backend):
         self.state.write_known_hosts(entries)
 
     def cleanup_site(self) -> None:
-        """After a full destroy: the controller's port and routes, the guard table, the site's own switch."""
+        """After a full destroy: the controller's port and routes, the guard table, a probe a killed verify left,
+        the site's own switch."""
         hostguard.remove(self.site.name)
         if not self.wires_controller:
             return
         mgmt = self.site.model.management
         device = self.controller_device
+        remove_left_over(self.site.name)
         if self.openvswitch:
             from provisioner.backends.libvirt import ovs
 
+            for port in ovs.probe_ports(self.site.name):
+                ovs.delete_port(port)
             if device in ovs.ports():
                 ovs.delete_port(device)
             bridges = ovs.bridges()

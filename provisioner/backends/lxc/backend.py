@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shutil
 from pathlib import Path
@@ -21,12 +20,11 @@ from provisioner.backends.gateway import GATEWAY_FORWARDING_DROPIN, GATEWAY_NFTA
 from provisioner.backends.lxc import base_image, containers
 from provisioner.backends.lxc.containers import SeedFile
 from provisioner.backends.network import controller_side, hostguard, links, names
-from provisioner.backends.network.probe_point import ProbePoint
+from provisioner.backends.network.probe_point import ProbePoint, spot
 from provisioner.errors import BackendError, ProvisionError
 from provisioner.planning.desired import MGMT, MachineSpec, SegmentSpec
 from provisioner.planning.planner import Action, Change, Kind
 from provisioner.remote.wait import require_ssh
-from provisioner.site import policy
 from provisioner.workspace.hostkeys import HostKey, new_host_key
 from provisioner.workspace.site_state import AUTOMATION_USER
 
@@ -149,21 +147,9 @@ class LxcBackend(Backend):
 
     def probe_point(self, segment: str) -> ProbePoint | None:
         """On an environment's segment or on an access network, at its reserved last usable address, routed
-        through the gateway's leg there."""
-        model = self.site.model
-        if segment in {a.name for a in model.access_networks}:
-            network = model.access_network(segment)
-            cidr, gateway, address = network.cidr, network.gateway_address, policy.probe_address(network)
-        else:
-            env = model.environment(segment)
-            cidr, gateway, address = env.segment.cidr, env.segment.gateway, policy.probe_address(env)
-        return ProbePoint(
-            self.site.name,
-            segment,
-            self.bridge(segment),
-            ipaddress.IPv4Interface(f"{address}/{cidr.prefixlen}"),
-            gateway,
-        )
+        through the gateway's leg there; a port of the segment's bridge."""
+        address, gateway = spot(self.site.model, segment)
+        return ProbePoint(self.site.name, segment, self.bridge(segment), address, gateway)
 
     def isolation_of(self, have: ActualMachine) -> Isolation:
         facts, problems = containers.isolation(self.lxcpath, have.handle)

@@ -123,13 +123,15 @@ def _judge_and_record(lab, evidence, zone, gateway_leg, wanted, attempt):
 
 
 def _attempt(lab, env_name, source, wanted):
-    """The attempts, from the controller's probe on the segment where the backend gives one; else from the
-    segment's first host (whose root could falsify them: the gateway's counters are then the only proof)."""
+    """The attempts, from the controller's probe on the segment where the backend gives one (the LXC lab; libvirt
+    on the controller itself); else from the segment's first host (whose root could falsify them: the gateway's
+    counters are then the only proof)."""
     point = lab.backend.probe_point(env_name)
     if point is None:
         request = reach.request([(t.address, t.port, t.proto) for t in wanted], retries=3)
         outcomes, _ = lab.remote.reach_detailed(str(source.address), request)
-        return outcomes, None, f"{source.name}: attempts from host {source.name} (this backend gives no probe point)"
+        why = f"the {lab.model.backend.type} backend gives the controller no probe point on {env_name}"
+        return outcomes, None, f"{source.name}: attempts from host {source.name} ({why})"
     return _attempt_from(point, env_name, wanted)
 
 
@@ -141,7 +143,7 @@ def _attempt_from(point, zone, wanted):
         result = point.python(reach.SCRIPT, json.dumps(request))
     assert result.returncode == 0, f"the probe on {zone} failed: {result.stderr.strip()[-500:]}"
     outcomes, link_v6 = reach.parse(json.loads(result.stdout))
-    return outcomes, link_v6, f"probe@{zone}: the controller's probe at {point.address} on {point.bridge}"
+    return outcomes, link_v6, f"probe@{zone}: the controller's probe at {point.address} on {point.where}"
 
 
 def _gateway_counters(lab) -> dict[str, int] | None:
