@@ -679,8 +679,7 @@ class LibvirtBackend(Backend):
         if self.openvswitch:
             from provisioner.backends.libvirt import ovs
 
-            for port in ovs.probe_ports(self.site.name):
-                ovs.delete_port(port)
+            ovs.remove_probe_ports(self.site.name)
             if device in ovs.ports():
                 ovs.delete_port(device)
             bridges = ovs.bridges()

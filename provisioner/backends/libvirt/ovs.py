@@ -106,6 +106,14 @@ def probe_ports(site: str) -> list[str]:
     return sorted(p.name for p in ports().values() if p.is_probe and p.external_ids.get(SITE_KEY) == site)
 
 
+def remove_probe_ports(site: str) -> list[str]:
+    """Takes the site's probe ports off the switch, wherever they are; returns their names."""
+    found = probe_ports(site)
+    for name in found:
+        delete_port(name)
+    return found
+
+
 @dataclass(frozen=True)
 class OvsAccessPort:
     """The probe's veth as an access port of the segment's Open vSwitch bridge, tagged with the segment's VLAN:

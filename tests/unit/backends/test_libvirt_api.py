@@ -321,6 +321,22 @@ def test_an_access_network_is_a_network_of_its_own_with_a_gateway_leg_and_no_gue
     assert "lvacc-office" not in networks(hypervisor)
 
 
+def test_the_test_driver_gives_no_probe_point(api):
+    """Its guests never run and its segments are on no switch of this machine: NET-2 keeps its fallback."""
+    backend = fresh(api)
+    assert [backend.probe_point(key) for key in ("dev", "test", "prod")] == [None, None, None]
+
+
+def test_a_remote_hypervisor_gives_no_probe_point_and_is_not_even_asked(tmp_path, monkeypatch):
+    """With a remote URI the segments are on another machine's switch, which the controller cannot join: no
+    probe point (NET-2 attempts from the segment's first host), said without a connection to the hypervisor."""
+    monkeypatch.setenv("PROVISION_STATE_DIR", str(tmp_path / "state"))
+    backend = fresh(write_site(tmp_path / "lvremote", api_site_data("lvremote", uri="qemu+ssh://root@kvm1/system")))
+    assert backend.probe_point("dev") is None
+    assert not backend.wires_controller
+    assert "conn" not in vars(backend), "no connection was opened to kvm1"
+
+
 def test_bridge_mode_without_a_bridge_for_every_segment_is_refused_with_the_key_path(tmp_path):
     data = api_site_data("lvbad", network_mode="bridge", bridges={"mgmt": "br930", "dev": "br931", "qa": "br932"})
     result = run_cli("validate", str(write_site(tmp_path / "lvbad", data)))
