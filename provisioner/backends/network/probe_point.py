@@ -88,6 +88,9 @@ class ProbePoint:
         run(["ip", "netns", "add", ns])
         run(["ip", "link", "add", self.port, "type", "veth", "peer", "name", INTERFACE, "netns", ns])
         run(["ip", "link", "set", self.port, "alias", links.format_alias(self.labels)])
+        # the controller never answers on the segment through the probe's own port: no IPv6 on its host side (a
+        # bridge port hands nothing to the controller's stack anyway, an Open vSwitch userspace datapath does)
+        links.disable_ipv6(self.port)
         # the probe's own link-local address is usable at once (no duplicate detection): it must hear itself
         run(["ip", "netns", "exec", ns, "sh", "-c", f"echo 0 > /proc/sys/net/ipv6/conf/{INTERFACE}/accept_dad"])
         run(["ip", "-n", ns, "address", "add", str(self.address), "dev", INTERFACE])
