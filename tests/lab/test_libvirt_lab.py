@@ -5,9 +5,9 @@ guest, linked clones of the guest image, on VLAN-tagged ports of one Open vSwitc
 on management, dev, test and prod); applied with the roles, `provision verify` passes (NET-2 attempted from the
 controller's own probe, an access port with dev's tag), a port moved to another environment's tag is detected
 and repaired, a real second apply changes nothing, a probe a killed verify left is no drift, and destroy leaves
-no domain, volume, network or switch port of the site (nor that probe). Guests run under TCG here (no usable KVM): each costs minutes, so
-test and prod have their segments and no guest of their own; separation between environments is proven on the
-LXC lab and the Proxmox path, with the same gateway role.
+no domain, volume, network or switch port of the site (nor that probe). Guests run under TCG here (no usable
+KVM): each costs minutes, so test and prod have their segments and no guest of their own; separation between
+environments is proven on the LXC lab and the Proxmox path, with the same gateway role.
 """
 
 from __future__ import annotations
