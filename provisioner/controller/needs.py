@@ -99,6 +99,7 @@ NEEDS: tuple[Need, ...] = (
     Need("sha256sum", "coreutils", Use.TESTS, "an auditor's own check of a pack's manifest"),
     Need("bash", "bash", Use.TESTS, "running the commands a pack's VERIFY.md gives the auditor, as written"),
     Need("ssh-keyscan", "openssh-client", Use.TESTS, "reading a fake Proxmox VM's host key from outside"),
+    Need("ovs-appctl", "openvswitch-common", Use.TESTS, "whether ovs-vswitchd answers, before the OVS probe test"),
     Need("apt-get", "apt", Use.IMAGES, "checking an image's recipe against the mirror before building it"),
     Need("apt-cache", "apt", Use.TESTS, "the install-closure test: priorities and dependencies"),
     Need("dpkg", "dpkg", Use.TESTS, "the install-closure test: which package owns a program"),
