@@ -15,6 +15,7 @@ from typing import Any, cast
 import pytest
 
 from provisioner.backends.base import Backend
+from provisioner.conformance import reachability
 from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.people_keys import people_key_problems
 from provisioner.conformance.results import CheckResult, Status
@@ -67,6 +68,16 @@ class Lab:
         backend = backend_for(self.site, self.state)
         backend.preflight()
         return backend.hypervisor_access()
+
+    def gateway_counters(self) -> dict[str, int] | None:
+        """The gateway's named counters (packets), read over SSH; None where they cannot be read (then no refusal
+        is corroborated by them)."""
+        result = self.remote.run_as_root(
+            str(self.model.management.gateway), f"nft -j list counters table inet {reachability.GATEWAY_TABLE}"
+        )
+        if not result.ok:
+            return None
+        return reachability.parse_counters(json.loads(result.stdout))
 
     def hosts(self, tier: str | None = None) -> list[Host]:
         return [h for h in self.model.hosts if tier is None or self.model.environment(h.environment).tier == tier]

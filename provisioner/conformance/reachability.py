@@ -22,6 +22,7 @@ from provisioner.site import policy
 from provisioner.site.model import Site
 
 MGMT_ZONE = "mgmt"
+GATEWAY_TABLE = "provisioner_gateway"  # roles/env_gateway: env_gateway_table, where the deny counters are
 GATEWAY_INPUT_COUNTER = "deny_gateway_input"
 UDP_PROBE_PORT = 9  # discard: never a declared flow, so the gateway must refuse it itself
 OPEN_PATH = {"connected", "refused"}  # the packet got there: the path is open

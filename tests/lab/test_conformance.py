@@ -19,6 +19,7 @@ from provisioner.backends import backend_for
 from provisioner.backends.lxc import base_image, containers, idmap
 from provisioner.conformance import escape_probe
 from provisioner.conformance.controls import CONTROLS
+from provisioner.site import policy
 
 pytestmark = [pytest.mark.lab, pytest.mark.shared_lab("use"), pytest.mark.timeout(900)]
 
@@ -114,8 +115,41 @@ def test_verify_passes_every_check_on_the_lab(lab):
     attempts = [r for row in results["results"] if row["control"] == "ACC-2" for r in row["rows"]]
     assert attempts and all(r["ok"] is True for r in attempts), attempts
     assert {r["expected"] for r in attempts} == {"accepted", "refused"}
+    _acc3_attempted_from_the_probe(lab, results["results"])
     suites = ET.parse(run_dir / "junit.xml").getroot()
     assert int(suites.find("testsuite").get("tests")) == len(results["results"])
+
+
+ACC3_ATTEMPT = "test_developer_cannot_reach_the_production_database"
+
+
+def _acc3_attempted_from_the_probe(lab, results: list[dict]) -> None:
+    """ACC-3's logins start at the controller's probe on the development segment, never on a host a developer is
+    root on: each developer logs in to dev's database there (the positive control), and production's database is
+    refused by the gateway itself (ICMP administratively prohibited from its dev leg), counted by its deny
+    counter."""
+    dev = next(e for e in lab.site.model.environments if e.tier == "development")
+    probe = policy.probe_address(dev)
+    checks = [row for row in results if row["check"] == ACC3_ATTEMPT]
+    assert checks and all(row["status"] == "pass" for row in checks), checks
+    for row in checks:
+        assert row["evidence"].startswith(f"probe@{dev.name}: the controller's probe at {probe}/"), row["evidence"]
+        assert "over SSH" not in row["evidence"], "the control ran from the probe too"
+        assert {r["source"] for r in row["rows"]} == {f"probe@{dev.name}"}, row["rows"]
+        control = [r for r in row["rows"] if r["expected"] == "logged in"]
+        assert [(r["observed"], r["ok"]) for r in control] == [("logged in", True)], control
+        assert control[0]["detail"].startswith(f"logged in as {row['host']}: the control works")
+        refused = [r for r in row["rows"] if r["expected"] == "refused"]
+        prod_dbs = {h.name for h in _db_hosts(lab, "production")}
+        assert {r["host"] for r in refused} == prod_dbs, refused
+        for r in refused:
+            assert (r["observed"], r["icmp"], r["ok"]) == ("refused by the gateway", "ICMP type 3 code 13", True), r
+            assert f"from the gateway ({dev.segment.gateway})" in r["detail"] and ": corroborates" in r["detail"], r
+
+
+def _db_hosts(lab, tier: str) -> list:
+    model = lab.site.model
+    return [h for h in model.hosts if "db" in h.roles and model.environment(h.environment).tier == tier]
 
 
 def _gateway_forward_table(lab) -> str:
@@ -127,6 +161,8 @@ def _gateway_forward_table(lab) -> str:
 
 
 def test_allow_rule_dev_to_prod_on_the_gateway_fails_net2(lab):
+    """The gateway lets dev into prod: NET-2 fails, and so does ACC-3: the production database's connection is now
+    refused by prod-db1's own firewall, not by the gateway, and that is not the separation ACC-3 proves."""
     gateway = container(lab, "gateway")
     chain = _gateway_forward_table(lab)
     planted = in_container(gateway, f'nft insert rule {chain} iifname "seg-dev" oifname "seg-prod" accept')
@@ -134,9 +170,51 @@ def test_allow_rule_dev_to_prod_on_the_gateway_fails_net2(lab):
     try:
         rc, data = verify(lab)
         assert rc == 1
-        assert failed_controls(data) == {"NET-2"}
+        assert failed_controls(data) == {"NET-2", "ACC-3"}
+        acc3 = [f for f in data["failures"] if f["control"] == "ACC-3"]
+        assert acc3 and {f["check"] for f in acc3} == {ACC3_ATTEMPT}, acc3
+        for failure in acc3:
+            (row,) = [r for r in failure["rows"] if r["ok"] is False]
+            assert row["host"] == "prod-db1", row
+            # the host's reject (or silence: the gateway forwards no ICMP back on an undeclared pair), never the
+            # gateway's own reject
+            assert row["observed"] in ("another error", "no answer"), row
     finally:
         in_container(gateway, "systemctl restart nftables")
+    assert verify(lab)[0] == 0
+
+
+def test_acc3_reads_the_production_servers_own_refusal_when_the_network_lets_the_login_through(lab):
+    """The gateway and prod-db1's firewall both opened to the dev segment on the database port (NET-2 fails): the
+    login from the probe reaches PostgreSQL itself, whose pg_hba.conf has no line for a developer in production, so
+    the refusal is the server's (SQLSTATE 28000) and ACC-3 still passes, for that reason."""
+    dev = next(e for e in lab.site.model.environments if e.tier == "development")
+    (prod_db,) = _db_hosts(lab, "production")
+    gateway, db = container(lab, "gateway"), container(lab, prod_db.name)
+    chain = _gateway_forward_table(lab)
+    opened = [
+        in_container(gateway, f'nft insert rule {chain} iifname "seg-prod" oifname "seg-dev" ct state established '
+                              "accept"),
+        in_container(gateway, f'nft insert rule {chain} iifname "seg-dev" oifname "seg-prod" '
+                              f"ip daddr {prod_db.address} tcp dport 5432 accept"),
+        in_container(db, f"nft insert rule inet provisioner_host input ip saddr {dev.segment.cidr} tcp dport 5432 "
+                         "accept"),
+    ]  # fmt: skip
+    assert all(o.returncode == 0 for o in opened), [o.stderr for o in opened]
+    try:
+        rc, data = verify(lab)
+        assert rc == 1
+        assert failed_controls(data) == {"NET-2"}, "ACC-3 holds: the server refused"
+        run = json.loads((Path(data["run_dir"]) / "results.json").read_text())
+        rows = [r for row in run["results"] if row["check"] == ACC3_ATTEMPT for r in row["rows"]]
+        refused = [r for r in rows if r["expected"] == "refused"]
+        assert refused and all(r["source"] == f"probe@{dev.name}" for r in refused), refused
+        for r in refused:
+            assert (r["observed"], r["sqlstate"], r["ok"]) == ("refused by the server", "28000", True), r
+            assert "pg_hba.conf rejects" in r["detail"], r
+    finally:
+        in_container(gateway, "systemctl restart nftables")
+        in_container(db, "systemctl restart nftables")
     assert verify(lab)[0] == 0
 
 

@@ -8,17 +8,22 @@ an Open vSwitch bridge carrying the segment's VLAN tag (libvirt in openvswitch m
 
 It exists only while verify runs; one left by a killed run is replaced by the next, and destroy removes it. Its
 host-side link carries the label kind=probe (on Open vSwitch its port's external_ids too), so NET-4 and drift
-know it for the controller's own.
+know it for the controller's own. Checks running at once in several workers (NET-2 and ACC-3 both start from a
+development segment) take turns: `attached` holds a lock per probe point, so one check never tears down the
+namespace another is attempting from.
 """
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from provisioner.backends.network import links, names
@@ -53,6 +58,9 @@ class LinuxBridgePort:
 
     def describe(self, point: ProbePoint) -> str:
         return point.bridge
+
+
+LOCK_DIR = Path("/run/provisioner-probes")  # root's own (0700): one lock file per probe point
 
 
 @dataclass(frozen=True)
@@ -106,18 +114,33 @@ class ProbePoint:
         run(["ip", "netns", "delete", self.namespace], check=False)
         run(["ip", "link", "delete", self.port], check=False)
 
-    def python(self, script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """Run a Python script inside the probe's namespace, with the controller's own interpreter."""
+    def python(
+        self, script: str, *args: str, timeout: float = 300, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a Python script inside the probe's namespace, with the controller's own interpreter; `input_text`
+        is its stdin (where a secret goes: never an argument, which any process may read)."""
         return run(["ip", "netns", "exec", self.namespace, sys.executable, "-c", script, *args],
-                   check=False, timeout=timeout)  # fmt: skip
+                   check=False, timeout=timeout, input_text=input_text)  # fmt: skip
 
     @contextmanager
     def attached(self) -> Iterator[ProbePoint]:
-        self.create()
+        """The probe on its segment for the time of the block, once no other check holds it."""
+        with self._turn():
+            self.create()
+            try:
+                yield self
+            finally:
+                self.remove()
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(LOCK_DIR / f"{self.namespace}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
-            yield self
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor closes, even by a killed run
+            yield
         finally:
-            self.remove()
+            os.close(fd)
 
 
 def namespace(site: str, segment: str) -> str:
@@ -163,3 +186,4 @@ def remove_left_over(site: str) -> list[str]:
             run(["ip", "netns", "delete", name], check=False)
             removed.append(name)
     return removed
+

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from provisioner.conformance import login_accounts, sshd_keys
+from provisioner.conformance import database_login, login_accounts, reachability, sshd_keys
 from provisioner.conformance.scope import NOT_ATTEMPTED
+from provisioner.remote import pg_login
 from provisioner.site import policy
 from provisioner.workspace.secrets import database_password_name
 
@@ -91,6 +93,7 @@ def _db_hosts(lab, tier):
 
 
 def _psql_attempt(lab, source, db_host, user, password):
+    """The fallback: psql over SSH on a development host, whose root (a developer) decides what it prints."""
     command = (
         "read -r PGPASSWORD; export PGPASSWORD; "
         f"PGCONNECT_TIMEOUT=5 psql -X -w -At -h {db_host.address} -U {user} -d app -c 'select current_user'"
@@ -98,8 +101,23 @@ def _psql_attempt(lab, source, db_host, user, password):
     return lab.remote.attempt_ssh(lab.state.controller_key, "provision", str(source.address), command, stdin=password)
 
 
+PSQL_REFUSALS = ("No route to host", "pg_hba.conf rejects", "password authentication failed", "timeout expired")
+
+
+def _probe_login(point, db_host, user, password):
+    """A real PostgreSQL login from the controller's probe point (provisioner.remote.pg_login); the password on
+    the script's stdin."""
+    request = pg_login.request(str(db_host.address), database_login.DB_PORT, user, database_login.DATABASE)
+    result = point.python(pg_login.script(), request, input_text=password + "\n", timeout=180)
+    assert result.returncode == 0, f"the login attempt at the probe failed: {result.stderr.strip()[-500:]}"
+    return pg_login.parse(json.loads(result.stdout))
+
+
 @pytest.mark.control("ACC-3")
 def test_developer_cannot_reach_the_production_database(lab, evidence, developer_name):
+    """From the controller's probe on the development segment (no host a developer is root on decides what the
+    attempts report): the developer logs in to the development database (the positive control), and every
+    production database is refused for the right reason: the gateway's counted reject, or the server's refusal."""
     dev_env = next(e for e in lab.model.environments if e.tier == "development")
     secret = lab.state.secrets_dir / database_password_name(developer_name, dev_env.name)
     if not secret.is_file():
@@ -108,18 +126,75 @@ def test_developer_cannot_reach_the_production_database(lab, evidence, developer
     dev_dbs = _db_hosts(lab, "development")
     if not dev_dbs:
         pytest.skip(f"{dev_env.name} holds no database to run the positive control against")
-    source = lab.model.hosts_in(dev_env.name)[0]
     dev_db = dev_dbs[0]
-    evidence.expect(f"{developer_name} connects to the {dev_env.name} database and not to production's")
-    control = _psql_attempt(lab, source, dev_db, developer_name, password)
-    evidence.note(f"positive control from {source.name} to {dev_db.name}: rc={control.rc} {control.stdout.strip()}")
-    assert control.ok and control.stdout.strip() == developer_name, f"control failed: {control.stderr.strip()}"
-    reasons = ("No route to host", "pg_hba.conf rejects", "password authentication failed", "timeout expired")
+    gateway_leg = str(dev_env.segment.gateway)
+    evidence.expect(
+        f"{developer_name} logs in to the {dev_env.name} database (the positive control) and not to production's: "
+        f"the gateway refuses the connection ({gateway_leg}: ICMP administratively prohibited, counted by its deny "
+        "counter for the pair) or the production server refuses the login (SQLSTATE 28000 pg_hba.conf / 28P01)"
+    )
+    point = lab.backend.probe_point(dev_env.name)
+    if point is None:
+        _from_a_development_host(lab, evidence, dev_env, dev_db, developer_name, password)
+        return
+    source = f"probe@{dev_env.name}"
+    evidence.note(f"{source}: the controller's probe at {point.address} on {point.bridge}")
+    with point.attached():
+        control_here, why = database_login.control_from_probe(lab.model, dev_env, dev_db, developer_name)
+        if control_here:
+            evidence.note(f"positive control from the probe: {why}")
+            control = _probe_login(point, dev_db, developer_name, password)
+            verdict = database_login.judge_control(control, developer_name, gateway_leg)
+            evidence.row(source=source, host=dev_db.name, expected="logged in", observed=verdict.kind,
+                         detail=verdict.detail, sqlstate=control.sqlstate, icmp=control.icmp, tries=control.tries,
+                         ok=verdict.ok)  # fmt: skip
+            assert verdict.ok, f"{developer_name} into {dev_db.name}: {verdict.detail}"
+        else:
+            host = lab.model.hosts_in(dev_env.name)[0]
+            evidence.note(f"positive control over SSH from host {host.name}, not from the probe: {why}")
+            _psql_control(lab, evidence, host, dev_db, developer_name, password)
+        before = lab.gateway_counters()
+        attempts = [(db, _probe_login(point, db, developer_name, password)) for db in _db_hosts(lab, "production")]
+        after = lab.gateway_counters()
+    counted = None if before is None or after is None else reachability.counter_rise(before, after)
+    if counted is None:
+        evidence.note("the gateway's deny counters could not be read over SSH: no gateway reject is corroborated")
+    pairs = [(result, reachability.deny_counter(dev_env.name, db.environment)) for db, result in attempts]
+    verdicts = database_login.judge_production(pairs, gateway_leg, counted)
+    wrong = []
+    for (db, result), verdict in zip(attempts, verdicts, strict=True):
+        evidence.row(source=source, host=db.name, expected="refused", observed=verdict.kind,
+                     detail=verdict.detail, sqlstate=result.sqlstate, icmp=result.icmp, tries=result.tries,
+                     ok=verdict.ok)  # fmt: skip
+        if not verdict.ok:
+            wrong.append(f"{db.name}: {verdict.detail}")
+    evidence.observe("; ".join(wrong) or "refused by every production database, each for the right reason")
+    assert not wrong, f"{developer_name} from the {dev_env.name} segment: " + "; ".join(wrong)
+
+
+def _psql_control(lab, evidence, host, dev_db, developer_name, password):
+    control = _psql_attempt(lab, host, dev_db, developer_name, password)
+    ok = control.ok and control.stdout.strip() == developer_name
+    evidence.row(source=host.name, host=dev_db.name, expected="logged in", observed=control.stdout.strip(),
+                 detail=control.stderr.strip()[-300:], rc=control.rc, ok=ok)  # fmt: skip
+    assert ok, f"the control failed: {developer_name} into {dev_db.name} from {host.name}: {control.stderr.strip()}"
+
+
+def _from_a_development_host(lab, evidence, dev_env, dev_db, developer_name, password):
+    """The fallback where the backend gives no probe point: psql over SSH on the segment's first host."""
+    source = lab.model.hosts_in(dev_env.name)[0]
+    evidence.note(
+        f"attempts from host {source.name} over SSH (the {lab.model.backend.type} backend gives no probe point): "
+        "a developer is root there and could decide what psql prints"
+    )
+    _psql_control(lab, evidence, source, dev_db, developer_name, password)
     for prod_db in _db_hosts(lab, "production"):
         attempt = _psql_attempt(lab, source, prod_db, developer_name, password)
-        evidence.row(source=source.name, database=prod_db.name, rc=attempt.rc, error=attempt.stderr.strip()[-300:])
+        refused = not attempt.ok and any(r in attempt.stderr for r in PSQL_REFUSALS)
+        evidence.row(source=source.name, host=prod_db.name, expected="refused", observed=f"rc={attempt.rc}",
+                     detail=attempt.stderr.strip()[-300:], rc=attempt.rc, ok=refused)  # fmt: skip
         assert not attempt.ok, f"{developer_name} logged in to the production database on {prod_db.name}"
-        assert any(r in attempt.stderr for r in reasons), f"failed for an unexpected reason: {attempt.stderr.strip()}"
+        assert refused, f"failed for an unexpected reason: {attempt.stderr.strip()}"
     evidence.observe("refused by every production database")
 
 

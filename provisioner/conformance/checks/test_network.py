@@ -16,7 +16,6 @@ from provisioner.remote import reach
 from provisioner.remote.ssh import OUTCOME_TEXT
 
 BLOCKED = {"rejected", "timeout"}
-GATEWAY_TABLE = "provisioner_gateway"  # roles/env_gateway: env_gateway_table
 
 
 @pytest.mark.control("NET-1")
@@ -91,9 +90,9 @@ def test_reachability_from_each_access_network(lab, evidence, access_network_nam
 def _judge_and_record(lab, evidence, zone, gateway_leg, wanted, attempt):
     """Runs the attempts between two readings of the gateway's counters, judges each, and records the matrix rows
     (source_env: the environment or access network the attempts start from)."""
-    before = _gateway_counters(lab)
+    before = lab.gateway_counters()
     outcomes, link_v6, origin = attempt()
-    after = _gateway_counters(lab)
+    after = lab.gateway_counters()
     counted = None if before is None or after is None else reachability.counter_rise(before, after)
     evidence.note(origin)
     if counted is None:
@@ -144,15 +143,6 @@ def _attempt_from(point, zone, wanted):
     assert result.returncode == 0, f"the probe on {zone} failed: {result.stderr.strip()[-500:]}"
     outcomes, link_v6 = reach.parse(json.loads(result.stdout))
     return outcomes, link_v6, f"probe@{zone}: the controller's probe at {point.address} on {point.where}"
-
-
-def _gateway_counters(lab) -> dict[str, int] | None:
-    result = lab.remote.run_as_root(
-        str(lab.model.management.gateway), f"nft -j list counters table inet {GATEWAY_TABLE}"
-    )
-    if not result.ok:
-        return None
-    return reachability.parse_counters(json.loads(result.stdout))
 
 
 @pytest.mark.control("NET-3")
