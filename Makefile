@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 # Installed without recommends; provisioner/controller/needs.py names what each package is for, and
 # tests/unit/controller/test_install_closure.py proves a machine with nothing installed gets every program the code runs.
-APT_PACKAGES := lxc debootstrap nftables iproute2 openssh-client python3-venv python3-dev gcc make git
+APT_PACKAGES := lxc debootstrap nftables iproute2 openssh-client systemd-journal-remote python3-venv python3-dev gcc make git
 # the libvirt/KVM backend: daemons started by hand (python -m provisioner.backends.libvirt.daemons), never as services
 APT_PACKAGES += libvirt-daemon libvirt-daemon-driver-qemu libvirt-dev pkg-config \
 	qemu-system-x86 qemu-utils openvswitch-switch genisoimage e2fsprogs

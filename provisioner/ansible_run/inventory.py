@@ -110,6 +110,12 @@ def build_inventory(site: LoadedSite, nic_naming: str = "named") -> dict[str, An
                 "provisioner_flows": [f.as_dict() for f in policy.resolved_flows(model)],
                 "provisioner_people": sorted(p.name for p in model.people),
                 "provisioner_deploy_user": model.deploy.name if model.deploy else "",
+                "provisioner_log_receiver_url": policy.log_receiver_url(model),
+                "provisioner_log_receiver": {
+                    "address": str(model.management.controller),
+                    "port": policy.LOG_RECEIVER_PORT,
+                    "sources": [e.name for e in policy.log_shipping_environments(model)],
+                },
                 "ansible_user": AUTOMATION_USER,
                 "ansible_python_interpreter": "/usr/bin/python3",
             },

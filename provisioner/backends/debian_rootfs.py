@@ -35,6 +35,7 @@ PACKAGES = (
     "postgresql",
     "nginx",
     "auditd",
+    "systemd-journal-remote",  # systemd-journal-upload: production ships its journal off the host (LOG-1)
     "iproute2",
     "iputils-ping",
     "netcat-openbsd",

@@ -57,6 +57,9 @@ CHECK_TITLES: dict[str, str] = {
     "test_banners_and_prompt_announce_the_environment": "Login banner and prompt name the environment in its colour",
     "test_hostname_carries_the_environment": "The host's name carries its environment",
     "test_production_records_a_fresh_login_and_sudo": "Production logs a fresh login and an administrator command",
+    "test_production_logs_leave_the_host_as_they_are_written": (
+        "A production login and administrator command reach the controller's copy of the host's log within seconds"
+    ),
     "test_web_pages_show_the_environment_banner_outside_production": (
         "Web pages outside production show an environment banner; production's show none"
     ),

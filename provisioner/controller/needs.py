@@ -50,6 +50,13 @@ NEEDS: tuple[Need, ...] = (
     Need("sftp", "openssh-client", Use.CORE, "Ansible's file transfer"),
     Need("scp", "openssh-client", Use.CORE, "Ansible's file transfer when sftp is refused"),
     Need("ssh-keygen", "openssh-client", Use.CORE, "keys, host keys, and signatures of the ledger and the pack"),
+    Need(
+        "/lib/systemd/systemd-journal-remote",
+        "systemd-journal-remote",
+        Use.CORE,
+        "receives the production hosts' journals over HTTPS (LOG-1)",
+    ),
+    Need("journalctl", "systemd", Use.CORE, "reads the journals received from the production hosts (LOG-1)"),
     Need("debootstrap", "debootstrap", Use.IMAGES, "the base images' minimal Debian system"),
     Need("chroot", "coreutils", Use.IMAGES, "configuring the base images"),
     Need("unshare", "util-linux", Use.IMAGES, "apt inside an image, with /proc and /dev in a private namespace"),

@@ -12,6 +12,7 @@ from provisioner.ansible_run.progress import Progress
 from provisioner.ansible_run.runner import RunResult, run_playbook, write_ansible_cfg
 from provisioner.backends import backend_for
 from provisioner.backends.base import Backend
+from provisioner.engine import log_shipping
 from provisioner.errors import InputError, RefusedError, shown
 from provisioner.paths import inventories_dir
 from provisioner.planning.planner import Action, Change, Plan
@@ -57,6 +58,7 @@ def apply(site: LoadedSite, progress: Progress, confirm_prod: str | None = None)
             progress.say("machines and segments match the site file")
         backend.apply(the_plan, progress.say)  # idempotent: also refreshes known host keys
         ensure_site_secrets(state, site.model)
+        log_shipping.prepare(state, site.model, progress.say)
         cfg = write_ansible_cfg(state)
         inventory = write_inventory(site, cfg, backend.nic_naming)
         progress.say(f"inventory written to {inventory}")
@@ -96,6 +98,7 @@ def destroy(
         if not the_plan.empty:
             backend.apply(the_plan, progress.say)
         if envs is None:
+            log_shipping.stop(state, site.model)
             backend.cleanup_site()
             inventory_path(site).unlink(missing_ok=True)
             state.forget_lab()

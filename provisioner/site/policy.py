@@ -140,3 +140,20 @@ def database_roles(site: Site, env: Environment) -> dict[str, list[str]]:
         developers = []
     admins = [p.name for p in site.people if "admin" in p.roles]
     return {"developers": developers, "admins": admins}
+
+
+# LOG-1: production hosts ship their journal off the host, to the controller's receiver on the management network
+LOG_RECEIVER_PORT = 19532
+
+
+def log_receiver_url(site: Site) -> str:
+    return f"https://{site.management.controller}:{LOG_RECEIVER_PORT}"
+
+
+def log_shipping_environments(site: Site) -> list[Environment]:
+    """The environments whose hosts ship their journal to the controller: production."""
+    return [e for e in site.environments if e.tier == "production"]
+
+
+def log_shipping_hosts(site: Site) -> list[Host]:
+    return [h for e in log_shipping_environments(site) for h in site.hosts_in(e.name)]

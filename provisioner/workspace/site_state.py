@@ -57,6 +57,8 @@ class SiteState:
         # release ledger, data records, reports, and the evidence signing key: they outlive a destroy
         self.evidence_dir = self.root / "evidence"
         self.signing_dir = self.root / "signing"
+        # the production hosts' journals as the controller's log receiver got them (LOG-1): they outlive a destroy
+        self.host_logs_dir = self.evidence_dir / "host-logs"
         # SSH connection masters' sockets (Ansible's and the conformance checks'): mode 0700, never under /tmp
         self.ssh_dir = self.root / "ssh"
 

@@ -296,7 +296,8 @@ class LibvirtBackend(Backend):
                 drift.append(f"the controller's port {device} has VLAN {port.tag}, expected {mgmt.vlan}")
         if not Path(f"/sys/class/net/{device}").exists():
             return [*drift, f"{device} is missing"]
-        return drift + controller_side.drift(self.site.name, mgmt, device, self._wanted_routes())
+        receiver = controller_side.receiver_guard(self.site.model)
+        return drift + controller_side.drift(self.site.name, mgmt, device, self._wanted_routes(), (), receiver)
 
     def _wanted_nics(self, machine: str):
         from provisioner.backends.libvirt.xmlspec import NicXml
@@ -462,7 +463,9 @@ class LibvirtBackend(Backend):
                 report(f"management port {device} on {self.ovs_bridge}, VLAN {mgmt.vlan}")
                 ovs.add_internal_port(self.ovs_bridge, device, int(mgmt.vlan or 0), self.site.name)
                 ovs.set_tag(device, int(mgmt.vlan or 0))
-        controller_side.wire(self.site.name, mgmt, device, self._wanted_routes())
+        controller_side.wire(
+            self.site.name, mgmt, device, self._wanted_routes(), (), controller_side.receiver_guard(self.site.model)
+        )
 
     # ---- machines ------------------------------------------------------------------------------
     @cached_property

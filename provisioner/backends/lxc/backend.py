@@ -157,7 +157,10 @@ class LxcBackend(Backend):
 
     def _controller_drift(self, bridge: str) -> list[str]:
         routes = controller_side.segment_routes(self.desired, self.site.model.management)
-        return controller_side.drift(self.site.name, self.site.model.management, bridge, routes, self._env_bridges())
+        receiver = controller_side.receiver_guard(self.site.model)
+        return controller_side.drift(
+            self.site.name, self.site.model.management, bridge, routes, self._env_bridges(), receiver
+        )
 
     def _nic_drift(self, labels: dict[str, str], all_links: dict[str, links.Link]) -> list[str]:
         drift = []
@@ -237,7 +240,10 @@ class LxcBackend(Backend):
     def _controller_side(self, report: Report) -> None:
         """Idempotent: the controller's address on the management bridge, routes to each segment via the gateway."""
         routes = controller_side.segment_routes(self.desired, self.site.model.management)
-        controller_side.wire(self.site.name, self.site.model.management, self.bridge(MGMT), routes, self._env_bridges())
+        receiver = controller_side.receiver_guard(self.site.model)
+        controller_side.wire(
+            self.site.name, self.site.model.management, self.bridge(MGMT), routes, self._env_bridges(), receiver
+        )
 
     def _env_bridges(self) -> list[str]:
         """The bridges of the environments' segments: the controller has no business with them."""

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 from provisioner.backends.network import hostguard, links
 from provisioner.planning.desired import DesiredState
-from provisioner.site.model import Management
+from provisioner.site import policy
+from provisioner.site.model import Management, Site
 
 
 def segment_routes(desired: DesiredState, management: Management) -> dict[str, str]:
@@ -18,8 +19,19 @@ def segment_routes(desired: DesiredState, management: Management) -> dict[str, s
     return {str(s.cidr): via for s in desired.segments if s.kind == "environment"}
 
 
+def receiver_guard(site: Site) -> hostguard.ReceiverGuard:
+    """Who may open a connection to the controller's log receiver: the production segments (LOG-1)."""
+    sources = tuple(str(e.segment.cidr) for e in policy.log_shipping_environments(site))
+    return hostguard.ReceiverGuard(policy.LOG_RECEIVER_PORT, sources)
+
+
 def drift(
-    site: str, management: Management, device: str, routes: dict[str, str], segment_devices: Sequence[str] = ()
+    site: str,
+    management: Management,
+    device: str,
+    routes: dict[str, str],
+    segment_devices: Sequence[str] = (),
+    receiver: hostguard.ReceiverGuard | None = None,
 ) -> list[str]:
     """What differs on `device` (present) from the controller's side as `wire` makes it."""
     found = []
@@ -31,14 +43,21 @@ def drift(
         found.append("the controller's guard table is missing")
     elif segment_devices and not hostguard.guards_input(site):
         found.append("the controller's guard table lets the segments reach the controller")
+    elif receiver is not None and not hostguard.guards_receiver(site):
+        found.append("the controller's guard table lets anyone reach the log receiver")
     return found
 
 
 def wire(
-    site: str, management: Management, device: str, routes: dict[str, str], segment_devices: Sequence[str] = ()
+    site: str,
+    management: Management,
+    device: str,
+    routes: dict[str, str],
+    segment_devices: Sequence[str] = (),
+    receiver: hostguard.ReceiverGuard | None = None,
 ) -> None:
     """Idempotent: the controller's address on `device`, the guard table (closed to `segment_devices`), exactly
     `routes` via `device`."""
     links.set_address(device, f"{management.controller}/{management.cidr.prefixlen}")
-    hostguard.install(site, device, segment_devices)
+    hostguard.install(site, device, segment_devices, receiver)
     links.sync_routes(device, routes)

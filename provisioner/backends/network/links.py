@@ -81,6 +81,12 @@ def addresses(device: str) -> set[str]:
     return {f"{a['local']}/{a['prefixlen']}" for item in data for a in item.get("addr_info", [])}
 
 
+def all_addresses() -> set[str]:
+    """Every IPv4 address this machine holds, on any device (address/prefix)."""
+    data = json.loads(run(["ip", "-j", "-4", "address", "show"]).stdout or "[]")
+    return {f"{a['local']}/{a['prefixlen']}" for item in data for a in item.get("addr_info", [])}
+
+
 def delete_link(name: str) -> None:
     run(["ip", "link", "delete", name], check=False)
 
