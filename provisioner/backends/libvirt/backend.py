@@ -278,6 +278,12 @@ class LibvirtBackend(Backend):
     def _wanted_routes(self) -> dict[str, str]:
         return controller_side.segment_routes(self.desired, self.site.model.management)
 
+    def _segment_devices(self) -> tuple[str, ...]:
+        """The controller's own interfaces a segment's frames may reach it through, closed by the guard's input
+        chain: in openvswitch mode the bridge's local port, which sees every VLAN (the controller would otherwise
+        answer ARP for its management address there, past the gateway)."""
+        return (self.ovs_bridge,) if self.openvswitch else ()
+
     @property
     def controller_device(self) -> str:
         return self.mgmt_port if self.openvswitch else self.settings.bridges.get(MGMT, "")
@@ -297,7 +303,9 @@ class LibvirtBackend(Backend):
         if not Path(f"/sys/class/net/{device}").exists():
             return [*drift, f"{device} is missing"]
         receiver = controller_side.receiver_guard(self.site.model)
-        return drift + controller_side.drift(self.site.name, mgmt, device, self._wanted_routes(), (), receiver)
+        return drift + controller_side.drift(
+            self.site.name, mgmt, device, self._wanted_routes(), self._segment_devices(), receiver
+        )
 
     def _wanted_nics(self, machine: str):
         from provisioner.backends.libvirt.xmlspec import NicXml
@@ -463,9 +471,8 @@ class LibvirtBackend(Backend):
                 report(f"management port {device} on {self.ovs_bridge}, VLAN {mgmt.vlan}")
                 ovs.add_internal_port(self.ovs_bridge, device, int(mgmt.vlan or 0), self.site.name)
                 ovs.set_tag(device, int(mgmt.vlan or 0))
-        controller_side.wire(
-            self.site.name, mgmt, device, self._wanted_routes(), (), controller_side.receiver_guard(self.site.model)
-        )
+        receiver = controller_side.receiver_guard(self.site.model)
+        controller_side.wire(self.site.name, mgmt, device, self._wanted_routes(), self._segment_devices(), receiver)
 
     # ---- machines ------------------------------------------------------------------------------
     @cached_property

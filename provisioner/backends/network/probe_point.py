@@ -186,4 +186,3 @@ def remove_left_over(site: str) -> list[str]:
             run(["ip", "netns", "delete", name], check=False)
             removed.append(name)
     return removed
-

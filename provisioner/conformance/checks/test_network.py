@@ -83,16 +83,15 @@ def test_reachability_from_each_access_network(lab, evidence, access_network_nam
             f"{NOT_ATTEMPTED}the {lab.model.backend.type} backend gives the controller no probe point on access "
             f"network {network.name}, and no machine of the site sits there to attempt from"
         )
-    attempt = functools.partial(_attempt_from, point, network.name, wanted)
+    attempt = functools.partial(_attempt_from, lab, point, network.name, wanted)
     _judge_and_record(lab, evidence, network.name, gateway_leg, wanted, attempt)
 
 
 def _judge_and_record(lab, evidence, zone, gateway_leg, wanted, attempt):
-    """Runs the attempts between two readings of the gateway's counters, judges each, and records the matrix rows
-    (source_env: the environment or access network the attempts start from)."""
-    before = lab.gateway_counters()
-    outcomes, link_v6, origin = attempt()
-    after = lab.gateway_counters()
+    """Runs the attempts (between two readings of the gateway's counters, taken by the attempt itself: inside the
+    probe's turn, so no other check's attempts from the same probe fall between them), judges each, and records the
+    matrix rows (source_env: the environment or access network the attempts start from)."""
+    outcomes, link_v6, origin, before, after = attempt()
     counted = None if before is None or after is None else reachability.counter_rise(before, after)
     evidence.note(origin)
     if counted is None:
@@ -128,21 +127,27 @@ def _attempt(lab, env_name, source, wanted):
     point = lab.backend.probe_point(env_name)
     if point is None:
         request = reach.request([(t.address, t.port, t.proto) for t in wanted], retries=3)
+        before = lab.gateway_counters()
         outcomes, _ = lab.remote.reach_detailed(str(source.address), request)
+        after = lab.gateway_counters()
         why = f"the {lab.model.backend.type} backend gives the controller no probe point on {env_name}"
-        return outcomes, None, f"{source.name}: attempts from host {source.name} ({why})"
-    return _attempt_from(point, env_name, wanted)
+        return outcomes, None, f"{source.name}: attempts from host {source.name} ({why})", before, after
+    return _attempt_from(lab, point, env_name, wanted)
 
 
-def _attempt_from(point, zone, wanted):
-    """The attempts from the controller's probe on a segment or an access network."""
+def _attempt_from(lab, point, zone, wanted):
+    """The attempts from the controller's probe on a segment or an access network, between two readings of the
+    gateway's counters, all while this check holds the probe."""
     request = reach.request([(t.address, t.port, t.proto) for t in wanted], retries=3)
     request["ipv6_interface"] = probe_point.INTERFACE
     with point.attached():
+        before = lab.gateway_counters()
         result = point.python(reach.SCRIPT, json.dumps(request))
+        after = lab.gateway_counters()
     assert result.returncode == 0, f"the probe on {zone} failed: {result.stderr.strip()[-500:]}"
     outcomes, link_v6 = reach.parse(json.loads(result.stdout))
-    return outcomes, link_v6, f"probe@{zone}: the controller's probe at {point.address} on {point.where}"
+    origin = f"probe@{zone}: the controller's probe at {point.address} on {point.where}"
+    return outcomes, link_v6, origin, before, after
 
 
 @pytest.mark.control("NET-3")
