@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DEMO_KEYS, verify_keys
-from probes import in_container
+from probes import in_container, tcp_connect
 
 from provisioner.backends import backend_for
 from provisioner.backends.lxc import base_image, containers, idmap
@@ -457,3 +457,91 @@ def test_escape_attempts_fail_in_the_lab_hosts_and_succeed_in_a_privileged_conta
     assert any("has no lxc.idmap: a privileged container" in p for p in problems), problems
     assert any("root inside is the host's root" in p for p in problems), problems
     assert Path("/proc/sys/kernel/core_pattern").read_text() == core_pattern, "an attempt changed the host"
+
+
+# ---- LOG-1: the production journal leaves the host as it is written ------------------------------------------
+
+
+def _gateway_counters(lab) -> dict[str, int]:
+    from provisioner.conformance import reachability
+
+    listed = in_container(container(lab, "gateway"), f"nft -j list counters table inet {reachability.GATEWAY_TABLE}")
+    assert listed.returncode == 0, listed.stderr
+    return reachability.parse_counters(json.loads(listed.stdout))
+
+
+def _receiver(lab):
+    from provisioner.backends.network import log_receiver
+
+    return log_receiver.for_site(lab.state, lab.site.model)
+
+
+def _messages_in_copy(lab, address: str, since: int) -> list[str]:
+    return [str(e.get("MESSAGE", "")) for e in _receiver(lab).entries_since(address, since)]
+
+
+def _wait_for_copy(lab, address: str, since: int, marker: str, seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if any(marker in m for m in _messages_in_copy(lab, address, since)):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_a_root_user_who_wipes_a_production_journal_cannot_take_back_what_was_shipped(lab):
+    """root on a production host acts, then rotates and vacuums the journal and empties the sudo log: the host no
+    longer shows the act, the controller's copy (received from the host's address) still does, and LOG-1 keeps
+    passing on what arrives next."""
+    host = lab.site.model.host("prod-db1")
+    name = container(lab, host.name)
+    since = int(in_container(name, "date +%s").stdout)
+    marker = f"pv-wiped-{time.time_ns()}"
+    assert in_container(name, f"logger -p authpriv.notice {marker}").returncode == 0
+    assert _wait_for_copy(lab, str(host.address), since, marker), "the entry never reached the controller's copy"
+    wiped = in_container(name, "journalctl --rotate && journalctl --vacuum-time=1s >/dev/null && : > /var/log/sudo.log")
+    assert wiped.returncode == 0, wiped.stderr
+    on_host = in_container(name, f"journalctl --no-pager -o cat --since @{since}").stdout
+    assert marker not in on_host, "the wipe did not take the entry off the host (the test proves nothing)"
+    copy = _receiver(lab).journal_of(host.address)
+    assert copy.name == f"remote-{host.address}.journal"
+    assert any(marker in m for m in _messages_in_copy(lab, str(host.address), since)), (
+        "the controller's copy lost an entry the host wiped"
+    )
+    assert copy.stat().st_mode & 0o007 == 0 and copy.parent.stat().st_mode & 0o777 == 0o700, "others may read"
+    rc, data = verify(lab)
+    assert rc == 0 and data["controls"]["LOG-1"]["fail"] == 0, json.dumps(data["failures"], indent=1)[:3000]
+
+
+def test_only_production_reaches_the_log_receiver(lab):
+    """A developer (root on a dev host) cannot open a connection to the receiver: the gateway refuses it (No route
+    to host, its deny counter for dev -> mgmt rises); a production host can (the positive control)."""
+    controller = str(lab.site.model.management.controller)
+    port = policy.LOG_RECEIVER_PORT
+    assert _receiver(lab).running(), "the receiver is not running: the refusal below would prove nothing"
+    prod = tcp_connect(container(lab, "prod-db1"), controller, port)
+    assert "connected" in prod.stdout, f"control: production cannot reach the receiver: {prod.stderr}"
+    before = _gateway_counters(lab)
+    dev = tcp_connect(container(lab, "dev-app1"), controller, port)
+    after = _gateway_counters(lab)
+    assert "connected" not in dev.stdout
+    assert "No route to host" in dev.stderr, f"refused for another reason: {dev.stderr}"
+    assert after["deny_dev_to_mgmt"] > before["deny_dev_to_mgmt"], "the gateway did not count the refused attempt"
+
+
+def test_the_receiver_stopped_fails_log1_and_apply_starts_it_again(lab):
+    receiver = _receiver(lab)
+    receiver.stop()
+    try:
+        rc, data = verify(lab)
+        assert rc == 1
+        assert failed_controls(data) == {"LOG-1"}
+        failing = [f for f in data["failures"] if f["control"] == "LOG-1"]
+        shipped = [f for f in failing if f["check"] == "test_production_logs_leave_the_host_as_they_are_written"]
+        assert failing == shipped and shipped, failing  # the host's own logging still passes
+        assert {f["host"] for f in shipped} == {h.name for h in lab.site.model.hosts_in("prod")}
+        assert all("log receiver is not running" in f["evidence"] for f in shipped), shipped[0]["evidence"]
+    finally:
+        result = lab.cli("apply", str(lab.site_file), "--json", timeout=1500)
+        assert result.rc == 0, result.stdout[-2000:]
+    assert receiver.running()
