@@ -241,7 +241,8 @@ def test_apply_interrupted_by_sigint_then_rerun_converges(lab):
     proc = lab.popen("apply", str(lab.site_file))
     wait_for_line(proc, "creating host")
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) in (130, 1), "SIGINT ends the apply"
+    rc = proc.wait(timeout=120)
+    assert rc in (130, 1), f"SIGINT ends the apply (exit {rc}): {proc.stdout.read()[-3000:] if proc.stdout else ''}"
     result = lab.cli("apply", str(lab.site_file), "--json")
     assert result.rc == 0, result.stdout + result.stderr
     assert lab.cli("plan", str(lab.site_file), "--json").json["changes"] == []
