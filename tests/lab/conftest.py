@@ -115,6 +115,12 @@ def lab_site_data(name: str = LAB_SITE, net: int = 91) -> dict:
     return data
 
 
+def _sigint_as_at_a_terminal() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class Lab:
     site_file: Path
@@ -133,6 +139,9 @@ class Lab:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # Ctrl-C reaches the command as it does at a terminal, however the suite was started: a suite started
+            # in the background of a non-interactive shell inherits SIGINT ignored, and so would the command
+            preexec_fn=_sigint_as_at_a_terminal,
         )
 
     @property
