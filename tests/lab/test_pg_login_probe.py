@@ -7,40 +7,21 @@ real servers in test_conformance.py.)"""
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import subprocess
 import time
 
 import pytest
+from probe_network import ProbeNetwork
 
-from provisioner.backends.network import links
 from provisioner.backends.network.probe_point import ProbePoint
 from provisioner.conformance import database_login
 from provisioner.remote import pg_login
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
-BRIDGE = "pgp-src"
-GW_NS, DST_NS = "pgp-gw", "pgp-dst"
 SRC_NET, DST_NET = "10.196.1", "10.196.2"
 GATEWAY_LEG = f"{SRC_NET}.1"
 TARGET = f"{DST_NET}.2"
-
-
-def sh(*cmd: str, check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(list(cmd), capture_output=True, text=True, check=check, input=input_text, timeout=60)
-
-
-def in_ns(ns: str, *cmd: str, **kw) -> subprocess.CompletedProcess:
-    return sh("ip", "netns", "exec", ns, *cmd, **kw)
-
-
-def teardown() -> None:
-    for ns in (GW_NS, DST_NS):
-        sh("ip", "netns", "delete", ns, check=False)
-    sh("ip", "link", "delete", BRIDGE, check=False)
-    sh("ip", "link", "delete", "pgp-gw0", check=False)
 
 
 GATEWAY_RULES = f"""
@@ -66,32 +47,13 @@ table inet pgp {
 """
 
 
+NET = ProbeNetwork("pgp", SRC_NET, DST_NET, GATEWAY_RULES, TARGET_RULES)
+
+
 @pytest.fixture(scope="module")
 def point():
-    teardown()
-    links.create_bridge(BRIDGE, {"site": "pgp", "kind": "segment", "segment": "src"})
-    for ns in (GW_NS, DST_NS):
-        sh("ip", "netns", "add", ns)
-    sh("ip", "link", "add", "pgp-gw0", "type", "veth", "peer", "name", "src", "netns", GW_NS)
-    sh("ip", "link", "set", "pgp-gw0", "master", BRIDGE, "up")
-    sh("ip", "-n", GW_NS, "link", "add", "dst", "type", "veth", "peer", "name", "eth0", "netns", DST_NS)
-    in_ns(GW_NS, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward; echo 0 > /proc/sys/net/ipv4/icmp_ratelimit")
-    sh("ip", "-n", GW_NS, "address", "add", f"{GATEWAY_LEG}/24", "dev", "src")
-    sh("ip", "-n", GW_NS, "address", "add", f"{DST_NET}.1/24", "dev", "dst")
-    for ns, dev in ((GW_NS, "src"), (GW_NS, "dst"), (GW_NS, "lo"), (DST_NS, "eth0"), (DST_NS, "lo")):
-        sh("ip", "-n", ns, "link", "set", dev, "up")
-    sh("ip", "-n", DST_NS, "address", "add", f"{TARGET}/24", "dev", "eth0")
-    sh("ip", "-n", DST_NS, "route", "add", "default", "via", f"{DST_NET}.1")
-    in_ns(GW_NS, "nft", "-f", "-", input_text=GATEWAY_RULES)
-    in_ns(DST_NS, "nft", "-f", "-", input_text=TARGET_RULES)
-    probe = ProbePoint(
-        "pgp", "src", BRIDGE, ipaddress.IPv4Interface(f"{SRC_NET}.254/24"), ipaddress.IPv4Address(GATEWAY_LEG)
-    )
-    try:
-        with probe.attached():
-            yield probe
-    finally:
-        teardown()
+    with NET.probe_point() as probe:
+        yield probe
 
 
 def attempt(probe: ProbePoint, address: str, port: int, retries: int = 0) -> pg_login.Result:
@@ -102,17 +64,12 @@ def attempt(probe: ProbePoint, address: str, port: int, retries: int = 0) -> pg_
     return pg_login.parse(json.loads(ran.stdout))
 
 
-def counter() -> int:
-    data = json.loads(in_ns(GW_NS, "nft", "-j", "list", "counters").stdout)
-    return next(c["counter"]["packets"] for c in data["nftables"] if "counter" in c)
-
-
 def test_the_gateways_reject_is_named_as_the_gateways_and_counted(point):
-    before = counter()
+    before = NET.counter()
     result = attempt(point, TARGET, 5432)
     assert (result.outcome, result.sender, result.icmp_type, result.icmp_code) == ("icmp", GATEWAY_LEG, 3, 13)
     assert database_login.kind(result, GATEWAY_LEG) == database_login.GATEWAY_REFUSED
-    rose = counter() - before
+    rose = NET.counter() - before
     (verdict,) = database_login.judge_production([(result, "deny_src_to_dst")], GATEWAY_LEG, {"deny_src_to_dst": rose})
     assert verdict.ok and rose >= result.tries, verdict.detail
 

@@ -5,12 +5,12 @@ own reject, a target that is down ("host unreachable"), silence retried, and the
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import subprocess
 import time
 
 import pytest
+from probe_network import ProbeNetwork
 
 from provisioner.backends.network import links
 from provisioner.backends.network.probe_point import ProbePoint
@@ -18,24 +18,7 @@ from provisioner.remote import reach
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
-BRIDGE = "rpt-src"
-GW_NS, DST_NS = "rpt-gw", "rpt-dst"
 SRC_NET, DST_NET = "10.197.1", "10.197.2"
-
-
-def sh(*cmd: str, check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(list(cmd), capture_output=True, text=True, check=check, input=input_text, timeout=60)
-
-
-def in_ns(ns: str, *cmd: str, **kw) -> subprocess.CompletedProcess:
-    return sh("ip", "netns", "exec", ns, *cmd, **kw)
-
-
-def teardown() -> None:
-    for ns in (GW_NS, DST_NS):
-        sh("ip", "netns", "delete", ns, check=False)
-    sh("ip", "link", "delete", BRIDGE, check=False)
-    sh("ip", "link", "delete", "rpt-gw0", check=False)
 
 
 GATEWAY_RULES = """
@@ -63,39 +46,36 @@ table inet rpt {
 """
 
 
+NET = ProbeNetwork("rpt", SRC_NET, DST_NET, GATEWAY_RULES, TARGET_RULES)
+GW_NS = NET.gateway_ns
+BRIDGE = NET.bridge
+
+
 @pytest.fixture(scope="module")
 def network():
-    teardown()
-    links.create_bridge(BRIDGE, {"site": "rpt", "kind": "segment", "segment": "src"})
-    for ns in (GW_NS, DST_NS):
-        sh("ip", "netns", "add", ns)
-    sh("ip", "link", "add", "rpt-gw0", "type", "veth", "peer", "name", "src", "netns", GW_NS)
-    sh("ip", "link", "set", "rpt-gw0", "master", BRIDGE, "up")
-    sh("ip", "-n", GW_NS, "link", "add", "dst", "type", "veth", "peer", "name", "eth0", "netns", DST_NS)
-    in_ns(GW_NS, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward; echo 0 > /proc/sys/net/ipv4/icmp_ratelimit")
-    sh("ip", "-n", GW_NS, "address", "add", f"{SRC_NET}.1/24", "dev", "src")
-    sh("ip", "-n", GW_NS, "address", "add", f"{DST_NET}.1/24", "dev", "dst")
-    for ns, dev in ((GW_NS, "src"), (GW_NS, "dst"), (GW_NS, "lo"), (DST_NS, "eth0"), (DST_NS, "lo")):
-        sh("ip", "-n", ns, "link", "set", dev, "up")
-    sh("ip", "-n", DST_NS, "address", "add", f"{DST_NET}.2/24", "dev", "eth0")
-    sh("ip", "-n", DST_NS, "route", "add", "default", "via", f"{DST_NET}.1")
-    in_ns(GW_NS, "nft", "-f", "-", input_text=GATEWAY_RULES)
-    in_ns(DST_NS, "nft", "-f", "-", input_text=TARGET_RULES)
-    listener = subprocess.Popen(
-        ["ip", "netns", "exec", DST_NS, "python3", "-c",
-         "import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-         "s.bind(('0.0.0.0', 8080)); s.listen(64)\nwhile True: s.accept()[0].close()"],
-    )  # fmt: skip
-    time.sleep(2)  # the gateway's link-local address passes duplicate detection
-    point = ProbePoint(
-        "rpt", "src", BRIDGE, ipaddress.IPv4Interface(f"{SRC_NET}.254/24"), ipaddress.IPv4Address(f"{SRC_NET}.1")
-    )
-    try:
-        with point.attached():
+    # the settle lets the gateway's link-local address pass duplicate detection
+    with NET.probe_point(settle=2) as point:
+        listener = subprocess.Popen(
+            ["ip", "netns", "exec", NET.target_ns, "python3", "-c",
+             "import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+             "s.bind(('0.0.0.0', 8080)); s.listen(64)\nwhile True: s.accept()[0].close()"],
+        )  # fmt: skip
+        try:
+            _wait_listening(8080)
             yield point
-    finally:
-        listener.kill()
-        teardown()
+        finally:
+            listener.kill()
+            listener.wait()
+
+
+def _wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        ready = NET.in_ns(NET.target_ns, "ss", "-Hltn", f"sport = :{port}", check=False).stdout
+        if ready.strip():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the target's listener on {port} did not start")
 
 
 def probe(point: ProbePoint, targets, retries: int = 0, v6: bool = False):
@@ -105,14 +85,9 @@ def probe(point: ProbePoint, targets, retries: int = 0, v6: bool = False):
     return reach.parse(json.loads(result.stdout))
 
 
-def counter() -> int:
-    data = json.loads(in_ns(GW_NS, "nft", "-j", "list", "counters").stdout)
-    return next(c["counter"]["packets"] for c in data["nftables"] if "counter" in c)
-
-
 def test_each_outcome_is_told_apart(network):
     dst = f"{DST_NET}.2"
-    before = counter()
+    before = NET.counter()
     outcomes, _ = probe(
         network,
         [(dst, 8080, "tcp"), (dst, 8081, "tcp"), (dst, 22, "tcp"), (dst, 9, "udp"), (dst, 10, "udp"),
@@ -128,7 +103,7 @@ def test_each_outcome_is_told_apart(network):
     assert (own.outcome, own.icmp_type, own.icmp_code) == (f"icmp-from:{dst}", 3, 3), "the target's port unreachable"
     down = by[(f"{DST_NET}.9", 9, "udp")]
     assert (down.outcome, down.icmp_type, down.icmp_code) == (f"icmp-from:{SRC_NET}.1", 3, 1), "host unreachable"
-    assert counter() - before == 2, "the gateway counted exactly its two refusals (tcp/22 and udp/10)"
+    assert NET.counter() - before == 2, "the gateway counted exactly its two refusals (tcp/22 and udp/10)"
 
 
 def test_silence_is_retried_and_reported_as_no_answer(network):
@@ -142,7 +117,7 @@ def test_the_probe_hears_its_own_ipv6_answer_and_the_bridge_is_silent(network):
     _, link = probe(network, [], v6=True)
     assert link is not None and link.own and set(link.own) <= set(link.heard), link
     others = [a for a in link.heard if a not in link.own]
-    gateway_v6 = in_ns(GW_NS, "ip", "-6", "-br", "address", "show", "dev", "src").stdout
+    gateway_v6 = NET.in_ns(GW_NS, "ip", "-6", "-br", "address", "show", "dev", "src").stdout
     expected_others = {line.split()[2].split("/")[0] for line in gateway_v6.splitlines() if "fe80::" in line}
     assert set(others) == expected_others, "exactly the gateway's own link-local answers; the bridge has IPv6 off"
     assert links.ipv6_enabled(BRIDGE) is False

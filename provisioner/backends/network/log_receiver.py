@@ -95,14 +95,33 @@ class LogReceiver:
     def holds_address(self) -> bool:
         return any(a.split("/")[0] == str(self.address) for a in links.all_addresses())
 
-    def pid(self) -> int | None:
-        """The receiver's pid when it runs with exactly this site's arguments."""
+    def _recorded(self) -> tuple[int, list[bytes]] | None:
+        """The pid in the pid file and that process's arguments, while it lives."""
         try:
             pid = int(self.pid_file.read_text().strip())
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return None
-        return pid if cmdline.split(b"\0")[:-1] == [a.encode() for a in self.command()] else None
+        return (pid, cmdline.split(b"\0")[:-1]) if not _zombie(pid) else None
+
+    def pid(self) -> int | None:
+        """The receiver's pid when it runs with exactly this site's arguments."""
+        recorded = self._recorded()
+        if recorded is None:
+            return None
+        pid, args = recorded
+        return pid if args == [a.encode() for a in self.command()] else None
+
+    def _own_pid(self) -> int | None:
+        """The recorded receiver of this site, whatever its other arguments (an old address, port or certificate):
+        a systemd-journal-remote writing into this site's folder. Any other process the pid file may name (the pid
+        reused after a reboot) is not ours to stop."""
+        recorded = self._recorded()
+        if recorded is None:
+            return None
+        pid, args = recorded
+        ours = bool(args) and args[0] == RECEIVER.encode() and f"--output={self.folder}/".encode() in args[1:]
+        return pid if ours else None
 
     def running(self) -> bool:
         return self.pid() is not None
@@ -127,7 +146,8 @@ class LogReceiver:
         raise OSError(f"the log receiver did not start on {self.url}: " + " / ".join(tail))
 
     def stop(self) -> None:
-        pid = self.pid()
+        """Stop this site's receiver, also one started with other arguments (apply then starts it anew)."""
+        pid = self._own_pid()
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
             for _ in range(50):
