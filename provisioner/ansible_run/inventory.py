@@ -57,6 +57,8 @@ def build_inventory(site: LoadedSite, nic_naming: str = "named") -> dict[str, An
                 "env_db_hosts": [str(h.address) for h in model.hosts_in(env.name) if "db" in h.roles],
                 "env_db_developers": policy.database_roles(model, env)["developers"],
                 "env_db_admins": policy.database_roles(model, env)["admins"],
+                "env_probe_address": str(policy.probe_address(env)),
+                "env_data_reader": policy.DATA_READER_ROLE if env in policy.data_reader_environments(model) else "",
             },
             "hosts": {
                 h.name: {

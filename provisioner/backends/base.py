@@ -358,6 +358,14 @@ class Backend(ABC):
         attempts start there); None where the backend cannot attach the controller to its segments."""
         return None
 
+    @contextmanager
+    def machine_root(self, machine: str) -> Iterator[int | None]:
+        """A directory descriptor of a running machine's root, opened from the hypervisor's side, for the block:
+        the controller reads files through it with its own code (DATA-1's data folders), none of the machine's
+        programs taking part. None where the backend has no such view (virtual machines: their disks are not
+        the controller's to mount)."""
+        yield None
+
     # HYP-1: whether this backend's machines run on the hypervisor's own kernel (containers) or their own (VMs),
     # and what the backend calls one of them
     shares_kernel = True

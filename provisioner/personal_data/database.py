@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from provisioner.errors import ProvisionError
 from provisioner.personal_data.scan import Column
@@ -92,44 +93,133 @@ class Database:
             raise ProvisionError(f"the database on {self.host.name} refused the operation (SQLSTATE/error: {hint})")
         return proc.stdout
 
+    @property
+    def read_as(self) -> str:
+        return f"as postgres through SSH on {self.host.name} (its root decides what the reading prints)"
+
     def tables(self) -> list[TableInfo]:
-        rows = self.psql(
-            "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
-            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped "
-            f"AND c.relname <> '{PROVENANCE_TABLE}' ORDER BY c.relname, a.attnum;\n"
-        )
-        tables: dict[str, list[Column]] = {}
-        for line in rows.splitlines():
-            table, column, kind = line.split("|", 2)
-            tables.setdefault(table, []).append(Column(column, kind))
-        return [TableInfo(name, columns) for name, columns in tables.items()]
+        rows = self.psql(TABLES_SQL + ";\n")
+        return tables_of([tuple(line.split("|", 2)) for line in rows.splitlines()])
 
     def count(self, table: str) -> int:
-        return int(self.psql(f"SELECT count(*) FROM {quote_ident(table)};\n").strip() or 0)
+        return int(self.psql(count_sql(table) + ";\n").strip() or 0)
 
     def read(self, table: TableInfo, budget: int | None = None) -> tuple[list[tuple[str | None, ...]], int]:
         """Rows of a table (all, or a random sample of about `budget`); returns (rows, rows in the table)."""
         total = self.count(table.name)
-        columns = ", ".join(quote_ident(c.name) for c in table.columns)
-        source = quote_ident(table.name)
-        if budget is not None and total > budget:
-            percent = min(100.0, budget * 120.0 / total)
-            source += f" TABLESAMPLE BERNOULLI ({percent:.6f})"
-        limit = f" LIMIT {budget}" if budget is not None else ""
-        text = self.psql(f"COPY (SELECT {columns} FROM {source}{limit}) TO STDOUT;\n")
+        text = self.psql(f"COPY ({sample_sql(table, total, budget)}) TO STDOUT;\n")
         return parse_copy(text), total
 
     def provenance(self) -> dict[str, str] | None:
-        exists = self.psql(f"SELECT to_regclass('public.{PROVENANCE_TABLE}') IS NOT NULL;\n").strip()
+        exists = self.psql(PROVENANCE_EXISTS_SQL + ";\n").strip()
         if exists != "t":
             return None
-        line = self.psql(
-            f"SELECT record, kind, recorded_at FROM {PROVENANCE_TABLE} ORDER BY recorded_at DESC LIMIT 1;\n"
-        ).strip()
+        line = self.psql(PROVENANCE_SQL + ";\n").strip()
         if not line:
             return None
         record, kind, recorded_at = line.split("|", 2)
+        return {"record": record, "kind": kind, "recorded_at": recorded_at}
+
+
+# ---- what a reading asks, whoever carries it -------------------------------------------------------------------
+TABLES_SQL = (
+    "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+    "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped "
+    f"AND c.relname <> '{PROVENANCE_TABLE}' ORDER BY c.relname, a.attnum"
+)
+PROVENANCE_EXISTS_SQL = f"SELECT to_regclass('public.{PROVENANCE_TABLE}') IS NOT NULL"
+PROVENANCE_SQL = f"SELECT record, kind, recorded_at FROM public.{PROVENANCE_TABLE} ORDER BY recorded_at DESC LIMIT 1"
+
+
+def tables_of(rows: Iterable[Sequence[str | None]]) -> list[TableInfo]:
+    """TABLES_SQL's rows (table, column, type) as tables with their columns, in order."""
+    tables: dict[str, list[Column]] = {}
+    for table, column, kind in rows:
+        tables.setdefault(str(table), []).append(Column(str(column), str(kind)))
+    return [TableInfo(name, columns) for name, columns in tables.items()]
+
+
+def count_sql(table: str) -> str:
+    return f"SELECT count(*) FROM public.{quote_ident(table)}"
+
+
+def sample_sql(table: TableInfo, total: int, budget: int | None) -> str:
+    """All rows, or a random sample of about `budget` when the table holds more."""
+    columns = ", ".join(quote_ident(c.name) for c in table.columns)
+    source = f"public.{quote_ident(table.name)}"
+    if budget is not None and total > budget:
+        percent = min(100.0, budget * 120.0 / total)
+        source += f" TABLESAMPLE BERNOULLI ({percent:.6f})"
+    limit = f" LIMIT {budget}" if budget is not None else ""
+    return f"SELECT {columns} FROM {source}{limit}"
+
+
+class DatabaseReader(Protocol):
+    """What DATA-1 and DATA-2 read from a database outside production, and how it was read."""
+
+    @property
+    def read_as(self) -> str: ...
+
+    def tables(self) -> list[TableInfo]: ...
+
+    def read(self, table: TableInfo, budget: int | None = None) -> tuple[list[tuple[str | None, ...]], int]: ...
+
+    def provenance(self) -> dict[str, str] | None: ...
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One query's answer: its rows as text (None for NULL), or the server's SQLSTATE."""
+
+    rows: tuple[tuple[str | None, ...], ...] = ()
+    sqlstate: str = ""
+
+
+class QueriedDatabase:
+    """A database read by a client that is not on its host: `ask` sends read-only queries (each a single SELECT)
+    and returns one answer per query, raising ProvisionError when it cannot ask at all."""
+
+    def __init__(self, host: Host, ask: Callable[[list[str]], list[Answer]], read_as: str):
+        self.host = host
+        self._ask = ask
+        self._read_as = read_as
+
+    @property
+    def read_as(self) -> str:
+        return self._read_as
+
+    def _rows(self, sql: str) -> list[tuple[str | None, ...]]:
+        (answer,) = self._ask([sql])
+        if answer.sqlstate:
+            raise ProvisionError(
+                f"the database on {self.host.name} refused the controller's reading (SQLSTATE {answer.sqlstate})"
+            )
+        return list(answer.rows)
+
+    def tables(self) -> list[TableInfo]:
+        return tables_of(self._rows(TABLES_SQL))
+
+    def read(self, table: TableInfo, budget: int | None = None) -> tuple[list[tuple[str | None, ...]], int]:
+        counted = self._rows(count_sql(table.name))
+        total = int(counted[0][0] or 0) if counted else 0
+        return self._rows(sample_sql(table, total, budget)), total
+
+    def provenance(self) -> dict[str, str] | None:
+        exists, latest = self._ask([PROVENANCE_EXISTS_SQL, PROVENANCE_SQL])
+        if exists.sqlstate or not exists.rows or exists.rows[0][0] != "t":
+            if exists.sqlstate:
+                raise ProvisionError(
+                    f"the database on {self.host.name} refused the controller's reading (SQLSTATE {exists.sqlstate})"
+                )
+            return None
+        if latest.sqlstate:
+            raise ProvisionError(
+                f"the database on {self.host.name} refused the controller's reading (SQLSTATE {latest.sqlstate})"
+            )
+        if not latest.rows:
+            return None
+        record, kind, recorded_at = (str(v) for v in latest.rows[0])
         return {"record": record, "kind": kind, "recorded_at": recorded_at}
 
 

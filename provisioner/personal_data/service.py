@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import faker as faker_package
@@ -16,7 +17,7 @@ import faker as faker_package
 from provisioner.errors import InputError, ProvisionError, RefusedError, shown
 from provisioner.personal_data import made_rows, records
 from provisioner.personal_data.anonymise import Anonymiser, looks_personal_by_name, plan, target_type
-from provisioner.personal_data.database import Database, replace_tables_script
+from provisioner.personal_data.database import Database, DatabaseReader, replace_tables_script
 from provisioner.personal_data.detectors import SYNTHETIC_DOMAIN
 from provisioner.personal_data.fingerprints import Fingerprints, fingerprint_sql
 from provisioner.personal_data.folders import read_folders
@@ -325,7 +326,24 @@ def production_fingerprints(site: Site, state: SiteState) -> tuple[Fingerprints,
     return fingerprints, covered
 
 
-def scan(site: LoadedSite, env_name: str, sample_rows: int | None = None, keep_record: bool = True) -> dict[str, Any]:
+# A reading of a host's data folders: (path, text or None for binary) per file, and how they were read; None
+# where the reader has no view of that host (then they are read over SSH).
+FolderReader = Callable[[Host, list[str], int], tuple[list[tuple[str, str | None]], str] | None]
+FOLDERS_OVER_SSH = "over SSH by the python of {host} (its root decides what the reading prints)"
+
+
+def scan(
+    site: LoadedSite,
+    env_name: str,
+    sample_rows: int | None = None,
+    keep_record: bool = True,
+    reader: Callable[[Host], DatabaseReader] | None = None,
+    folder_reader: FolderReader | None = None,
+) -> dict[str, Any]:
+    """Scan an environment outside production. Its databases are read by `reader` (verify passes the controller's
+    probe), else as postgres over SSH on the host; its data folders by `folder_reader` where it gives a reading
+    for the host (verify passes the hypervisor's view of the machine), else over SSH. Each source names how it
+    was read."""
     model = site.model
     env = non_production(model, env_name, "--env", "the scan looks for live data outside production")
     state = applied_state(site)
@@ -333,21 +351,33 @@ def scan(site: LoadedSite, env_name: str, sample_rows: int | None = None, keep_r
     budget = sample_rows or settings.sample_rows
     fingerprints, covered = production_fingerprints(model, state)
     sources: list[dict[str, Any]] = []
+    how_read: dict[str, dict[str, str]] = {}
     for host in site.model.hosts_in(env.name):
         if "db" in host.roles:
-            db = Database(state, host)
+            db: DatabaseReader = reader(host) if reader is not None else Database(state, host)
+            how_read.setdefault(host.name, {})["database"] = db.read_as
             made = made_rows_of(state, env, host)
             for table in db.tables():
                 rows, total = db.read(table, budget)
                 known = made.for_table(table.name) if made is not None else None
                 result = scan_rows(table.name, table.columns, rows, fingerprints, known)
-                sources.append({"host": host.name, "kind": "table", "rows_in_table": total, **result.as_dict()})
-        for path, text in read_folders(state, host, settings.folders, settings.max_file_kib * 1024):
+                sources.append(
+                    {"host": host.name, "kind": "table", "rows_in_table": total, "read": db.read_as, **result.as_dict()}
+                )
+        limit = settings.max_file_kib * 1024
+        reading = folder_reader(host, settings.folders, limit) if folder_reader is not None else None
+        if reading is None:
+            reading = (read_folders(state, host, settings.folders, limit), FOLDERS_OVER_SSH.format(host=host.name))
+        files, files_read_as = reading
+        how_read.setdefault(host.name, {})["folders"] = files_read_as
+        for path, text in files:
             if text is None:
-                sources.append({"host": host.name, "kind": "file", "source": path, "skipped": "binary"})
+                sources.append(
+                    {"host": host.name, "kind": "file", "source": path, "skipped": "binary", "read": files_read_as}
+                )
                 continue
             result = scan_text(path, text, fingerprints)
-            sources.append({"host": host.name, "kind": "file", **result.as_dict()})
+            sources.append({"host": host.name, "kind": "file", "read": files_read_as, **result.as_dict()})
     findings = [{"host": s["host"], "kind": s["kind"], **f} for s in sources for f in s.get("findings", [])]
     report = records.new_record(
         "scan",
@@ -357,6 +387,7 @@ def scan(site: LoadedSite, env_name: str, sample_rows: int | None = None, keep_r
         folders=settings.folders,
         production_fingerprints=len(fingerprints),
         fingerprinted=covered,
+        read=how_read,
         sources=sources,
         findings=findings,
         clean=not findings,
@@ -370,10 +401,12 @@ def scan(site: LoadedSite, env_name: str, sample_rows: int | None = None, keep_r
 ALLOWED_KINDS = {"dummy": ("seed",), "anonymised": ("seed", "refresh")}
 
 
-def provenance(site: LoadedSite, env: Environment, host: Host) -> dict[str, Any]:
-    """What the database holds and where it came from, against the environment's data rule."""
+def provenance(
+    site: LoadedSite, env: Environment, host: Host, reader: Callable[[Host], DatabaseReader] | None = None
+) -> dict[str, Any]:
+    """What the database holds and where it came from, against the environment's data rule (read as `scan` reads)."""
     state = applied_state(site)
-    db = Database(state, host)
+    db: DatabaseReader = reader(host) if reader is not None else Database(state, host)
     tables = [t.name for t in db.tables()]
     stamp = db.provenance()
     record = records.find(state, stamp["record"]) if stamp else None
@@ -387,4 +420,4 @@ def provenance(site: LoadedSite, env: Environment, host: Host) -> dict[str, Any]
         problems.append(f"holds {stamp['kind']} data; the data rule '{env.data}' allows {allowed}")
     if record is not None and record.get("environment") != env.name:
         problems.append(f"record {record['id']} was made for {record.get('environment')}, not {env.name}")
-    return {"tables": tables, "stamp": stamp, "record": record, "problems": problems}
+    return {"tables": tables, "stamp": stamp, "record": record, "problems": problems, "read": db.read_as}

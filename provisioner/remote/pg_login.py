@@ -6,8 +6,8 @@ frontend/backend protocol 3.0 without TLS: the startup message, then the passwor
 (SCRAM-SHA-256 as the postgres role sets it, or md5; a clear-text password is never sent), then
 `SELECT current_user`.
 
-Request: JSON in argv[1], {"address", "port", "user", "database", "retries"}; the password is the first line of
-stdin, never an argument. Answer: one JSON object on stdout whose `outcome` is
+Request: JSON in argv[1], {"address", "port", "user", "database", "retries"} and optionally "queries"; the password
+is the first line of stdin, never an argument. Answer: one JSON object on stdout whose `outcome` is
 
   logged-in       the server accepted the password (AuthenticationOk); `current_user` as a query read it back, and
                   whether the server proved it holds the role's SCRAM verifier (its final signature verified)
@@ -18,6 +18,11 @@ stdin, never an argument. Answer: one JSON object on stdout whose `outcome` is
   no-answer       silence after every try (retried with growing pauses: a gateway rate-limits its ICMP answers)
   error           anything else (a reset, a method this attempt does not speak, a server that does not prove it
                   knows the password), in `detail`
+
+With "queries" (the controller's read-only reader: DATA-1 and DATA-2 read the databases outside production this
+way), a login whose server proved it holds the role's SCRAM verifier runs each query in turn (simple query
+protocol, one statement each) instead of `SELECT current_user`, and `answers` holds, per query, its rows as text
+(null for NULL) or its SQLSTATE and message. A server that cannot prove it knows the verifier is asked nothing.
 
 A TCP socket keeps no record of who refused it (IP_RECVERR queues errors for datagrams only), hence the raw socket:
 opened before the SYN leaves, it receives a copy of every ICMP message that reaches the namespace.
@@ -390,13 +395,56 @@ def who_am_i(wire: Wire) -> dict[str, Any]:
     return found
 
 
-def converse(sock: socket.socket, user: str, database: str, password: str) -> dict[str, Any]:
+def _ready(wire: Wire) -> dict[str, Any] | None:
+    """After AuthenticationOk, until ReadyForQuery; the error when the server ends the session first."""
+    while True:
+        kind, body = wire.receive()
+        if kind == "E":
+            fields = error_fields(body)
+            return {"sqlstate": fields.get("C", ""), "message": fields.get("M", "")}
+        if kind == "Z":
+            return None
+
+
+def run_queries(wire: Wire, queries: list[str]) -> dict[str, Any]:
+    """After AuthenticationOk: each query in turn, its rows or its error."""
+    failed = _ready(wire)
+    if failed is not None:
+        return {"after_login": failed}
+    answers: list[dict[str, Any]] = []
+    for sql in queries:
+        wire.send(query(sql))
+        rows: list[list[str | None]] = []
+        error: dict[str, str] | None = None
+        while True:
+            kind, body = wire.receive()
+            if kind == "D":
+                rows.append(data_row(body))
+            elif kind == "E":
+                fields = error_fields(body)
+                error = {"sqlstate": fields.get("C", ""), "message": fields.get("M", "")}
+            elif kind == "Z":
+                break
+        answers.append({"rows": rows} if error is None else error)
+    wire.send(TERMINATE)
+    return {"answers": answers}
+
+
+def converse(
+    sock: socket.socket, user: str, database: str, password: str, queries: list[str] | None = None
+) -> dict[str, Any]:
     sock.settimeout(CONVERSATION_TIMEOUT)
     wire = Wire(sock)
     try:
         result = authenticate(wire, user, database, password, base64.b64encode(os.urandom(18)).decode())
         if result["outcome"] == "logged-in":
-            result.update(who_am_i(wire))
+            if queries is None:
+                result.update(who_am_i(wire))
+            elif result["server_proved"]:
+                result.update(run_queries(wire, queries))
+            else:
+                result = {"outcome": "error", "detail": f"the server did not prove it holds the verifier "
+                          f"({result['method']}): asked nothing"}  # fmt: skip
         return result
     except TimeoutError:
         return {"outcome": "error", "detail": f"no answer for {CONVERSATION_TIMEOUT:.0f} s mid-conversation"}
@@ -404,7 +452,10 @@ def converse(sock: socket.socket, user: str, database: str, password: str) -> di
         return {"outcome": "error", "detail": f"{type(exc).__name__}: {exc}"}
 
 
-def attempt(address: str, port: int, user: str, database: str, password: str, retries: int = 0) -> dict[str, Any]:
+def attempt(
+    address: str, port: int, user: str, database: str, password: str, retries: int = 0,
+    queries: list[str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """The whole attempt; silence is retried after 0.5, 1, 2 ... s."""
     tries = 0
     result: dict[str, Any] = {}
@@ -414,7 +465,7 @@ def attempt(address: str, port: int, user: str, database: str, password: str, re
         sock, result = connect_once(address, port)
         if sock is not None:
             with sock:
-                result = converse(sock, user, database, password)
+                result = converse(sock, user, database, password, queries)
         if result["outcome"] != "no-answer":
             break
     return {"address": address, "port": port, "user": user, "database": database, "tries": tries, **result}
@@ -426,8 +477,22 @@ def script() -> str:
     return Path(__file__).read_text(encoding="utf-8")
 
 
-def request(address: str, port: int, user: str, database: str, retries: int = 3) -> str:
-    return json.dumps({"address": address, "port": port, "user": user, "database": database, "retries": retries})
+def request(
+    address: str, port: int, user: str, database: str, retries: int = 3, queries: list[str] | None = None
+) -> str:
+    wanted: dict[str, Any] = {"address": address, "port": port, "user": user, "database": database, "retries": retries}
+    if queries is not None:
+        wanted["queries"] = list(queries)
+    return json.dumps(wanted)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One query's answer: its rows as text (None for NULL), or the server's error."""
+
+    rows: tuple[tuple[str | None, ...], ...] = ()
+    sqlstate: str = ""
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -447,6 +512,7 @@ class Result:
     icmp_type: int | None = None
     icmp_code: int | None = None
     detail: str = ""
+    answers: tuple[Answer, ...] = ()
 
     @property
     def icmp(self) -> str:
@@ -469,14 +535,24 @@ def parse(payload: dict[str, Any]) -> Result:
         icmp_type=None if payload.get("icmp_type") is None else int(payload["icmp_type"]),
         icmp_code=None if payload.get("icmp_code") is None else int(payload["icmp_code"]),
         detail=str(payload.get("detail", "")),
+        answers=tuple(
+            Answer(
+                rows=tuple(tuple(None if v is None else str(v) for v in row) for row in answer.get("rows", [])),
+                sqlstate=str(answer.get("sqlstate", "")),
+                message=str(answer.get("message", "")),
+            )
+            for answer in payload.get("answers", [])
+        ),
     )
 
 
 def main() -> None:
     wanted = json.loads(sys.argv[1])
     password = sys.stdin.readline().rstrip("\n")
+    queries = wanted.get("queries")
     found = attempt(str(wanted["address"]), int(wanted["port"]), str(wanted["user"]), str(wanted["database"]),
-                    password, int(wanted.get("retries", 0)))  # fmt: skip
+                    password, int(wanted.get("retries", 0)),
+                    None if queries is None else [str(q) for q in queries])  # fmt: skip
     print(json.dumps(found))
 
 

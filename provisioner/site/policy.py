@@ -37,6 +37,17 @@ def probe_address(zone: Environment | AccessNetwork) -> ipaddress.IPv4Address:
     return cidr.broadcast_address - 1
 
 
+# DATA-1, DATA-2: the controller reads the databases outside production over the wire, from its probe on the
+# segment, as this read-only role (pg_read_all_data; its password in the site's secrets; pg_hba.conf admits it from
+# the probe's address only). Production's databases are never read this way.
+DATA_READER_ROLE = "provisioner_reader"
+
+
+def data_reader_environments(site: Site) -> list[Environment]:
+    """The environments whose databases the controller's reader may read: every one outside production."""
+    return [e for e in site.environments if e.tier != "production"]
+
+
 def access_networks_reaching(site: Site, env_name: str) -> list[AccessNetwork]:
     """The access networks whose people may open SSH to the hosts of an environment."""
     return [a for a in site.access_networks if env_name in a.reaches]

@@ -148,6 +148,7 @@ RESERVED_ACCOUNTS = frozenset(
         "admin",
         "administrator",
         "app_rw",
+        "provisioner_reader",
         "app_ro",
     ]
 )

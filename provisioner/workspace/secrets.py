@@ -24,8 +24,11 @@ def database_password_name(user: str, env: str) -> str:
 
 
 def ensure_site_secrets(state: SiteState, site: Site) -> None:
-    """Every password the playbooks will look up: the app's and each developer's, per environment."""
+    """Every password the playbooks will look up: the app's and each developer's, per environment, and the
+    controller's reader's outside production."""
     for env in site.environments:
         ensure_secret(state, database_password_name("app", env.name))
         for developer in policy.database_roles(site, env)["developers"]:
             ensure_secret(state, database_password_name(developer, env.name))
+    for env in policy.data_reader_environments(site):
+        ensure_secret(state, database_password_name(policy.DATA_READER_ROLE, env.name))

@@ -276,6 +276,77 @@ def test_a_real_row_copied_raw_into_test_fails_the_scan_and_data1_without_showin
         subprocess.run(["lxc-attach", "-n", app(lab, "test"), "--", "rm", "-f", "/srv/data/export.csv"], check=False)
 
 
+def _swap(container: str, program: str, liar: str) -> None:
+    """As root in the container: the program moved aside and a liar put in its place."""
+    swapped = subprocess.run(
+        ["lxc-attach", "-n", container, "--", "sh", "-c",
+         f"mv {program} {program}.real && cat > {program} && chmod 755 {program}"],
+        input=liar, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert swapped.returncode == 0, swapped.stderr
+
+
+def _restore(container: str, program: str) -> None:
+    subprocess.run(["lxc-attach", "-n", container, "--", "mv", "-f", f"{program}.real", program],
+                   check=False, timeout=30)  # fmt: skip
+
+
+def test_a_root_developer_whose_programs_lie_does_not_fool_verify(lab):
+    """Root in development plants a production row in dev-db1 and a production export in dev-app1's data folder,
+    then makes dev-db1's psql print nothing and dev-app1's sudo print an empty listing: any reading done by the
+    hosts' own programs (as `provision data scan` does over SSH) finds nothing. verify reads the database over the
+    wire from the controller's probe and the folder through the hypervisor's view of the container, and finds
+    both."""
+    database, app_host = db(lab, "dev"), app(lab, "dev")
+    planted = psql(database, "CREATE TABLE leads (id integer, full_name text, email text);\n"
+                   f"INSERT INTO leads VALUES (1, '{REAL['full_name']}', '{REAL['email']}');\n")  # fmt: skip
+    assert planted.returncode == 0, planted.stderr
+    export = f"id,name,email\n1,{REAL['full_name']},{REAL['email']}\n"
+    folder = subprocess.run(
+        ["lxc-attach", "-n", app_host, "--", "sh", "-c", "mkdir -p /srv/data && cat > /srv/data/leads.csv"],
+        input=export, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert folder.returncode == 0, folder.stderr
+    _swap(database, "/usr/bin/psql", "#!/bin/sh\ncat > /dev/null\nexit 0\n")
+    _swap(app_host, "/usr/bin/sudo", "#!/bin/sh\necho '[]'\n")
+    try:
+        on_the_hosts = data(lab, "scan", "--env", "dev")
+        assert on_the_hosts.rc == 0 and on_the_hosts.json["clean"], "the lies did not take: the test proves nothing"
+        sources = on_the_hosts.json["sources"]
+        assert not [s for s in sources if s["kind"] == "table" or s["host"] == "dev-app1"], sources
+        rc, report = verify_data(lab)
+        assert rc == 1 and "DATA-1" in failed(report), report["failures"]
+        failure = next(f for f in report["failures"] if f["control"] == "DATA-1" and f["host"] == "dev")
+        assert "dev-db1:leads.email: 1 email" in failure["observed"], failure
+        assert "dev-app1:/srv/data/leads.csv.line" in failure["observed"], failure
+        assert "dev-db1's database read over the wire from the controller's probe" in failure["evidence"], failure
+        assert "dev-app1's data folders read by the controller through the hypervisor's view" in failure["evidence"]
+        assert_nowhere(lab, on_the_hosts.stdout, json.dumps(report))
+    finally:
+        _restore(database, "/usr/bin/psql")
+        _restore(app_host, "/usr/bin/sudo")
+        psql(database, "DROP TABLE IF EXISTS leads;")
+        subprocess.run(["lxc-attach", "-n", app_host, "--", "rm", "-f", "/srv/data/leads.csv"], check=False)
+    rc, report = verify_data(lab)
+    assert rc == 0, report["failures"]
+
+
+def test_a_reader_the_database_refuses_fails_the_data_checks_never_passes_them(lab):
+    """Root on dev-db1 takes the reader's grant away: verify cannot read, and says so as a failure, not as clean."""
+    container = db(lab, "dev")
+    revoked = psql(container, "REVOKE pg_read_all_data FROM provisioner_reader;")
+    assert revoked.returncode == 0, revoked.stderr
+    try:
+        rc, report = verify_data(lab)
+        assert rc != 0, "a database the controller could not read passed"
+        dev = [f for f in report["failures"] if f["control"] in ("DATA-1", "DATA-2") and f["host"] == "dev"]
+        assert dev and all("SQLSTATE 42501" in json.dumps(f) for f in dev), report["failures"]
+    finally:
+        psql(container, "GRANT pg_read_all_data TO provisioner_reader;")
+    rc, report = verify_data(lab)
+    assert rc == 0, report["failures"]
+
+
 def test_overdue_scrub_fails_data3_until_scrubbed_and_unknown_tables_fail_data2(lab):
     from provisioner.personal_data import records
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from provisioner.backends.base import (
@@ -150,6 +152,17 @@ class LxcBackend(Backend):
         through the gateway's leg there; a port of the segment's bridge."""
         address, gateway = spot(self.site.model, segment)
         return ProbePoint(self.site.name, segment, self.bridge(segment), address, gateway)
+
+    @contextmanager
+    def machine_root(self, machine: str) -> Iterator[int | None]:
+        """The container's root as its init sees it (/proc/<init pid>/root, the container's own mounts included),
+        opened by the controller; None when the container does not run."""
+        fd = containers.open_root(self.container(machine))
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def isolation_of(self, have: ActualMachine) -> Isolation:
         facts, problems = containers.isolation(self.lxcpath, have.handle)

@@ -263,6 +263,29 @@ def user_ids(base_rootfs: Path, user: str) -> tuple[int, int]:
     raise KeyError(user)
 
 
+def init_pid(name: str) -> int | None:
+    """The host's pid of a running container's init, from LXC's monitor (not from anything inside)."""
+    pid = run(["lxc-info", "-n", name, "-p", "-H"], check=False).stdout.strip()
+    return int(pid) if pid.isdigit() else None
+
+
+def open_root(name: str) -> int | None:
+    """A directory descriptor of a running container's root (its init's root, in its mount namespace); None
+    when it does not run. The pid is read again after the open, so a descriptor of another process is never
+    returned."""
+    pid = init_pid(name)
+    if pid is None:
+        return None
+    try:
+        fd = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if init_pid(name) != pid:
+        os.close(fd)
+        return None
+    return fd
+
+
 def isolation(lxcpath: Path, name: str) -> tuple[list[str], list[str]]:
     """Facts and problems of a container's confinement, read on the host: its config's mapping, and what its
     running init holds (the kernel's own view: uid_map, gid_map, seccomp, AppArmor)."""
@@ -274,11 +297,11 @@ def isolation(lxcpath: Path, name: str) -> tuple[list[str], list[str]]:
         facts.append(f"config {config}: lxc.idmap {'; '.join(mapping)}")
     else:
         problems.append(f"config {config} has no lxc.idmap: a privileged container")
-    pid = run(["lxc-info", "-n", name, "-p", "-H"], check=False).stdout.strip()
-    if not pid.isdigit():
+    pid = init_pid(name)
+    if pid is None:
         problems.append(f"container {name} is not running: its confinement cannot be read")
         return facts, problems
-    proc = Path("/proc") / pid
+    proc = Path("/proc") / str(pid)
     for table in ("uid_map", "gid_map"):
         text = (proc / table).read_text()
         shown = " / ".join(" ".join(line.split()) for line in text.splitlines())

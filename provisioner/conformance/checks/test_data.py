@@ -8,10 +8,14 @@ a table exists, DATA-2 wants its provenance record, and matching the environment
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
+from provisioner.conformance import data_reader
 from provisioner.personal_data import service
+from provisioner.personal_data.folders import read_tree
 from provisioner.releases.decisions import decision_problems
 from provisioner.releases.ledger import Ledger
 
@@ -30,9 +34,43 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("data_env_name", names, ids=names)
 
 
+@contextmanager
+def _reader(lab, evidence, env_name: str) -> Iterator[Callable | None]:
+    """How this environment's databases are read: from the controller's probe on its segment, over the wire, where
+    the backend has one; else as postgres over SSH on the host (said in the evidence)."""
+    env = lab.model.environment(env_name)
+    if not any("db" in h.roles for h in lab.model.hosts_in(env.name)):
+        yield None
+        return
+    point = lab.backend.probe_point(env.name)
+    if point is None:
+        evidence.note(
+            f"{env.name}: this backend gives the controller no probe on the segment; the databases were read as "
+            "postgres over SSH on their host, where its root decides what the reading prints"
+        )
+        yield None
+        return
+    password = data_reader.reader_password(lab.state.secrets_dir, env)
+    with point.attached():
+        yield data_reader.from_probe(point, password)
+
+
+def _folders_from_the_hypervisor(lab):
+    """Each host's data folders read through the hypervisor's view of the machine, where the backend gives one."""
+
+    def read(host, folders, limit):
+        with lab.backend.machine_root(host.name) as root:
+            if root is None:
+                return None
+            return read_tree(root, folders, limit), "by the controller through the hypervisor's view of the machine"
+
+    return read
+
+
 @pytest.mark.control("DATA-1")
 def test_no_personal_data_outside_production(lab, evidence, data_env_name):
-    report = service.scan(lab.site, data_env_name)
+    with _reader(lab, evidence, data_env_name) as reader:
+        report = service.scan(lab.site, data_env_name, reader=reader, folder_reader=_folders_from_the_hypervisor(lab))
     tables = [s for s in report["sources"] if s["kind"] == "table"]
     files = [s for s in report["sources"] if s["kind"] == "file"]
     evidence.expect(
@@ -40,6 +78,10 @@ def test_no_personal_data_outside_production(lab, evidence, data_env_name):
         "(known by their recorded fingerprints, not by what they hold), "
         "no value matching a production fingerprint"
     )
+    for host, how in sorted(report["read"].items()):
+        if "database" in how:
+            evidence.note(f"{host}'s database read {how['database']}")
+        evidence.note(f"{host}'s data folders read {how['folders']}")
     evidence.note(
         f"{len(tables)} table(s), {sum(s.get('rows_scanned', 0) for s in tables)} sampled row(s) "
         f"(budget {report['sample_rows']} per table), {len(files)} file(s) under {', '.join(report['folders'])}; "
@@ -65,8 +107,10 @@ def test_data_provenance_matches_the_data_rule(lab, evidence, data_env_name):
         f"allows it ({', '.join(service.ALLOWED_KINDS.get(env.data, ()))})"
     )
     problems = []
-    for host in hosts:
-        found = service.provenance(lab.site, env, host)
+    with _reader(lab, evidence, env.name) as reader:
+        found_per_host = [(host, service.provenance(lab.site, env, host, reader)) for host in hosts]
+    for host, found in found_per_host:
+        evidence.note(f"{host.name} read {found['read']}")
         record = found["record"] or {}
         evidence.row(
             host=host.name,

@@ -261,7 +261,9 @@ def _read_message(peer: socket.socket, typed: bool = True) -> bytes:
     return head + (peer.recv(length - 4, socket.MSG_WAITALL) if length > 4 else b"")
 
 
-def _scram_server(password: str, user: str, *, forge: bool = False):
+def _scram_server(password: str, user: str, *, forge: bool = False, session: Callable | None = None):
+    """A server holding the role's SCRAM verifier; after the login it answers `SELECT current_user`, or plays
+    `session` when given."""
     verifier = _role_helper().scram_verifier(password)
 
     def script(peer: socket.socket) -> None:
@@ -282,6 +284,9 @@ def _scram_server(password: str, user: str, *, forge: bool = False):
             return
         peer.sendall(_auth(12, b"v=" + base64.b64encode(signature)))
         peer.sendall(_auth(0) + _msg(b"S", b"server_version\x0015.8\0") + _msg(b"K", b"\0" * 8) + _msg(b"Z", b"I"))
+        if session is not None:
+            session(peer)
+            return
         sql = _read_message(peer)
         assert sql == pg_login.query("SELECT current_user")
         column = b"current_user\0" + struct.pack("!IhIhih", 0, 0, 19, 64, -1, 0)  # a name column, text format
@@ -293,12 +298,12 @@ def _scram_server(password: str, user: str, *, forge: bool = False):
     return script
 
 
-def _converse(script, user="alice", password="s3cret-Token_value") -> dict:
+def _converse(script, user="alice", password="s3cret-Token_value", queries=None) -> dict:
     listener, thread = _serve(script)
     sock, ended = pg_login.connect_once(*listener.getsockname())
     assert sock is not None, ended
     with sock:
-        result = pg_login.converse(sock, user, "app", password)
+        result = pg_login.converse(sock, user, "app", password, queries)
     thread.join(10)
     return result
 
@@ -387,3 +392,64 @@ def test_the_script_runs_on_its_own_text_with_the_password_on_stdin():
     result = pg_login.parse(json.loads(ran.stdout))
     assert (result.outcome, result.current_user, result.server_proved, result.tries) == ("logged-in", "alice", True, 1)
     assert "s3cret" not in request
+
+
+# ---- the controller's read-only reader (DATA-1, DATA-2) ----------------------------------------------------------
+def _rows(*rows: tuple[str | None, ...]) -> bytes:
+    out = b""
+    for row in rows:
+        body = struct.pack("!H", len(row))
+        for value in row:
+            body += struct.pack("!i", -1) if value is None else struct.pack("!i", len(value.encode())) + value.encode()
+        out += _msg(b"D", body)
+    return out
+
+
+def test_the_reader_gets_each_querys_rows_or_its_error_in_turn():
+    asked = []
+
+    def session(peer: socket.socket) -> None:
+        asked.append(_read_message(peer))
+        peer.sendall(_rows(("customers", "email", "text"), ("customers", "note", None)))
+        peer.sendall(_msg(b"C", b"SELECT 2\0") + _msg(b"Z", b"I"))
+        asked.append(_read_message(peer))
+        peer.sendall(_error("42P01", 'relation "provisioner_provenance" does not exist') + _msg(b"Z", b"I"))
+        asked.append(_read_message(peer))
+
+    queries = ["SELECT 1", "SELECT record FROM provisioner_provenance"]
+    result = _converse(_scram_server("r3ader", "provisioner_reader", session=session), "provisioner_reader",
+                       "r3ader", queries)  # fmt: skip
+    assert asked == [pg_login.query(queries[0]), pg_login.query(queries[1]), pg_login.TERMINATE]
+    assert result["outcome"] == "logged-in" and result["server_proved"] is True
+    assert result["answers"] == [
+        {"rows": [["customers", "email", "text"], ["customers", "note", None]]},
+        {"sqlstate": "42P01", "message": 'relation "provisioner_provenance" does not exist'},
+    ]
+    typed = pg_login.parse({"address": "a", "user": "u", "database": "d", "tries": 1, **result})
+    assert typed.answers[0].rows == (("customers", "email", "text"), ("customers", "note", None))
+    assert (typed.answers[1].rows, typed.answers[1].sqlstate) == ((), "42P01")
+
+
+def test_the_reader_asks_nothing_of_a_server_that_did_not_prove_it_holds_the_verifier():
+    """An md5 login proves nothing about the server (it could be anyone who answers on the port): no query leaves."""
+    received = []
+
+    def script(peer: socket.socket) -> None:
+        _read_message(peer, typed=False)
+        peer.sendall(_auth(5, b"salt"))
+        _read_message(peer)
+        peer.sendall(_auth(0) + _msg(b"Z", b"I"))
+        peer.settimeout(2)
+        try:
+            received.append(peer.recv(1024))
+        except TimeoutError:
+            received.append(b"")
+
+    result = _converse(script, queries=["SELECT * FROM customers"])
+    assert result["outcome"] == "error" and "asked nothing" in result["detail"], result
+    assert b"customers" not in b"".join(received)
+
+
+def test_a_reader_request_carries_its_queries_and_still_no_password():
+    wanted = json.loads(pg_login.request("10.90.10.21", 5432, "provisioner_reader", "app", queries=["SELECT 1"]))
+    assert wanted["queries"] == ["SELECT 1"] and "password" not in json.dumps(wanted)

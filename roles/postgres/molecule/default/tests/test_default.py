@@ -104,3 +104,22 @@ def test_administrators_by_local_peer_authentication_only():
         "FROM pg_hba_file_rules WHERE 'dave' = ANY(user_name)",
     )
     assert hba == "local {dave} peer"
+
+
+def test_the_controllers_reader_reads_only_outside_production_and_only_from_the_probe_address():
+    """DATA-1/2's reader: a member of pg_read_all_data in development, admitted from verify's probe address alone
+    (an app host, on the same segment, is refused); production has no such role."""
+    reader = hostvars()["dev-db1"]["env_data_reader"]
+    probe = hostvars()["dev-db1"]["env_probe_address"]
+    assert reader == "provisioner_reader" and hostvars()["prod-db1"]["env_data_reader"] == ""
+    assert query("dev-db1", f"SELECT pg_has_role('{reader}', 'pg_read_all_data', 'member')") == "t"
+    assert query("dev-db1", f"SELECT pg_has_role('{reader}', 'pg_write_all_data', 'member')") == "f"
+    hba = query(
+        "dev-db1",
+        "SELECT string_agg(type || ' ' || address || ' ' || netmask || ' ' || auth_method, '; ') "
+        f"FROM pg_hba_file_rules WHERE '{reader}' = ANY(user_name)",
+    )
+    assert hba == f"host {probe} 255.255.255.255 scram-sha-256"
+    refused = psql("dev-app1", "dev-db1", reader, secret(reader, "dev"))
+    assert refused.rc != 0 and "pg_hba.conf rejects connection" in refused.stderr, refused.stderr
+    assert query("prod-db1", f"SELECT count(*) FROM pg_roles WHERE rolname = '{reader}'") == "0"
