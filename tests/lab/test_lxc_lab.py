@@ -218,10 +218,20 @@ def test_run_artifacts_keep_events_and_no_secret(lab):
     events = list(last.glob("artifacts/job/job_events/*.json"))
     assert events, "job events are kept as evidence"
     private_key = lab.state.controller_key.read_text()
-    body = private_key.strip().splitlines()[1]
+    secrets = {"the controller's key": private_key.strip().splitlines()[1]}
+    # every secret the site holds: database passwords (the controller's reader's too) and private keys (the log
+    # authority's, the receiver's, each production host's upload key); certificates are public
+    for path in sorted(lab.state.secrets_dir.iterdir()):
+        if path.is_file() and path.suffix not in (".crt", ".pub"):
+            lines = [line for line in path.read_text(errors="ignore").splitlines() if not line.startswith("-----")]
+            secrets[path.name] = max(lines, key=len)
+    assert "db-provisioner_reader-dev" in secrets and any(name.startswith("log-upload-") for name in secrets)
+    assert all(len(value) >= 16 for value in secrets.values()), "each secret is looked for by enough of its text"
     for path in last.rglob("*"):
         if path.is_file():
-            assert body not in path.read_text(errors="ignore"), f"private key material in {path}"
+            text = path.read_text(errors="ignore")
+            for name, value in secrets.items():
+                assert value not in text, f"{name} in {path}"
 
 
 def test_destroy_prod_without_confirmation_refuses_and_changes_nothing(lab):
