@@ -45,14 +45,17 @@ def _order(item) -> tuple[int, int]:
 def pytest_configure(config):
     config.addinivalue_line("markers", "shared_lab(phase): runs on the one shared LXC lab (build, use, destroy)")
     config.addinivalue_line("markers", "libvirt_lab: boots libvirt guests under TCG")
+    config.addinivalue_line("markers", "proxmox_lab: the Proxmox fake, its VMs realized as LXC containers")
 
 
 def _xdist_group(item) -> str:
-    """With pytest-xdist (--dist loadgroup): a test file's tests stay together on one worker, in order; every
-    test that builds LXC containers shares one worker (one lab at a time, and the shared lab is one worker's);
-    the libvirt lab, whose guests run under TCG, has a worker of its own while it lasts."""
-    if item.get_closest_marker("libvirt_lab"):
-        return "libvirt-lab"
+    """With pytest-xdist (--dist loadgroup): a test file's tests stay together on one worker, in order. Two lab
+    groups, one per worker: the local LXC labs (the shared lab, make demo, molecule, releases, data, report: one
+    at a time, and the shared lab is one worker's), and the hypervisors' labs (libvirt, whose guests run under
+    TCG, then the Proxmox fake, whose containers have site names, networks, tables and probes of their own), so
+    that neither worker waits for the other's labs (the LXC group alone took 43 of a 46-minute run)."""
+    if item.get_closest_marker("libvirt_lab") or item.get_closest_marker("proxmox_lab"):
+        return "hypervisor-labs"
     if item.get_closest_marker("lab") or item.get_closest_marker("contract"):
         return "lxc-labs"
     return item.nodeid.split("::", 1)[0]

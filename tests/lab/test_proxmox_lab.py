@@ -17,7 +17,7 @@ from pvecontract import keep
 from pvefake import FakePve
 from pvefake.realize_lxc import LxcRealizer, cleanup_lab
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.proxmox_lab]
 
 SITE = "pvlab"
 NET = 98

@@ -20,6 +20,7 @@ from provisioner.backends.network import links
 
 pytestmark = [
     pytest.mark.lab,
+    pytest.mark.proxmox_lab,
     pytest.mark.skipif(lab_prerequisites_missing() is not None, reason=str(lab_prerequisites_missing())),
 ]
 
