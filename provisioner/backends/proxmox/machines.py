@@ -68,6 +68,26 @@ def vm_config(
     return config
 
 
+def nic_mac(value: str) -> str | None:
+    """The MAC address of a netN value (`virtio=BC:24:11:00:00:01,bridge=...`); None when it holds none."""
+    head = str(value).split(",", 1)[0]
+    model, _, mac = head.partition("=")
+    return mac.upper() if mac and model.isalnum() and len(mac) == 17 else None
+
+
+def keep_macs(config: dict[str, Any], current: dict[str, Any]) -> None:
+    """Send each NIC with the MAC address it already has: Proxmox makes a new one for a netN sent without it, and
+    cloud-init, whose instance id hashes the network configuration, would then take the VM for a new instance and
+    make new SSH host keys."""
+    for key, value in list(config.items()):
+        if not (key.startswith("net") and key[3:].isdigit()):
+            continue
+        mac = nic_mac(str(current.get(key, "")))
+        model, _, rest = str(value).partition(",")
+        if mac is not None and "=" not in model:
+            config[key] = f"{model}={mac},{rest}" if rest else f"{model}={mac}"
+
+
 class VmidAllocator:
     """Hands out VM ids to the threads of one apply without giving the same id twice. Other clients on the
     cluster may still take an id first; the clone then fails and is retried with the next one."""
@@ -179,7 +199,9 @@ class VmLifecycle:
     def _finish(self, vmid: int, spec: MachineSpec, say: Any, first_boot: bool) -> BuiltVm:
         base = f"nodes/{self.node}/qemu/{vmid}"
         say(f"{spec.name}: configuring VM {vmid}")
-        self.client.put(f"{base}/config", **vm_config(spec, self.names, self.settings, self.controller_key, False))
+        config = vm_config(spec, self.names, self.settings, self.controller_key, False)
+        keep_macs(config, self.client.get(f"{base}/config") or {})
+        self.client.put(f"{base}/config", **config)
         self._firewall(vmid, spec)
         if not first_boot:
             self.stop(self.node, vmid)

@@ -153,3 +153,29 @@ def test_isolation_reads_each_vm_config_and_names_what_hands_in_the_node(fake, t
     assert backend.isolation(["dev-app1"])["dev-app1"].problems == [
         "hostpci0: 0000:01:00: a host PCI device passed through"
     ]
+
+
+def _macs(fake: FakePve, site: str) -> dict[str, str]:
+    api = fake.client(token_name="tests-macs")
+    found = {}
+    for vm in [r for r in api.cluster.resources.get(type="vm") if str(r.get("name")).startswith(f"{site}-")]:
+        config = api.nodes(vm["node"]).qemu(vm["vmid"]).config.get()
+        for key in sorted(k for k in config if k.startswith("net")):
+            found[f"{vm['name']}/{key}"] = str(config[key]).split(",")[0]
+    return found
+
+
+def test_an_update_keeps_every_nics_mac_address(fake, tmp_path):
+    """Proxmox makes a new MAC for a netN sent without one; cloud-init would take the VM for a new instance and
+    make new host keys. A size change (an update in place, data kept) resends every NIC: each keeps its MAC."""
+    converge(backend_for(tmp_path, small_data(fake)))
+    before = _macs(fake, "pvflow")
+    assert before and all(m.startswith("virtio=") and len(m) == len("virtio=") + 17 for m in before.values()), before
+    bigger = small_data(fake)
+    next(h for h in bigger["hosts"] if h["name"] == "dev-app1")["size"] = "medium"
+    backend = backend_for(tmp_path, bigger)
+    plan = backend.plan()
+    assert [(c.name, c.action.value) for c in plan.changes if c.kind.value == "host"] == [("dev-app1", "update")]
+    backend.apply(plan, lambda message: None)
+    assert backend_for(tmp_path, bigger).plan().empty
+    assert _macs(fake, "pvflow") == before
