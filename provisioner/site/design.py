@@ -113,6 +113,12 @@ def _backend(site: Site) -> Iterator[Problem]:
                 yield (("backend", key), f"'{value}' is not allowed; allowed: an absolute path without '..'")
     if isinstance(backend, ProxmoxSettings):
         yield from _vnets(site)
+        if "shutdown_timeout" in backend.model_fields_set and backend.shutdown_timeout >= backend.task_timeout:
+            yield (
+                ("backend", "shutdown_timeout"),
+                f"{backend.shutdown_timeout} s is not shorter than task_timeout ({backend.task_timeout} s), so a "
+                f"shutdown task could not end in time; allowed: 0 to {backend.task_timeout - 1}",
+            )
         _, _, port = backend.host.partition(":")
         if port and not 1 <= int(port) <= 65535:
             yield (("backend", "host"), f"port {port} is out of range; allowed: host or host:port, port 1-65535")

@@ -351,6 +351,11 @@ class ProxmoxSettings(Strict):
         default=False, description="switch the datacenter firewall on (needed for the security groups to filter)"
     )
     task_timeout: int = Field(default=600, ge=5, le=7200, description="seconds to wait for one Proxmox task")
+    shutdown_timeout: int = Field(
+        default=180, ge=0, le=3600,
+        description="seconds a VM gets to shut down cleanly (guest agent or ACPI) before an update or removal "
+        "stops it hard; 0 stops at once; when not set, 180 or less than task_timeout",
+    )  # fmt: skip
 
 
 class LibvirtSettings(Strict):

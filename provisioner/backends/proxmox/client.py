@@ -202,15 +202,16 @@ class PveClient:
         text = "; ".join(str(line.get("t", "")) for line in lines[-5:] if line.get("t"))
         return f" (task log: {text})" if text else ""
 
-    def run_task(self, method: str, path: str, what: str, **params: Any) -> str:
-        """Start a task and wait for it. A task that fails on a lock timeout is started again (bounded)."""
+    def run_task(self, method: str, path: str, what: str, *, retry: bool = True, **params: Any) -> str:
+        """Start a task and wait for it. A task that fails on a lock timeout is started again (bounded), unless
+        `retry` is off (a shutdown's "VM quit/powerdown failed - got timeout" is an answer, not a lock)."""
         last: PveError | None = None
         for attempt in range(ATTEMPTS):
             upid = self.call(method, path, params)
             try:
                 return self.wait(upid, what)
             except PveError as exc:
-                if "got timeout" not in str(exc):
+                if not retry or "got timeout" not in str(exc):
                     raise
                 last = exc
             time.sleep(min(BACKOFF_CAP, BACKOFF_FIRST * 2**attempt))

@@ -204,7 +204,7 @@ class VmLifecycle:
         self.client.put(f"{base}/config", **config)
         self._firewall(vmid, spec)
         if not first_boot:
-            self.stop(self.node, vmid)
+            self.stop(self.node, vmid, say)
         say(f"{spec.name}: starting VM {vmid}")
         self.client.run_task("POST", f"{base}/status/start", f"starting {spec.name}")
         host_key = self.read_host_key(self.node, vmid, spec.name)
@@ -261,10 +261,26 @@ class VmLifecycle:
             time.sleep(0.5)
 
     # ---- removal -------------------------------------------------------------------------------
-    def stop(self, node: str, vmid: int) -> None:
-        status = self.client.get(f"nodes/{node}/qemu/{vmid}/status/current")
-        if status.get("status") == "running":
-            self.client.run_task("POST", f"nodes/{node}/qemu/{vmid}/status/stop", f"stopping VM {vmid}")
+    def stop(self, node: str, vmid: int, say: Any = None) -> None:
+        """A running VM is asked to shut down first (the guest agent, else ACPI: its services stop cleanly, a
+        database flushes and closes); only if it is still running after `shutdown_timeout` is it stopped hard,
+        and that is said."""
+        base = f"nodes/{node}/qemu/{vmid}/status"
+        if self.client.get(f"{base}/current").get("status") != "running":
+            return
+        timeout = min(self.settings.shutdown_timeout, self.settings.task_timeout - 1)  # the set value is checked
+        if timeout > 0:
+            try:
+                self.client.run_task(
+                    "POST", f"{base}/shutdown", f"shutting down VM {vmid}", retry=False, timeout=timeout
+                )
+                return
+            except PveError as exc:
+                if self.client.get(f"{base}/current").get("status") != "running":
+                    return
+                if say is not None:
+                    say(f"VM {vmid} did not shut down within {timeout}s ({exc}); stopping it")
+        self.client.run_task("POST", f"{base}/stop", f"stopping VM {vmid}")
 
     def remove(self, node: str, vmid: int, say: Any) -> None:
         """Protection is lifted only here, after the production confirmation was given to the operation."""
@@ -280,5 +296,5 @@ class VmLifecycle:
         if int(config.get("protection", 0) or 0):
             say(f"lifting the protection of VM {vmid} to remove it")
             self.client.put(f"{base}/config", protection=0)
-        self.stop(node, vmid)
+        self.stop(node, vmid, say)
         self.client.run_task("DELETE", base, f"removing VM {vmid}", purge=1, **{"destroy-unreferenced-disks": 1})

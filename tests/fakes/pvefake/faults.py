@@ -27,6 +27,9 @@ class Faults:
     task_jitter: float = 0.0  # +- fraction of randomness on task durations
     task_invisible_seconds: float = 0.0  # task status/log answer 400 `no such task` this long after creation
     auth_delay: float = 0.0  # seconds to wait before a 401 (real PVE waits 3 s)
+    # VMs whose guest ignores the shutdown request (no agent, ACPI ignored): a shutdown waits its whole timeout,
+    # then fails with "VM quit/powerdown failed - got timeout" (or stops the VM with forceStop)
+    ignore_shutdown: set[int] = field(default_factory=set)
     _rng: random.Random = field(init=False, repr=False)
     _guard: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
     _next_failures: deque[tuple[str | None, str]] = field(init=False, repr=False, default_factory=deque)

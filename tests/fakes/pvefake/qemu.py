@@ -557,12 +557,27 @@ def stop_vm(api: Api, req: Request) -> str:
     return api.tasks.spawn("qmstop", str(vm.vmid), req.who.auth_id, work)
 
 
+SHUTDOWN_DEFAULT_TIMEOUT = 60  # qemu-server's wait when the call names none
+
+
 @ROUTES.add("POST", "/nodes/{node}/qemu/{vmid}/status/shutdown")
 def shutdown_vm(api: Api, req: Request) -> str:
+    """The guest is asked to power down. One that ignores it (faults.ignore_shutdown) keeps running for the whole
+    timeout; then the task fails as qemu-server's does, or with forceStop the VM is stopped."""
     vm = get_vm(api, req.params["vmid"])
     require_root_for_skiplock(req)
-    work = _stop_worker(api, vm.vmid, flag(req.params, "skiplock"), must_run=False)
-    return api.tasks.spawn("qmshutdown", str(vm.vmid), req.who.auth_id, work)
+    stop = _stop_worker(api, vm.vmid, flag(req.params, "skiplock"), must_run=False)
+    if vm.vmid not in api.faults.ignore_shutdown or vm.status != "running":
+        return api.tasks.spawn("qmshutdown", str(vm.vmid), req.who.auth_id, stop)
+    timeout = int(req.params.get("timeout", SHUTDOWN_DEFAULT_TIMEOUT))
+    force = flag(req.params, "forceStop")
+
+    def ignored(task: Task) -> None:
+        if not force:
+            raise TaskError("VM quit/powerdown failed - got timeout")
+        stop(task)
+
+    return api.tasks.spawn("qmshutdown", str(vm.vmid), req.who.auth_id, ignored, seconds=float(timeout))
 
 
 @ROUTES.add("POST", "/nodes/{node}/qemu/{vmid}/status/reboot")

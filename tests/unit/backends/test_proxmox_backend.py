@@ -179,3 +179,67 @@ def test_an_update_keeps_every_nics_mac_address(fake, tmp_path):
     backend.apply(plan, lambda message: None)
     assert backend_for(tmp_path, bigger).plan().empty
     assert _macs(fake, "pvflow") == before
+
+
+def _power(fake: FakePve, start: int, vmid: int) -> list[tuple[str, dict]]:
+    """The power requests the backend sent for one VM since `start`: (action, parameters beyond node and vmid)."""
+    found = []
+    for r in fake.requests[start:]:
+        if (
+            r.method == "POST"
+            and r.route.startswith("/nodes/{node}/qemu/{vmid}/status/")
+            and int(r.params["vmid"]) == vmid
+        ):
+            found.append((r.route.rsplit("/", 1)[1], {k: v for k, v in r.params.items() if k not in ("node", "vmid")}))
+    return found
+
+
+def _vmid(fake: FakePve, name: str) -> int:
+    api = fake.client(token_name="tests-vmid")
+    return int(next(r["vmid"] for r in api.cluster.resources.get(type="vm") if r.get("name") == name))
+
+
+def _resized(fake: FakePve, **backend: object) -> dict:
+    data = small_data(fake, **backend)
+    next(h for h in data["hosts"] if h["name"] == "dev-app1")["size"] = "medium"
+    return data
+
+
+def test_an_update_shuts_the_vm_down_cleanly_and_never_stops_it_hard(fake, tmp_path):
+    converge(backend_for(tmp_path, small_data(fake, shutdown_timeout=30)))
+    vmid, start = _vmid(fake, "pvflow-dev-app1"), len(fake.requests)
+    backend = backend_for(tmp_path, _resized(fake, shutdown_timeout=30))
+    backend.apply(backend.plan(), lambda message: None)
+    assert _power(fake, start, vmid) == [("shutdown", {"timeout": "30"}), ("start", {})]
+
+
+def test_a_guest_that_ignores_the_shutdown_is_stopped_after_the_timeout_and_the_apply_says_so(fake, tmp_path):
+    converge(backend_for(tmp_path, small_data(fake, shutdown_timeout=2)))
+    vmid, start = _vmid(fake, "pvflow-dev-app1"), len(fake.requests)
+    fake.faults.ignore_shutdown.add(vmid)
+    said: list[str] = []
+    backend = backend_for(tmp_path, _resized(fake, shutdown_timeout=2))
+    backend.apply(backend.plan(), said.append)
+    power = _power(fake, start, vmid)
+    assert power == [("shutdown", {"timeout": "2"}), ("stop", {}), ("start", {})], "one shutdown (not retried)"
+    assert any(f"VM {vmid} did not shut down within 2s" in m and "powerdown failed" in m for m in said), said
+    assert backend_for(tmp_path, _resized(fake, shutdown_timeout=2)).plan().empty
+
+
+def test_a_removal_shuts_down_before_it_deletes(fake, tmp_path):
+    converge(backend_for(tmp_path, small_data(fake, shutdown_timeout=30)))
+    vmid, start = _vmid(fake, "pvflow-dev-app1"), len(fake.requests)
+    fewer = small_data(fake, shutdown_timeout=30)
+    fewer["hosts"] = [h for h in fewer["hosts"] if h["name"] != "dev-app1"]
+    backend = backend_for(tmp_path, fewer)
+    backend.apply(backend.plan(), lambda message: None)
+    assert _power(fake, start, vmid) == [("shutdown", {"timeout": "30"})]
+    deletes = [r for r in fake.requests[start:] if r.method == "DELETE" and r.route == "/nodes/{node}/qemu/{vmid}"]
+    assert [int(r.params["vmid"]) for r in deletes] == [vmid]
+
+
+def test_a_shutdown_timeout_not_shorter_than_the_task_timeout_is_refused(fake, tmp_path):
+    path = write_site(tmp_path / "pvflow", small_data(fake, shutdown_timeout=600, task_timeout=600))
+    result = run_cli("plan", str(path))
+    assert result.rc == 2, result.stderr
+    assert "backend.shutdown_timeout" in result.stderr and "allowed: 0 to 599" in result.stderr, result.stderr
