@@ -297,4 +297,5 @@ class VmLifecycle:
             say(f"lifting the protection of VM {vmid} to remove it")
             self.client.put(f"{base}/config", protection=0)
         self.stop(node, vmid, say)
-        self.client.run_task("DELETE", base, f"removing VM {vmid}", purge=1, **{"destroy-unreferenced-disks": 1})
+        disks: dict[str, Any] = {"destroy-unreferenced-disks": 1}
+        self.client.run_task("DELETE", base, f"removing VM {vmid}", purge=1, **disks)
