@@ -75,17 +75,43 @@ def nic_mac(value: str) -> str | None:
     return mac.upper() if mac and model.isalnum() and len(mac) == 17 else None
 
 
+def _bridge(value: str) -> str | None:
+    for part in str(value).split(","):
+        key, _, found = part.partition("=")
+        if key == "bridge":
+            return found
+    return None
+
+
 def keep_macs(config: dict[str, Any], current: dict[str, Any]) -> None:
-    """Send each NIC with the MAC address it already has: Proxmox makes a new one for a netN sent without it, and
-    cloud-init, whose instance id hashes the network configuration, would then take the VM for a new instance and
-    make new SSH host keys."""
+    """Send each NIC with the MAC address it already has on its VNet: Proxmox makes a new one for a netN sent
+    without it, and cloud-init, whose instance id hashes the network configuration, would take the VM for a new
+    instance and make new SSH host keys. A NIC keeps its MAC when the VNets before it change (an environment
+    removed renumbers the gateway's NICs); a NIC on a VNet it was not on gets a new one."""
+    had = {}
+    for key, value in current.items():
+        if key.startswith("net") and key[3:].isdigit():
+            bridge, mac = _bridge(str(value)), nic_mac(str(value))
+            if bridge is not None and mac is not None:
+                had.setdefault(bridge, mac)
     for key, value in list(config.items()):
         if not (key.startswith("net") and key[3:].isdigit()):
             continue
-        mac = nic_mac(str(current.get(key, "")))
         model, _, rest = str(value).partition(",")
+        mac = had.pop(_bridge(str(value)) or "", None)
         if mac is not None and "=" not in model:
             config[key] = f"{model}={mac},{rest}" if rest else f"{model}={mac}"
+
+
+def stale_settings(config: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The NICs (and their cloud-init addresses) the VM has and the new configuration does not: to be deleted, so
+    no NIC is left on a VNet that goes (the VM would not start again) or twice on one that stays."""
+    stale = []
+    for key in sorted(current):
+        for prefix in ("net", "ipconfig"):
+            if key.startswith(prefix) and key[len(prefix) :].isdigit() and key not in config:
+                stale.append(key)
+    return stale
 
 
 class VmidAllocator:
@@ -200,7 +226,12 @@ class VmLifecycle:
         base = f"nodes/{self.node}/qemu/{vmid}"
         say(f"{spec.name}: configuring VM {vmid}")
         config = vm_config(spec, self.names, self.settings, self.controller_key, False)
-        keep_macs(config, self.client.get(f"{base}/config") or {})
+        current = self.client.get(f"{base}/config") or {}
+        keep_macs(config, current)
+        stale = stale_settings(config, current)
+        if stale:
+            say(f"{spec.name}: removing {', '.join(stale)} from VM {vmid} (their segments are gone)")
+            config["delete"] = ",".join(stale)
         self.client.put(f"{base}/config", **config)
         self._firewall(vmid, spec)
         if not first_boot:

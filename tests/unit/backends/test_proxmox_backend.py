@@ -243,3 +243,44 @@ def test_a_shutdown_timeout_not_shorter_than_the_task_timeout_is_refused(fake, t
     result = run_cli("plan", str(path))
     assert result.rc == 2, result.stderr
     assert "backend.shutdown_timeout" in result.stderr and "allowed: 0 to 599" in result.stderr, result.stderr
+
+
+def _gateway_nics(fake: FakePve, macs: bool = False) -> dict[str, str]:
+    """The gateway's NICs: netN -> VNet (or VNet -> MAC)."""
+    api = fake.client(token_name="tests-gw")
+    config = api.nodes("pve1").qemu(_vmid(fake, "pvflow-gateway")).config.get()
+    nics = {k: str(v) for k, v in config.items() if k.startswith("net")}
+    if macs:
+        return {v.split("bridge=")[1].split(",")[0]: v.split(",")[0].split("=")[1] for v in nics.values()}
+    return {k: v.split("bridge=")[1].split(",")[0] for k, v in nics.items()}
+
+
+def _with_uat(fake: FakePve) -> dict:
+    """The small site with a second test environment, uat, between test and prod in the gateway's NIC order."""
+    data = small_data(fake)
+    uat = {**next(e for e in data["environments"] if e["name"] == "test"), "name": "uat", "colour": "blue",
+           "segment": {"vlan": 25, "cidr": "10.90.25.0/24", "gateway": "10.90.25.1"}}  # fmt: skip
+    data["environments"].insert(2, uat)
+    data["releases"]["path"] = ["dev", "test", "uat", "prod"]
+    return data
+
+
+def test_removing_an_environment_takes_its_nic_off_the_gateway_and_keeps_production_routed(fake, tmp_path):
+    """The gateway loses the NIC on the removed environment's VNet (no NIC on a deleted VNet, no second NIC on
+    another one after the renumbering), and runs again: production stays routed."""
+    converge(backend_for(tmp_path, _with_uat(fake)))
+    names = backend_for(tmp_path, _with_uat(fake)).names
+    before = _gateway_nics(fake)
+    assert sorted(before.values()) == sorted(names.vnet(s) for s in ("mgmt", "dev", "test", "uat", "prod")), before
+    macs = _gateway_nics(fake, macs=True)
+    backend = backend_for(tmp_path, small_data(fake))
+    backend.apply(backend.plan(), lambda message: None)
+    after = _gateway_nics(fake)
+    assert sorted(after.values()) == sorted(names.vnet(s) for s in ("mgmt", "dev", "test", "prod")), after
+    assert "net4" not in after and after["net3"] == names.vnet("prod"), "prod's NIC moved up in place of uat's"
+    kept = _gateway_nics(fake, macs=True)
+    assert kept == {vnet: mac for vnet, mac in macs.items() if vnet != names.vnet("uat")}, "each NIC kept its MAC"
+    api = fake.client(token_name="tests-gw2")
+    assert api.nodes("pve1").qemu(_vmid(fake, "pvflow-gateway")).status.current.get()["status"] == "running"
+    assert names.vnet("uat") not in {v["vnet"] for v in api.cluster.sdn.vnets.get()}
+    assert backend_for(tmp_path, small_data(fake)).plan().empty
