@@ -88,7 +88,7 @@ def keep_macs(config: dict[str, Any], current: dict[str, Any]) -> None:
     without it, and cloud-init, whose instance id hashes the network configuration, would take the VM for a new
     instance and make new SSH host keys. A NIC keeps its MAC when the VNets before it change (an environment
     removed renumbers the gateway's NICs); a NIC on a VNet it was not on gets a new one."""
-    had = {}
+    had: dict[str, str] = {}
     for key, value in current.items():
         if key.startswith("net") and key[3:].isdigit():
             bridge, mac = _bridge(str(value)), nic_mac(str(value))
