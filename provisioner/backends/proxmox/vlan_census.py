@@ -100,7 +100,7 @@ def nic_options(value: str) -> dict[str, str]:
     return {key.strip(): val.strip() for key, _, val in pairs if key.strip()}
 
 
-def nic_users(config: dict[str, Any], bridge: str, guest: str) -> list[VlanUser]:
+def nic_users(config: dict[str, Any], bridge: str, guest: str, node: str) -> list[VlanUser]:
     """The VLANs a guest's NICs on `bridge` carry: the access tag and every trunk. A NIC on another bridge (a VNet,
     this site's included) is not on this bridge's VLANs."""
     users = []
@@ -110,10 +110,10 @@ def nic_users(config: dict[str, Any], bridge: str, guest: str) -> list[VlanUser]
             continue
         tag = nic.get("tag", "")
         if tag.isdigit():
-            users.append(VlanUser(frozenset({int(tag)}), f"{guest} {key}"))
+            users.append(VlanUser(frozenset({int(tag)}), f"{guest} {key} on node {node}"))
         trunks = vlan_set(nic.get("trunks", ""))
         if trunks:
-            users.append(VlanUser(trunks, f"{guest} {key} (trunk {vlan_ranges(trunks)})"))
+            users.append(VlanUser(trunks, f"{guest} {key} (trunk {vlan_ranges(trunks)}) on node {node}"))
     return users
 
 
@@ -269,7 +269,7 @@ class VlanCensus:
                 return []
             raise
         name = config.get("name") or config.get("hostname") or guest.get("name") or "no name"
-        return nic_users(config, self.bridge, f"{noun} {vmid} '{name}' on node {node}")
+        return nic_users(config, self.bridge, f"{noun} {vmid} '{name}'", node)
 
 
 # ---- the refusal ---------------------------------------------------------------------------------------------------
@@ -323,7 +323,8 @@ def _located(site_path: Path, problems: list[tuple[KeyPath, str]]) -> list[SiteP
         lines = [source.line_of(path) for path, _ in problems]
     except (OSError, YamlInputError):
         lines = [None for _ in problems]
-    return [
+    located = [
         SiteProblem(str(site_path), line, format_path(path), message)
         for (path, message), line in zip(problems, lines, strict=True)
     ]
+    return sorted(located, key=lambda p: p.line or 0)  # in the order of the file
