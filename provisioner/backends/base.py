@@ -226,6 +226,11 @@ class Backend(ABC):
     def preflight(self) -> None:
         """Raise ProvisionError if the backend cannot work on this machine (before anything is touched)."""
 
+    def preflight_build(self) -> None:
+        """Checks only building needs, run after `preflight` by `plan` and `apply` before anything is touched (not
+        by destroy, status or verify: a site stays removable and readable whatever else the hypervisor holds)."""
+        return None
+
     @abstractmethod
     def discover(self) -> ActualState:
         """What exists now, found by the site's labels."""

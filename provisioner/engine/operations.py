@@ -44,6 +44,7 @@ def _require_prod_confirmation(site: LoadedSite, changes: list[Change], confirm_
 def plan(site: LoadedSite, backend: Backend | None = None) -> Plan:
     backend = backend or backend_for(site)
     backend.preflight()
+    backend.preflight_build()
     return backend.plan()
 
 
@@ -51,6 +52,7 @@ def apply(site: LoadedSite, progress: Progress, confirm_prod: str | None = None)
     state = SiteState(site.name)
     backend = backend_for(site, state)
     backend.preflight()
+    backend.preflight_build()
     with state.lock():
         the_plan = backend.plan()
         _require_prod_confirmation(site, the_plan.harming_production(), confirm_prod, "change")

@@ -28,6 +28,7 @@ from provisioner.backends.proxmox.machines import VmidAllocator, VmLifecycle
 from provisioner.backends.proxmox.names import READY_TAG, Names, parse_tags, tag_value
 from provisioner.backends.proxmox.network import SdnWriter, vnet_design, vnet_drift
 from provisioner.backends.proxmox.policy import ACCESS, DC_FIREWALL, POOLS, PolicyWriter
+from provisioner.backends.proxmox.vlan_census import refuse_shared_vlans
 from provisioner.errors import InputError
 from provisioner.planning.desired import MGMT, MachineSpec
 from provisioner.planning.planner import Action, Change, Kind
@@ -107,6 +108,13 @@ class ProxmoxBackend(Backend):
                 f"{where}.bridge: node {self.settings.node} has no bridge '{self.settings.bridge}'; "
                 f"allowed: {', '.join(sorted(bridges))}"
             )
+
+    def preflight_build(self) -> None:
+        """The VLAN census: a tag the site file wants that anything but the site's own zone uses on the bridge (a
+        VNet of another zone, a tagged or trunked guest NIC, a node's VLAN interface, a QinQ service VLAN), or
+        VLAN 1, is refused before anything is touched. It reads every guest's config, so it runs before plan and
+        apply only; plan's own discovery stays one list call per resource type."""
+        refuse_shared_vlans(self.site.model, self.site.path, self.client, self.settings.bridge, self.names.zone)
 
     # ---- discovery -----------------------------------------------------------------------------
     def _read_cluster(self) -> dict[str, Any]:

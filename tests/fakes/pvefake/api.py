@@ -156,8 +156,8 @@ class Api:
             if not public:
                 self.perms.check_api(who, op.get("permissions"), params)
         node = params.get("node") if "{node}" in template else None
-        if node is not None and node != self.state.node:
-            raise die(f"no such cluster node '{node}'")
+        if node is not None:
+            self._check_node(method, path, template, str(node), params)
         if self.schema is not None and op is not None:
             params = self.schema.normalize(op, params)
             errors = self.schema.check(method, template, params)
@@ -173,6 +173,51 @@ class Api:
         else:
             data = route.handler(self, request)
         return Response(200, "OK", {"data": data})
+
+    def _check_node(self, method: str, path: str, template: str, node: str, params: dict[str, Any]) -> None:
+        """pveproxy hands a `/nodes/{node}` call to that node: an unknown name is refused, an offline member does
+        not answer (595), and the guest must be on that node (its config file lives under nodes/<node>/)."""
+        if node != self.state.node:
+            status = self.state.other_nodes.get(node)
+            if status is None:
+                raise die(f"no such cluster node '{node}'")
+            if status != "online":
+                raise ApiError(595, "No route to host")
+            if (method, template) not in OTHER_NODE_ROUTES:
+                raise ApiError(
+                    501,
+                    f"Method '{method} {path}' not implemented (pvefake serves only reads of another node's "
+                    "network and guests)",
+                )
+        for prefix, guests, folder in (
+            ("/nodes/{node}/qemu/{vmid}", self.state.vms, "qemu-server"),
+            ("/nodes/{node}/lxc/{vmid}", self.state.containers, "lxc"),
+        ):
+            if not template.startswith(prefix) or params.get("vmid") is None:
+                continue
+            try:
+                guest = guests.get(int(params["vmid"]))
+            except ValueError:
+                return  # not an id: parameter verification answers
+            elsewhere = guest is not None and self.state.node_of(guest) != node
+            if elsewhere or (guest is None and node != self.state.node):
+                raise die(f"Configuration file 'nodes/{node}/{folder}/{params['vmid']}.conf' does not exist")
+
+
+# What a member other than the fake's own node answers: the reads of its network and its guests.
+OTHER_NODE_ROUTES = frozenset(
+    ("GET", t)
+    for t in (
+        "/nodes/{node}",
+        "/nodes/{node}/network",
+        "/nodes/{node}/qemu",
+        "/nodes/{node}/qemu/{vmid}",
+        "/nodes/{node}/qemu/{vmid}/config",
+        "/nodes/{node}/lxc",
+        "/nodes/{node}/lxc/{vmid}",
+        "/nodes/{node}/lxc/{vmid}/config",
+    )
+)
 
 
 def error_response(exc: ApiError) -> Response:

@@ -39,14 +39,27 @@ def _node_entry(api: Api) -> dict[str, Any]:
     }
 
 
+def _member_entry(name: str, status: str) -> dict[str, Any]:
+    """Another cluster member as PVE lists it; one that is not online has no statistics to show."""
+    entry: dict[str, Any] = {"node": name, "id": f"node/{name}", "type": "node", "status": status, "level": ""}
+    if status == "online":
+        entry.update({"cpu": 0.01, "maxcpu": NODE_CPUS, "mem": 2 << 30, "maxmem": NODE_MEM, "uptime": 3600})
+    return entry
+
+
+def node_entries(api: Api) -> list[dict[str, Any]]:
+    others = [_member_entry(n, s) for n, s in sorted(api.state.other_nodes.items())]
+    return sorted([_node_entry(api), *others], key=lambda e: str(e["node"]))
+
+
 @ROUTES.add("GET", "/nodes")
 def list_nodes(api: Api, req: Request) -> list[dict[str, Any]]:
-    return [_node_entry(api)]
+    return node_entries(api)
 
 
 @ROUTES.add("GET", "/nodes/{node}")
 def node_index(api: Api, req: Request) -> list[dict[str, str]]:
-    return [{"name": n} for n in ("qemu", "storage", "tasks", "status", "sdn", "network", "version")]
+    return [{"name": n} for n in ("qemu", "lxc", "storage", "tasks", "status", "sdn", "network", "version")]
 
 
 @ROUTES.add("GET", "/nodes/{node}/status")
@@ -90,11 +103,11 @@ def next_id(api: Api, req: Request) -> str:
     # The schema says integer, but PVE answers a string; nothing is reserved (the clone may lose the race).
     wanted = opt_int(req.params, "vmid")
     if wanted is not None:
-        if wanted in api.state.vms:
+        if api.state.vmid_taken(wanted):
             raise param_error({"vmid": f"VM {wanted} already exists"})
         return str(wanted)
     vmid = 100
-    while vmid in api.state.vms:
+    while api.state.vmid_taken(vmid):
         vmid += 1
     return str(vmid)
 
@@ -107,7 +120,7 @@ def vm_resource(api: Api, vmid: int) -> dict[str, Any]:
         "type": "qemu",
         "vmid": vmid,
         "name": vm.name,
-        "node": api.state.node,
+        "node": api.state.node_of(vm),
         "status": vm.status,
         "template": 1 if vm.is_template else 0,
         "maxmem": memory_mib(cfg) << 20,
@@ -132,18 +145,47 @@ def vm_resource(api: Api, vmid: int) -> dict[str, Any]:
     return entry
 
 
+def ct_resource(api: Api, vmid: int) -> dict[str, Any]:
+    ct = api.state.containers[vmid]
+    entry: dict[str, Any] = {
+        "id": f"lxc/{vmid}",
+        "type": "lxc",
+        "vmid": vmid,
+        "name": ct.name,
+        "node": api.state.node_of(ct),
+        "status": ct.status,
+        "template": 1 if ct.is_template else 0,
+        "maxmem": memory_mib(ct.config) << 20,
+        "maxcpu": int(ct.config.get("cores", "1")),
+        "maxdisk": 0,
+        "mem": 0,
+        "cpu": 0,
+        "disk": 0,
+        "uptime": 0,
+        "netin": 0,
+        "netout": 0,
+        "diskread": 0,
+        "diskwrite": 0,
+    }
+    if ct.config.get("tags"):
+        entry["tags"] = ct.config["tags"]
+    if ct.lock:
+        entry["lock"] = ct.lock
+    return entry
+
+
 @ROUTES.add("GET", "/cluster/resources")
 def resources(api: Api, req: Request) -> list[dict[str, Any]]:
     kind = req.params.get("type")
     out: list[dict[str, Any]] = []
     if kind in (None, "node"):
-        node = _node_entry(api)
-        node.pop("ssl_fingerprint")
-        out.append(node)
+        for node in node_entries(api):
+            node.pop("ssl_fingerprint", None)
+            out.append(node)
     if kind in (None, "vm"):
-        for vmid in sorted(api.state.vms):
+        for vmid in sorted(set(api.state.vms) | set(api.state.containers)):
             if api.perms.has(req.who, f"/vms/{vmid}", ["VM.Audit"]):
-                out.append(vm_resource(api, vmid))
+                out.append(vm_resource(api, vmid) if vmid in api.state.vms else ct_resource(api, vmid))
     if kind in (None, "storage"):
         for store in sorted(api.state.storages.values(), key=lambda s: s.storage):
             if api.perms.has(
@@ -231,8 +273,10 @@ def node_storage(api: Api, req: Request) -> list[dict[str, Any]]:
 
 @ROUTES.add("GET", "/nodes/{node}/network")
 def node_network(api: Api, req: Request) -> list[dict[str, Any]]:
-    # Only the bridges the test set up (plus applied vnets for `any_bridge`/`include_sdn`).
+    # The bridges the test set up (every member has them, as a zone's bridge must be on every node), the node's
+    # own VLAN interfaces, plus applied vnets for `any_bridge`/`include_sdn`.
     kind = req.params.get("type")
+    node = str(req.params["node"])
     out: list[dict[str, Any]] = []
     if kind in (None, "bridge", "any_bridge", "any_local_bridge", "include_sdn"):
         out += [
@@ -248,6 +292,12 @@ def node_network(api: Api, req: Request) -> list[dict[str, Any]]:
                 "priority": index,
             }
             for index, b in enumerate(sorted(api.state.bridges.values(), key=lambda b: b.name))
+        ]
+    if kind is None or kind == "vlan":
+        out += [
+            dict(entry)
+            for (where, _), entry in sorted(api.state.interfaces.items())
+            if where == node and kind in (None, entry.get("type"))
         ]
     if kind in ("any_bridge", "include_sdn"):
         out += [{"iface": v, "type": "vnet", "active": 1} for v in sorted(running_vnet_bridges(api.state))]

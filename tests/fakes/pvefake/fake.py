@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 import uuid
@@ -13,15 +14,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import access, cluster, firewall, pools, qemu, sdn
+from . import access, cluster, firewall, lxc, pools, qemu, sdn
 from .api import Api, Route
+from .checker import check_prop
 from .faults import Faults
 from .http import HttpsServer, make_self_signed
 from .permissions import check_path
 from .realize import NullRealizer, Realizer
 from .recorder import RecordedRequest, Recorder
 from .schema import Schema, SchemaUnavailable
-from .state import AclKey, Bridge, Group, Pool, State, Storage, Token, User, Vm
+from .state import AclKey, Bridge, Container, Group, Pool, State, Storage, Token, User, Vm
 from .vmconfig import normalize_tags, random_mac
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ STORAGE_DEFAULTS = {
 
 def all_routes() -> dict[tuple[str, str], Route]:
     table: dict[tuple[str, str], Route] = {}
-    for module in (cluster, qemu, sdn, pools, access, firewall):
+    for module in (cluster, qemu, lxc, sdn, pools, access, firewall):
         table.update(module.ROUTES.table)
     return table
 
@@ -231,13 +233,123 @@ class FakePve:
             self.state.bridges[name] = bridge
             return bridge
 
-    def add_vm(self, vmid: int, config: dict[str, str], status: str = "stopped", pool: str | None = None) -> Vm:
+    def add_node(self, name: str, status: str = "online") -> None:
+        """Another member of the cluster: listed by `GET /nodes`; while `online` its network and guests can be
+        read, otherwise every call to it answers `595 No route to host` as pveproxy does for a node it cannot
+        reach. Its bridges are the fake's own (a zone's bridge exists on every node)."""
+        if status not in ("online", "offline", "unknown"):
+            raise ValueError(f"node status '{status}': allowed online, offline, unknown")
+        if name == self.state.node:
+            raise ValueError(f"'{name}' is the fake's own node")
         with self.state.lock:
-            vm = Vm(vmid, dict(config), status=status)
+            self.state.other_nodes[name] = status
+
+    def _node(self, node: str | None) -> str | None:
+        if node is not None and node != self.state.node and node not in self.state.other_nodes:
+            raise ValueError(f"no such cluster node '{node}' (add_node first)")
+        return None if node == self.state.node else node
+
+    def add_vm(
+        self,
+        vmid: int,
+        config: dict[str, str],
+        status: str = "stopped",
+        pool: str | None = None,
+        node: str | None = None,
+    ) -> Vm:
+        with self.state.lock:
+            if vmid in self.state.containers:
+                raise ValueError(f"VMID {vmid} is a container's")
+            vm = Vm(vmid, dict(config), status=status, node=self._node(node))
             self.state.vms[vmid] = vm
             if pool:
                 self.add_pool(pool).vms.add(vmid)
             return vm
+
+    def add_lxc(
+        self,
+        vmid: int,
+        hostname: str,
+        nets: dict[int, str] | None = None,
+        *,
+        status: str = "stopped",
+        node: str | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> Container:
+        """A container as `pct create` leaves its config: `nets` maps N to the netN value
+        (`name=eth0,bridge=vmbr0,ip=dhcp,tag=30`); a NIC without `hwaddr` gets one, as PVE generates it. Every key
+        is checked against the schema's container config format (a value PVE would refuse raises ValueError)."""
+        config = {
+            "arch": "amd64",
+            "hostname": hostname,
+            "memory": "512",
+            "swap": "512",
+            "cores": "1",
+            "ostype": "debian",
+            "rootfs": f"local-lvm:vm-{vmid}-disk-0,size=8G",
+            "unprivileged": "1",
+        }
+        for index, value in sorted((nets or {}).items()):
+            parts = dict(p.split("=", 1) for p in value.split(",") if "=" in p)
+            config[f"net{index}"] = value if "hwaddr" in parts else f"{value},hwaddr={random_mac(self.api.rng)}"
+        config.update(extra or {})
+        self._check_config("PUT", "/nodes/{node}/lxc/{vmid}/config", config)
+        with self.state.lock:
+            if vmid in self.state.vms:
+                raise ValueError(f"VMID {vmid} is a VM's")
+            ct = Container(vmid, config, status=status, node=self._node(node))
+            self.state.containers[vmid] = ct
+            return ct
+
+    def add_vlan_interface(
+        self, iface: str, raw_device: str | None = None, vlan_id: int | None = None, node: str | None = None
+    ) -> dict[str, object]:
+        """A VLAN interface of a node's /etc/network/interfaces, listed as PVE's parser reads it: `vmbr0.30`
+        (raw device and id from the name), `vlan30` with a raw device, or any other name with both (ifupdown2)."""
+        entry: dict[str, object] = {"iface": iface, "type": "vlan", "method": "manual", "families": ["inet"],
+                                    "active": 1, "autostart": 1, "exists": 1}  # fmt: skip
+        dotted = re.fullmatch(r"(\S+)\.(\d+)", iface)
+        numbered = re.fullmatch(r"vlan(\d+)", iface)
+        if dotted:
+            entry["vlan-raw-device"] = raw_device or dotted.group(1)
+            entry["vlan-id"] = int(dotted.group(2))
+        elif raw_device is None:
+            raise ValueError(f"{iface}: missing vlan-raw-device option")
+        else:
+            entry["vlan-raw-device"] = raw_device
+            if numbered:
+                entry["vlan-id"] = int(numbered.group(1))
+            elif vlan_id is None:
+                raise ValueError(f"{iface}: missing vlan-id option")
+            else:
+                entry["vlan-id"] = vlan_id
+        params = {"iface": iface, "type": "vlan", "vlan-raw-device": str(entry["vlan-raw-device"])}
+        if not dotted and not numbered:
+            params["vlan-id"] = str(entry["vlan-id"])
+        self._check_config("POST", "/nodes/{node}/network", params)
+        if not 1 <= int(str(entry["vlan-id"])) <= 4094:
+            raise ValueError(f"vlan '{iface}' - vlan-id {entry['vlan-id']} should be <= 4094")
+        with self.state.lock:
+            where = self._node(node) or self.state.node
+            self.state.interfaces[(where, iface)] = entry
+            return entry
+
+    def _check_config(self, method: str, template: str, values: dict[str, str]) -> None:
+        """Values a test places directly, checked as the API would check them on the write that makes them."""
+        if self.schema is None:
+            return
+        op = self.schema.operation(method, template)
+        if op is None:
+            return
+        errors: dict[str, str] = {}
+        for key, value in values.items():
+            prop = self.schema.property_schema(op, key)
+            if prop is None:
+                errors[key] = "property is not defined in schema"
+            else:
+                check_prop(value, prop, key, errors, self.schema.version)
+        if errors:
+            raise ValueError(f"{template}: {errors}")
 
     def add_template(
         self,

@@ -187,7 +187,7 @@ def list_vms(api: Api, req: Request) -> list[dict[str, Any]]:
     return [
         vm_summary(api, vm)
         for vmid, vm in sorted(api.state.vms.items())
-        if api.perms.has(req.who, f"/vms/{vmid}", ["VM.Audit"])
+        if api.state.node_of(vm) == req.params["node"] and api.perms.has(req.who, f"/vms/{vmid}", ["VM.Audit"])
     ]
 
 
@@ -245,7 +245,7 @@ def create_vm(api: Api, req: Request) -> str:
     vmid = int(req.params["vmid"])
     pool = opt_str(req.params, "pool")
     _check_pool_exists(api, pool)
-    if vmid in api.state.vms:
+    if api.state.vmid_taken(vmid):
         raise die(f"unable to create VM {vmid}: config file already exists")
     config = new_vm_from_params(api, vmid, req.params)
     config["lock"] = "create"
@@ -283,7 +283,7 @@ def clone_vm(api: Api, req: Request) -> str:
             raise die("parameter 'format' not allowed for linked clones")
     elif storage is not None and storage not in api.state.storages:
         raise die(f"storage '{storage}' does not exist")
-    if newid in api.state.vms:
+    if api.state.vmid_taken(newid):
         raise die(f"unable to create VM {newid}: config file already exists")
     for _, net in nics(source.config):
         if net.get("bridge"):

@@ -32,10 +32,36 @@ class Vm:
     started_at: float | None = None
     pid: int | None = None
     cloudinit_generated: dict[str, str] | None = None  # cloud-init keys as of the last regeneration
+    node: str | None = None  # None: the fake's own node
 
     @property
     def name(self) -> str:
         return self.config.get("name", f"VM {self.vmid}")
+
+    @property
+    def lock(self) -> str | None:
+        return self.config.get("lock")
+
+    @property
+    def is_template(self) -> bool:
+        return self.config.get("template") == "1"
+
+    def digest(self) -> str:
+        return config_digest(self.config)
+
+
+@dataclass
+class Container:
+    """An LXC guest as `pct` leaves its `<vmid>.conf`; only listed and read (no lifecycle in the fake)."""
+
+    vmid: int
+    config: dict[str, str]
+    status: str = "stopped"
+    node: str | None = None  # None: the fake's own node
+
+    @property
+    def name(self) -> str:
+        return self.config.get("hostname", f"CT{self.vmid}")
 
     @property
     def lock(self) -> str | None:
@@ -156,6 +182,10 @@ class State:
     version: str
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     vms: dict[int, Vm] = field(default_factory=dict)
+    containers: dict[int, Container] = field(default_factory=dict)
+    other_nodes: dict[str, str] = field(default_factory=dict)  # cluster members besides `node`: name -> status
+    # /etc/network/interfaces entries beyond the bridges, per node: (node, iface) -> the entry as listed
+    interfaces: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     tasks: dict[str, Task] = field(default_factory=dict)
     storages: dict[str, Storage] = field(default_factory=dict)
     bridges: dict[str, Bridge] = field(default_factory=dict)
@@ -166,6 +196,13 @@ class State:
     roles: dict[str, set[str]] = field(default_factory=dict)  # custom roles only
     acls: dict[AclKey, bool] = field(default_factory=dict)  # value: propagate
     firewall: FirewallState = field(default_factory=FirewallState)
+
+    def node_of(self, guest: Vm | Container) -> str:
+        return guest.node or self.node
+
+    def vmid_taken(self, vmid: int) -> bool:
+        """VMIDs are cluster-wide: a container's id is not free for a VM, and the reverse."""
+        return vmid in self.vms or vmid in self.containers
 
     def pool_of(self, vmid: int) -> str | None:
         for pool in self.pools.values():

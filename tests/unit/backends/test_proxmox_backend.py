@@ -52,8 +52,18 @@ def backend_for(tmp_path: Path, data: dict) -> ProxmoxBackend:
 
 
 def converge(backend: ProxmoxBackend) -> None:
+    """As `provision apply` does it: preflight, the checks before building, plan, apply."""
     backend.preflight()
+    backend.preflight_build()
     backend.apply(backend.plan(), lambda message: None)
+
+
+def with_vlans_moved(data: dict, by: int) -> dict:
+    """The same site on other VLANs: two sites on one bridge cannot share a VLAN (the census refuses it)."""
+    data["management"]["vlan"] += by
+    for env in data["environments"]:
+        env["segment"]["vlan"] += by
+    return data
 
 
 def site_vms(fake: FakePve, site: str) -> list[dict]:
@@ -96,7 +106,9 @@ def test_a_task_that_outlives_the_timeout_is_an_error_not_a_silent_success(fake,
 
 def test_two_applies_racing_for_vm_ids_both_converge(fake, tmp_path):
     """`nextid` does not reserve: both sites are offered the same ids and the loser of each clone retries."""
-    backends = [backend_for(tmp_path / n, small_data(fake, name=n)) for n in ("pvrace", "pvrival")]
+    sites = {"pvrace": small_data(fake, name="pvrace")}
+    sites["pvrival"] = with_vlans_moved(small_data(fake, name="pvrival"), 100)
+    backends = [backend_for(tmp_path / name, data) for name, data in sites.items()]
     errors: list[BaseException] = []
 
     def run(backend: ProxmoxBackend) -> None:
@@ -115,7 +127,7 @@ def test_two_applies_racing_for_vm_ids_both_converge(fake, tmp_path):
     assert len(ids) == len(set(ids)) == 6
     collisions = [r for r in fake.requests if r.route.endswith("/clone") and "already exists" in (r.reason or "")]
     for backend in backends:
-        assert backend_for(backend.state.root.parent.parent, small_data(fake, name=backend.site.name)).plan().empty
+        assert backend_for(backend.state.root.parent.parent, sites[backend.site.name]).plan().empty
     print(f"clone collisions resolved: {len(collisions)}")
 
 

@@ -318,6 +318,72 @@ def test_protection_refuses_destroy(fake: FakePve, api: Any) -> None:
     assert 101 not in fake.state.vms
 
 
+# -- containers, node interfaces, other cluster members ---------------------------------------------
+
+
+def test_containers_are_listed_and_read_as_pct_leaves_them(fake: FakePve, api: Any) -> None:
+    fake.add_lxc(106, "office-db", {0: "name=eth0,bridge=vmbr0,ip=dhcp,tag=30"}, status="running")
+    assert [(c["vmid"], c["name"], c["status"]) for c in api.nodes(NODE).lxc.get()] == [(106, "office-db", "running")]
+    config = api.nodes(NODE).lxc(106).config.get()
+    assert (config["hostname"], config["memory"], config["unprivileged"]) == ("office-db", 512, 1)
+    assert re.fullmatch(r"name=eth0,bridge=vmbr0,ip=dhcp,tag=30,hwaddr=BC:24:11(:[0-9A-F]{2}){3}", config["net0"])
+    assert re.fullmatch(r"[0-9a-f]{40}", config["digest"])
+    resources = {r["id"]: r for r in api.cluster.resources.get(type="vm")}
+    assert (resources["lxc/106"]["type"], resources["lxc/106"]["node"]) == ("lxc", NODE)
+    assert [vm["vmid"] for vm in api.nodes(NODE).qemu.get()] == [9000], "a container is not a VM"
+    # VMIDs are cluster-wide
+    assert api.cluster.nextid.get() == "100"
+    fake.add_vm(100, {"name": "x"})
+    assert api.cluster.nextid.get() == "101"
+    fake.add_lxc(101, "y")
+    assert api.cluster.nextid.get() == "102"
+    assert "already exists" in failure(api.nodes(NODE).qemu(9000).clone.post, newid=106).content
+    err = failure(api.nodes(NODE).lxc(555).config.get)
+    assert (err.status_code, err.content) == (500, f"Configuration file 'nodes/{NODE}/lxc/555.conf' does not exist")
+    with pytest.raises(ValueError, match="maximum value of 4094"):
+        fake.add_lxc(107, "bad", {0: "name=eth0,bridge=vmbr0,tag=5000"})
+
+
+def test_node_vlan_interfaces_are_listed_as_pve_parses_them(fake: FakePve, api: Any) -> None:
+    fake.add_vlan_interface("vmbr0.30")
+    fake.add_vlan_interface("vlan31", raw_device="eno1")
+    fake.add_vlan_interface("office", raw_device="vmbr0", vlan_id=32)
+    with pytest.raises(ValueError, match="missing vlan-id option"):
+        fake.add_vlan_interface("custom", raw_device="vmbr0")
+    with pytest.raises(ValueError, match="missing vlan-raw-device option"):
+        fake.add_vlan_interface("vlan33")
+    vlans = {n["iface"]: (n["vlan-raw-device"], n["vlan-id"]) for n in api.nodes(NODE).network.get(type="vlan")}
+    assert vlans == {"vmbr0.30": ("vmbr0", 30), "vlan31": ("eno1", 31), "office": ("vmbr0", 32)}
+    assert {n["type"] for n in api.nodes(NODE).network.get()} == {"bridge", "vlan"}
+    assert {n["iface"] for n in api.nodes(NODE).network.get(type="bridge")} == {"vmbr0"}
+
+
+def test_other_cluster_members_answer_for_their_own_network_and_guests(fake: FakePve, api: Any) -> None:
+    fake.add_node("pve2")
+    fake.add_node("pve3", status="offline")
+    fake.add_vm(205, {"name": "backup", "net0": "virtio=BC:24:11:00:00:05,bridge=vmbr0,tag=30"}, node="pve2")
+    fake.add_lxc(206, "cache", node="pve2")
+    fake.add_vlan_interface("vmbr0.40", node="pve2")
+    nodes = {n["node"]: n for n in api.nodes.get()}
+    assert {n: e["status"] for n, e in nodes.items()} == {NODE: "online", "pve2": "online", "pve3": "offline"}
+    assert "maxmem" not in nodes["pve3"], "a node that is not online has no statistics"
+    assert [vm["vmid"] for vm in api.nodes("pve2").qemu.get()] == [205]
+    assert 205 not in [vm["vmid"] for vm in api.nodes(NODE).qemu.get()]
+    assert [ct["vmid"] for ct in api.nodes("pve2").lxc.get()] == [206]
+    assert api.nodes("pve2").qemu(205).config.get()["name"] == "backup"
+    assert [n["iface"] for n in api.nodes("pve2").network.get(type="vlan")] == ["vmbr0.40"]
+    assert api.nodes(NODE).network.get(type="vlan") == []
+    err = failure(api.nodes(NODE).qemu(205).config.get)  # its config file lives under nodes/pve2/
+    assert err.content == f"Configuration file 'nodes/{NODE}/qemu-server/205.conf' does not exist"
+    assert failure(api.nodes("pve2").qemu(9000).config.get).status_code == 500
+    resources = {r["id"]: r["node"] for r in api.cluster.resources.get(type="vm")}
+    assert (resources["qemu/205"], resources["lxc/206"]) == ("pve2", "pve2")
+    offline = failure(api.nodes("pve3").qemu.get)
+    assert (offline.status_code, offline.content) == (595, "No route to host")
+    assert failure(api.nodes("pve2").storage.get).status_code == 501
+    assert failure(api.nodes("pve9").qemu.get).content == "no such cluster node 'pve9'"
+
+
 # -- SDN --------------------------------------------------------------------------------------------
 
 
