@@ -58,7 +58,8 @@ def build_inventory(site: LoadedSite, nic_naming: str = "named") -> dict[str, An
                 "env_db_developers": policy.database_roles(model, env)["developers"],
                 "env_db_admins": policy.database_roles(model, env)["admins"],
                 "env_probe_address": str(policy.probe_address(env)),
-                "env_data_reader": policy.DATA_READER_ROLE if env in policy.data_reader_environments(model) else "",
+                "env_data_reader": policy.DATA_READER_ROLE,
+                "env_data_read": env in policy.data_reader_environments(model),
             },
             "hosts": {
                 h.name: {

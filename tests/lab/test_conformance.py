@@ -384,7 +384,8 @@ def test_a_port_sweep_from_dev_during_verify_does_not_change_its_verdicts(lab):
     """A developer floods prod from dev (exhausting the gateway's ICMP budget) while verify probes."""
     targets = [str(h.address) for h in lab.site.model.hosts_in("prod")]
     sweep = (
-        "import socket, time\n"
+        "import os, socket, time\n"
+        "open('/run/provisioner-sweep.pid', 'w').write(str(os.getpid()))\n"
         f"targets = {targets!r}\n"
         "end = time.monotonic() + 120\n"
         "port = 1\n"
@@ -405,8 +406,31 @@ def test_a_port_sweep_from_dev_during_verify_does_not_change_its_verdicts(lab):
         rc, data = _net2(lab)
         assert rc == 0, json.dumps(data["failures"], indent=1)[:3000]
     finally:
-        flood.kill()
+        flood.kill()  # lxc-attach only: the sweep inside the container outlives it, so it is ended there
         flood.wait()
+        _end_sweep(dev_host)
+
+
+def _end_sweep(name: str) -> None:
+    """End the sweep inside the container and wait until it is gone: left running, it would drain the gateway's
+    ICMP budget for that host and silence the refusals later tests read."""
+    stop = (
+        "import os, signal, time\n"
+        "pid = int(open('/run/provisioner-sweep.pid').read())\n"
+        "try:\n"
+        "    os.kill(pid, signal.SIGKILL)\n"
+        "except ProcessLookupError:\n"
+        "    pass\n"
+        "for _ in range(100):\n"
+        "    if not os.path.exists(f'/proc/{pid}') or open(f'/proc/{pid}/stat').read().split(') ')[1][0] == 'Z':\n"
+        "        break\n"
+        "    time.sleep(0.1)\n"
+        "else:\n"
+        "    raise SystemExit('the sweep is still running')\n"
+        "os.unlink('/run/provisioner-sweep.pid')\n"
+    )
+    ended = in_container(name, f"python3 -c {_quoted(stop)}")
+    assert ended.returncode == 0, ended.stderr
 
 
 PRIVILEGED = "hyp1-privileged"

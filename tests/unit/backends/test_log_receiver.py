@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import shutil
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,7 +83,7 @@ def test_a_receiver_with_an_old_port_is_replaced_not_left_running(receiver):
 
 
 def test_a_pid_file_naming_another_program_stops_nothing(receiver, tmp_path):
-    other = subprocess.Popen([shutil.which("sleep") or "/bin/sleep", "60"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         made = receiver(_free_port())
         made.folder.parent.mkdir(parents=True)

@@ -111,7 +111,8 @@ def test_the_controllers_reader_reads_only_outside_production_and_only_from_the_
     (an app host, on the same segment, is refused); production has no such role."""
     reader = hostvars()["dev-db1"]["env_data_reader"]
     probe = hostvars()["dev-db1"]["env_probe_address"]
-    assert reader == "provisioner_reader" and hostvars()["prod-db1"]["env_data_reader"] == ""
+    assert reader == "provisioner_reader" and hostvars()["dev-db1"]["env_data_read"] is True
+    assert hostvars()["prod-db1"]["env_data_read"] is False
     assert query("dev-db1", f"SELECT pg_has_role('{reader}', 'pg_read_all_data', 'member')") == "t"
     assert query("dev-db1", f"SELECT pg_has_role('{reader}', 'pg_write_all_data', 'member')") == "f"
     hba = query(
