@@ -87,9 +87,10 @@ demo-release: venv
 		$(BIN)/provision release log --site $(SITE); \
 	fi
 
-# Two workers: every LXC lab test runs on one, in order (tests/lab/conftest.py groups them); the libvirt lab,
-# whose TCG guests keep one core busy, and the in-process tests run on the other. A timing summary per test
-# file ends the run. ruff and ansible-lint run inside the suite (tests/unit/test_lint.py).
+# Two workers: the shared LXC lab and the labs that use it run on one, in order (tests/lab/conftest.py groups
+# them); the labs with names and networks of their own (libvirt, whose TCG guests keep one core busy, the Proxmox
+# fake, make demo) and the in-process tests run on the other. A timing summary per test file ends the run. ruff
+# and ansible-lint run inside the suite (tests/unit/test_lint.py).
 test: setup
 	$(BIN)/provision doctor --backend all --suite
 	$(BIN)/provision image build --backend all

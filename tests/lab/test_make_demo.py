@@ -12,7 +12,7 @@ import pytest
 from helpers import ROOT
 from probes import site_containers
 
-pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.lab, pytest.mark.own_lab, pytest.mark.timeout(1800)]
 
 
 def test_make_demo_on_a_fresh_clone(tmp_path: Path):
