@@ -84,6 +84,7 @@ def main() -> None:
             def backend() -> ProxmoxBackend:
                 made = ProxmoxBackend(site, state)
                 made.wait_for_ssh = False
+                made.firewall_settle = 0.5  # the fake loads firewall rules at once (pve-firewall: within 10 s)
                 return made
 
             first = backend()

@@ -64,6 +64,20 @@ class Isolation:
 
 
 @dataclass
+class HypervisorFirewall:
+    """The hypervisor's own firewall in front of the machines, read back from it: a second wall behind the
+    gateway and each host's nftables (NET-3)."""
+
+    enforced: bool  # switched on where everything below depends on it (Proxmox: the datacenter)
+    facts: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # the whole site
+    machines: dict[str, list[str]] = field(default_factory=dict)  # host -> what leaves its NICs unfiltered
+
+    def as_dict(self) -> dict[str, object]:
+        return {"enforced": self.enforced, "facts": self.facts, "problems": self.problems, "machines": self.machines}
+
+
+@dataclass
 class ActualState:
     segments: dict[str, ActualSegment] = field(default_factory=dict)
     machines: dict[str, ActualMachine] = field(default_factory=dict)
@@ -244,7 +258,12 @@ class Backend(ABC):
                 have.fingerprint = spec.fingerprint()
         plan = plan_changes(self.desired, actual)
         plan.changes += self.extra_changes()
+        plan.notes += self.plan_notes()
         return plan
+
+    def plan_notes(self) -> list[str]:
+        """What the plan should say beyond its changes, read from what discover found."""
+        return []
 
     def machine_fingerprint(self, spec: MachineSpec) -> str:
         """What the backend records of a machine's configuration; by default the generic fingerprint."""
@@ -356,6 +375,11 @@ class Backend(ABC):
     def hypervisor_access(self) -> list[dict[str, object]] | None:
         """Per person and environment, the rights held at the hypervisor, read back live (ACC-6); None where the
         backend has no hypervisor accounts (the local LXC lab)."""
+        return None
+
+    def hypervisor_firewall(self) -> HypervisorFirewall | None:
+        """The hypervisor's firewall in front of the site's hosts, read back live; None where the backend has
+        none of its own (the LXC lab and libvirt: the gateway and each host's nftables are the walls)."""
         return None
 
     def probe_point(self, segment: str) -> ProbePoint | None:

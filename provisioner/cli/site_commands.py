@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -18,6 +18,7 @@ app = typer.Typer()
 def print_plan(plan: Plan) -> None:
     if plan.empty:
         out.print(f"[green]No changes.[/green] Site '{plan.site}' matches its site file.")
+        print_plan_notes(plan)
         return
     table = Table(title=f"Plan for site '{plan.site}'")
     for column in ("action", "kind", "name", "environment", "detail"):
@@ -30,6 +31,12 @@ def print_plan(plan: Plan) -> None:
     out.print(table)
     counts = {a: sum(1 for c in plan.changes if c.action == a) for a in Action}
     out.print(", ".join(f"{n} to {a}" for a, n in counts.items() if n))
+    print_plan_notes(plan)
+
+
+def print_plan_notes(plan: Plan) -> None:
+    for note in plan.notes:
+        out.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
 
 
 @app.command()
@@ -136,6 +143,20 @@ def status(site: SiteArg = None, as_json: JsonOpt = False) -> None:
     for seg in data["segments"]:
         mark = "[green]present[/green]" if seg["present"] else "[red]missing[/red]"
         out.print(f"segment {seg['segment']}: {seg['cidr']} vlan {seg['vlan'] or '-'} {mark}", highlight=False)
+    print_hypervisor_firewall(data["hypervisor_firewall"])
+
+
+def print_hypervisor_firewall(reading: dict[str, Any] | None) -> None:
+    if reading is None:
+        return
+    machines: dict[str, list[str]] = reading["machines"]
+    problems = list(reading["problems"]) + [p for found in machines.values() for p in found]
+    if not problems:
+        out.print(f"[green]hypervisor firewall: in force for {len(machines)} hosts[/green]", highlight=False)
+        return
+    out.print("[red]hypervisor firewall: not in force everywhere[/red]", highlight=False)
+    for problem in problems:
+        out.print(f"  {escape(problem)}", highlight=False)
 
 
 @app.command()

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pytest
 
-from provisioner.backends.base import Backend
+from provisioner.backends.base import Backend, HypervisorFirewall
 from provisioner.conformance import reachability
 from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.people_keys import people_key_problems
@@ -68,6 +68,13 @@ class Lab:
         backend = backend_for(self.site, self.state)
         backend.preflight()
         return backend.hypervisor_access()
+
+    @cached_property
+    def hypervisor_firewall(self) -> HypervisorFirewall | None:
+        """The hypervisor's own firewall in front of the hosts, read back live once per run; None where the
+        backend has none."""
+        self.backend.preflight()
+        return self.backend.hypervisor_firewall()
 
     def gateway_counters(self) -> dict[str, int] | None:
         """The gateway's named counters (packets), read over SSH; None where they cannot be read (then no refusal

@@ -20,6 +20,9 @@ CHECK_TITLES: dict[str, str] = {
         "From people's workstations (an access network), only SSH to the environments it reaches passes"
     ),
     "test_host_firewall_drops_inbound_by_default": "The host's firewall drops incoming traffic by default",
+    "test_the_hypervisors_firewall_filters_every_nic_of_the_host": (
+        "The hypervisor's own firewall is in force on every network interface of the host, with its environment's rules"
+    ),
     "test_ssh_only_from_the_management_network": (
         "SSH to the host is accepted only from the management network (and the access networks that reach it)"
     ),

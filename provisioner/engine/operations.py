@@ -129,6 +129,8 @@ class SiteStatus(TypedDict):
     segments: list[SegmentStatus]
     machines: list[MachineStatus]
     unmanaged: list[str]
+    # the hypervisor's own firewall in front of the hosts, read back; None where the backend has none
+    hypervisor_firewall: dict[str, object] | None
 
 
 def status(site: LoadedSite) -> SiteStatus:
@@ -158,7 +160,15 @@ def status(site: LoadedSite) -> SiteStatus:
         {"segment": s.key, "cidr": str(s.cidr), "vlan": s.vlan, "present": s.key in actual.segments}
         for s in desired.segments
     ]
-    return {"site": site.name, "backend": backend.name, "segments": segments, "machines": rows, "unmanaged": extra}
+    firewall = backend.hypervisor_firewall()
+    return {
+        "site": site.name,
+        "backend": backend.name,
+        "segments": segments,
+        "machines": rows,
+        "unmanaged": extra,
+        "hypervisor_firewall": firewall.as_dict() if firewall is not None else None,
+    }
 
 
 def load(site: str | None) -> LoadedSite:

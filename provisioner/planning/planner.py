@@ -46,6 +46,8 @@ class Change:
 class Plan:
     site: str
     changes: list[Change] = field(default_factory=list)
+    # what plan found that apply will not change, yet the sysadmin must know (e.g. a hypervisor firewall left off)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -58,4 +60,4 @@ class Plan:
         return [c for c in self.changes if c.kind == kind and (not actions or c.action in actions)]
 
     def as_dict(self) -> dict[str, object]:
-        return {"site": self.site, "changes": [c.as_dict() for c in self.changes]}
+        return {"site": self.site, "changes": [c.as_dict() for c in self.changes], "notes": list(self.notes)}

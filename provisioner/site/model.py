@@ -348,7 +348,9 @@ class ProxmoxSettings(Strict):
     realm: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9.-]{1,31}$")] = "pve"
     nameserver: ipaddress.IPv4Address | None = None
     datacenter_firewall: bool = Field(
-        default=False, description="switch the datacenter firewall on (needed for the security groups to filter)"
+        default=True,
+        description="switch the datacenter firewall on, without which the security groups filter nothing; apply "
+        "first admits the controller in the 'management' IP set and switches it back off if the API then refuses it",
     )
     task_timeout: int = Field(default=600, ge=5, le=7200, description="seconds to wait for one Proxmox task")
     shutdown_timeout: int = Field(

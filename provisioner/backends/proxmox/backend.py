@@ -19,10 +19,11 @@ from provisioner.backends.base import (
     ActualState,
     ApplyWork,
     Backend,
+    HypervisorFirewall,
     Isolation,
     Report,
 )
-from provisioner.backends.proxmox import access, firewall
+from provisioner.backends.proxmox import access, enforcement, firewall
 from provisioner.backends.proxmox.client import CallCounter, PveClient, PveError, token_secret
 from provisioner.backends.proxmox.machines import VmidAllocator, VmLifecycle
 from provisioner.backends.proxmox.names import READY_TAG, Names, parse_tags, tag_value
@@ -61,6 +62,8 @@ class ProxmoxBackend(Backend):
         # Ansible runs next, so apply waits until every machine it touched answers SSH. Only a benchmark of
         # the API path, against a fake whose VMs never boot, switches this off.
         self.wait_for_ssh = True
+        # how long new API connections are tried after the datacenter firewall is switched on (enforcement.py)
+        self.firewall_settle = enforcement.SETTLE_SECONDS
 
     # ---- connection ----------------------------------------------------------------------------
     @property
@@ -130,8 +133,7 @@ class ProxmoxBackend(Backend):
             "acls": c.get("access/acl") or [],
             "fw_groups": c.get("cluster/firewall/groups") or [],
         }
-        if self.settings.datacenter_firewall:
-            cluster["fw_options"] = c.get("cluster/firewall/options") or {}
+        cluster["fw_options"] = c.get("cluster/firewall/options") or {}
         self._cluster = cluster
         return cluster
 
@@ -238,9 +240,17 @@ class ProxmoxBackend(Backend):
             production = self.site.model.environment(env).tier == "production"
             action = Action.CREATE if problem.endswith("missing") else Action.UPDATE
             changes.append(Change(action, Kind.POLICY, f"firewall-{env}", env, problem, production))
-        if self.settings.datacenter_firewall and not int(cluster.get("fw_options", {}).get("enable", 0) or 0):
+        if self.settings.datacenter_firewall and not self._datacenter_firewall_on():
             changes.append(Change(Action.UPDATE, Kind.POLICY, DC_FIREWALL, None, "switch the datacenter firewall on"))
         return changes
+
+    def _datacenter_firewall_on(self) -> bool:
+        return bool(int(self._cluster.get("fw_options", {}).get("enable", 0) or 0))
+
+    def plan_notes(self) -> list[str]:
+        if not self.settings.datacenter_firewall and not self._datacenter_firewall_on():
+            return [enforcement.off_note()]
+        return []
 
     def _prod_envs(self) -> list[Any]:
         return [e for e in self.site.model.environments if e.tier == "production"]
@@ -276,7 +286,7 @@ class ProxmoxBackend(Backend):
         self._allocator = VmidAllocator()
         self._main = self._lifecycle(self.client)
         self._sdn = SdnWriter(self.client, self.names, self.settings.bridge)
-        self._policy = PolicyWriter(self.client, self.site, self.names)
+        self._policy = PolicyWriter(self.client, self.site, self.names, self.firewall_settle)
 
     def remove_machine(self, change: Change, have: ActualMachine, work: ApplyWork, report: Report) -> None:
         node, vmid = have.handle.split("/")
@@ -401,6 +411,19 @@ class ProxmoxBackend(Backend):
         self._host_keys_file.unlink(missing_ok=True)
 
     # ---- read back for the conformance suite ---------------------------------------------------
+    def hypervisor_firewall(self) -> HypervisorFirewall:
+        """Whether Proxmox's firewall filters each of the site's hosts, read back: the datacenter switch, the
+        security groups' rules, each VM's firewall options, rules and NICs."""
+        cluster = self._read_cluster()
+        hosts = {}
+        for vm in self._site_vms(cluster):
+            tags = parse_tags(vm.get("tags"))
+            machine = self.names.machine_of(str(vm.get("name", "")))
+            env = tag_value(tags, "env-")
+            if machine and env and tag_value(tags, "kind-") != Kind.GATEWAY:
+                hosts[machine] = (env, str(vm.get("node")), int(vm["vmid"]))
+        return enforcement.read(self.client, self.site.model, self.names, hosts)
+
     def hypervisor_access(self) -> list[dict[str, Any]]:
         """Per person and environment: the Proxmox roles they effectively hold on the environment's pool, its
         VMs and its VNet, computed from the ACLs and group memberships read back from the cluster."""

@@ -128,7 +128,8 @@ class PveClient:
         """One API call. On a transient failure it retries; `settle` says whether the effect happened anyway
         (a create that answered 500 but whose object exists), which counts as success."""
         last: PveError | None = None
-        for attempt in range(ATTEMPTS if retry else 1):
+        attempts = ATTEMPTS if retry else 1
+        for attempt in range(attempts):
             try:
                 return self._once(method, path, params)
             except PveError as exc:
@@ -140,10 +141,13 @@ class PveClient:
                 last = exc
             if settle is not None and settle():
                 return None
-            time.sleep(min(BACKOFF_CAP, BACKOFF_FIRST * 2**attempt))
+            if attempt + 1 < attempts:
+                time.sleep(min(BACKOFF_CAP, BACKOFF_FIRST * 2**attempt))
         assert last is not None
+        if attempts == 1:
+            raise last
         raise PveError(
-            f"Proxmox kept failing on {method} {path} after {ATTEMPTS} attempts: {last}", last.status, last.reason
+            f"Proxmox kept failing on {method} {path} after {attempts} attempts: {last}", last.status, last.reason
         )
 
     def _once(self, method: str, path: str, params: dict[str, Any]) -> Any:

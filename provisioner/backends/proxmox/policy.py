@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from provisioner.backends.base import Report
-from provisioner.backends.proxmox import access, firewall
+from provisioner.backends.proxmox import access, enforcement, firewall
 from provisioner.backends.proxmox.client import PveClient
 from provisioner.backends.proxmox.names import Names
 from provisioner.planning.planner import Action, Kind, Plan
@@ -18,10 +18,11 @@ DC_FIREWALL = "datacenter-firewall"
 
 
 class PolicyWriter:
-    def __init__(self, client: PveClient, site: LoadedSite, names: Names):
+    def __init__(self, client: PveClient, site: LoadedSite, names: Names, firewall_settle: float):
         self.client = client
         self.site = site
         self.names = names
+        self.firewall_settle = firewall_settle
 
     def ensure(self, plan: Plan, report: Report) -> None:
         """Pools, access and security groups the plan asks for, and the datacenter firewall switched on."""
@@ -33,9 +34,8 @@ class PolicyWriter:
         for env in self.site.model.environments:
             if f"firewall-{env.name}" in ensure:
                 self._ensure_security_group(env.name, report)
-        if DC_FIREWALL in ensure:
-            report("switching the datacenter firewall on")
-            self.client.put("cluster/firewall/options", enable=1)
+        if DC_FIREWALL in ensure:  # last: the security groups are in place before anything filters
+            enforcement.switch_on(self.client, self.client.fork, self.names, report, self.firewall_settle)
 
     def remove(self, plan: Plan, report: Report) -> None:
         """What goes with the environments: security groups first, then pools and access."""

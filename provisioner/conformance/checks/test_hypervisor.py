@@ -1,4 +1,5 @@
-"""ACC-6: rights at the hypervisor, read back from it (Proxmox ACLs and groups), never copied from the site file."""
+"""What the hypervisor itself enforces, read back from it, never copied from the site file: ACC-6, the rights
+of people at the hypervisor (Proxmox ACLs and groups), and NET-3's second wall, its firewall in front of the hosts."""
 
 from __future__ import annotations
 
@@ -51,3 +52,29 @@ def test_developers_hold_nothing_on_production_but_work_in_development(lab, evid
     assert all(r["roles"] for r in dev), "developers hold no rights in development: the ACL read-back sees nothing"
     holders = [f"{r['person']} holds {', '.join(r['roles'])} on {r['environment']}" for r in prod if r["roles"]]
     assert not holders, "; ".join(holders)
+
+
+# ---- NET-3's second wall: the hypervisor's own firewall, read back from it ------------------------------------
+@pytest.fixture(scope="module")
+def hypervisor_firewall(lab):
+    reading = lab.hypervisor_firewall
+    if reading is None:
+        pytest.skip(
+            f"the {lab.model.backend.type} backend puts no firewall of its own in front of the hosts; the gateway "
+            "and each host's nftables are the walls"
+        )
+    return reading
+
+
+@pytest.mark.control("NET-3")
+def test_the_hypervisors_firewall_filters_every_nic_of_the_host(lab, evidence, host_name, hypervisor_firewall):
+    """A security group configured while the datacenter firewall is off filters nothing: read what is in force."""
+    evidence.expect(
+        "the datacenter firewall on; the VM's firewall on with inbound DROP; firewall=1 on every NIC; its "
+        "environment's security group referenced, holding the site file's rules, and no rule of its own accepting more"
+    )
+    found = hypervisor_firewall.machines.get(host_name)
+    problems = list(hypervisor_firewall.problems)
+    problems += [f"{host_name} was not found on the hypervisor"] if found is None else found
+    evidence.observe("; ".join(hypervisor_firewall.facts + problems) or "nothing read")
+    assert not problems, f"{host_name}: " + "; ".join(problems)

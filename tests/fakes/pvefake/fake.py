@@ -159,6 +159,10 @@ class FakePve:
     def requests(self) -> list[RecordedRequest]:
         return self.recorder.requests
 
+    def refused_connections(self) -> list[tuple[str, str]]:
+        """(peer, why) of each new connection the node's firewall refused (host_firewall.py)."""
+        return list(self._server.server.refused) if self._server is not None else []
+
     def route_counts(self) -> Counter[tuple[str, str]]:
         return self.recorder.route_counts()
 

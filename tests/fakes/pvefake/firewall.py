@@ -471,3 +471,59 @@ def set_vm_rule(api: Api, req: Request) -> None:
 @ROUTES.add("DELETE", f"{VM_FW}/rules/{{pos}}")
 def del_vm_rule(api: Api, req: Request) -> None:
     delete_rule(req, _vm_rules(api, req))
+
+
+# -- the node's own firewall (host.fw) ------------------------------------------------------------
+
+NODE_FW = "/nodes/{node}/firewall"
+
+
+def _node_options(api: Api, req: Request) -> dict[str, Any]:
+    return api.state.firewall.node_options.setdefault(str(req.params["node"]), {})
+
+
+def _node_rules(api: Api, req: Request) -> list[dict[str, Any]]:
+    return api.state.firewall.node_rules.setdefault(str(req.params["node"]), [])
+
+
+@ROUTES.add("GET", NODE_FW)
+def node_fw_index(api: Api, req: Request) -> list[dict[str, str]]:
+    return [{"name": n} for n in ("rules", "options", "log")]
+
+
+@ROUTES.add("GET", f"{NODE_FW}/options")
+def node_options(api: Api, req: Request) -> dict[str, Any]:
+    return _options_get(_node_options(api, req))
+
+
+@ROUTES.add("PUT", f"{NODE_FW}/options")
+def set_node_options(api: Api, req: Request) -> None:
+    _options_put(_node_options(api, req), req.params)
+
+
+@ROUTES.add("GET", f"{NODE_FW}/rules")
+def node_rules(api: Api, req: Request) -> list[dict[str, Any]]:
+    return rule_listing(_node_rules(api, req))
+
+
+@ROUTES.add("POST", f"{NODE_FW}/rules")
+def add_node_rule(api: Api, req: Request) -> None:
+    create_rule(api, req, _node_rules(api, req))
+
+
+@ROUTES.add("GET", f"{NODE_FW}/rules/{{pos}}")
+def get_node_rule(api: Api, req: Request) -> dict[str, Any]:
+    rules = _node_rules(api, req)
+    pos = int(req.params["pos"])
+    _at(rules, pos)
+    return rule_listing(rules)[pos]
+
+
+@ROUTES.add("PUT", f"{NODE_FW}/rules/{{pos}}")
+def set_node_rule(api: Api, req: Request) -> None:
+    update_rule(api, req, _node_rules(api, req))
+
+
+@ROUTES.add("DELETE", f"{NODE_FW}/rules/{{pos}}")
+def del_node_rule(api: Api, req: Request) -> None:
+    delete_rule(req, _node_rules(api, req))

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .api import Api
+from .host_firewall import admits
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,16 @@ class PveHttpServer(ThreadingHTTPServer):
     def __init__(self, host: str, port: int, api: Api, ssl_context: ssl.SSLContext) -> None:
         self.api = api
         self.ssl_context = ssl_context
+        self.refused: list[tuple[str, str]] = []  # (peer, why) of each connection the node's firewall refused
         super().__init__((host, port), _Handler)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """The node's firewall, for a new connection only: one already open is never cut (conntrack)."""
+        with self.api.state.lock:
+            admitted, why = admits(self.api.state, str(client_address[0]))
+        if not admitted:
+            self.refused.append((str(client_address[0]), why))
+        return admitted
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # TLS handshake in the per-connection thread, so a stalled client never blocks accept().

@@ -174,6 +174,12 @@ class FirewallState:
     ipsets: dict[str, IpSet] = field(default_factory=dict)
     vm_options: dict[int, dict[str, Any]] = field(default_factory=dict)
     vm_rules: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    node_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # host.fw [OPTIONS] per node
+    node_rules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # host.fw [RULES] per node
+    # The node's own network (pve-firewall's local_network): always part of the `management` IP set. A documentation
+    # range, so that the controller on loopback is not in it: the fake plays a node reached over the network.
+    local_network: str = "192.0.2.0/24"
+    seen_as: str | None = None  # the address the node sees for every client (a NAT in between); None: the peer's
 
 
 @dataclass

@@ -4,14 +4,11 @@ race between two applies, and what a destroy leaves."""
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import run_cli, write_site
-from pvecontract import keep
 from pvefake import FakePve
 from test_proxmox_design import proxmox_data
 
@@ -21,19 +18,6 @@ from provisioner.site.load import load_site
 from provisioner.workspace.site_state import SiteState
 
 pytest.importorskip("proxmoxer")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakePve]:
-    server = FakePve(schema_version="9.1", node="pve1", task_seconds=0.05)
-    server.start()
-    server.add_storage("local-lvm")
-    server.add_bridge("vmbr0")
-    server.add_template(9000, name="debian12-cloud")
-    os.environ["PROVISION_PVE_TOKEN"] = server.add_token("root@pam", "provisioner", privsep=False)
-    yield server
-    keep(server)
-    server.stop()
 
 
 def small_data(fake: FakePve, name: str = "pvflow", **backend: object) -> dict:

@@ -6,14 +6,11 @@ built site plans again cleanly."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import example_with_access_networks, run_cli, write_site
-from pvecontract import keep
 from pvefake import FakePve
 from test_proxmox_backend import backend_for, small_data
 
@@ -22,19 +19,6 @@ from provisioner.backends.proxmox.vlan_census import interface_users, nic_users,
 pytest.importorskip("proxmoxer")
 
 MAC = "BC:24:11:00:00:{:02X}"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakePve]:
-    server = FakePve(schema_version="9.1", node="pve1", task_seconds=0.05)
-    server.start()
-    server.add_storage("local-lvm")
-    server.add_bridge("vmbr0")
-    server.add_template(9000, name="debian12-cloud")
-    os.environ["PROVISION_PVE_TOKEN"] = server.add_token("root@pam", "provisioner", privsep=False)
-    yield server
-    keep(server)
-    server.stop()
 
 
 def admin_api(fake: FakePve) -> Any:
