@@ -29,6 +29,7 @@ from provisioner.backends.proxmox.machines import VmidAllocator, VmLifecycle
 from provisioner.backends.proxmox.names import READY_TAG, Names, parse_tags, tag_value
 from provisioner.backends.proxmox.network import SdnWriter, vnet_design, vnet_drift
 from provisioner.backends.proxmox.policy import ACCESS, DC_FIREWALL, POOLS, PolicyWriter
+from provisioner.backends.proxmox.storage import check_clone_storage
 from provisioner.backends.proxmox.vlan_census import refuse_shared_vlans
 from provisioner.errors import InputError
 from provisioner.planning.desired import MGMT, MachineSpec
@@ -74,7 +75,8 @@ class ProxmoxBackend(Backend):
         return self._client
 
     def preflight(self) -> None:
-        """Before anything is touched: the API answers, the token works, the node, template and bridge exist."""
+        """Before anything is touched: the API answers, the token works, the node, template and bridge exist, and
+        the template's disks can be cloned as the site file asks (linked or full, to which storage)."""
         where = f"{self.site.path}: backend"
         try:
             self.client.get("version")
@@ -96,6 +98,7 @@ class ProxmoxBackend(Backend):
                 f"{where}.template: VM {self.settings.template} ({template.get('name', 'no name')}) is not a "
                 "template; convert it with `qm template` or name a template's VMID"
             )
+        check_clone_storage(self.client, self.settings, template, where)
         try:
             bridges = {
                 str(n.get("iface"))

@@ -230,7 +230,10 @@ _TRANSIENT_500 = (
     "is locked",
     "try again",
 )
-# 500s that state a fact about the request or the state; repeating the call cannot change them.
+# 500s that state a fact about the request or the state; repeating the call cannot change them. qemu-server and
+# pve-storage say so in these words: `Linked clone feature is not supported for '<volume>' (scsi0)`, `storage 'x'
+# does not support vm images`, `storage 'x' is disabled`, `storage 'x' is not available on node 'y'`, `can't clone
+# to non-shared storage`, `unable to remove VM 100 - used in HA resources`, `service 'vm:100' in error state`.
 _PERMANENT_500 = (
     "does not exist",
     "already exists",
@@ -241,6 +244,14 @@ _PERMANENT_500 = (
     "is used by",
     "invalid",
     "not allowed",
+    "not supported",
+    "does not support",
+    "is disabled",
+    "is not available on node",
+    "can't clone",
+    "used in ha resources",
+    "in error state",
+    "not ha managed",
 )
 
 

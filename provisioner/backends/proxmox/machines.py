@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from provisioner.backends.proxmox.client import ATTEMPTS, PveClient, PveError
+from provisioner.backends.proxmox.ha import ha_state, refuse_unsafe, resource_id
 from provisioner.backends.proxmox.names import Names
 from provisioner.planning.desired import MachineSpec
 from provisioner.planning.planner import Kind
@@ -163,7 +164,7 @@ class VmLifecycle:
     def create(self, spec: MachineSpec, say: Any) -> BuiltVm:
         vmid = self._clone(spec, say)
         try:
-            return self._finish(vmid, spec, say, first_boot=True)
+            return self._finish(self.node, vmid, spec, say, first_boot=True)
         except BaseException:
             say(f"{spec.name}: removing VM {vmid}, left unfinished by the failure")
             try:
@@ -200,7 +201,7 @@ class VmLifecycle:
                     raise
                 upid = None
             if upid is None:  # the clone started although its answer was lost: wait for its lock to go
-                self._wait_unlocked(vmid, spec.name)
+                self._wait_unlocked(self.node, vmid, spec.name)
             else:
                 self.client.wait(upid, f"cloning {spec.name}")
             return vmid
@@ -213,17 +214,18 @@ class VmLifecycle:
             return False
         return isinstance(config, dict) and config.get("name") == name
 
-    def _wait_unlocked(self, vmid: int, what: str) -> None:
+    def _wait_unlocked(self, node: str, vmid: int, what: str) -> None:
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while time.monotonic() < deadline:
-            config = self.client.get(f"nodes/{self.node}/qemu/{vmid}/config")
+            config = self.client.get(f"nodes/{node}/qemu/{vmid}/config")
             if not config.get("lock"):
                 return
             time.sleep(0.5)
         raise PveError(f"{what}: VM {vmid} still locked after {LOCK_WAIT_SECONDS}s")
 
-    def _finish(self, vmid: int, spec: MachineSpec, say: Any, first_boot: bool) -> BuiltVm:
-        base = f"nodes/{self.node}/qemu/{vmid}"
+    def _finish(self, node: str, vmid: int, spec: MachineSpec, say: Any, first_boot: bool) -> BuiltVm:
+        """Configure, (re)start, read the host key; every call goes to the node the VM is on."""
+        base = f"nodes/{node}/qemu/{vmid}"
         say(f"{spec.name}: configuring VM {vmid}")
         config = vm_config(spec, self.names, self.settings, self.controller_key, False)
         current = self.client.get(f"{base}/config") or {}
@@ -233,18 +235,21 @@ class VmLifecycle:
             say(f"{spec.name}: removing {', '.join(stale)} from VM {vmid} (their segments are gone)")
             config["delete"] = ",".join(stale)
         self.client.put(f"{base}/config", **config)
-        self._firewall(vmid, spec)
+        self._firewall(node, vmid, spec)
         if not first_boot:
-            self.stop(self.node, vmid, say)
+            self.stop(node, vmid, say)
         say(f"{spec.name}: starting VM {vmid}")
-        self.client.run_task("POST", f"{base}/status/start", f"starting {spec.name}")
-        host_key = self.read_host_key(self.node, vmid, spec.name)
+        if first_boot:  # a new clone: not HA-managed yet
+            self.client.run_task("POST", f"{base}/status/start", f"starting {spec.name}")
+        else:
+            self._start(node, vmid, spec.name)
+        host_key = self.read_host_key(node, vmid, spec.name)
         tags = ";".join(self.names.tags(spec, fingerprint(spec, self.settings), True))
         self.client.put(f"{base}/config", tags=tags)
         return BuiltVm(vmid, host_key)
 
-    def _firewall(self, vmid: int, spec: MachineSpec) -> None:
-        base = f"nodes/{self.node}/qemu/{vmid}/firewall"
+    def _firewall(self, node: str, vmid: int, spec: MachineSpec) -> None:
+        base = f"nodes/{node}/qemu/{vmid}/firewall"
         if spec.kind != Kind.HOST or spec.environment is None:
             self.client.put(f"{base}/options", enable=0)
             return
@@ -260,14 +265,44 @@ class VmLifecycle:
 
     # ---- update, start, read ---------------------------------------------------------------------
     def update(self, node: str, vmid: int, spec: MachineSpec, say: Any) -> BuiltVm:
-        """Reconfigure in place (disk and data kept) and reboot, so cloud-init applies the new settings."""
-        if node != self.node:
-            raise PveError(f"{spec.name}: VM {vmid} runs on node {node}, the site file names {self.node}")
-        return self._finish(vmid, spec, say, first_boot=False)
+        """Reconfigure in place (disk and data kept) and reboot, so cloud-init applies the new settings. `node` is
+        where the VM is now (a migration moves it away from the site file's node)."""
+        return self._finish(node, vmid, spec, say, first_boot=False)
 
     def start(self, node: str, vmid: int, spec: MachineSpec) -> str:
-        self.client.run_task("POST", f"nodes/{node}/qemu/{vmid}/status/start", f"starting {spec.name}")
+        self._start(node, vmid, spec.name)
         return self.read_host_key(node, vmid, spec.name)
+
+    def _start(self, node: str, vmid: int, what: str) -> None:
+        """Start and return once the VM runs. An HA-managed VM is started by the HA manager after the `hastart`
+        task ended: wait until its status says running."""
+        base = f"nodes/{node}/qemu/{vmid}/status"
+        state = ha_state(self.client.get(f"{base}/current") or {})
+        if state is None:
+            self.client.run_task("POST", f"{base}/start", f"starting {what}")
+            return
+        refuse_unsafe(vmid, what, state, "start")
+        self.client.run_task("POST", f"{base}/start", f"asking the HA manager to start {what}")
+        self._wait_status(node, vmid, "running", what)
+
+    def _wait_status(self, node: str, vmid: int, wanted: str, what: str) -> None:
+        """Poll an HA-managed VM until its status is `wanted`, within backend.task_timeout."""
+        limit = self.settings.task_timeout
+        deadline = time.monotonic() + limit
+        delay = 0.1
+        while True:
+            current = self.client.get(f"nodes/{node}/qemu/{vmid}/status/current") or {}
+            if current.get("status") == wanted:
+                return
+            state = ha_state(current)
+            if state == "error" or time.monotonic() > deadline:
+                raise PveError(
+                    f"{what}: VM {vmid} is HA-managed and still {current.get('status', 'unknown')} "
+                    f"{'after' if state == 'error' else f'{limit}s after'} the request to the HA manager "
+                    f"(HA state '{state}'); see `ha-manager status` and the node's task log"
+                )
+            time.sleep(delay)
+            delay = min(2.0, delay * 1.5)
 
     def read_host_key(self, node: str, vmid: int, what: str) -> str:
         """The host key travels over the authenticated API (guest agent), not the network: it can be pinned
@@ -295,11 +330,20 @@ class VmLifecycle:
     def stop(self, node: str, vmid: int, say: Any = None) -> None:
         """A running VM is asked to shut down first (the guest agent, else ACPI: its services stop cleanly, a
         database flushes and closes); only if it is still running after `shutdown_timeout` is it stopped hard,
-        and that is said."""
+        and that is said. An HA-managed VM is stopped through the HA manager (`_ha_stop`)."""
+        current = self.client.get(f"nodes/{node}/qemu/{vmid}/status/current") or {}
+        self._stop_as(node, vmid, current, say)
+
+    def _stop_as(self, node: str, vmid: int, current: dict[str, Any], say: Any) -> None:
+        """`stop`, given the VM's `status/current`."""
         base = f"nodes/{node}/qemu/{vmid}/status"
-        if self.client.get(f"{base}/current").get("status") != "running":
+        state = ha_state(current)
+        if state is not None:
+            self._ha_stop(node, vmid, current, state)
             return
-        timeout = min(self.settings.shutdown_timeout, self.settings.task_timeout - 1)  # the set value is checked
+        if current.get("status") != "running":
+            return
+        timeout = self._shutdown_timeout()
         if timeout > 0:
             try:
                 self.client.run_task(
@@ -313,6 +357,24 @@ class VmLifecycle:
                     say(f"VM {vmid} did not shut down within {timeout}s ({exc}); stopping it")
         self.client.run_task("POST", f"{base}/stop", f"stopping VM {vmid}")
 
+    def _shutdown_timeout(self) -> int:
+        return min(self.settings.shutdown_timeout, self.settings.task_timeout - 1)  # the set value is checked
+
+    def _ha_stop(self, node: str, vmid: int, current: dict[str, Any], state: str) -> None:
+        """Ask the HA manager to shut the VM down (it stops the VM hard itself once `shutdown_timeout` ran out;
+        0: at once), so it does not start the VM again, and wait until the VM is stopped."""
+        refuse_unsafe(vmid, f"VM {vmid}", state, "stop")
+        if current.get("status") != "running" and state == "stopped":
+            return
+        base = f"nodes/{node}/qemu/{vmid}/status"
+        timeout = self._shutdown_timeout()
+        if timeout > 0:
+            what = f"asking the HA manager to shut down VM {vmid}"
+            self.client.run_task("POST", f"{base}/shutdown", what, retry=False, timeout=timeout)
+        else:
+            self.client.run_task("POST", f"{base}/stop", f"asking the HA manager to stop VM {vmid}")
+        self._wait_status(node, vmid, "stopped", f"VM {vmid}")
+
     def remove(self, node: str, vmid: int, say: Any) -> None:
         """Protection is lifted only here, after the production confirmation was given to the operation."""
         base = f"nodes/{node}/qemu/{vmid}"
@@ -323,10 +385,24 @@ class VmLifecycle:
                 return
             raise
         if config.get("lock"):
-            self._wait_unlocked(vmid, f"VM {vmid}")
+            self._wait_unlocked(node, vmid, f"VM {vmid}")
         if int(config.get("protection", 0) or 0):
             say(f"lifting the protection of VM {vmid} to remove it")
             self.client.put(f"{base}/config", protection=0)
-        self.stop(node, vmid, say)
+        current = self.client.get(f"{base}/status/current") or {}
+        state = ha_state(current)
+        if state is None:
+            self._stop_as(node, vmid, current, say)
+        else:
+            # Stopped through the HA manager first (it would start the VM again), then out of its resources, so
+            # nothing starts it between the stop and the destroy.
+            self._ha_stop(node, vmid, current, state)
+            say(f"removing VM {vmid} from the HA resources")
+            try:
+                self.client.delete(f"cluster/ha/resources/{resource_id(vmid)}")
+            except PveError as exc:
+                if exc.status != 403:
+                    raise
+                say(f"the token may not edit HA resources ({exc}); the destroy's purge removes vm:{vmid} from them")
         disks: dict[str, Any] = {"destroy-unreferenced-disks": 1}
         self.client.run_task("DELETE", base, f"removing VM {vmid}", purge=1, **disks)

@@ -96,6 +96,7 @@ class Api:
         self.perms = Permissions(state)
         self.auth = Authenticator(state)
         self.routes = routes
+        self.ha_seconds = 0.5  # how long after a request the HA manager acts on it (pvefake.ha)
         self.rng = random.Random(faults.seed + 7)  # MAC addresses, UUIDs: reproducible per seed
         self._own_table = RouteTable([t for _, t in routes])
 
@@ -183,11 +184,11 @@ class Api:
                 raise die(f"no such cluster node '{node}'")
             if status != "online":
                 raise ApiError(595, "No route to host")
-            if (method, template) not in OTHER_NODE_ROUTES:
+            if (method, template) not in OTHER_NODE_ROUTES and not template.startswith(OTHER_NODE_PREFIXES):
                 raise ApiError(
                     501,
                     f"Method '{method} {path}' not implemented (pvefake serves only reads of another node's "
-                    "network and guests)",
+                    "network and guests, and calls on the QEMU guests on it)",
                 )
         for prefix, guests, folder in (
             ("/nodes/{node}/qemu/{vmid}", self.state.vms, "qemu-server"),
@@ -204,7 +205,9 @@ class Api:
                 raise die(f"Configuration file 'nodes/{node}/{folder}/{params['vmid']}.conf' does not exist")
 
 
-# What a member other than the fake's own node answers: the reads of its network and its guests.
+# What a member other than the fake's own node answers: the reads of its network and its guests, everything done
+# to a QEMU guest that is on it (a migrated VM is configured, started, stopped, destroyed there), and its tasks.
+OTHER_NODE_PREFIXES = ("/nodes/{node}/qemu/{vmid}", "/nodes/{node}/tasks/{upid}")
 OTHER_NODE_ROUTES = frozenset(
     ("GET", t)
     for t in (

@@ -9,6 +9,7 @@ from .api import Api, Request, Routes
 from .common import flag, opt_int, version_info
 from .errors import ApiError, param_error
 from .sdn_model import running_vnet_bridges
+from .state import Storage
 from .tasks import parse_upid
 from .vmconfig import max_disk, memory_mib, vcpus
 
@@ -142,6 +143,9 @@ def vm_resource(api: Api, vmid: int) -> dict[str, Any]:
         entry["pool"] = pool
     if vm.lock:
         entry["lock"] = vm.lock
+    ha = api.state.ha_of(vmid)
+    if ha is not None:  # the CRM's service state, else the configured one (pve-manager's resources index)
+        entry["hastate"] = ha.crm_state or ha.state
     return entry
 
 
@@ -228,7 +232,7 @@ def resources(api: Api, req: Request) -> list[dict[str, Any]]:
 def list_storage(api: Api, req: Request) -> list[dict[str, Any]]:
     wanted = req.params.get("type")
     return [
-        {"storage": s.storage, "type": s.type, "content": s.content, "shared": s.shared, "digest": "0" * 40}
+        _storage_config(s)
         for s in sorted(api.state.storages.values(), key=lambda s: s.storage)
         if wanted in (None, s.type)
         and api.perms.has(req.who, f"/storage/{s.storage}", ["Datastore.Audit", "Datastore.AllocateSpace"], True)
@@ -240,35 +244,56 @@ def get_storage(api: Api, req: Request) -> dict[str, Any]:
     store = api.state.storages.get(req.params["storage"])
     if store is None:
         raise ApiError(500, f"storage '{req.params['storage']}' does not exist")
-    return {
+    return _storage_config(store)
+
+
+def _storage_config(store: Storage) -> dict[str, Any]:
+    """A storage.cfg section as the API lists it: `disable` and `nodes` only where set."""
+    entry: dict[str, Any] = {
         "storage": store.storage,
         "type": store.type,
         "content": store.content,
         "shared": store.shared,
         "digest": "0" * 40,
     }
+    if store.disable:
+        entry["disable"] = 1
+    if store.nodes is not None:
+        entry["nodes"] = ",".join(sorted(store.nodes))
+    return entry
 
 
 @ROUTES.add("GET", "/nodes/{node}/storage")
 def node_storage(api: Api, req: Request) -> list[dict[str, Any]]:
-    content = req.params.get("content")
-    return [
-        {
+    """PVE::Storage::storage_info as the status index lists it: every storage, `enabled` 0 when it is disabled or
+    not for this node (skipped when a content type is asked for), sizes 0 and `active` 0 when it is not active."""
+    node = str(req.params["node"])
+    wanted = [c for c in str(req.params.get("content") or "").split(",") if c]
+    out = []
+    for s in sorted(api.state.storages.values(), key=lambda s: s.storage):
+        enabled = not s.disable and s.on(node)
+        if wanted and (not enabled or not set(wanted) & set(s.content.split(","))):
+            continue
+        if flag(req.params, "enabled") and s.disable:
+            continue
+        if not api.perms.has(req.who, f"/storage/{s.storage}", ["Datastore.Audit", "Datastore.AllocateSpace"], True):
+            continue
+        active = enabled and s.active
+        entry: dict[str, Any] = {
             "storage": s.storage,
             "type": s.type,
             "content": s.content,
             "shared": s.shared,
-            "active": 1,
-            "enabled": 1,
-            "total": 500 << 30,
-            "used": 10 << 30,
-            "avail": 490 << 30,
-            "used_fraction": 0.02,
+            "active": 1 if active else 0,
+            "enabled": 1 if enabled else 0,
+            "total": s.total if active else 0,
+            "used": s.used if active else 0,
+            "avail": s.total - s.used if active else 0,
         }
-        for s in sorted(api.state.storages.values(), key=lambda s: s.storage)
-        if (content is None or content in s.content.split(","))
-        and api.perms.has(req.who, f"/storage/{s.storage}", ["Datastore.Audit", "Datastore.AllocateSpace"], True)
-    ]
+        if active and s.total:
+            entry["used_fraction"] = s.used / s.total
+        out.append(entry)
+    return out
 
 
 @ROUTES.add("GET", "/nodes/{node}/network")
@@ -313,7 +338,8 @@ def _task_or_400(api: Api, req: Request):
         raise param_error({"upid": "unable to parse worker upid"})
     task = api.state.tasks.get(upid)
     invisible = task is not None and time.monotonic() - task.created < api.faults.task_invisible_seconds
-    if task is None or invisible:
+    # each node keeps its own task log folder: another node's task is not found there
+    if task is None or invisible or task.node != req.params["node"]:
         raise param_error({"upid": "no such task"})
     if req.who.auth_id != task.user and not (req.who.tokenid is None and task.user.split("!")[0] == req.who.userid):
         api.perms.check(req.who, f"/nodes/{api.state.node}", ["Sys.Audit"])
@@ -361,6 +387,8 @@ def task_list(api: Api, req: Request) -> list[dict[str, Any]]:
     may_audit = api.perms.has(req.who, f"/nodes/{api.state.node}", ["Sys.Audit"])
     selected = []
     for task in sorted(api.state.tasks.values(), key=lambda t: (t.starttime, t.pid), reverse=True):
+        if task.node != params["node"]:
+            continue
         if not may_audit and task.user.split("!")[0] != req.who.userid:
             continue
         if source == "active" and task.status != "running":

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import access, cluster, firewall, lxc, pools, qemu, sdn
+from . import access, cluster, firewall, ha, lxc, pools, qemu, sdn
 from .api import Api, Route
 from .checker import check_prop
 from .faults import Faults
@@ -23,7 +23,8 @@ from .permissions import check_path
 from .realize import NullRealizer, Realizer
 from .recorder import RecordedRequest, Recorder
 from .schema import Schema, SchemaUnavailable
-from .state import AclKey, Bridge, Container, Group, Pool, State, Storage, Token, User, Vm
+from .state import AclKey, Bridge, Container, Group, HaResource, Pool, State, Storage, Token, User, Vm
+from .storage_model import FILE_TYPES
 from .vmconfig import normalize_tags, random_mac
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ STORAGE_DEFAULTS = {
 
 def all_routes() -> dict[tuple[str, str], Route]:
     table: dict[tuple[str, str], Route] = {}
-    for module in (cluster, qemu, lxc, sdn, pools, access, firewall):
+    for module in (cluster, qemu, lxc, sdn, pools, access, firewall, ha):
         table.update(module.ROUTES.table)
     return table
 
@@ -55,6 +56,7 @@ class FakePve:
         validate: bool = True,
         schema_folder: Path | None = None,
         host: str = "127.0.0.1",
+        ha_seconds: float = 0.5,
     ) -> None:
         self.schema_version = schema_version
         self.schema: Schema | None = None
@@ -80,6 +82,7 @@ class FakePve:
             task_seconds,
             all_routes(),
         )
+        self.api.ha_seconds = ha_seconds
         self.host = host
         self.port = 0
         self._server: HttpsServer | None = None
@@ -224,12 +227,56 @@ class FakePve:
             pool.vms.update(vms)
             return pool
 
-    def add_storage(self, name: str, type: str | None = None, content: str | None = None, shared: int = 0) -> Storage:
+    def add_storage(
+        self,
+        name: str,
+        type: str | None = None,
+        content: str | None = None,
+        shared: int = 0,
+        *,
+        disable: bool = False,
+        active: bool = True,
+        total_gib: int = 500,
+        used_gib: int = 10,
+        nodes: Iterable[str] | None = None,
+    ) -> Storage:
+        """A storage.cfg entry (`lvm`, `lvmthin`, `dir`, `nfs`, `zfspool`, `iscsi`, `rbd`...): what it can clone
+        is its type's (pvefake.storage_model)."""
         default_type, default_content = STORAGE_DEFAULTS.get(name, ("dir", "images,rootdir,iso,vztmpl,backup"))
         with self.state.lock:
-            store = Storage(name, type or default_type, content or default_content, shared)
+            store = Storage(
+                name,
+                type or default_type,
+                content or default_content,
+                shared,
+                disable=disable,
+                active=active,
+                total=total_gib << 30,
+                used=used_gib << 30,
+                nodes=frozenset(nodes) if nodes is not None else None,
+            )
             self.state.storages[name] = store
             return store
+
+    def add_ha_resource(self, vmid: int, state: str = "started", comment: str = "") -> HaResource:
+        """`ha-manager add vm:N --state <state>` done long ago: the CRM has seen it and the VM is in that state
+        (a started resource's VM is running)."""
+        with self.state.lock:
+            vm = self.state.vms[vmid]
+            if state == "started":
+                vm.status = "running"
+            res = HaResource(f"vm:{vmid}", state=state, comment=comment)
+            if state != "ignored":
+                res.crm_state = "started" if vm.status == "running" else "stopped"
+            self.state.ha[res.sid] = res
+            return res
+
+    def move_vm(self, vmid: int, node: str) -> Vm:
+        """What a (live) migration leaves: the VM, its state and its config on another member."""
+        with self.state.lock:
+            vm = self.state.vms[vmid]
+            vm.node = self._node(node)
+            return vm
 
     def add_bridge(self, name: str, vlan_aware: bool = True) -> Bridge:
         with self.state.lock:
@@ -365,11 +412,19 @@ class FakePve:
         memory: int = 2048,
         cores: int = 2,
         disk_size: str = "8G",
+        disk_format: str = "qcow2",
         tags: str | None = None,
         extra: dict[str, str] | None = None,
     ) -> Vm:
         """A cloud-init template as `qm template` leaves it: scsi0 base disk, ide2 cloud-init drive,
-        guest agent on, one virtio NIC, serial console."""
+        guest agent on, one virtio NIC, serial console. On a file storage (dir, nfs, cifs) the disk is a file,
+        `disk_format` (qcow2 or raw) named as PVE names it: `<storage>:9000/base-9000-disk-0.qcow2`."""
+        kind = self.state.storages[storage].type if storage in self.state.storages else "lvmthin"
+        if kind in FILE_TYPES:
+            base_volume = f"{vmid}/base-{vmid}-disk-0.{disk_format}"
+            cloudinit = f"{vmid}/vm-{vmid}-cloudinit.qcow2"
+        else:
+            base_volume, cloudinit = f"base-{vmid}-disk-0", f"vm-{vmid}-cloudinit"
         with self.state.lock:
             config = {
                 "name": name,
@@ -381,8 +436,8 @@ class FakePve:
                 "ostype": "l26",
                 "agent": "1",
                 "scsihw": "virtio-scsi-single",
-                "scsi0": f"{storage}:base-{vmid}-disk-0,size={disk_size}",
-                "ide2": f"{storage}:vm-{vmid}-cloudinit,media=cdrom",
+                "scsi0": f"{storage}:{base_volume},size={disk_size}",
+                "ide2": f"{storage}:{cloudinit},media=cdrom",
                 "net0": f"virtio={random_mac(self.api.rng)},bridge={bridge}",
                 "serial0": "socket",
                 "vga": "serial0",

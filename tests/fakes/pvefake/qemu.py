@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 from urllib.parse import unquote
 
+from . import ha
 from .api import Api, Request, Routes
 from .common import flag, list_param, opt_int, opt_str
 from .errors import ApiError, TaskError, die, param_error
@@ -22,6 +23,7 @@ from .faults import lock_timeout_message
 from .realize import AgentError
 from .sdn_model import bridge_exists, running_vnet_bridges, vnet_zone
 from .state import Vm
+from .storage_model import has_feature, new_volname
 from .tasks import Task
 from .vmconfig import (
     CLOUDINIT_KEYS,
@@ -209,7 +211,7 @@ def status_current(api: Api, req: Request) -> dict[str, Any]:
     vm = get_vm(api, req.params["vmid"])
     out = vm_summary(api, vm)
     out["qmpstatus"] = vm.status
-    out["ha"] = {"managed": 0}
+    out["ha"] = ha.status_of(api, vm.vmid)
     out["agent"] = 1 if agent_enabled(vm.config) else 0
     if vm.status == "running":
         out["running-machine"] = "pc-i440fx-9.0+pve0"
@@ -255,9 +257,12 @@ def create_vm(api: Api, req: Request) -> str:
     def work(task: Task) -> None:
         _finish_new_vm(api, vmid, pool)
         if start:
-            _start_worker(api, vmid, False)(task)
+            start_worker(api, vmid, False)(task)
 
-    return api.tasks.spawn("qmcreate", str(vmid), req.who.auth_id, work, on_fail=lambda t, m: _drop_new_vm(api, vmid))
+    node = req.params["node"]
+    return api.tasks.spawn(
+        "qmcreate", str(vmid), req.who.auth_id, work, on_fail=lambda t, m: _drop_new_vm(api, vmid), node=node
+    )
 
 
 @ROUTES.add("POST", "/nodes/{node}/qemu/{vmid}/clone")
@@ -266,6 +271,8 @@ def clone_vm(api: Api, req: Request) -> str:
     vmid, newid = int(params["vmid"]), int(params["newid"])
     pool = opt_str(params, "pool")
     storage = opt_str(params, "storage")
+    if storage is not None:
+        _check_storage_for_images(api, storage, str(params["node"]))
     _check_pool_exists(api, pool)
     target = opt_str(params, "target")
     if target is not None and target != api.state.node:
@@ -281,15 +288,14 @@ def clone_vm(api: Api, req: Request) -> str:
             raise die("parameter 'storage' not allowed for linked clones")
         if params.get("format") is not None:
             raise die("parameter 'format' not allowed for linked clones")
-    elif storage is not None and storage not in api.state.storages:
-        raise die(f"storage '{storage}' does not exist")
-    if api.state.vmid_taken(newid):
-        raise die(f"unable to create VM {newid}: config file already exists")
     for _, net in nics(source.config):
         if net.get("bridge"):
             check_bridge_access(
                 api, req, f"virtio,bridge={net['bridge']}" + (f",tag={net['tag']}" if net.get("tag") else "")
             )
+    if api.state.vmid_taken(newid):
+        raise die(f"unable to create VM {newid}: config file already exists")
+    _check_clone_features(api, source, full)
 
     config: dict[str, str] = {}
     disks: list[str] = []
@@ -299,7 +305,7 @@ def clone_vm(api: Api, req: Request) -> str:
         if NET_RE.match(key):
             value = with_mac(value, api.rng, force_new=True)
         elif DISK_RE.match(key) or key == "efidisk0":
-            value = _clone_volume(key, value, vmid, newid, len(disks), full, storage)
+            value = _clone_volume(api, key, value, vmid, newid, len(disks), full, storage)
             if "media=cdrom" not in value:
                 disks.append(key)
         config[key] = value
@@ -309,7 +315,7 @@ def clone_vm(api: Api, req: Request) -> str:
     config["smbios1"] = f"uuid={uuid.UUID(int=api.rng.getrandbits(128), version=4)}"
     config["vmgenid"] = str(uuid.UUID(int=api.rng.getrandbits(128), version=4))
     config["lock"] = "clone"
-    api.state.vms[newid] = Vm(newid, config)
+    api.state.vms[newid] = Vm(newid, config, node=source.node)
 
     def work(task: Task) -> None:
         kind = "full" if full else "linked"
@@ -320,10 +326,49 @@ def clone_vm(api: Api, req: Request) -> str:
     def undo(task: Task, message: str) -> None:
         _drop_new_vm(api, newid)  # PVE removes the half-created config and disks
 
-    return api.tasks.spawn("qmclone", str(vmid), req.who.auth_id, work, on_fail=undo, error_prefix="clone failed: ")
+    node = req.params["node"]
+    return api.tasks.spawn(
+        "qmclone", str(vmid), req.who.auth_id, work, on_fail=undo, error_prefix="clone failed: ", node=node
+    )
 
 
-def _clone_volume(key: str, value: str, vmid: int, newid: int, index: int, full: bool, storage: str | None) -> str:
+def _check_storage_for_images(api: Api, storage: str, node: str) -> None:
+    """PVE::Storage::storage_check_enabled on the clone's target storage, then its content types."""
+    store = api.state.storages.get(storage)
+    if store is None:
+        raise die(f"storage '{storage}' does not exist")
+    if store.disable:
+        raise die(f"storage '{storage}' is disabled")
+    if not store.on(node):
+        raise die(f"storage '{storage}' is not available on node '{node}'")
+    if "images" not in store.content.split(","):
+        raise param_error({"storage": f"storage '{storage}' does not support vm images"})
+
+
+def _check_clone_features(api: Api, source: Vm, full: bool) -> None:
+    """qemu-server's clone checks before it forks: each disk must support `copy` (full clone; cloud-init and TPM
+    state drives always) or `clone` (linked clone) on its storage, else `Full|Linked clone feature is not
+    supported for '<volume>' (<disk>)`."""
+    for key, value in sorted(source.config.items()):
+        if not (DISK_RE.match(key) or key in ("efidisk0", "tpmstate0")):
+            continue
+        volume, _, options = value.partition(",")
+        cloudinit = "cloudinit" in volume
+        if ("media=cdrom" in options.split(",") and not cloudinit) or volume in ("", "none"):
+            continue
+        store_id, sep, volname = volume.partition(":")
+        store = api.state.storages.get(store_id) if sep and not volume.startswith("/") else None
+        if sep and store is None and not volume.startswith("/"):
+            raise die(f"storage '{store_id}' does not exist")
+        copy = full or cloudinit or key == "tpmstate0"
+        feature = "copy" if copy else "clone"
+        if store is None or not has_feature(store.type, feature, volname):
+            raise die(f"{'Full' if copy else 'Linked'} clone feature is not supported for '{volume}' ({key})")
+
+
+def _clone_volume(
+    api: Api, key: str, value: str, vmid: int, newid: int, index: int, full: bool, storage: str | None
+) -> str:
     volume, _, options = value.partition(",")
     store, _, volname = volume.partition(":")
     if "media=cdrom" in options:
@@ -333,8 +378,9 @@ def _clone_volume(key: str, value: str, vmid: int, newid: int, index: int, full:
     if not volname:
         return value
     target_store = storage or store
-    base = volname.split("/")[-1].replace(f"vm-{vmid}-", f"base-{vmid}-")
-    new_name = f"vm-{newid}-disk-{index}" if full else f"{base}/vm-{newid}-disk-{index}"
+    found = api.state.storages.get(target_store)
+    kind = found.type if found is not None else "lvmthin"
+    new_name = new_volname(kind, volname, vmid, newid, index, linked=not full)
     return f"{target_store}:{new_name}" + (f",{options}" if options else "")
 
 
@@ -472,13 +518,13 @@ def post_config(api: Api, req: Request) -> str | None:
             for key in staged:
                 task.log(f"update VM {vmid}: -{key} {PASSWORD_MASK if key == 'cipassword' else staged[key]}")
 
-    return api.tasks.spawn("qmconfig", str(vmid), req.who.auth_id, work)
+    return api.tasks.spawn("qmconfig", str(vmid), req.who.auth_id, work, node=req.params["node"])
 
 
 # -- power ----------------------------------------------------------------------------------------
 
 
-def _start_worker(api: Api, vmid: int, skiplock: bool):
+def start_worker(api: Api, vmid: int, skiplock: bool):
     def work(task: Task) -> None:
         with api.state.lock:
             vm = api.state.vms.get(vmid)
@@ -521,7 +567,7 @@ def _start_worker(api: Api, vmid: int, skiplock: bool):
     return work
 
 
-def _stop_worker(api: Api, vmid: int, skiplock: bool, must_run: bool):
+def stop_worker(api: Api, vmid: int, skiplock: bool, must_run: bool):
     def work(task: Task) -> None:
         with api.state.lock:
             vm = api.state.vms.get(vmid)
@@ -545,16 +591,23 @@ def _stop_worker(api: Api, vmid: int, skiplock: bool, must_run: bool):
 def start_vm(api: Api, req: Request) -> str:
     vm = get_vm(api, req.params["vmid"])
     require_root_for_skiplock(req)
+    node = str(req.params["node"])
+    if ha.managed(api, vm.vmid) and req.params.get("stateuri") is None:
+        return ha.request_start(api, vm.vmid, req.who.auth_id, node)
     skiplock = flag(req.params, "skiplock")
-    return api.tasks.spawn("qmstart", str(vm.vmid), req.who.auth_id, _start_worker(api, vm.vmid, skiplock))
+    return api.tasks.spawn("qmstart", str(vm.vmid), req.who.auth_id, start_worker(api, vm.vmid, skiplock), node=node)
 
 
 @ROUTES.add("POST", "/nodes/{node}/qemu/{vmid}/status/stop")
 def stop_vm(api: Api, req: Request) -> str:
     vm = get_vm(api, req.params["vmid"])
     require_root_for_skiplock(req)
-    work = _stop_worker(api, vm.vmid, flag(req.params, "skiplock"), must_run=False)
-    return api.tasks.spawn("qmstop", str(vm.vmid), req.who.auth_id, work)
+    if ha.managed(api, vm.vmid) and req.params.get("migratedfrom") is None:
+        if flag(req.params, "overrule-shutdown"):
+            raise param_error({"overrule-shutdown": "Not applicable for HA resources."})
+        return ha.request_stop(api, vm.vmid, req.who.auth_id, str(req.params["node"]), 0)
+    work = stop_worker(api, vm.vmid, flag(req.params, "skiplock"), must_run=False)
+    return api.tasks.spawn("qmstop", str(vm.vmid), req.who.auth_id, work, node=req.params["node"])
 
 
 SHUTDOWN_DEFAULT_TIMEOUT = 60  # qemu-server's wait when the call names none
@@ -566,9 +619,13 @@ def shutdown_vm(api: Api, req: Request) -> str:
     timeout; then the task fails as qemu-server's does, or with forceStop the VM is stopped."""
     vm = get_vm(api, req.params["vmid"])
     require_root_for_skiplock(req)
-    stop = _stop_worker(api, vm.vmid, flag(req.params, "skiplock"), must_run=False)
+    node = str(req.params["node"])
+    if ha.managed(api, vm.vmid):
+        wait = int(req.params.get("timeout", SHUTDOWN_DEFAULT_TIMEOUT))
+        return ha.request_stop(api, vm.vmid, req.who.auth_id, node, wait)
+    stop = stop_worker(api, vm.vmid, flag(req.params, "skiplock"), must_run=False)
     if vm.vmid not in api.faults.ignore_shutdown or vm.status != "running":
-        return api.tasks.spawn("qmshutdown", str(vm.vmid), req.who.auth_id, stop)
+        return api.tasks.spawn("qmshutdown", str(vm.vmid), req.who.auth_id, stop, node=node)
     timeout = int(req.params.get("timeout", SHUTDOWN_DEFAULT_TIMEOUT))
     force = flag(req.params, "forceStop")
 
@@ -577,7 +634,7 @@ def shutdown_vm(api: Api, req: Request) -> str:
             raise TaskError("VM quit/powerdown failed - got timeout")
         stop(task)
 
-    return api.tasks.spawn("qmshutdown", str(vm.vmid), req.who.auth_id, ignored, seconds=float(timeout))
+    return api.tasks.spawn("qmshutdown", str(vm.vmid), req.who.auth_id, ignored, seconds=float(timeout), node=node)
 
 
 @ROUTES.add("POST", "/nodes/{node}/qemu/{vmid}/status/reboot")
@@ -585,14 +642,14 @@ def reboot_vm(api: Api, req: Request) -> str:
     vm = get_vm(api, req.params["vmid"])
     if vm.status != "running":
         raise die(f"VM {vm.vmid} not running")
-    stop = _stop_worker(api, vm.vmid, False, must_run=True)
-    start = _start_worker(api, vm.vmid, False)
+    stop = stop_worker(api, vm.vmid, False, must_run=True)
+    start = start_worker(api, vm.vmid, False)
 
     def work(task: Task) -> None:
         stop(task)
         start(task)
 
-    return api.tasks.spawn("qmreboot", str(vm.vmid), req.who.auth_id, work)
+    return api.tasks.spawn("qmreboot", str(vm.vmid), req.who.auth_id, work, node=req.params["node"])
 
 
 @ROUTES.add("POST", "/nodes/{node}/qemu/{vmid}/status/reset")
@@ -600,7 +657,9 @@ def reset_vm(api: Api, req: Request) -> str:
     vm = get_vm(api, req.params["vmid"])
     if vm.status != "running":
         raise die(f"VM {vm.vmid} not running")
-    return api.tasks.spawn("qmreset", str(vm.vmid), req.who.auth_id, lambda task: None, seconds=0.0)
+    return api.tasks.spawn(
+        "qmreset", str(vm.vmid), req.who.auth_id, lambda task: None, seconds=0.0, node=req.params["node"]
+    )
 
 
 @ROUTES.add("POST", "/nodes/{node}/qemu/{vmid}/template")
@@ -618,7 +677,7 @@ def make_template(api: Api, req: Request) -> str:
                 raise TaskError(str(config_missing(api, vmid)))
             target.config["template"] = "1"
 
-    return api.tasks.spawn("qmtemplate", str(vmid), req.who.auth_id, work)
+    return api.tasks.spawn("qmtemplate", str(vmid), req.who.auth_id, work, node=req.params["node"])
 
 
 # -- destroy --------------------------------------------------------------------------------------
@@ -631,6 +690,9 @@ def destroy_vm(api: Api, req: Request) -> str:
     vmid = vm.vmid
     if vm.config.get("protection") == "1":
         raise die(f"can't remove VM {vmid} - protection mode enabled")
+    purge = flag(req.params, "purge")
+    if api.state.ha_of(vmid) is not None and not purge:
+        raise die(f"unable to remove VM {vmid} - used in HA resources and purge parameter not set.")
     if vm.status == "running":
         raise die(f"VM {vmid} is running - destroy failed")
     skiplock = flag(req.params, "skiplock")
@@ -655,9 +717,11 @@ def destroy_vm(api: Api, req: Request) -> str:
                 del api.state.acls[key]
             api.state.firewall.vm_options.pop(vmid, None)
             api.state.firewall.vm_rules.pop(vmid, None)
+            if purge and api.state.ha.pop(f"vm:{vmid}", None) is not None:
+                task.log(f"NOTE: removed VM {vmid} from HA resource configuration.")
         api.realizer.vm_destroyed(vmid)
 
-    return api.tasks.spawn("qmdestroy", str(vmid), req.who.auth_id, work)
+    return api.tasks.spawn("qmdestroy", str(vmid), req.who.auth_id, work, node=req.params["node"])
 
 
 # -- cloud-init -----------------------------------------------------------------------------------

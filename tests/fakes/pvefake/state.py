@@ -81,6 +81,36 @@ class Storage:
     type: str
     content: str
     shared: int = 0
+    disable: bool = False  # `disable` in storage.cfg: listed with enabled 0, refused by the clone API
+    active: bool = True  # reachable (an NFS server down, an iSCSI target gone: 0)
+    total: int = 500 << 30
+    used: int = 10 << 30
+    nodes: frozenset[str] | None = None  # `nodes` in storage.cfg: only these nodes have it (None: all)
+
+    def on(self, node: str) -> bool:
+        return self.nodes is None or node in self.nodes
+
+
+@dataclass
+class HaResource:
+    """An entry of /etc/pve/ha/resources.cfg, plus the service state the CRM keeps for it in its manager status."""
+
+    sid: str  # vm:100
+    state: str = "started"  # requested: started, stopped, disabled, ignored (enabled is read as started)
+    comment: str = ""
+    max_restart: int | None = None
+    max_relocate: int | None = None
+    failback: int | None = None
+    crm_state: str | None = None  # started, stopped, request_stop, error, ... (None: not seen by the CRM yet)
+
+    @property
+    def vmid(self) -> int:
+        return int(self.sid.split(":", 1)[1])
+
+    @property
+    def managed(self) -> bool:
+        """PVE::HA::Config::vm_is_ha_managed: configured and not `ignored`."""
+        return self.state != "ignored"
 
 
 @dataclass
@@ -202,6 +232,10 @@ class State:
     roles: dict[str, set[str]] = field(default_factory=dict)  # custom roles only
     acls: dict[AclKey, bool] = field(default_factory=dict)  # value: propagate
     firewall: FirewallState = field(default_factory=FirewallState)
+    ha: dict[str, HaResource] = field(default_factory=dict)  # sid -> resource
+
+    def ha_of(self, vmid: int) -> HaResource | None:
+        return self.ha.get(f"vm:{vmid}")
 
     def node_of(self, guest: Vm | Container) -> str:
         return guest.node or self.node

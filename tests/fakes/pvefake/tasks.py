@@ -110,12 +110,14 @@ class TaskManager:
         self._guard = threading.Lock()
         self._threads: list[threading.Thread] = []
 
-    def create(self, task_type: str, task_id: str, user: str) -> Task:
+    def create(self, task_type: str, task_id: str, user: str, node: str | None = None) -> Task:
+        """`node`: the cluster member the task runs on (a guest's own node); default the fake's node."""
+        where = node or self.node
         with self._guard:
             pid = next(self._pids)
             starttime = int(time.time())
-            upid = f"UPID:{self.node}:{pid:08X}:{self._pstart:08X}:{starttime:08X}:{task_type}:{task_id}:{user}:"
-            task = Task(upid, self.node, pid, self._pstart, starttime, task_type, task_id, user, time.monotonic())
+            upid = f"UPID:{where}:{pid:08X}:{self._pstart:08X}:{starttime:08X}:{task_type}:{task_id}:{user}:"
+            task = Task(upid, where, pid, self._pstart, starttime, task_type, task_id, user, time.monotonic())
             self.tasks[upid] = task
             return task
 
@@ -129,10 +131,11 @@ class TaskManager:
         on_fail: FailFn | None = None,
         error_prefix: str = "",
         seconds: float | None = None,
+        node: str | None = None,
     ) -> str:
         """Start a worker; returns its UPID at once. `work` raises TaskError (or anything) to fail;
         `on_fail` undoes half-done effects (a failed clone removes the new VM) before the task stops."""
-        task = self.create(task_type, task_id, user)
+        task = self.create(task_type, task_id, user, node)
         duration = (self.task_seconds if seconds is None else seconds) * self.faults.slow_tasks * self.faults.jitter()
         thread = threading.Thread(
             target=self._run,

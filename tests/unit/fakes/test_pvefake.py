@@ -318,6 +318,154 @@ def test_protection_refuses_destroy(fake: FakePve, api: Any) -> None:
     assert 101 not in fake.state.vms
 
 
+# -- storage capability, HA, guests on other nodes (issue 19, items 10 and 8) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "volname", "linked"),
+    [
+        ("lvmthin", "base-9000-disk-0", True),
+        ("zfspool", "base-9000-disk-0", True),
+        ("rbd", "base-9000-disk-0", True),
+        ("dir", "9000/base-9000-disk-0.qcow2", True),
+        ("nfs", "9000/base-9000-disk-0.raw", True),  # Plugin.pm: a qcow2 overlay on a raw base file
+        ("lvm", "base-9000-disk-0", False),
+        ("iscsi", "0.0.1.scsi-36001405aa", False),
+        ("iscsidirect", "0.0.1.scsi-36001405aa", False),
+        ("dir", "9000/vm-9000-disk-0.qcow2", False),  # not a base volume
+    ],
+)
+def test_which_storages_make_linked_clones(kind: str, volname: str, linked: bool) -> None:
+    from pvefake.storage_model import has_feature
+
+    assert has_feature(kind, "clone", volname) is linked
+
+
+def test_a_linked_clone_needs_a_storage_that_can_clone(fake: FakePve, api: Any) -> None:
+    fake.add_storage("vg-data", type="lvm", content="images,rootdir")
+    fake.add_storage("nas", type="nfs", content="images")
+    fake.add_storage("off", type="lvmthin", content="images", disable=True)
+    fake.add_template(9001, name="on-lvm", storage="vg-data")
+    fake.add_template(9002, name="on-nfs", storage="nas")
+    err = failure(api.nodes(NODE).qemu(9001).clone.post, newid=101)
+    assert (err.status_code, err.content) == (
+        500,
+        "Linked clone feature is not supported for 'vg-data:base-9001-disk-0' (scsi0)",
+    )
+    assert 101 not in fake.state.vms and not [t for t in fake.state.tasks.values() if t.type == "qmclone"]
+    assert clone(api, 101, full=1, storage="local-lvm")["exitstatus"] == "OK"
+    config = api.nodes(NODE).qemu(101).config.get()
+    assert config["scsi0"].startswith("local-lvm:vm-101-disk-0,") and config["ide2"].startswith(
+        "local-lvm:vm-101-cloudinit"
+    )
+    assert clone(api, 102)["exitstatus"] == "OK"  # lvmthin: linked
+    linked = api.nodes(NODE).qemu(9002).clone.post(newid=104)
+    assert wait(api, linked)["exitstatus"] == "OK"
+    assert (
+        api.nodes(NODE)
+        .qemu(104)
+        .config.get()["scsi0"]
+        .startswith("nas:9002/base-9002-disk-0.qcow2/104/vm-104-disk-0.qcow2,")
+    )
+    err = failure(api.nodes(NODE).qemu(9001).clone.post, newid=105, full=1, storage="local")
+    assert (err.status_code, err.errors) == (400, {"storage": "storage 'local' does not support vm images"})
+    err = failure(api.nodes(NODE).qemu(9001).clone.post, newid=105, full=1, storage="off")
+    assert err.content == "storage 'off' is disabled"
+    listed = {s["storage"]: s for s in api.nodes(NODE).storage.get()}
+    assert (listed["off"]["enabled"], listed["off"]["active"], listed["off"]["avail"]) == (0, 0, 0)
+    assert listed["vg-data"]["type"] == "lvm" and listed["vg-data"]["avail"] == 490 << 30
+    assert "off" not in {s["storage"] for s in api.nodes(NODE).storage.get(content="images")}
+
+
+def _settle(fake: FakePve) -> None:
+    assert fake.wait_tasks(10), "the HA manager's tasks did not end"
+
+
+def test_ha_start_and_stop_are_requests_carried_out_after_their_task_ended(fake: FakePve, api: Any) -> None:
+    fake.api.ha_seconds = 0.4
+    clone(api, 101)
+    api.cluster.ha.resources.post(sid="vm:101", state="stopped")
+    vm = api.nodes(NODE).qemu(101)
+    assert vm.status.current.get()["ha"] == {"managed": 1, "state": "stopped"}
+    upid = vm.status.start.post()
+    assert ":hastart:101:" in upid
+    assert wait(api, upid)["exitstatus"] == "OK"
+    assert vm.status.current.get()["status"] == "stopped", "the task ended before the HA manager acted"
+    _settle(fake)
+    assert vm.status.current.get()["status"] == "running"
+    assert api.cluster.ha.resources("vm:101").get()["state"] == "started"
+    assert {r["vmid"]: r.get("hastate") for r in api.cluster.resources.get(type="vm")}[101] == "started"
+    upid = vm.status.shutdown.post(timeout=30)
+    assert ":hastop:101:" in upid and wait(api, upid)["exitstatus"] == "OK"
+    assert vm.status.current.get()["status"] == "running"
+    assert vm.status.current.get()["ha"] == {"managed": 1, "state": "request_stop"}
+    _settle(fake)
+    assert vm.status.current.get()["status"] == "stopped"
+    assert api.cluster.ha.resources.get() == [{"sid": "vm:101", "type": "vm", "state": "stopped", "digest": "0" * 40}]
+    # a stop request overtaken by a start request leaves the VM running: nothing was stopped
+    wait(api, vm.status.start.post())
+    _settle(fake)
+    wait(api, vm.status.stop.post())
+    wait(api, vm.status.start.post())
+    _settle(fake)
+    assert vm.status.current.get()["status"] == "running"
+    lrm = [t.type for t in fake.state.tasks.values() if t.user == "root@pam" and t.id == "101"]
+    assert lrm.count("qmstop") == 1 and lrm.count("qmstart") == 2
+
+
+def test_destroying_an_ha_vm_needs_purge_and_a_stopped_vm(fake: FakePve, api: Any) -> None:
+    clone(api, 101)
+    fake.add_ha_resource(101, "started")
+    vm = api.nodes(NODE).qemu(101)
+    err = failure(vm.delete)
+    assert err.content == "unable to remove VM 101 - used in HA resources and purge parameter not set."
+    assert failure(vm.delete, purge=1).content == "VM 101 is running - destroy failed"
+    wait(api, vm.status.stop.post())
+    _settle(fake)
+    assert wait(api, vm.delete(purge=1))["exitstatus"] == "OK"
+    assert 101 not in fake.state.vms and fake.state.ha == {}
+    log = [line["t"] for line in api.nodes(NODE).tasks(_last_upid(fake, "qmdestroy")).log.get()]
+    assert "NOTE: removed VM 101 from HA resource configuration." in log
+
+
+def _last_upid(fake: FakePve, kind: str) -> str:
+    return max((t for t in fake.state.tasks.values() if t.type == kind), key=lambda t: t.created).upid
+
+
+def test_ha_resources_are_refused_as_pve_ha_manager_refuses_them(fake: FakePve, api: Any) -> None:
+    assert failure(api.cluster.ha.resources.post, sid="vm:999").content == "resource 'vm:999' does not exist in cluster"
+    assert failure(api.cluster.ha.resources.post, sid="999").content == (
+        "unable to detect SID from VMID - VM/CT 999 does not exist"
+    )
+    clone(api, 101)
+    api.cluster.ha.resources.post(sid="101", state="stopped")
+    assert failure(api.cluster.ha.resources.post, sid="vm:101").content == "resource ID 'vm:101' already defined"
+    fake.state.ha["vm:101"].crm_state = "error"
+    err = failure(api.cluster.ha.resources("vm:101").put, state="started")
+    assert err.content == "service 'vm:101' in error state, must be disabled and fixed first"
+    api.cluster.ha.resources("vm:101").put(state="disabled")
+    api.cluster.ha.resources("vm:101").delete()
+    assert (
+        failure(api.cluster.ha.resources("vm:101").delete).content == "cannot delete service 'vm:101', not HA managed!"
+    )
+    assert failure(api.cluster.ha.resources("vm:101").get).content == "no such resource 'vm:101'"
+
+
+def test_a_migrated_vm_is_driven_on_its_node_and_its_tasks_are_found_there(fake: FakePve, api: Any) -> None:
+    fake.add_node("pve2")
+    clone(api, 101)
+    fake.move_vm(101, "pve2")
+    err = failure(api.nodes(NODE).qemu(101).status.start.post)
+    assert err.content == f"Configuration file 'nodes/{NODE}/qemu-server/101.conf' does not exist"
+    api.nodes("pve2").qemu(101).config.put(cores=2)
+    upid = api.nodes("pve2").qemu(101).status.start.post()
+    assert upid.startswith("UPID:pve2:")
+    assert failure(api.nodes(NODE).tasks(upid).status.get).status_code == 400, "a task is found on its own node"
+    assert wait(api, upid)["exitstatus"] == "OK"
+    assert api.nodes("pve2").qemu(101).status.current.get()["status"] == "running"
+    assert {r["vmid"]: r["node"] for r in api.cluster.resources.get(type="vm")}[101] == "pve2"
+
+
 # -- containers, node interfaces, other cluster members ---------------------------------------------
 
 
