@@ -310,7 +310,9 @@ class ProxmoxBackend(Backend):
             sdn.remove_zone_if_empty()
         if sdn.changed or work.segment_work:
             report("applying the SDN configuration")
-            sdn.apply()
+            gone = {have.handle for c in work.segment_deletions if (have := work.actual.segments.get(c.name))}
+            kept = set() if work.full_destroy else {self.names.vnet(s.key) for s in self.desired.segments} - gone
+            sdn.apply(kept, report)
 
     def remove_segment(self, change: Change, have: ActualSegment, report: Report) -> None:
         report(f"removing segment {change.name} (VNet {have.handle})")

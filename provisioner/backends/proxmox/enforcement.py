@@ -162,16 +162,32 @@ def switch_on(
 
 
 def _admit_in_management(client: PveClient, names: Names, address: str, say: Callable[[str], None]) -> None:
-    sets = {str(s.get("name")) for s in client.get("cluster/firewall/ipset") or []}
-    if MANAGEMENT_IPSET not in sets:
+    if MANAGEMENT_IPSET not in _ipsets(client):
         say(f"creating the datacenter IP set {MANAGEMENT_IPSET}")
-        client.post("cluster/firewall/ipset", name=MANAGEMENT_IPSET, comment="hosts that may manage the cluster")
-    entries = {str(e.get("cidr")) for e in client.get(f"cluster/firewall/ipset/{MANAGEMENT_IPSET}") or []}
-    if address not in entries and f"{address}/32" not in entries:
-        say(f"adding the controller's address {address} to the IP set {MANAGEMENT_IPSET} (API and SSH)")
+        try:
+            client.post("cluster/firewall/ipset", name=MANAGEMENT_IPSET, comment="hosts that may manage the cluster")
+        except PveError:
+            if MANAGEMENT_IPSET not in _ipsets(client):  # made by a parallel apply in the meantime
+                raise
+    if _admitted(client, address):
+        return
+    say(f"adding the controller's address {address} to the IP set {MANAGEMENT_IPSET} (API and SSH)")
+    try:
         client.post(
             f"cluster/firewall/ipset/{MANAGEMENT_IPSET}", cidr=address, comment=names.comment(role="controller")
         )
+    except PveError:
+        if not _admitted(client, address):  # another apply of the same controller may have added it first
+            raise
+
+
+def _ipsets(client: PveClient) -> set[str]:
+    return {str(s.get("name")) for s in client.get("cluster/firewall/ipset") or []}
+
+
+def _admitted(client: PveClient, address: str) -> bool:
+    entries = {str(e.get("cidr")) for e in client.get(f"cluster/firewall/ipset/{MANAGEMENT_IPSET}") or []}
+    return address in entries or f"{address}/32" in entries
 
 
 def _switch_back(client: PveClient, address: str, cause: PveError) -> None:

@@ -1,6 +1,6 @@
 """Networks on Proxmox SDN: one VLAN zone on the configured bridge, one VNet per segment tagged with the
 segment's VLAN id, one subnet per VNet. SDN writes stay pending until `PUT /cluster/sdn` applies them, so the
-backend batches every change and applies once, then waits for the reload task."""
+backend batches every change and applies once, then waits until every node reports the networks up."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from provisioner.backends.proxmox.client import PveClient, PveError
 from provisioner.backends.proxmox.names import Names
+from provisioner.backends.proxmox.sdn_status import confirm_applied
 from provisioner.planning.desired import SegmentSpec
 
 Say = Callable[[str], None]
@@ -162,7 +163,9 @@ class SdnWriter:
         """DELETE path/value, settled once the listing at path no longer holds it."""
         self.client.call("DELETE", f"{path}/{value}", {}, settle=lambda: not self._exists(path, key, value))
 
-    def apply(self) -> None:
-        """Apply every pending SDN change at once and wait for the network reload."""
+    def apply(self, vnets: set[str], say: Say) -> None:
+        """Apply every pending SDN change at once, then wait until every node reports the site's VNets up: the
+        task's end only says the nodes were asked to reload (sdn_status.py)."""
         self.client.run_task("PUT", "cluster/sdn", "applying the SDN configuration")
         self.changed = False
+        confirm_applied(self.client, self.names.zone, vnets, self.client.settings.task_timeout, say)

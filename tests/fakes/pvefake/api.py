@@ -205,8 +205,9 @@ class Api:
                 raise die(f"Configuration file 'nodes/{node}/{folder}/{params['vmid']}.conf' does not exist")
 
 
-# What a member other than the fake's own node answers: the reads of its network and its guests, everything done
-# to a QEMU guest that is on it (a migrated VM is configured, started, stopped, destroyed there), and its tasks.
+# What a member other than the fake's own node answers: the reads of its network, its SDN status and its guests,
+# everything done to a QEMU guest that is on it (a migrated VM is configured, started, stopped, destroyed there),
+# and its tasks.
 OTHER_NODE_PREFIXES = ("/nodes/{node}/qemu/{vmid}", "/nodes/{node}/tasks/{upid}")
 OTHER_NODE_ROUTES = frozenset(
     ("GET", t)
@@ -219,6 +220,8 @@ OTHER_NODE_ROUTES = frozenset(
         "/nodes/{node}/lxc",
         "/nodes/{node}/lxc/{vmid}",
         "/nodes/{node}/lxc/{vmid}/config",
+        "/nodes/{node}/sdn/zones",
+        "/nodes/{node}/sdn/zones/{zone}/content",
     )
 )
 

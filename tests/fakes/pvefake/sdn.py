@@ -1,20 +1,24 @@
 """SDN (pve-network): zones, vnets and subnets with pending/running configs, apply, 9.x lock.
 
 Writes only change the pending config (`/etc/pve/sdn/*.cfg`). `PUT /cluster/sdn` copies pending to
-running synchronously and returns a `reloadnetworkall` UPID; the worker realizes the running vnets
-(a vlan zone on a bridge the node lacks fails the reload). `GET ...?running=1` shows the running
-config, `?pending=1` annotates objects with `state` new/changed/deleted and a `pending` dict.
+running synchronously and returns a `reloadnetworkall` UPID. As upstream (PVE::API2::Network::SDN, reload), that
+worker only starts a network reload on each node and warns about a node it cannot reach; its `OK` says nothing
+about the networks. Each node's reload brings its network up `reload_seconds` later, or fails
+(`reload_errors`); `GET /nodes/{node}/sdn/zones` and `.../zones/{zone}/content` report pending, available or error
+per node. `GET ...?running=1` shows the running config, `?pending=1` annotates objects with `state`
+new/changed/deleted and a `pending` dict.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
 from .api import Api, Request, Routes
 from .common import flag, list_param, opt_str
-from .errors import TaskError, die, param_error
-from .sdn_model import running_vnets_info
+from .errors import die, param_error
+from .sdn_model import node_status, running_vnets_info
 from .state import SdnConfig, config_digest
 from .tasks import Task
 
@@ -120,23 +124,50 @@ def apply(api: Api, req: Request) -> str:
     check_sdn_lock(api, req, "could not acquire lock for SDN config")
     sdn.running = sdn.pending.copy()  # commit_config happens before the worker is forked
     sdn.apply_count += 1
+    sdn.version += 1
     # extract_param ignores the schema default: the lock is released only when asked explicitly
     if req.params.get("release-lock") is not None and flag(req.params, "release-lock"):
         sdn.lock_token = None
-    running = sdn.running.copy()
+    running, version = sdn.running.copy(), sdn.version
 
     def work(task: Task) -> None:
-        for zid, zone in sorted(running.zones.items()):
-            if zone.get("type") in ("vlan", "qinq") and str(zone.get("bridge")) not in api.state.bridges:
-                task.log(f"{api.state.node}: can't find bridge {zone.get('bridge')} for zone {zid}")
-                raise TaskError(f"can't find bridge {zone.get('bridge')}")
         with api.state.lock:
-            vnets = running_vnets_info(api.state)
-        for name in sorted(vnets):
-            task.log(f"{api.state.node}: reload vnet {name}")
-        api.realizer.sdn_applied(vnets)
+            nodes = [api.state.node, *sorted(api.state.other_nodes)]
+            offline = {n for n, status in api.state.other_nodes.items() if status != "online"}
+        for node in nodes:
+            if node in offline:
+                task.warn(f"{node}: unable to reload network config: no route to host")
+                continue
+            task.log(f"{node}: reloading network config")
+            _reload_later(api, node, version, running)
 
     return api.tasks.spawn("reloadnetworkall", "", req.who.auth_id, work)
+
+
+def _reload_later(api: Api, node: str, version: int, config: SdnConfig) -> None:
+    """The node's own reload task: after `reload_seconds` its network holds `config`, unless a newer apply's
+    reload got there first, or its reload fails (the interfaces stay as they were; the status says error)."""
+
+    def reload() -> None:
+        with api.state.lock:
+            sdn = api.state.sdn
+            have = sdn.loaded.get(node)
+            if have is not None and have[0] > version:
+                return
+            failure = sdn.reload_errors.get(node)
+            kept = config if failure is None else sdn.loaded_config(node)
+            sdn.loaded[node] = (version, kept, failure)
+            vnets = running_vnets_info(api.state) if node == api.state.node and failure is None else None
+        if vnets is not None:
+            api.realizer.sdn_applied(vnets)
+
+    delay = api.state.sdn.reload_seconds
+    if delay <= 0:
+        reload()
+    else:
+        timer = threading.Timer(delay, reload)
+        timer.daemon = True
+        timer.start()
 
 
 @ROUTES.add("POST", "/cluster/sdn/lock")
@@ -409,14 +440,20 @@ def delete_subnet(api: Api, req: Request) -> None:
 
 @ROUTES.add("GET", "/nodes/{node}/sdn/zones")
 def node_zones(api: Api, req: Request) -> list[dict[str, Any]]:
-    sdn = api.state.sdn
-    out = []
-    for zone_id in sorted(set(sdn.pending.zones) | set(sdn.running.zones)):
-        if zone_id not in sdn.running.zones or sdn.running.zones[zone_id] != sdn.pending.zones.get(zone_id):
-            status = "pending"
-        else:
-            zone = sdn.running.zones[zone_id]
-            bad = zone.get("type") in ("vlan", "qinq") and str(zone.get("bridge")) not in api.state.bridges
-            status = "error" if bad else "available"
-        out.append({"zone": zone_id, "status": status})
-    return out
+    """The running config's zones as this node reports them; only those the caller may audit."""
+    zones, _ = node_status(api.state, str(req.params["node"]))
+    return [
+        {"zone": zone, **status}
+        for zone, status in zones.items()
+        if api.perms.has(req.who, f"/sdn/zones/{zone}", ["SDN.Audit"])
+    ]
+
+
+@ROUTES.add("GET", "/nodes/{node}/sdn/zones/{zone}/content")
+def node_zone_content(api: Api, req: Request) -> list[dict[str, Any]]:
+    zone = str(req.params["zone"])
+    zones, vnets = node_status(api.state, str(req.params["node"]))
+    if zone not in zones:
+        raise die(f"sdn zone '{zone}' does not exist")
+    running = api.state.sdn.running.vnets
+    return [{"vnet": vnet, **status} for vnet, status in vnets.items() if running[vnet].get("zone") == zone]

@@ -135,6 +135,16 @@ class SdnState:
     running: SdnConfig = field(default_factory=SdnConfig)  # .running-config after the last apply
     lock_token: str | None = None  # PVE 9.x global SDN lock
     apply_count: int = 0
+    version: int = 0  # of the running config: one more per apply
+    # node -> what its network was last reloaded with (version, config, ifreload's error or None); the node's
+    # bridges and its SDN status come from here, not from the running config
+    loaded: dict[str, tuple[int, SdnConfig, str | None]] = field(default_factory=dict)
+    reload_seconds: float = 0.0  # how long after the apply task a node's own reload has brought its network up
+    reload_errors: dict[str, str] = field(default_factory=dict)  # node -> what its reload fails with
+
+    def loaded_config(self, node: str) -> SdnConfig:
+        found = self.loaded.get(node)
+        return found[1] if found is not None else SdnConfig()
 
 
 @dataclass

@@ -16,7 +16,6 @@ from provisioner.errors import InputError, ProvisionError
 
 pytest.importorskip("proxmoxer")
 
-fake = flows.fake  # the flow tests' fake: pve1, local-lvm (lvmthin), vmbr0, template 9000
 small_data, backend_for, converge, site_vms = flows.small_data, flows.backend_for, flows.converge, flows.site_vms
 LVM_TEMPLATE = 9001
 
