@@ -61,8 +61,14 @@ NEEDS: tuple[Need, ...] = (
     # GET /cluster/sdn/zones, /cluster/sdn/vnets: only entries with SDN.Audit or SDN.Allocate on them
     _n("/sdn/zones/{zone}", "SDN.Audit|SDN.Allocate", "see the zone and its VNets", phase=READ, propagate=True),
     # GET /access/groups, /access/users: only groups (and their users) with User.Modify or Sys.Audit on them
-    _n("/access/groups", "User.Modify|Sys.Audit", "see the site's groups and users", phase=READ, propagate=True,
-       when="people"),  # fmt: skip
+    _n(
+        "/access/groups",
+        "User.Modify|Sys.Audit",
+        "see the site's groups and users",
+        phase=READ,
+        propagate=True,
+        when="people",
+    ),
     # GET /cluster/firewall/options: perm / Sys.Audit
     _n("/", "Sys.Audit", "read the datacenter firewall", phase=READ, when="dc_firewall"),
     # ---- build: the VLAN census (preflight_build)
@@ -90,11 +96,9 @@ NEEDS: tuple[Need, ...] = (
     # POST .../agent/ping, GET .../agent/file-read: 8.x VM.Monitor
     _n("/pool/{pool}", "VM.Monitor", "read the VMs' host keys through the guest agent", versions=(8,)),
     # 9.x: POST .../agent/ping: VM.GuestAgent.Audit or VM.GuestAgent.Unrestricted
-    _n("/pool/{pool}", "VM.GuestAgent.Audit|VM.GuestAgent.Unrestricted", "ping the VMs' guest agent",
-       versions=(9,)),  # fmt: skip
+    _n("/pool/{pool}", "VM.GuestAgent.Audit|VM.GuestAgent.Unrestricted", "ping the VMs' guest agent", versions=(9,)),
     # 9.x: GET .../agent/file-read: VM.GuestAgent.FileRead or VM.GuestAgent.Unrestricted
-    _n("/pool/{pool}", "VM.GuestAgent.FileRead|VM.GuestAgent.Unrestricted", "read the VMs' host keys",
-       versions=(9,)),  # fmt: skip
+    _n("/pool/{pool}", "VM.GuestAgent.FileRead|VM.GuestAgent.Unrestricted", "read the VMs' host keys", versions=(9,)),
     # ---- build: pools and their ACLs
     # POST /pools, DELETE /pools: perm /pool/{poolid} Pool.Allocate
     _n("/pool/{pool}", "Pool.Allocate", "create and remove the pool"),
@@ -109,8 +113,9 @@ NEEDS: tuple[Need, ...] = (
     # PUT .../config netN=bridge=<vnet>: check_vnet_access, SDN.Use on /sdn/zones/<zone>/<vnet>
     _n("/sdn/zones/{zone}", "SDN.Use", "put the VMs' NICs on the VNets", propagate=True),
     # PUT /access/acl on /sdn/zones/<zone>/<vnet>: check_perm_modify asks Permissions.Modify there
-    _n("/sdn/zones/{zone}", "Permissions.Modify", "grant the people's ACLs on the VNets", propagate=True,
-       when="people"),  # fmt: skip
+    _n(
+        "/sdn/zones/{zone}", "Permissions.Modify", "grant the people's ACLs on the VNets", propagate=True, when="people"
+    ),
     # PUT /cluster/sdn: perm /sdn SDN.Allocate
     _n("/sdn", "SDN.Allocate", "apply the SDN configuration"),
     # ---- build: security groups, datacenter firewall
@@ -139,10 +144,26 @@ USER = "provisioner@pve"
 TOKEN = "apply"
 _AGENT = {8: ("VM.Monitor",), 9: ("VM.GuestAgent.Audit", "VM.GuestAgent.FileRead")}
 _ROLE_COMMON = (
-    "Group.Allocate", "Permissions.Modify", "Pool.Allocate", "Pool.Audit", "Realm.AllocateUser", "SDN.Allocate",
-    "SDN.Audit", "SDN.Use", "Sys.Audit", "Sys.Modify", "User.Modify", "VM.Allocate", "VM.Audit", "VM.Config.CPU",
-    "VM.Config.Cloudinit", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options", "VM.PowerMgmt",
-)  # fmt: skip
+    "Group.Allocate",
+    "Permissions.Modify",
+    "Pool.Allocate",
+    "Pool.Audit",
+    "Realm.AllocateUser",
+    "SDN.Allocate",
+    "SDN.Audit",
+    "SDN.Use",
+    "Sys.Audit",
+    "Sys.Modify",
+    "User.Modify",
+    "VM.Allocate",
+    "VM.Audit",
+    "VM.Config.CPU",
+    "VM.Config.Cloudinit",
+    "VM.Config.Memory",
+    "VM.Config.Network",
+    "VM.Config.Options",
+    "VM.PowerMgmt",
+)
 
 
 def role_privileges(major: int) -> tuple[str, ...]:
@@ -186,7 +207,7 @@ def _applies(need: Need, phase: str, major: int, people: bool, dc_firewall: bool
         return False
     if (9 if major >= 9 else 8) not in need.versions:
         return False
-    return not (need.when == "people" and not people or need.when == "dc_firewall" and not dc_firewall)
+    return not ((need.when == "people" and not people) or (need.when == "dc_firewall" and not dc_firewall))
 
 
 def _paths(need: Need, values: dict[str, list[str]]) -> list[str]:

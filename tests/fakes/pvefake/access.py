@@ -445,10 +445,7 @@ def permissions(api: Api, req: Request) -> dict[str, dict[str, int]]:
     if userid not in api.state.users:
         raise die(f"no such user ('{userid}')")
     path = opt_str(req.params, "path")
-    if path is not None:
-        paths = [normalize_path(path) or path]
-    else:
-        paths = sorted(api.perms.effective_paths())
+    paths = [normalize_path(path) or path] if path is not None else sorted(api.perms.effective_paths())
     out: dict[str, dict[str, int]] = {}
     for candidate in paths:
         privs = api.perms.privileges(who, candidate)

@@ -24,8 +24,9 @@ pytest.importorskip("proxmoxer")
 
 
 @pytest.fixture
-def fake() -> Iterator[FakePve]:
-    server = FakePve(schema_version="9.1", node="pve1", task_seconds=0.05)
+def fake(request: pytest.FixtureRequest) -> Iterator[FakePve]:
+    """A fake of PVE 9.1, or of the version a test asks for (`parametrize("fake", ["8.4"], indirect=True)`)."""
+    server = FakePve(schema_version=getattr(request, "param", "9.1"), node="pve1", task_seconds=0.05)
     server.start()
     server.add_storage("local-lvm")
     server.add_bridge("vmbr0")
