@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_proxmox_backend
 from helpers import ROOT, write_site
 from test_proxmox_backend import backend_for, converge
-from test_proxmox_backend import fake as fake_fixture  # noqa: F401  (the fixture `fake`, parametrized by version)
 from test_proxmox_design import proxmox_data
 from test_proxmox_vlan_census import plan_refused
 
@@ -24,6 +24,7 @@ from provisioner.site.load import load_site
 
 pytest.importorskip("proxmoxer")
 
+fake = test_proxmox_backend.fake  # the fixture (a fake of 9.1, or of the version a test asks for)
 DOCS = ROOT / "docs" / "proxmox.md"
 TOKEN_ID = f"{privileges.USER}!{privileges.TOKEN}"
 SITE = "pvpriv"
