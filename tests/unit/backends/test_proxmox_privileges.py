@@ -108,6 +108,7 @@ def run_recipe(fake: Any, site_dir: Path, drop_privilege: str = "", drop_grant: 
     }
     api = fake.client(token_name="recipe")
     recipe = docs_recipe()
+    start = len(fake.requests)
     major = 9 if fake.state.version.startswith("9") else 8
     secret = ""
     for words in recipe.commands:
@@ -136,6 +137,10 @@ def run_recipe(fake: Any, site_dir: Path, drop_privilege: str = "", drop_grant: 
                     tokens=option(words, "tokens"),
                 )
     assert secret
+    # The recipe is the sysadmin's, not the backend's: its role is valid for its own version only (8.x refuses
+    # VM.GuestAgent.*, 9.x VM.Monitor), so it stays out of the backend's two-version contract record.
+    with fake.recorder._guard:
+        del fake.recorder.requests[start:]
     return secret
 
 
