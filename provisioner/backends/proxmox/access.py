@@ -79,10 +79,17 @@ def in_scope(names: Names, path: str) -> bool:
 
 
 def actual_acls(acl_list: list[dict[str, Any]], names: Names) -> set[Acl]:
+    """The ACLs on the site's pools and zone that the site file decides. The API token's own user's are not: with
+    a least-privilege token (docs/proxmox.md) its privileges on the pools and the zone are those ACLs, and revoking
+    them would cut the apply off half-way."""
+    token = getattr(names.site.backend, "token", None)
+    own_user = str(token.id).split("!", 1)[0] if token is not None else None
     return {
         Acl(str(a["path"]), str(a["roleid"]), str(a["type"]), str(a["ugid"]))
         for a in acl_list
-        if in_scope(names, str(a.get("path", ""))) and a.get("type") in ("group", "user")
+        if in_scope(names, str(a.get("path", "")))
+        and a.get("type") in ("group", "user")
+        and not (a.get("type") == "user" and a.get("ugid") == own_user)
     }
 
 

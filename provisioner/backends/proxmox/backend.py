@@ -23,7 +23,7 @@ from provisioner.backends.base import (
     Isolation,
     Report,
 )
-from provisioner.backends.proxmox import access, enforcement, firewall
+from provisioner.backends.proxmox import access, enforcement, firewall, privileges
 from provisioner.backends.proxmox.client import CallCounter, PveClient, PveError, token_secret
 from provisioner.backends.proxmox.machines import VmidAllocator, VmLifecycle
 from provisioner.backends.proxmox.names import READY_TAG, Names, parse_tags, tag_value
@@ -82,6 +82,7 @@ class ProxmoxBackend(Backend):
             self.client.get("version")
         except PveError as exc:
             raise InputError(f"{where}.host: cannot use the Proxmox API at {self.settings.host}: {exc}") from exc
+        privileges.check(self.client, self.settings, self.names, where, privileges.READ)
         nodes = {str(n.get("node")) for n in self.client.get("nodes") or []}
         if self.settings.node not in nodes:
             raise InputError(
@@ -119,7 +120,8 @@ class ProxmoxBackend(Backend):
         """The VLAN census: a tag the site file wants that anything but the site's own zone uses on the bridge (a
         VNet of another zone, a tagged or trunked guest NIC, a node's VLAN interface, a QinQ service VLAN), or
         VLAN 1, is refused before anything is touched. It reads every guest's config, so it runs before plan and
-        apply only; plan's own discovery stays one list call per resource type."""
+        apply only; plan's own discovery stays one list call per resource type. The token's privileges first."""
+        privileges.check(self.client, self.settings, self.names, f"{self.site.path}: backend", privileges.BUILD)
         refuse_shared_vlans(self.site.model, self.site.path, self.client, self.settings.bridge, self.names.zone)
 
     # ---- discovery -----------------------------------------------------------------------------

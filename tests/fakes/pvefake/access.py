@@ -388,16 +388,29 @@ def update_acl(api: Api, req: Request) -> None:
         raise param_error({"path": f"invalid ACL path '{raw_path}'"})
     propagate = flag(params, "propagate", default=True)
     errmsg = "ACL update failed"
-    may_modify = api.perms.has(req.who, path, ["Permissions.Modify"])
-    held = set() if may_modify else api.perms.all_privileges(req.who)
+    # ACL.pm update_acl: without Permissions.Modify on the path (perm-modify let VM.Allocate, Pool.Allocate... in)
+    # one may only add or remove roles whose every privilege one holds on the path, propagated when adding with
+    # propagate; NoAccess needs Permissions.Modify.
+    held = api.perms.privileges(req.who, path)
+    may_modify = "Permissions.Modify" in held
+    verb = "remove" if delete else "add"
     changes: list[tuple[AclKey, bool]] = []
     for roleid in list_param(params, "roles"):
         if not api.perms.role_exists(roleid):
             raise die(f"{errmsg}: role '{roleid}' does not exist")
-        if not may_modify and not api.perms.role_privs(roleid) <= held:
-            # without Permissions.Modify one may only hand out privileges one holds somewhere
-            msg = f"Cannot add role '{roleid}' - requires 'Permissions.Modify' or superset of privileges."
-            raise param_error({"role": msg})
+        if not may_modify:
+            for priv in sorted(api.perms.role_privs(roleid)):
+                if priv not in held:
+                    msg = f"Cannot {verb} role '{roleid}' - requires 'Permissions.Modify' or superset of privileges."
+                    raise param_error({"role": msg})
+                if propagate and not held[priv] and not delete:
+                    msg = (
+                        f"Cannot {verb} role '{roleid}' with propagation - requires 'Permissions.Modify' or "
+                        "propagated superset of privileges."
+                    )
+                    raise param_error({"role": msg})
+            if roleid == "NoAccess":
+                raise param_error({"role": f"Cannot {verb} role '{roleid}' - requires 'Permissions.Modify'"})
         for group in groups:
             if group not in api.state.groups:
                 raise die(f"{errmsg}: group '{group}' does not exist")
@@ -432,12 +445,7 @@ def permissions(api: Api, req: Request) -> dict[str, dict[str, int]]:
     if userid not in api.state.users:
         raise die(f"no such user ('{userid}')")
     path = opt_str(req.params, "path")
-    if path is not None:
-        paths = [normalize_path(path) or path]
-    else:
-        paths = sorted(
-            {"/", "/access", "/nodes", "/pool", "/sdn", "/storage", "/vms"} | {k.path for k in api.state.acls}
-        )
+    paths = [normalize_path(path) or path] if path is not None else sorted(api.perms.effective_paths())
     out: dict[str, dict[str, int]] = {}
     for candidate in paths:
         privs = api.perms.privileges(who, candidate)

@@ -296,6 +296,17 @@ def node_storage(api: Api, req: Request) -> list[dict[str, Any]]:
     return out
 
 
+def _may_see_bridge(api: Api, req: Request, bridge: str) -> bool:
+    """pve-manager's network index lists a bridge only to whom RPCEnvironment::check_sdn_bridge allows SDN.Audit or
+    SDN.Use on `/sdn/zones/localnetwork/<bridge>`, or on one of its VLANs that has an ACL of its own."""
+    if req.who.is_root:
+        return True
+    path = f"/sdn/zones/localnetwork/{bridge}"
+    privs = ["SDN.Audit", "SDN.Use"]
+    vlans = {k.path for k in api.state.acls if k.path.startswith(path + "/")}
+    return any(api.perms.has(req.who, p, privs, any_of=True) for p in [path, *sorted(vlans)])
+
+
 @ROUTES.add("GET", "/nodes/{node}/network")
 def node_network(api: Api, req: Request) -> list[dict[str, Any]]:
     # The bridges the test set up (every member has them, as a zone's bridge must be on every node), the node's
@@ -317,6 +328,7 @@ def node_network(api: Api, req: Request) -> list[dict[str, Any]]:
                 "priority": index,
             }
             for index, b in enumerate(sorted(api.state.bridges.values(), key=lambda b: b.name))
+            if _may_see_bridge(api, req, b.name)
         ]
     if kind is None or kind == "vlan":
         out += [

@@ -105,21 +105,34 @@ class Permissions:
                 privs[priv] = privs.get(priv, False) or propagate
         return privs
 
+    def _pool_roles(self, subject: str, is_token: bool, path: str) -> dict[str, bool]:
+        """RPCEnvironment's poolroles: the roles `subject` holds on the pool a VM (or storage) belongs to."""
+        m = re.match(r"^/vms/(\d+)$", path)
+        if m:
+            pool = self.state.pool_of(int(m.group(1)))
+            return self._roles(subject, is_token, f"/pool/{pool}") if pool else {}
+        m = re.match(r"^/storage/([^/]+)$", path)
+        roles: dict[str, bool] = {}
+        if m:
+            for pool in self.state.pools.values():
+                if m.group(1) in pool.storage:
+                    roles.update(self._roles(subject, is_token, f"/pool/{pool.poolid}"))
+        return roles
+
     def _subject_privs(self, subject: str, is_token: bool, path: str) -> Privs:
-        roles = self._roles(subject, is_token, path)
-        if not roles:
-            # no direct permissions: a pool member inherits the pool's ACLs
-            m = re.match(r"^/vms/(\d+)", path)
-            if m:
-                pool = self.state.pool_of(int(m.group(1)))
-                if pool:
-                    roles = self._roles(subject, is_token, f"/pool/{pool}")
-            m = re.match(r"^/storage/([^/]+)", path)
-            if m and not roles:
-                for pool in self.state.pools.values():
-                    if m.group(1) in pool.storage:
-                        roles = self._roles(subject, is_token, f"/pool/{pool.poolid}")
-                        break
+        """RPCEnvironment::compile_acl_path: the roles on the path, then the pool's roles merged in, never
+        propagated and never over a role the path already sets; NoAccess on the path wins, a pool's NoAccess beats
+        the path's other roles (upstream: `# NoAccess must not be trumped by pool ACLs`)."""
+        roles = dict(self._roles(subject, is_token, path))
+        pool_roles = self._pool_roles(subject, is_token, path)
+        if pool_roles and "NoAccess" not in roles:
+            if "NoAccess" in pool_roles:
+                roles = {"NoAccess": False}
+            else:
+                for role in pool_roles:
+                    roles.setdefault(role, False)
+        if "NoAccess" in roles:
+            return {}
         return self._privs_from_roles(roles)
 
     def privileges(self, who: Identity, path: str) -> Privs:
@@ -137,13 +150,24 @@ class Permissions:
             if not token.privsep:
                 return user_privs
             token_privs = self._subject_privs(who.auth_id, True, path)
-            return {p: prop for p, prop in token_privs.items() if p in user_privs}
+            # the intersection; a privilege propagates only if it does for both (`$user_privs->{$_} && $privs->{$_}`)
+            return {p: prop and user_privs[p] for p, prop in token_privs.items() if p in user_privs}
 
     def all_privileges(self, who: Identity) -> set[str]:
         """Every privilege `who` holds on some path (PVE's get_effective_permissions, flattened)."""
         with self.state.lock:
             paths = {"/"} | {k.path for k in self.state.acls} | {f"/vms/{v}" for v in self.state.vms}
             return {p for path in paths for p in self.privileges(who, path)}
+
+    def effective_paths(self) -> set[str]:
+        """RPCEnvironment::get_effective_permissions: the top-level paths, every ACL path, and the guests and
+        storages of every pool."""
+        with self.state.lock:
+            paths = {"/", "/access", "/access/groups", "/nodes", "/pool", "/sdn", "/storage", "/vms"}
+            paths |= {k.path for k in self.state.acls}
+            for pool in self.state.pools.values():
+                paths |= {f"/vms/{v}" for v in pool.vms} | {f"/storage/{s}" for s in pool.storage}
+            return paths
 
     def has(self, who: Identity, path: str, privs: list[str] | tuple[str, ...], any_of: bool = False) -> bool:
         held = self.privileges(who, path)
@@ -160,14 +184,9 @@ class Permissions:
                 raise permission_denied(f"{path}, {priv}")
 
     def check_modify(self, who: Identity, path: str) -> None:
-        """RPCEnvironment::check_perm_modify: Permissions.Modify, or the object type's allocate privilege."""
-        extra = {
-            "/vms/": "VM.Allocate",
-            "/storage/": "Datastore.Allocate",
-            "/pool/": "Pool.Allocate",
-            "/mapping/": "Mapping.Modify",
-            "/sdn/": "SDN.Allocate",
-        }
+        """RPCEnvironment::check_perm_modify: Permissions.Modify, or the object type's allocate privilege; only
+        /storage/, /vms/ and /pool/ have one (an SDN or mapping path needs Permissions.Modify, PVE 8.4 and 9.1)."""
+        extra = {"/vms/": "VM.Allocate", "/storage/": "Datastore.Allocate", "/pool/": "Pool.Allocate"}
         privs = ["Permissions.Modify"] + [p for prefix, p in extra.items() if path.startswith(prefix)]
         self.check(who, path, privs, any_of=True)
 

@@ -83,17 +83,19 @@ def require_root_for_skiplock(req: Request) -> None:
 
 
 def check_bridge_access(api: Api, req: Request, net_value: str) -> None:
-    """SDN.Use on /sdn/zones/<zone>/<bridge>[/<tag>]; plain bridges live in zone `localnetwork`."""
+    """pve-guest-common's check_vnet_access: SDN.Use on /sdn/zones/<zone>/<bridge>/<tag> for a tag, on each of the
+    trunks' VLANs, else on /sdn/zones/<zone>/<bridge> (an ACL on the bridge reaches its VLANs when it propagates);
+    plain bridges live in zone `localnetwork`."""
     net = parse_net(net_value)
     bridge = net.get("bridge")
     if not bridge:
         return
     zone = vnet_zone(api.state, bridge) or vnet_zone(api.state, bridge, running=False) or "localnetwork"
     path = f"/sdn/zones/{zone}/{bridge}"
-    if net.get("tag"):
-        if not api.perms.has(req.who, f"{path}/{net['tag']}", ["SDN.Use"]):
-            api.perms.check(req.who, path, ["SDN.Use"])
-    else:
+    vlans = ([net["tag"]] if net.get("tag") else []) + [t for t in str(net.get("trunks") or "").split(";") if t]
+    for vlan in vlans:
+        api.perms.check(req.who, f"{path}/{vlan}", ["SDN.Use"])
+    if not vlans:
         api.perms.check(req.who, path, ["SDN.Use"])
 
 
@@ -288,6 +290,12 @@ def clone_vm(api: Api, req: Request) -> str:
             raise die("parameter 'storage' not allowed for linked clones")
         if params.get("format") is not None:
             raise die("parameter 'format' not allowed for linked clones")
+    # qemu-server's check_storage_access_clone: Datastore.AllocateSpace on the storage of each disk that is not a
+    # CD-ROM (the target storage when one is given); a CD-ROM (the cloud-init drive) is not checked
+    for key, value in sorted(source.config.items()):
+        volume = value.split(",", 1)[0]
+        if (DISK_RE.match(key) or key in ("efidisk0", "tpmstate0")) and "media=cdrom" not in value and ":" in volume:
+            api.perms.check(req.who, f"/storage/{storage or volume.split(':', 1)[0]}", ["Datastore.AllocateSpace"])
     for _, net in nics(source.config):
         if net.get("bridge"):
             check_bridge_access(

@@ -18,10 +18,11 @@ def _quick_firewall_check(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def fake() -> Iterator[FakePve]:
+def fake(request: pytest.FixtureRequest) -> Iterator[FakePve]:
     """A fake Proxmox node pve1 with storage local-lvm, bridge vmbr0 and template 9000; the backend's token secret
-    in PROVISION_PVE_TOKEN. Every request it answered is kept for the contract report."""
-    server = FakePve(schema_version="9.1", node="pve1", task_seconds=0.05)
+    in PROVISION_PVE_TOKEN. Every request it answered is kept for the contract report. PVE 9.1, or the version a
+    test asks for (`parametrize("fake", ["8.4"], indirect=True)`)."""
+    server = FakePve(schema_version=getattr(request, "param", "9.1"), node="pve1", task_seconds=0.05)
     server.start()
     server.add_storage("local-lvm")
     server.add_bridge("vmbr0")

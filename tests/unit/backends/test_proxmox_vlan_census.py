@@ -199,13 +199,14 @@ def test_a_token_that_cannot_see_every_guest_is_refused(fake, tmp_path):
     secret = fake.add_token("prov@pve", "plan", privsep=False)
     fake.add_acl("/vms/9000", "PVEAuditor", user="prov@pve")  # the template only
     fake.add_acl("/sdn", "PVEAuditor", user="prov@pve")
+    for where in ("/pool", "/access"):  # what plan's own discovery reads: the refusal is the census's
+        fake.add_acl(where, "PVEAuditor", user="prov@pve")
+    fake.add_acl("/", "PVEAuditor", user="prov@pve", propagate=False)  # the datacenter firewall, on / alone
     token = {"id": "prov@pve!plan", "env": "PROVISION_PVE_TOKEN"}
     path = write_site(tmp_path / "pvflow", small_data(fake, token=token))
     stderr = plan_refused(fake, path, env={"PROVISION_PVE_TOKEN": secret})
-    assert (
-        f"{path}: backend.token: the API token lacks VM.Audit on /vms (propagated), so the guests or SDN zones it may "
-        "not see could use a VLAN of this site on vmbr0; allowed: a token that holds at least PVEAuditor on /"
-    ) in stderr, stderr
+    assert f"{path}: backend.token: the token prov@pve!plan lacks " in stderr, stderr
+    assert "VM.Audit on /vms (propagated) (read every guest for the VLAN census)" in stderr, stderr
 
 
 # ---- what is not a conflict ----------------------------------------------------------------------------------------

@@ -697,7 +697,9 @@ def test_pool_acl_applies_to_member_vms(fake: FakePve, api: Any) -> None:
     assert failure(dev.nodes(NODE).qemu(102).status.current.get).status_code == 403
     assert [r["vmid"] for r in dev.cluster.resources.get(type="vm")] == [101]
     perms = api.access.permissions.get(userid="dev@pve", path="/vms/101")
-    assert perms["/vms/101"]["VM.PowerMgmt"] == 1
+    # pool-derived roles never propagate (RPCEnvironment::compile_acl_path: "never set propagation for pool-derived
+    # ACLs"); they are merged into the VM's own
+    assert perms["/vms/101"]["VM.PowerMgmt"] == 0
     assert api.access.permissions.get(userid="dev@pve", path="/vms/102") == {"/vms/102": {}}
 
 
