@@ -176,6 +176,9 @@ class FirewallState:
     vm_rules: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     node_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # host.fw [OPTIONS] per node
     node_rules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # host.fw [RULES] per node
+    aliases: dict[str, dict[str, Any]] = field(default_factory=dict)  # cluster.fw [ALIASES], keyed by lower-case name
+    vnet_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # sdn/firewall/<vnet>.fw [OPTIONS]
+    vnet_rules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # sdn/firewall/<vnet>.fw [RULES]
     # The node's own network (pve-firewall's local_network): always part of the `management` IP set. A documentation
     # range, so that the controller on loopback is not in it: the fake plays a node reached over the network.
     local_network: str = "192.0.2.0/24"
