@@ -33,6 +33,7 @@ class Vm:
     pid: int | None = None
     cloudinit_generated: dict[str, str] | None = None  # cloud-init keys as of the last regeneration
     node: str | None = None  # None: the fake's own node
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)  # [snapname] sections: name -> metadata
 
     @property
     def name(self) -> str:
