@@ -70,7 +70,9 @@ def run_playbook(venv: Path, playbook: str, fake: FakePve, secret: str, home: Pa
     try:
         report = json.loads(done.stdout[done.stdout.index("{") :])
     except ValueError as exc:
-        raise PlaybookFailed(f"{playbook}: no JSON report (rc {done.returncode}):\n{done.stdout}\n{done.stderr}") from exc
+        raise PlaybookFailed(
+            f"{playbook}: no JSON report (rc {done.returncode}):\n{done.stdout}\n{done.stderr}"
+        ) from exc
     results = [_result(task) for play in report["plays"] for task in play["tasks"]]
     if done.returncode != 0 or any(r.failed for r in results):
         lines = "\n".join(map(str, results))

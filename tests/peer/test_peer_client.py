@@ -71,7 +71,12 @@ def _check_access(fake: FakePve, first: list[TaskResult]) -> None:
     assert state.groups["ops"].members == {"alice@pve", "bob@pve"}
     assert state.groups["auditors"].members == {"bob@pve"}
     alice = state.users["alice@pve"]
-    assert (alice.email, alice.firstname, alice.lastname, alice.enable) == ("alice@example.org", "Alice", "Example", True)
+    assert (alice.email, alice.firstname, alice.lastname, alice.enable) == (
+        "alice@example.org",
+        "Alice",
+        "Example",
+        True,
+    )
     assert state.pools["prod"].comment == "Production" and "local-lvm" in state.pools["prod"].storage
     assert state.pools["test"].vms == {TEMPLATE}
     acls = {(k.path, k.type, k.ugid, k.roleid): v for k, v in state.acls.items()}
@@ -83,7 +88,13 @@ def _check_access(fake: FakePve, first: list[TaskResult]) -> None:
 def _check_sdn(fake: FakePve, first: list[TaskResult]) -> None:
     running = fake.state.sdn.running  # each module applies its change (PUT /cluster/sdn) under the lock
     assert running.zones["envs"] == {"type": "vlan", "bridge": "vmbr0", "mtu": 1450}
-    assert running.vnets["prod"] == {"zone": "envs", "tag": 30, "alias": "production", "type": "vnet", "isolate-ports": 0}
+    assert running.vnets["prod"] == {
+        "zone": "envs",
+        "tag": 30,
+        "alias": "production",
+        "type": "vnet",
+        "isolate-ports": 0,
+    }
     assert running.vnets["test"]["isolate-ports"] == 1
     assert running.subnets["envs-10.30.0.0-24"]["gateway"] == "10.30.0.1"
     assert running.subnets["lab-10.99.0.0-24"]["snat"] == 1
@@ -134,7 +145,9 @@ SCENARIOS = [
     ),
     Scenario(
         "sdn.yml", _setup_nothing, _check_sdn,
-        first_unchanged=frozenset({"Zones read back", "VNets read back", "The zones and VNets as the modules see them"}),
+        first_unchanged=frozenset(
+            {"Zones read back", "VNets read back", "The zones and VNets as the modules see them"}
+        ),
     ),
     Scenario(
         "firewall.yml", _setup_firewall, _check_firewall,

@@ -81,8 +81,13 @@ def _ip_version(value: str) -> int | None:
 
 
 # pve-firewall's rule_env_direction_lookup: the rule types each place allows
-RULE_TYPES = {"group": ("in", "out", "forward"), "cluster": ("in", "out", "forward", "group"),
-              "host": ("in", "out", "forward", "group"), "vm": ("in", "out", "group"), "vnet": ("forward", "group")}  # fmt: skip
+RULE_TYPES = {
+    "group": ("in", "out", "forward"),
+    "cluster": ("in", "out", "forward", "group"),
+    "host": ("in", "out", "forward", "group"),
+    "vm": ("in", "out", "group"),
+    "vnet": ("forward", "group"),
+}
 
 
 def verify_rule(api: Api, rule: dict[str, Any], in_group: bool, env: str | None = None) -> None:
