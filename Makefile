@@ -15,7 +15,7 @@ APT_PACKAGES += libvirt-daemon libvirt-daemon-driver-qemu libvirt-dev pkg-config
 # the evidence pack and the web checks: headless Chromium, graphviz diagrams, PDF (weasyprint needs pango)
 APT_PACKAGES += chromium graphviz poppler-utils fonts-dejavu-core libpango-1.0-0 libpangoft2-1.0-0
 
-.PHONY: apt-packages setup apt venv doctor image images demo demo-release test lint unit role-docs clean-lab help libvirt-up libvirt-down
+.PHONY: apt-packages setup apt venv peer-venv doctor image images demo demo-release test lint unit role-docs clean-lab help libvirt-up libvirt-down
 .DEFAULT_GOAL := help
 
 help:
@@ -91,14 +91,18 @@ demo-release: venv
 # them); the labs with names and networks of their own (libvirt, whose TCG guests keep one core busy, the Proxmox
 # fake, make demo) and the in-process tests run on the other. A timing summary per test file ends the run. ruff
 # and ansible-lint run inside the suite (tests/unit/test_lint.py).
-test: setup
+test: setup peer-venv
 	$(BIN)/provision doctor --backend all --suite
 	$(BIN)/provision image build --backend all
 	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # everything that needs no lab, in parallel: a quick check while working
 unit: venv
-	$(BIN)/pytest -m "not lab and not contract" -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not lab and not contract and not peer" -n 2 --dist loadfile $(PYTEST_ARGS)
+
+# the peer-client test's own virtualenv (the community Proxmox modules), made once and cached by its pins
+peer-venv: venv
+	$(BIN)/python tests/support/peer_venv.py
 
 lint: venv
 	$(BIN)/ruff check provisioner tests bench tools

@@ -1,4 +1,4 @@
-"""Firewall (pve-firewall): cluster options, security groups, IP sets, cluster and per-VM rules.
+"""Firewall (pve-firewall): cluster options, security groups, IP sets, aliases, cluster, VNet and per-VM rules.
 
 Rules are kept as PVE keeps them: `POST .../rules` inserts at position 0 (unshift), so existing
 rules shift down, and a rule is disabled (`enable: 0`) unless `enable=1` is sent. Positions address
@@ -7,6 +7,8 @@ rules in `.../rules/{pos}`; a missing one is `no rule at position N`.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Any
 
 from .api import Api, Request, Routes
@@ -50,31 +52,75 @@ DIGEST_MISMATCH = "detected modified configuration - file changed by other user?
 # -- rule verification ----------------------------------------------------------------------------
 
 
-def _address_refs(api: Api, value: str, errors: dict[str, str], field: str) -> None:
+def _address_refs(api: Api, value: str, errors: dict[str, str], field: str) -> int | None:
+    """An IP set or alias a rule names must exist (pve-firewall's verify_rule: `+[guest/|dc/|sdn/]name` is an IP
+    set, a bare or `dc/`-scoped name an alias, looked up lower-case); returns the alias's IP version."""
     if value.startswith("+"):
         name = value[1:].split("/", 1)[-1]
         if name not in api.state.firewall.ipsets:
             errors.setdefault(field, f"no such ipset '{name}'")
-    elif value[:1].isalpha() and ":" not in value and "." not in value:
-        errors.setdefault(field, f"no such alias '{value.split('/', 1)[-1]}'")
+    elif value[:1].isalpha() and ":" not in value and "." not in value and "," not in value:
+        alias = api.state.firewall.aliases.get(value.split("/", 1)[-1].lower())
+        if alias is None:
+            errors.setdefault(field, f"no such alias '{value}'")
+        else:
+            return int(alias["ipversion"])
+    else:
+        return _ip_version(value)
+    return None
 
 
-def verify_rule(api: Api, rule: dict[str, Any], in_group: bool) -> None:
+def _ip_version(value: str) -> int | None:
+    """The address family of a literal address list (parse_address_list), None when it names none."""
+    for part in value.split(","):
+        try:
+            return ipaddress.ip_network(part.split("-", 1)[0], strict=False).version
+        except ValueError:
+            continue
+    return None
+
+
+# pve-firewall's rule_env_direction_lookup: the rule types each place allows
+RULE_TYPES = {
+    "group": ("in", "out", "forward"),
+    "cluster": ("in", "out", "forward", "group"),
+    "host": ("in", "out", "forward", "group"),
+    "vm": ("in", "out", "group"),
+    "vnet": ("forward", "group"),
+}
+
+
+def verify_rule(api: Api, rule: dict[str, Any], in_group: bool, env: str | None = None) -> None:
+    """pve-firewall's verify_rule; sets `ipversion` as it does when an address or alias fixes the family."""
     errors: dict[str, str] = {}
     kind, action = rule.get("type"), rule.get("action")
+    env = env or ("group" if in_group else "cluster")
+    if kind and kind not in RULE_TYPES[env]:
+        errors["type"] = f"invalid rule type '{kind}' for rule_env '{env}'"
     if kind == "group":
-        if in_group:
-            errors["type"] = "security groups inside security groups are not allowed"
-        elif action not in api.state.firewall.groups:
-            errors["action"] = f"no such security group '{action}'"
+        # verify_rule checks only the name's characters: a rule may name a group that does not exist (or no longer
+        # does); the compiler warns `no such security group` and skips it
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9\-_]+", str(action)):
+            errors.setdefault("action", "invalid characters in security group name")
     elif action not in ("ACCEPT", "DROP", "REJECT"):
         errors["action"] = f"unknown action '{action}'"
     macro = rule.get("macro")
     if macro and macro not in MACROS:
         errors["macro"] = f"unknown macro '{macro}'"
+    versions = set()
     for field in ("source", "dest"):
         if rule.get(field):
-            _address_refs(api, str(rule[field]), errors, field)
+            versions.add(_address_refs(api, str(rule[field]), errors, field))
+    if rule.get("proto") == "icmp":
+        versions.add(4)
+    elif rule.get("proto") in ("icmpv6", "ipv6-icmp"):
+        versions.add(6)
+    versions.discard(None)
+    if len(versions) > 1:
+        raise die("detected mixed ipv4/ipv6 addresses in rule")
+    rule.pop("ipversion", None)
+    if versions:
+        rule["ipversion"] = versions.pop()
     for field in ("dport", "sport"):
         if rule.get(field):
             proto = rule.get("proto")
@@ -109,14 +155,18 @@ def _check_digest(rules: list[dict[str, Any]], params: dict[str, Any]) -> None:
         raise die(DIGEST_MISMATCH)
 
 
-def create_rule(api: Api, req: Request, rules: list[dict[str, Any]], in_group: bool = False) -> None:
+def create_rule(
+    api: Api, req: Request, rules: list[dict[str, Any]], in_group: bool = False, env: str | None = None
+) -> None:
     _check_digest(rules, req.params)
     rule = _rule_from(req.params)
-    verify_rule(api, rule, in_group)
+    verify_rule(api, rule, in_group, env)
     rules.insert(0, rule)  # PVE unshifts: the new rule goes to the top
 
 
-def update_rule(api: Api, req: Request, rules: list[dict[str, Any]], in_group: bool = False) -> None:
+def update_rule(
+    api: Api, req: Request, rules: list[dict[str, Any]], in_group: bool = False, env: str | None = None
+) -> None:
     params = req.params
     pos = int(params["pos"])
     rule = _at(rules, pos)
@@ -134,7 +184,7 @@ def update_rule(api: Api, req: Request, rules: list[dict[str, Any]], in_group: b
         updated["enable"] = int(params["enable"])
     for key in list_param(params, "delete"):
         updated.pop(key, None)
-    verify_rule(api, updated, in_group)
+    verify_rule(api, updated, in_group, env)
     rules[pos] = updated
 
 
@@ -221,16 +271,6 @@ def _group(api: Api, name: str) -> SecurityGroup:
     return group
 
 
-def _group_references(api: Api, name: str) -> str | None:
-    fw = api.state.firewall
-    if any(r.get("type") == "group" and r.get("action") == name for r in fw.cluster_rules):
-        return "cluster firewall rules"
-    for vmid, rules in sorted(fw.vm_rules.items()):
-        if any(r.get("type") == "group" and r.get("action") == name for r in rules):
-            return f"VM {vmid}"
-    return None
-
-
 @ROUTES.add("GET", "/cluster/firewall/groups")
 def list_groups(api: Api, req: Request) -> list[dict[str, Any]]:
     out = []
@@ -282,11 +322,10 @@ def add_group_rule(api: Api, req: Request) -> None:
 def delete_group(api: Api, req: Request) -> None:
     name = str(req.params["group"])
     group = _group(api, name)
+    # pve-firewall's delete_security_group refuses only a group with rules; rules that name it are left as they are
+    # (the compiler skips them), so a referenced empty group goes without a word.
     if group.rules:
         raise die(f"Security group '{name}' is not empty")
-    where = _group_references(api, name)
-    if where:
-        raise die(f"Security group '{name}' is still in use ({where})")
     del api.state.firewall.groups[name]
 
 
@@ -386,7 +425,7 @@ def _ipset_entry(api: Api, req: Request) -> tuple[IpSet, dict[str, Any]]:
     for entry in ipset.entries:
         if entry["cidr"] == cidr:
             return ipset, entry
-    raise die("no such IP/Network")
+    raise param_error({"cidr": "no such IP/Network"})  # IPSet.pm read_ip/update_ip: raise_param_exc, a 400
 
 
 @ROUTES.add("GET", "/cluster/firewall/ipset/{name}/{cidr}")
@@ -405,8 +444,12 @@ def set_ipset_entry(api: Api, req: Request) -> None:
 
 @ROUTES.add("DELETE", "/cluster/firewall/ipset/{name}/{cidr}")
 def del_ipset_entry(api: Api, req: Request) -> None:
-    ipset, entry = _ipset_entry(api, req)
-    ipset.entries.remove(entry)
+    # IPSet.pm remove_ip keeps every entry but the one named: a missing entry is no error
+    ipset = _ipset(api, str(req.params["name"]))
+    digest = opt_str(req.params, "digest")
+    if digest and digest != config_digest({"entries": repr(ipset.entries)}):
+        raise die(DIGEST_MISMATCH)
+    ipset.entries[:] = [e for e in ipset.entries if e["cidr"] != str(req.params["cidr"])]
 
 
 # -- per-VM firewall ------------------------------------------------------------------------------
@@ -452,7 +495,7 @@ def vm_rules(api: Api, req: Request) -> list[dict[str, Any]]:
 
 @ROUTES.add("POST", f"{VM_FW}/rules")
 def add_vm_rule(api: Api, req: Request) -> None:
-    create_rule(api, req, _vm_rules(api, req))
+    create_rule(api, req, _vm_rules(api, req), env="vm")
 
 
 @ROUTES.add("GET", f"{VM_FW}/rules/{{pos}}")
@@ -465,7 +508,7 @@ def get_vm_rule(api: Api, req: Request) -> dict[str, Any]:
 
 @ROUTES.add("PUT", f"{VM_FW}/rules/{{pos}}")
 def set_vm_rule(api: Api, req: Request) -> None:
-    update_rule(api, req, _vm_rules(api, req))
+    update_rule(api, req, _vm_rules(api, req), env="vm")
 
 
 @ROUTES.add("DELETE", f"{VM_FW}/rules/{{pos}}")
@@ -508,7 +551,7 @@ def node_rules(api: Api, req: Request) -> list[dict[str, Any]]:
 
 @ROUTES.add("POST", f"{NODE_FW}/rules")
 def add_node_rule(api: Api, req: Request) -> None:
-    create_rule(api, req, _node_rules(api, req))
+    create_rule(api, req, _node_rules(api, req), env="host")
 
 
 @ROUTES.add("GET", f"{NODE_FW}/rules/{{pos}}")
@@ -521,9 +564,141 @@ def get_node_rule(api: Api, req: Request) -> dict[str, Any]:
 
 @ROUTES.add("PUT", f"{NODE_FW}/rules/{{pos}}")
 def set_node_rule(api: Api, req: Request) -> None:
-    update_rule(api, req, _node_rules(api, req))
+    update_rule(api, req, _node_rules(api, req), env="host")
 
 
 @ROUTES.add("DELETE", f"{NODE_FW}/rules/{{pos}}")
 def del_node_rule(api: Api, req: Request) -> None:
     delete_rule(req, _node_rules(api, req))
+
+
+# -- aliases (cluster.fw [ALIASES]) ---------------------------------------------------------------
+# Aliases.pm: kept by lower-case name, listed sorted by it with the digest of the whole list; each entry as
+# parse_alias reads it back from the file: name as written, cidr, ipversion, comment when set.
+
+
+def _alias_listing(api: Api) -> list[dict[str, Any]]:
+    aliases = [api.state.firewall.aliases[k] for k in sorted(api.state.firewall.aliases)]
+    digest = config_digest({str(i): repr(sorted(a.items())) for i, a in enumerate(aliases)})
+    return [{**a, "digest": digest} for a in aliases]
+
+
+def _alias_digest(api: Api, params: dict[str, Any]) -> None:
+    digest = opt_str(params, "digest")
+    listing = _alias_listing(api)
+    if digest and digest != (listing[0]["digest"] if listing else config_digest({})):
+        raise die(DIGEST_MISMATCH)
+
+
+def _alias_data(params: dict[str, Any]) -> dict[str, Any]:
+    cidr = str(params["cidr"])
+    network = ipaddress.ip_network(cidr, strict=False)
+    data: dict[str, Any] = {"name": str(params["name"]), "cidr": cidr, "ipversion": network.version}
+    if params.get("comment"):
+        data["comment"] = str(params["comment"])
+    return data
+
+
+@ROUTES.add("GET", "/cluster/firewall/aliases")
+def list_aliases(api: Api, req: Request) -> list[dict[str, Any]]:
+    return _alias_listing(api)
+
+
+@ROUTES.add("POST", "/cluster/firewall/aliases")
+def create_alias(api: Api, req: Request) -> None:
+    key = str(req.params["name"]).lower()
+    if key in api.state.firewall.aliases:
+        raise param_error({"name": f"alias '{req.params['name']}' already exists"})
+    api.state.firewall.aliases[key] = _alias_data(req.params)
+
+
+@ROUTES.add("GET", "/cluster/firewall/aliases/{name}")
+def get_alias(api: Api, req: Request) -> dict[str, Any]:
+    key = str(req.params["name"]).lower()
+    for entry in _alias_listing(api):
+        if entry["name"].lower() == key:
+            return entry
+    raise param_error({"name": "no such alias"})
+
+
+@ROUTES.add("PUT", "/cluster/firewall/aliases/{name}")
+def update_alias(api: Api, req: Request) -> None:
+    aliases = api.state.firewall.aliases
+    _alias_digest(api, req.params)
+    key = str(req.params["name"]).lower()
+    if key not in aliases:
+        raise param_error({"name": "no such alias"})
+    data = _alias_data(req.params)
+    rename = opt_str(req.params, "rename")
+    if rename and rename.lower() != key:
+        if rename.lower() in aliases:
+            raise param_error({"name": f"alias '{rename}' already exists"})
+        del aliases[key]
+        key, data["name"] = rename.lower(), rename
+    aliases[key] = data
+
+
+@ROUTES.add("DELETE", "/cluster/firewall/aliases/{name}")
+def delete_alias(api: Api, req: Request) -> None:
+    _alias_digest(api, req.params)
+    api.state.firewall.aliases.pop(str(req.params["name"]).lower(), None)  # a missing alias is no error
+
+
+# -- a VNet's firewall (PVE 9: sdn/firewall/<vnet>.fw, forward rules only) -----------------------------------
+
+VNET_FW = "/cluster/sdn/vnets/{vnet}/firewall"
+
+
+def _vnet_scope(api: Api, req: Request) -> str:
+    vnet = str(req.params["vnet"])
+    if vnet not in api.state.sdn.pending.vnets and vnet not in api.state.sdn.running.vnets:
+        raise die(f"sdn vnet '{vnet}' does not exist")
+    return vnet
+
+
+@ROUTES.add("GET", VNET_FW)
+def vnet_fw_index(api: Api, req: Request) -> list[dict[str, str]]:
+    _vnet_scope(api, req)
+    return [{"name": n} for n in ("rules", "options")]
+
+
+@ROUTES.add("GET", f"{VNET_FW}/options")
+def vnet_options(api: Api, req: Request) -> dict[str, Any]:
+    return _options_get(api.state.firewall.vnet_options.setdefault(_vnet_scope(api, req), {}))
+
+
+@ROUTES.add("PUT", f"{VNET_FW}/options")
+def set_vnet_options(api: Api, req: Request) -> None:
+    _options_put(api.state.firewall.vnet_options.setdefault(_vnet_scope(api, req), {}), req.params)
+
+
+def _vnet_rules(api: Api, req: Request) -> list[dict[str, Any]]:
+    return api.state.firewall.vnet_rules.setdefault(_vnet_scope(api, req), [])
+
+
+@ROUTES.add("GET", f"{VNET_FW}/rules")
+def vnet_rules(api: Api, req: Request) -> list[dict[str, Any]]:
+    return rule_listing(_vnet_rules(api, req))
+
+
+@ROUTES.add("POST", f"{VNET_FW}/rules")
+def add_vnet_rule(api: Api, req: Request) -> None:
+    create_rule(api, req, _vnet_rules(api, req), env="vnet")
+
+
+@ROUTES.add("GET", f"{VNET_FW}/rules/{{pos}}")
+def get_vnet_rule(api: Api, req: Request) -> dict[str, Any]:
+    rules = _vnet_rules(api, req)
+    pos = int(req.params["pos"])
+    _at(rules, pos)
+    return rule_listing(rules)[pos]
+
+
+@ROUTES.add("PUT", f"{VNET_FW}/rules/{{pos}}")
+def set_vnet_rule(api: Api, req: Request) -> None:
+    update_rule(api, req, _vnet_rules(api, req), env="vnet")
+
+
+@ROUTES.add("DELETE", f"{VNET_FW}/rules/{{pos}}")
+def del_vnet_rule(api: Api, req: Request) -> None:
+    delete_rule(req, _vnet_rules(api, req))

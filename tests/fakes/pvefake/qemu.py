@@ -20,6 +20,7 @@ from .api import Api, Request, Routes
 from .common import flag, list_param, opt_int, opt_str
 from .errors import ApiError, TaskError, die, param_error
 from .faults import lock_timeout_message
+from .qemu_ops import allocate_volume
 from .realize import AgentError
 from .sdn_model import bridge_exists, running_vnet_bridges, vnet_zone
 from .state import Vm
@@ -452,6 +453,8 @@ def _prepare_changes(api: Api, req: Request, vm: Vm) -> tuple[dict[str, str], li
             changes[key] = with_mac(value, api.rng)
         elif key == "tags":
             changes[key] = normalize_tags(value)
+        elif DISK_RE.match(key):  # `STORAGE:SIZE` / `STORAGE:cloudinit`: a new volume (qemu_ops.py)
+            changes[key] = allocate_volume(api, vm.vmid, key, value)
         elif key == "cipassword":
             # qemu-server stores a crypt() hash; only the mask is ever shown
             changes[key] = "$5$pvefake$" + hashlib.sha256(value.encode()).hexdigest()

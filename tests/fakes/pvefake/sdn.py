@@ -43,8 +43,39 @@ def _encode(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def _stored(params: dict[str, Any], skip: set[str]) -> dict[str, Any]:
-    return {k: v for k, v in params.items() if k not in NOT_STORED and k not in skip}
+def _stored(params: dict[str, Any], skip: set[str], api: Api | None = None, create: str = "") -> dict[str, Any]:
+    """The section's values as SectionConfig reads them back: check_value returns booleans, integers and numbers
+    as numbers (`$value + 0`), so `tag`, `mtu`, `vlanaware`, `snat` come back as JSON numbers, not strings.
+    `create` is the section's create call, whose parameters hold every property type of the section."""
+    stored = {k: v for k, v in params.items() if k not in NOT_STORED and k not in skip}
+    schema = api.schema if api is not None else None
+    op = schema.operation("POST", create) if schema is not None and create else None
+    for key, value in stored.items():
+        prop = schema.property_schema(op, key) if schema is not None and op is not None else None
+        kind = prop.get("type") if prop else NUMERIC.get(key)
+        if kind in ("integer", "boolean") and isinstance(value, str):
+            stored[key] = int(value)
+        elif kind == "number" and isinstance(value, str):
+            stored[key] = float(value) if "." in value else int(value)
+    return stored
+
+
+# Without the schema: the numeric properties of pve-network's zone, vnet and subnet plugins the fake stores.
+NUMERIC = {k: "integer" for k in ("tag", "mtu", "vlanaware", "isolate-ports", "snat", "advertise-subnets",
+                                   "bridge-disable-mac-learning", "disable-arp-nd-suppression",
+                                   "exitnodes-local-routing", "vrf-vxlan", "vxlan-port")}  # fmt: skip
+
+
+def section_digest(section: dict[str, dict[str, Any]]) -> str:
+    """SectionConfig's digest is the whole file's: every object of a section lists the same one, and an update
+    with another is refused (assert_if_modified)."""
+    return config_digest({oid: repr(sorted(obj.items())) for oid, obj in section.items()})
+
+
+def _dhcp_ranges(value: Any) -> list[dict[str, str]]:
+    """Subnets.pm get_dhcp_ranges: each `start-address=..,end-address=..` parsed; always a list."""
+    ranges = value if isinstance(value, list) else [value] if value else []
+    return [dict(p.split("=", 1) for p in str(r).split(",") if "=" in p) for r in ranges]
 
 
 def pending_view(running: dict[str, dict[str, Any]], pending: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -91,13 +122,17 @@ def _listing(api: Api, req: Request, section: str, ids: list[str] | None = None)
     else:
         source = pending
     key = SECTION[section]
+    digest = section_digest(running if flag(req.params, "running") else pending)
     out = []
     for oid in sorted(source):
         if ids is not None and oid not in ids:
             continue
         obj = dict(source[oid])
         obj[key] = oid
-        obj.setdefault("digest", config_digest(pending.get(oid, running.get(oid, {}))))
+        if section == "subnets":  # sdn_subnets_config adds the id; the API lists it as `subnet` too
+            obj["id"] = oid
+            obj["dhcp-range"] = _dhcp_ranges(obj.get("dhcp-range"))
+        obj.setdefault("digest", digest)
         out.append(obj)
     return out
 
@@ -231,7 +266,7 @@ def create_zone(api: Api, req: Request) -> None:
     zones = api.state.sdn.pending.zones
     if zone_id in zones:
         raise die(f"{errmsg}: sdn zone object ID '{zone_id}' already defined")
-    zone = _stored(req.params, {"zone"})
+    zone = _stored(req.params, {"zone"}, api, "/cluster/sdn/zones")
     _check_zone_options(zone)
     zones[zone_id] = zone
 
@@ -245,12 +280,12 @@ def update_zone(api: Api, req: Request) -> None:
     if zone is None:
         raise die(f"{errmsg}: sdn '{zone_id}' does not exist")
     digest = opt_str(req.params, "digest")
-    if digest and digest != config_digest(zone):
+    if digest and digest != section_digest(api.state.sdn.pending.zones):
         raise die(f"{errmsg}: detected modified configuration - file changed by other user? Try again.")
     updated = dict(zone)
     for key in list_param(req.params, "delete"):
         updated.pop(key, None)
-    updated.update(_stored(req.params, {"zone"}))
+    updated.update(_stored(req.params, {"zone"}, api, "/cluster/sdn/zones"))
     _check_zone_options(updated)
     api.state.sdn.pending.zones[zone_id] = updated
 
@@ -323,7 +358,7 @@ def create_vnet(api: Api, req: Request) -> None:
         raise die(f"{errmsg}: sdn vnet object ID '{vnet_id}' already defined")
     if vnet_id in pending.zones:
         raise die(f"{errmsg}: vnet ID '{vnet_id}' is already used by a zone")
-    vnet = _stored(req.params, {"vnet"})
+    vnet = _stored(req.params, {"vnet"}, api, "/cluster/sdn/vnets")
     vnet["type"] = "vnet"
     _check_vnet(pending, vnet_id, vnet)
     pending.vnets[vnet_id] = vnet
@@ -339,10 +374,13 @@ def update_vnet(api: Api, req: Request) -> None:
     if vnet is None:
         raise die(f"{errmsg}: sdn vnet '{vnet_id}' does not exist")
     _vnet_allowed(api, req, str(vnet.get("zone")), vnet_id, ["SDN.Allocate"])
+    digest = opt_str(req.params, "digest")
+    if digest and digest != section_digest(pending.vnets):
+        raise die(f"{errmsg}: detected modified configuration - file changed by other user? Try again.")
     updated = dict(vnet)
     for key in list_param(req.params, "delete"):
         updated.pop(key, None)
-    updated.update(_stored(req.params, {"vnet"}))
+    updated.update(_stored(req.params, {"vnet"}, api, "/cluster/sdn/vnets"))
     _check_vnet(pending, vnet_id, updated)
     pending.vnets[vnet_id] = updated
 
@@ -402,7 +440,7 @@ def create_subnet(api: Api, req: Request) -> None:
     pending = api.state.sdn.pending
     if subnet_id in pending.subnets:
         raise die(f"{errmsg}: sdn subnet object ID '{subnet_id}' already defined")
-    subnet = _stored(req.params, {"subnet"})
+    subnet = _stored(req.params, {"subnet"}, api, "/cluster/sdn/vnets/{vnet}/subnets")
     subnet.update({"vnet": vnet_id, "zone": zone, "cidr": cidr, "network": ip, "mask": mask, "type": "subnet"})
     pending.subnets[subnet_id] = subnet
 
@@ -419,7 +457,7 @@ def update_subnet(api: Api, req: Request) -> None:
     updated = dict(subnet)
     for key in list_param(req.params, "delete"):
         updated.pop(key, None)
-    updated.update(_stored(req.params, {"subnet", "vnet"}))
+    updated.update(_stored(req.params, {"subnet", "vnet"}, api, "/cluster/sdn/vnets/{vnet}/subnets"))
     api.state.sdn.pending.subnets[subnet_id] = updated
 
 

@@ -33,6 +33,7 @@ class Vm:
     pid: int | None = None
     cloudinit_generated: dict[str, str] | None = None  # cloud-init keys as of the last regeneration
     node: str | None = None  # None: the fake's own node
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)  # [snapname] sections: name -> metadata
 
     @property
     def name(self) -> str:
@@ -216,6 +217,9 @@ class FirewallState:
     vm_rules: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     node_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # host.fw [OPTIONS] per node
     node_rules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # host.fw [RULES] per node
+    aliases: dict[str, dict[str, Any]] = field(default_factory=dict)  # cluster.fw [ALIASES], keyed by lower-case name
+    vnet_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # sdn/firewall/<vnet>.fw [OPTIONS]
+    vnet_rules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # sdn/firewall/<vnet>.fw [RULES]
     # The node's own network (pve-firewall's local_network): always part of the `management` IP set. A documentation
     # range, so that the controller on loopback is not in it: the fake plays a node reached over the network.
     local_network: str = "192.0.2.0/24"

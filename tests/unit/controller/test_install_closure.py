@@ -86,3 +86,22 @@ def test_shell_run_refuses_an_unregistered_program():
     unknown = "cowsay"
     with pytest.raises(host_needs.UnregisteredProgram, match="not listed"):
         run([unknown, "moo"])
+
+
+def test_the_peer_client_runs_only_its_own_virtualenv():
+    """The peer-client test (tests/peer) starts no host program: the virtualenv is made by this interpreter (its
+    ensurepip from python3-venv, a registered need) and everything else runs from that virtualenv's bin, which pip
+    fills from the pinned packages."""
+    import re
+
+    import peer_venv
+
+    host_needs.program("/usr/lib/python3.11/ensurepip/__init__.py")
+    sources = [ROOT / "tests" / "support" / "peer_venv.py", *sorted((ROOT / "tests" / "peer").glob("*.py"))]
+    started = set()
+    for path in sources:
+        text = path.read_text()
+        started |= set(re.findall(r'(?:venv|location\(\)) / "bin" / "([\w.+-]+)"', text))
+        assert "shutil.which" not in text, f"{path.name} looks a program up on PATH"
+    assert started and started <= set(peer_venv.PROGRAMS), f"started from the peer virtualenv: {started}"
+    assert any(pin.startswith("ansible==") for pin in peer_venv.PINS), "ansible-playbook comes from the ansible pin"
