@@ -1,4 +1,5 @@
-"""`provision doctor` and `provision image build`: this machine, and the base images hosts are cloned from."""
+"""`provision doctor`, `provision image build` and `provision image packages`: this machine, and the base images
+hosts are cloned from."""
 
 from __future__ import annotations
 
@@ -105,3 +106,14 @@ def image_build(
     if backend in (ImageBackend.ALL, ImageBackend.LIBVIRT):
         directory = images.build_libvirt_guest(say, extra)
         out.print(f"libvirt guest image ready: {directory}", highlight=False)
+
+
+@image_app.command("packages")
+@handled()
+def image_packages(as_json: JsonOpt = False) -> None:
+    """The Debian packages a Proxmox template must carry (for virt-customize --install or apt-get install)."""
+    names = images.proxmox_template_packages()
+    if as_json:
+        emit({"packages": names})
+    else:
+        out.print(",".join(names), highlight=False, soft_wrap=True)

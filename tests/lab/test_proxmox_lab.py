@@ -165,6 +165,8 @@ def test_verify_passes_including_hypervisor_access(pve):
     assert summary["not_attempted"] == [], "every attempt not made here is declared out of scope"
     acc6 = summary["controls"]["ACC-6"]
     assert acc6["pass"] >= 2 and acc6["fail"] == 0
+    net3 = summary["controls"]["NET-3"]  # each host's nftables, and Proxmox's firewall in force on its NICs
+    assert net3["fail"] == 0 and net3["pass"] >= 2 * len(proxmox_site(SITE, NET, _fake)["hosts"]), net3
     hyp1 = summary["controls"]["HYP-1"]
     assert hyp1["pass"] >= 1 and hyp1["fail"] == 0, "QEMU VMs read back through the API, nothing of the node handed in"
     # no probe point on a Proxmox segment: ACC-3's logins fall back to psql over SSH on a development host, and
@@ -196,6 +198,27 @@ def test_a_developer_granted_production_at_the_hypervisor_fails_acc6_and_apply_r
     finally:
         api.put("/access/acl", path=f"/pool/{SITE}-prod", roles="PVEVMUser", users="alice@pve", delete=1)
     assert lab.cli("verify", str(lab.site_file), "-k", "hypervisor").rc == 0
+
+
+def test_a_datacenter_firewall_switched_off_fails_net3_for_every_host_and_plan_switches_it_on(pve):
+    """The security groups stay configured, so only reading what is in force shows that nothing filters."""
+    fake, lab = pve
+    api = Api(fake, lab.secret)
+    hosts = [h["name"] for h in proxmox_site(SITE, NET, fake)["hosts"]]
+    api.put("/cluster/firewall/options", enable=0)
+    try:
+        result = lab.cli("verify", str(lab.site_file), "--json", "-k", "hypervisors_firewall")
+        assert result.rc != 0, result.stdout[-3000:]
+        summary = json.loads(result.stdout)
+        assert summary["controls"]["NET-3"]["fail"] == len(hosts), summary["controls"]["NET-3"]
+        assert "the Proxmox datacenter firewall is off: the site's security groups filter nothing" in result.stdout
+        status = json.loads(lab.cli("status", str(lab.site_file), "--json").stdout)["hypervisor_firewall"]
+        assert status["enforced"] is False and set(status["machines"]) == set(hosts), status
+        plan = json.loads(lab.cli("plan", str(lab.site_file), "--json").stdout)
+        assert [c["name"] for c in plan["changes"]] == ["datacenter-firewall"], plan
+    finally:
+        api.put("/cluster/firewall/options", enable=1)
+    assert lab.cli("verify", str(lab.site_file), "-k", "hypervisors_firewall").rc == 0
 
 
 def test_second_apply_changes_nothing(pve):
