@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from functools import cached_property
 from typing import Any
 
 from provisioner.backends.base import (
@@ -58,6 +59,7 @@ class ProxmoxBackend(Backend):
         self.calls = CallCounter()
         self._client: PveClient | None = None
         self._cluster: dict[str, Any] = {}
+        self._template: dict[str, Any] | None = None  # its config, as the preflight read it
         self._keys_lock = threading.Lock()
         self._allocator = VmidAllocator()
         # Ansible runs next, so apply waits until every machine it touched answers SSH. Only a benchmark of
@@ -74,6 +76,11 @@ class ProxmoxBackend(Backend):
             self._client = PveClient(self.settings, secret, self.calls)
         return self._client
 
+    @cached_property
+    def _permissions(self) -> privileges.PermissionReader:
+        """The token's privileges, each path read once for both preflights."""
+        return privileges.PermissionReader(self.client)
+
     def preflight(self) -> None:
         """Before anything is touched: the API answers, the token works, the node, template and bridge exist, and
         the template's disks can be cloned as the site file asks (linked or full, to which storage)."""
@@ -82,7 +89,7 @@ class ProxmoxBackend(Backend):
             self.client.get("version")
         except PveError as exc:
             raise InputError(f"{where}.host: cannot use the Proxmox API at {self.settings.host}: {exc}") from exc
-        privileges.check(self.client, self.settings, self.names, where, privileges.READ)
+        privileges.check(self.client, self.settings, self.names, where, privileges.READ, reader=self._permissions)
         nodes = {str(n.get("node")) for n in self.client.get("nodes") or []}
         if self.settings.node not in nodes:
             raise InputError(
@@ -99,6 +106,7 @@ class ProxmoxBackend(Backend):
                 f"{where}.template: VM {self.settings.template} ({template.get('name', 'no name')}) is not a "
                 "template; convert it with `qm template` or name a template's VMID"
             )
+        self._template = template
         check_clone_storage(self.client, self.settings, template, where)
         try:
             bridges = {
@@ -121,7 +129,10 @@ class ProxmoxBackend(Backend):
         VNet of another zone, a tagged or trunked guest NIC, a node's VLAN interface, a QinQ service VLAN), or
         VLAN 1, is refused before anything is touched. It reads every guest's config, so it runs before plan and
         apply only; plan's own discovery stays one list call per resource type. The token's privileges first."""
-        privileges.check(self.client, self.settings, self.names, f"{self.site.path}: backend", privileges.BUILD)
+        where = f"{self.site.path}: backend"
+        privileges.check(
+            self.client, self.settings, self.names, where, privileges.BUILD, self._template, self._permissions
+        )
         refuse_shared_vlans(self.site.model, self.site.path, self.client, self.settings.bridge, self.names.zone)
 
     # ---- discovery -----------------------------------------------------------------------------

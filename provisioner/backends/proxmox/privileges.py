@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from provisioner.backends.proxmox.client import PveClient, PveError
@@ -229,6 +230,11 @@ class PermissionReader:
         self.client = client
         self._cache: dict[str, dict[str, Any]] = {}
 
+    @cached_property
+    def major(self) -> int:
+        """The PVE major version (the privileges of the guest agent differ)."""
+        return _major(self.client)
+
     def held(self, path: str) -> dict[str, Any]:
         if path not in self._cache:
             answer = self.client.get("access/permissions", path=path) or {}
@@ -245,9 +251,13 @@ class PermissionReader:
         return f"{privs} on {path}{below} ({need.why})"
 
 
-def template_paths(client: PveClient, settings: ProxmoxSettings) -> tuple[list[str], list[str]]:
-    """The storages and NIC paths (`/sdn/zones/<zone>/<bridge>[/<tag>]`) a clone of the template touches."""
-    config = client.get(f"nodes/{settings.node}/qemu/{settings.template}/config") or {}
+def template_paths(
+    client: PveClient, settings: ProxmoxSettings, config: dict[str, Any] | None = None
+) -> tuple[list[str], list[str]]:
+    """The storages and NIC paths (`/sdn/zones/<zone>/<bridge>[/<tag>]`) a clone of the template touches; `config`:
+    the template's, when the preflight has read it already."""
+    if config is None:
+        config = client.get(f"nodes/{settings.node}/qemu/{settings.template}/config") or {}
     storages: set[str] = set()
     nic_paths: set[str] = set()
     vnet_zones: dict[str, str] | None = None
@@ -272,9 +282,19 @@ def template_paths(client: PveClient, settings: ProxmoxSettings) -> tuple[list[s
     return sorted(storages), sorted(nic_paths)
 
 
-def check(client: PveClient, settings: ProxmoxSettings, names: Names, where: str, phase: str) -> None:
-    """Raise InputError naming every privilege the token lacks for `phase` (READ or BUILD), and where."""
-    major = _major(client)
+def check(
+    client: PveClient,
+    settings: ProxmoxSettings,
+    names: Names,
+    where: str,
+    phase: str,
+    template: dict[str, Any] | None = None,
+    reader: PermissionReader | None = None,
+) -> None:
+    """Raise InputError naming every privilege the token lacks for `phase` (READ or BUILD), and where; `template`:
+    the template's config, when already read; `reader`: the token's privileges read so far (each path once)."""
+    reader = reader or PermissionReader(client)
+    major = reader.major
     site = names.site
     values = {
         "template": [str(settings.template)],
@@ -283,7 +303,6 @@ def check(client: PveClient, settings: ProxmoxSettings, names: Names, where: str
         "zone": [names.zone],
         "realm": [settings.realm],
     }
-    reader = PermissionReader(client)
     people = bool(site.people)
     missing = [
         gap
@@ -294,7 +313,7 @@ def check(client: PveClient, settings: ProxmoxSettings, names: Names, where: str
     ]
     if phase == BUILD and "VM.Audit" in reader.held(f"/vms/{settings.template}"):
         try:
-            storages, nic_paths = template_paths(client, settings)
+            storages, nic_paths = template_paths(client, settings, template)
         except PveError:
             storages, nic_paths = [], []  # preflight names a template that cannot be read
         for storage in storages:

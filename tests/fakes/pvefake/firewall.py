@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from typing import Any
 
 from .api import Api, Request, Routes
@@ -210,6 +211,49 @@ def _options_put(options: dict[str, Any], params: dict[str, Any]) -> None:
             options[key] = int(value) if str(value).isdigit() else value
 
 
+# -- the rules and options of each firewall scope ------------------------------------------------------------------
+RulesOf = Callable[[Api, Request], list[dict[str, Any]]]
+OptionsOf = Callable[[Api, Request], dict[str, Any]]
+
+
+def serve_rules(prefix: str, rules_of: RulesOf, env: str) -> None:
+    """GET/POST `<prefix>/rules` and GET/PUT/DELETE `<prefix>/rules/{pos}` over the rule list `rules_of` finds;
+    `env` is the scope whose rule types are allowed (pve-firewall's rule_env_direction_lookup)."""
+
+    def listing(api: Api, req: Request) -> list[dict[str, Any]]:
+        return rule_listing(rules_of(api, req))
+
+    def create(api: Api, req: Request) -> None:
+        create_rule(api, req, rules_of(api, req), env=env)
+
+    def one(api: Api, req: Request) -> dict[str, Any]:
+        rules = rules_of(api, req)
+        pos = int(req.params["pos"])
+        _at(rules, pos)
+        return rule_listing(rules)[pos]
+
+    def update(api: Api, req: Request) -> None:
+        update_rule(api, req, rules_of(api, req), env=env)
+
+    def delete(api: Api, req: Request) -> None:
+        delete_rule(req, rules_of(api, req))
+
+    for method, path, handler in (
+        ("GET", "/rules", listing),
+        ("POST", "/rules", create),
+        ("GET", "/rules/{pos}", one),
+        ("PUT", "/rules/{pos}", update),
+        ("DELETE", "/rules/{pos}", delete),
+    ):
+        ROUTES.add(method, prefix + path)(handler)
+
+
+def serve_options(prefix: str, options_of: OptionsOf) -> None:
+    """GET/PUT `<prefix>/options` over the options `options_of` finds."""
+    ROUTES.add("GET", f"{prefix}/options")(lambda api, req: _options_get(options_of(api, req)))
+    ROUTES.add("PUT", f"{prefix}/options")(lambda api, req: _options_put(options_of(api, req), req.params))
+
+
 # -- cluster options and rules --------------------------------------------------------------------
 
 
@@ -218,14 +262,7 @@ def fw_index(api: Api, req: Request) -> list[dict[str, str]]:
     return [{"name": n} for n in ("aliases", "rules", "options", "groups", "ipset", "macros", "refs")]
 
 
-@ROUTES.add("GET", "/cluster/firewall/options")
-def cluster_options(api: Api, req: Request) -> dict[str, Any]:
-    return _options_get(api.state.firewall.cluster_options)
-
-
-@ROUTES.add("PUT", "/cluster/firewall/options")
-def set_cluster_options(api: Api, req: Request) -> None:
-    _options_put(api.state.firewall.cluster_options, req.params)
+serve_options("/cluster/firewall", lambda api, req: api.state.firewall.cluster_options)
 
 
 @ROUTES.add("GET", "/cluster/firewall/macros")
@@ -233,32 +270,7 @@ def macros(api: Api, req: Request) -> list[dict[str, str]]:
     return [{"macro": m, "descr": f"{m} traffic"} for m in sorted(MACROS)]
 
 
-@ROUTES.add("GET", "/cluster/firewall/rules")
-def cluster_rules(api: Api, req: Request) -> list[dict[str, Any]]:
-    return rule_listing(api.state.firewall.cluster_rules)
-
-
-@ROUTES.add("POST", "/cluster/firewall/rules")
-def add_cluster_rule(api: Api, req: Request) -> None:
-    create_rule(api, req, api.state.firewall.cluster_rules)
-
-
-@ROUTES.add("GET", "/cluster/firewall/rules/{pos}")
-def get_cluster_rule(api: Api, req: Request) -> dict[str, Any]:
-    rules = api.state.firewall.cluster_rules
-    pos = int(req.params["pos"])
-    _at(rules, pos)
-    return rule_listing(rules)[pos]
-
-
-@ROUTES.add("PUT", "/cluster/firewall/rules/{pos}")
-def set_cluster_rule(api: Api, req: Request) -> None:
-    update_rule(api, req, api.state.firewall.cluster_rules)
-
-
-@ROUTES.add("DELETE", "/cluster/firewall/rules/{pos}")
-def del_cluster_rule(api: Api, req: Request) -> None:
-    delete_rule(req, api.state.firewall.cluster_rules)
+serve_rules("/cluster/firewall", lambda api, req: api.state.firewall.cluster_rules, env="cluster")
 
 
 # -- security groups ------------------------------------------------------------------------------
@@ -478,42 +490,8 @@ def vm_fw_index(api: Api, req: Request) -> list[dict[str, str]]:
     return [{"name": n} for n in ("rules", "aliases", "ipset", "options", "refs", "log")]
 
 
-@ROUTES.add("GET", f"{VM_FW}/options")
-def vm_options(api: Api, req: Request) -> dict[str, Any]:
-    return _options_get(_vm_options(api, req))
-
-
-@ROUTES.add("PUT", f"{VM_FW}/options")
-def set_vm_options(api: Api, req: Request) -> None:
-    _options_put(_vm_options(api, req), req.params)
-
-
-@ROUTES.add("GET", f"{VM_FW}/rules")
-def vm_rules(api: Api, req: Request) -> list[dict[str, Any]]:
-    return rule_listing(_vm_rules(api, req))
-
-
-@ROUTES.add("POST", f"{VM_FW}/rules")
-def add_vm_rule(api: Api, req: Request) -> None:
-    create_rule(api, req, _vm_rules(api, req), env="vm")
-
-
-@ROUTES.add("GET", f"{VM_FW}/rules/{{pos}}")
-def get_vm_rule(api: Api, req: Request) -> dict[str, Any]:
-    rules = _vm_rules(api, req)
-    pos = int(req.params["pos"])
-    _at(rules, pos)
-    return rule_listing(rules)[pos]
-
-
-@ROUTES.add("PUT", f"{VM_FW}/rules/{{pos}}")
-def set_vm_rule(api: Api, req: Request) -> None:
-    update_rule(api, req, _vm_rules(api, req), env="vm")
-
-
-@ROUTES.add("DELETE", f"{VM_FW}/rules/{{pos}}")
-def del_vm_rule(api: Api, req: Request) -> None:
-    delete_rule(req, _vm_rules(api, req))
+serve_options(VM_FW, _vm_options)
+serve_rules(VM_FW, _vm_rules, env="vm")
 
 
 # -- the node's own firewall (host.fw) ------------------------------------------------------------
@@ -534,42 +512,8 @@ def node_fw_index(api: Api, req: Request) -> list[dict[str, str]]:
     return [{"name": n} for n in ("rules", "options", "log")]
 
 
-@ROUTES.add("GET", f"{NODE_FW}/options")
-def node_options(api: Api, req: Request) -> dict[str, Any]:
-    return _options_get(_node_options(api, req))
-
-
-@ROUTES.add("PUT", f"{NODE_FW}/options")
-def set_node_options(api: Api, req: Request) -> None:
-    _options_put(_node_options(api, req), req.params)
-
-
-@ROUTES.add("GET", f"{NODE_FW}/rules")
-def node_rules(api: Api, req: Request) -> list[dict[str, Any]]:
-    return rule_listing(_node_rules(api, req))
-
-
-@ROUTES.add("POST", f"{NODE_FW}/rules")
-def add_node_rule(api: Api, req: Request) -> None:
-    create_rule(api, req, _node_rules(api, req), env="host")
-
-
-@ROUTES.add("GET", f"{NODE_FW}/rules/{{pos}}")
-def get_node_rule(api: Api, req: Request) -> dict[str, Any]:
-    rules = _node_rules(api, req)
-    pos = int(req.params["pos"])
-    _at(rules, pos)
-    return rule_listing(rules)[pos]
-
-
-@ROUTES.add("PUT", f"{NODE_FW}/rules/{{pos}}")
-def set_node_rule(api: Api, req: Request) -> None:
-    update_rule(api, req, _node_rules(api, req), env="host")
-
-
-@ROUTES.add("DELETE", f"{NODE_FW}/rules/{{pos}}")
-def del_node_rule(api: Api, req: Request) -> None:
-    delete_rule(req, _node_rules(api, req))
+serve_options(NODE_FW, _node_options)
+serve_rules(NODE_FW, _node_rules, env="host")
 
 
 # -- aliases (cluster.fw [ALIASES]) ---------------------------------------------------------------
@@ -662,43 +606,13 @@ def vnet_fw_index(api: Api, req: Request) -> list[dict[str, str]]:
     return [{"name": n} for n in ("rules", "options")]
 
 
-@ROUTES.add("GET", f"{VNET_FW}/options")
-def vnet_options(api: Api, req: Request) -> dict[str, Any]:
-    return _options_get(api.state.firewall.vnet_options.setdefault(_vnet_scope(api, req), {}))
-
-
-@ROUTES.add("PUT", f"{VNET_FW}/options")
-def set_vnet_options(api: Api, req: Request) -> None:
-    _options_put(api.state.firewall.vnet_options.setdefault(_vnet_scope(api, req), {}), req.params)
+def _vnet_options(api: Api, req: Request) -> dict[str, Any]:
+    return api.state.firewall.vnet_options.setdefault(_vnet_scope(api, req), {})
 
 
 def _vnet_rules(api: Api, req: Request) -> list[dict[str, Any]]:
     return api.state.firewall.vnet_rules.setdefault(_vnet_scope(api, req), [])
 
 
-@ROUTES.add("GET", f"{VNET_FW}/rules")
-def vnet_rules(api: Api, req: Request) -> list[dict[str, Any]]:
-    return rule_listing(_vnet_rules(api, req))
-
-
-@ROUTES.add("POST", f"{VNET_FW}/rules")
-def add_vnet_rule(api: Api, req: Request) -> None:
-    create_rule(api, req, _vnet_rules(api, req), env="vnet")
-
-
-@ROUTES.add("GET", f"{VNET_FW}/rules/{{pos}}")
-def get_vnet_rule(api: Api, req: Request) -> dict[str, Any]:
-    rules = _vnet_rules(api, req)
-    pos = int(req.params["pos"])
-    _at(rules, pos)
-    return rule_listing(rules)[pos]
-
-
-@ROUTES.add("PUT", f"{VNET_FW}/rules/{{pos}}")
-def set_vnet_rule(api: Api, req: Request) -> None:
-    update_rule(api, req, _vnet_rules(api, req), env="vnet")
-
-
-@ROUTES.add("DELETE", f"{VNET_FW}/rules/{{pos}}")
-def del_vnet_rule(api: Api, req: Request) -> None:
-    delete_rule(req, _vnet_rules(api, req))
+serve_options(VNET_FW, _vnet_options)
+serve_rules(VNET_FW, _vnet_rules, env="vnet")
