@@ -9,7 +9,7 @@ from .api import Api, Request, Routes
 from .common import flag, opt_int, version_info
 from .errors import ApiError, param_error
 from .sdn_model import running_vnet_bridges
-from .state import Storage
+from .state import IDLE_COUNTERS, Storage
 from .tasks import parse_upid
 from .vmconfig import max_disk, memory_mib, vcpus
 
@@ -129,20 +129,13 @@ def vm_resource(api: Api, vmid: int) -> dict[str, Any]:
         "maxdisk": max_disk(cfg),
         "mem": (memory_mib(cfg) << 19) if vm.status == "running" else 0,
         "cpu": 0.01 if vm.status == "running" else 0,
-        "disk": 0,
         "uptime": int(time.time() - vm.started_at) if vm.status == "running" and vm.started_at else 0,
-        "netin": 0,
-        "netout": 0,
-        "diskread": 0,
-        "diskwrite": 0,
+        **IDLE_COUNTERS,
+        **vm.marks(),
     }
-    if cfg.get("tags"):
-        entry["tags"] = cfg["tags"]
     pool = api.state.pool_of(vmid)
     if pool:
         entry["pool"] = pool
-    if vm.lock:
-        entry["lock"] = vm.lock
     ha = api.state.ha_of(vmid)
     if ha is not None:  # the CRM's service state, else the configured one (pve-manager's resources index)
         entry["hastate"] = ha.crm_state or ha.state
@@ -164,17 +157,10 @@ def ct_resource(api: Api, vmid: int) -> dict[str, Any]:
         "maxdisk": 0,
         "mem": 0,
         "cpu": 0,
-        "disk": 0,
         "uptime": 0,
-        "netin": 0,
-        "netout": 0,
-        "diskread": 0,
-        "diskwrite": 0,
+        **IDLE_COUNTERS,
+        **ct.marks(),
     }
-    if ct.config.get("tags"):
-        entry["tags"] = ct.config["tags"]
-    if ct.lock:
-        entry["lock"] = ct.lock
     return entry
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from .api import Api, Request, Routes
 from .errors import die
-from .state import Container
+from .state import IDLE_COUNTERS, Container
 from .vmconfig import memory_mib
 
 ROUTES = Routes()
@@ -53,20 +53,12 @@ def ct_summary(ct: Container) -> dict[str, Any]:
         "maxdisk": 0,
         "mem": 0,
         "cpu": 0,
-        "disk": 0,
         "uptime": 0,
-        "netin": 0,
-        "netout": 0,
-        "diskread": 0,
-        "diskwrite": 0,
+        **IDLE_COUNTERS,
     }
     if ct.is_template:
         out["template"] = 1
-    if cfg.get("tags"):
-        out["tags"] = cfg["tags"]
-    if ct.lock:
-        out["lock"] = ct.lock
-    return out
+    return {**out, **ct.marks()}
 
 
 @ROUTES.add("GET", "/nodes/{node}/lxc")

@@ -23,7 +23,7 @@ from .faults import lock_timeout_message
 from .qemu_ops import allocate_volume
 from .realize import AgentError
 from .sdn_model import bridge_exists, running_vnet_bridges, vnet_zone
-from .state import Vm
+from .state import IDLE_COUNTERS, Vm
 from .storage_model import has_feature, new_volname
 from .tasks import Task
 from .vmconfig import (
@@ -169,22 +169,14 @@ def vm_summary(api: Api, vm: Vm) -> dict[str, Any]:
         "maxdisk": max_disk(cfg),
         "mem": (memory_mib(cfg) << 19) if running else 0,
         "cpu": 0.01 if running else 0,
-        "disk": 0,
         "uptime": int(time.time() - vm.started_at) if running and vm.started_at else 0,
-        "netin": 0,
-        "netout": 0,
-        "diskread": 0,
-        "diskwrite": 0,
+        **IDLE_COUNTERS,
     }
     if running and vm.pid:
         out["pid"] = vm.pid
     if vm.is_template:
         out["template"] = 1
-    if cfg.get("tags"):
-        out["tags"] = cfg["tags"]
-    if vm.lock:
-        out["lock"] = vm.lock
-    return out
+    return {**out, **vm.marks()}
 
 
 @ROUTES.add("GET", "/nodes/{node}/qemu")

@@ -22,10 +22,40 @@ def config_digest(items: dict[str, Any]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
+# What a guest's listing shows of its use while the fake runs nothing in it: no disk, network or I/O counters.
+IDLE_COUNTERS: dict[str, int] = {"disk": 0, "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0}
+
+
 @dataclass
-class Vm:
+class Guest:
+    """What a QEMU VM and an LXC container share: the id and the config file's keys."""
+
     vmid: int
     config: dict[str, str]
+
+    @property
+    def lock(self) -> str | None:
+        return self.config.get("lock")
+
+    @property
+    def is_template(self) -> bool:
+        return self.config.get("template") == "1"
+
+    def digest(self) -> str:
+        return config_digest(self.config)
+
+    def marks(self) -> dict[str, Any]:
+        """The tags and the lock, as listings show them: only when set."""
+        out: dict[str, Any] = {}
+        if self.config.get("tags"):
+            out["tags"] = self.config["tags"]
+        if self.lock:
+            out["lock"] = self.lock
+        return out
+
+
+@dataclass
+class Vm(Guest):
     status: str = "stopped"
     pending: dict[str, str] = field(default_factory=dict)  # changes waiting for the next start
     pending_delete: set[str] = field(default_factory=set)
@@ -39,41 +69,17 @@ class Vm:
     def name(self) -> str:
         return self.config.get("name", f"VM {self.vmid}")
 
-    @property
-    def lock(self) -> str | None:
-        return self.config.get("lock")
-
-    @property
-    def is_template(self) -> bool:
-        return self.config.get("template") == "1"
-
-    def digest(self) -> str:
-        return config_digest(self.config)
-
 
 @dataclass
-class Container:
+class Container(Guest):
     """An LXC guest as `pct` leaves its `<vmid>.conf`; only listed and read (no lifecycle in the fake)."""
 
-    vmid: int
-    config: dict[str, str]
     status: str = "stopped"
     node: str | None = None  # None: the fake's own node
 
     @property
     def name(self) -> str:
         return self.config.get("hostname", f"CT{self.vmid}")
-
-    @property
-    def lock(self) -> str | None:
-        return self.config.get("lock")
-
-    @property
-    def is_template(self) -> bool:
-        return self.config.get("template") == "1"
-
-    def digest(self) -> str:
-        return config_digest(self.config)
 
 
 @dataclass
