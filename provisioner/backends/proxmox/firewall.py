@@ -49,17 +49,29 @@ def rules_for(site: Site, environment: str) -> list[Rule]:
     for flow in policy.resolved_flows(site):
         if flow.to_env != environment or not flow.to_addresses:
             continue
-        rules.append(
-            Rule(
-                "ACCEPT",
-                f"flow {flow.from_env} to {flow.to_env}",
-                source=flow.from_cidr,
-                dest=",".join(flow.to_addresses),
-                proto=flow.proto,
-                dport=",".join(str(p) for p in flow.ports),
+        for ports in port_lists(flow.ports):
+            rules.append(
+                Rule(
+                    "ACCEPT",
+                    f"flow {flow.from_env} to {flow.to_env}",
+                    source=flow.from_cidr,
+                    dest=",".join(flow.to_addresses),
+                    proto=flow.proto,
+                    dport=ports,
+                )
             )
-        )
     return rules
+
+
+# pve-firewall refuses a rule whose port list holds more than 15 numbers (iptables' multiport limit)
+PORTS_PER_RULE = 15
+
+
+def port_lists(ports: tuple[int, ...]) -> list[str]:
+    """The flow's ports (the site file gives at least one) as Proxmox takes them: 15 at most per rule, so a longer
+    list becomes several rules."""
+    listed = [str(p) for p in ports]
+    return [",".join(listed[i : i + PORTS_PER_RULE]) for i in range(0, len(listed), PORTS_PER_RULE)]
 
 
 def digest(rules: list[Rule]) -> str:

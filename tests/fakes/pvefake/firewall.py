@@ -129,8 +129,36 @@ def verify_rule(api: Api, rule: dict[str, Any], in_group: bool, env: str | None 
                 errors.setdefault("proto", f"missing property - '{field}' requires this property")
             elif str(proto) not in PORT_PROTOCOLS:
                 errors.setdefault(field, f"protocol '{proto}' does not support ports")
+            else:
+                problem = port_list_problem(str(rule[field]))
+                if problem:
+                    errors.setdefault(field, problem)
     if errors:
         raise param_error(errors)
+
+
+MAX_PORT_NUMBERS = 15  # iptables' multiport match takes 15 ports; pve-firewall counts a range a:b as two
+
+
+def port_list_problem(text: str) -> str | None:
+    """pve-firewall's parse_port_name_number_or_range, for numbers and ranges (service names are taken as valid)."""
+    items = text.split(",")
+    if any(not item for item in items):
+        return "extraneous commas in list"
+    count = 0
+    for item in items:
+        low, sep, high = item.partition(":")
+        if not (low.isdigit() and (not sep or high.isdigit())):
+            continue  # a service name from /etc/services
+        for port in (low, high) if sep else (low,):
+            if int(port) > 65535:
+                return f"invalid port '{port}'"
+        if sep and int(low) > int(high):
+            return f"backwards range '{item}' not allowed, did you mean '{high}:{low}'?"
+        count += 2 if sep else 1
+    if count > MAX_PORT_NUMBERS:
+        return f"too many entries in port list (> {MAX_PORT_NUMBERS} numbers)"
+    return None
 
 
 def _rule_from(params: dict[str, Any]) -> dict[str, Any]:

@@ -131,3 +131,24 @@ def test_the_read_back_finds_each_way_a_vm_escapes_its_security_group(fake, tmp_
     reading = backend_for(tmp_path, data).hypervisor_firewall()
     assert not reading.enforced and off_note() in reading.problems
     assert f"VM {prod}: its firewall is off" in reading.machines["prod-db1"]
+
+
+def test_a_flow_of_more_than_15_ports_becomes_rules_proxmox_accepts(fake, tmp_path):
+    """pve-firewall refuses a port list of more than 15 numbers (a range counts two); the fake refuses it as
+    Proxmox does, and the backend splits the flow's ports over several rules of the security group."""
+    admin = fake.client(token_name="admin")
+    admin.cluster.firewall.groups.post(group="wide")
+    many = ",".join(str(p) for p in range(8000, 8016))
+    with pytest.raises(Exception, match=r"too many entries in port list \(> 15 numbers\)"):
+        admin.cluster.firewall.groups("wide").post(type="in", action="ACCEPT", proto="tcp", dport=many, enable=1)
+    with pytest.raises(Exception, match="too many entries"):
+        admin.cluster.firewall.groups("wide").post(type="in", action="ACCEPT", proto="tcp", dport="1:2," * 7 + "3,4")
+    data = small_data(fake)
+    data["flows"] = [{"from": "prod", "to": "dev", "ports": list(range(8000, 8020)), "description": "many ports"}]
+    backend = backend_for(tmp_path, data)
+    converge(backend)
+    group = backend.names.security_group("dev")
+    ports = [r["dport"] for r in admin.cluster.firewall.groups(group).get() if r.get("comment", "").startswith("flow")]
+    assert sorted(ports) == [",".join(map(str, range(8000, 8015))), ",".join(map(str, range(8015, 8020)))], ports
+    reading = backend_for(tmp_path, data).hypervisor_firewall()
+    assert not reading.problems, reading.problems
