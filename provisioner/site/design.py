@@ -119,9 +119,25 @@ def _backend(site: Site) -> Iterator[Problem]:
                 f"{backend.shutdown_timeout} s is not shorter than task_timeout ({backend.task_timeout} s), so a "
                 f"shutdown task could not end in time; allowed: 0 to {backend.task_timeout - 1}",
             )
-        _, _, port = backend.host.partition(":")
+        yield from _endpoints(backend)
+
+
+def _endpoints(backend: ProxmoxSettings) -> Iterator[Problem]:
+    """Each API endpoint valid and named once."""
+    listed = not isinstance(backend.host, str)
+    seen: dict[tuple[str, str], int] = {}
+    for index, endpoint in enumerate(backend.endpoints):
+        path: KeyPath = ("backend", "host", index) if listed else ("backend", "host")
+        name, _, port = endpoint.partition(":")
         if port and not 1 <= int(port) <= 65535:
-            yield (("backend", "host"), f"port {port} is out of range; allowed: host or host:port, port 1-65535")
+            yield (path, f"port {port} is out of range; allowed: host or host:port, port 1-65535")
+        key = (name.lower(), port or "8006")
+        if key in seen:
+            yield (
+                path,
+                f"'{endpoint}' is already endpoint {seen[key] + 1} of the list; allowed: each API endpoint once",
+            )
+        seen.setdefault(key, index)
 
 
 def _uri(uri: str) -> Iterator[Problem]:

@@ -331,11 +331,17 @@ class ProxmoxToken(Strict):
     file: str | None = Field(default=None, description="file holding the token secret; must be mode 0600")
 
 
+ApiEndpoint = Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
+
+
 class ProxmoxSettings(Strict):
     """A Proxmox VE cluster reached through its REST API."""
 
     type: Literal["proxmox"]
-    host: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")] = Field(description="host[:port]")
+    host: ApiEndpoint | Annotated[list[ApiEndpoint], Field(min_length=1)] = Field(
+        description="host[:port] of a cluster node's API, or a list of them: the first that answers is used, and a "
+        "call that cannot reach it moves to the next"
+    )
     node: Annotated[str, Field(pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$")]
     token: ProxmoxToken
     verify_tls: bool = True
@@ -358,6 +364,11 @@ class ProxmoxSettings(Strict):
         description="seconds a VM gets to shut down cleanly (guest agent or ACPI) before an update or removal "
         "stops it hard; 0 stops at once; when not set, 180 or less than task_timeout",
     )  # fmt: skip
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The API endpoints in the order they are tried."""
+        return [self.host] if isinstance(self.host, str) else list(self.host)
 
 
 class LibvirtSettings(Strict):

@@ -81,7 +81,8 @@ class ProxmoxBackend(Backend):
         try:
             self.client.get("version")
         except PveError as exc:
-            raise InputError(f"{where}.host: cannot use the Proxmox API at {self.settings.host}: {exc}") from exc
+            tried = ", ".join(self.settings.endpoints)
+            raise InputError(f"{where}.host: cannot use the Proxmox API at {tried}: {exc}") from exc
         privileges.check(self.client, self.settings, self.names, where, privileges.READ)
         nodes = {str(n.get("node")) for n in self.client.get("nodes") or []}
         if self.settings.node not in nodes:
