@@ -120,6 +120,38 @@ def _backend(site: Site) -> Iterator[Problem]:
                 f"shutdown task could not end in time; allowed: 0 to {backend.task_timeout - 1}",
             )
         yield from _endpoints(backend)
+        yield from _placement(site, backend)
+
+
+def _placement(site: Site, backend: ProxmoxSettings) -> Iterator[Problem]:
+    """`nodes` named once each; `placement` pins hosts of the site file to nodes of `nodes`; a size's storage only
+    where full clones are made."""
+    seen: set[str] = set()
+    for index, node in enumerate(backend.nodes or []):
+        if node in seen:
+            yield (("backend", "nodes", index), f"node '{node}' is listed twice; allowed: each node once")
+        seen.add(node)
+    hosts = [h.name for h in site.hosts]
+    nodes = backend.vm_nodes
+    for name, node in backend.placement.items():
+        if name not in hosts:
+            yield (
+                ("backend", "placement", name),
+                f"'{name}' is not a host of the site file; allowed: {', '.join(hosts) or 'no hosts are declared'}",
+            )
+        if node not in nodes:
+            where = "backend.nodes" if backend.nodes else "backend.node (no backend.nodes is set)"
+            yield (
+                ("backend", "placement", name),
+                f"node '{node}' is not one of {where}; allowed: {', '.join(nodes)}",
+            )
+    for size, settings in backend.sizes.items():
+        if settings.storage is not None and not backend.full_clone:
+            yield (
+                ("backend", "sizes", size, "storage"),
+                f"a storage for size '{size}' needs full clones (a linked clone stays on the template's storage); "
+                "allowed: set backend.full_clone: true, or leave the storage out",
+            )
 
 
 def _endpoints(backend: ProxmoxSettings) -> Iterator[Problem]:
