@@ -30,7 +30,7 @@ from provisioner.backends.proxmox.names import READY_TAG, Names, parse_tags, tag
 from provisioner.backends.proxmox.network import SdnWriter, vnet_design, vnet_drift
 from provisioner.backends.proxmox.placement import place
 from provisioner.backends.proxmox.policy import ACCESS, DC_FIREWALL, POOLS, PolicyWriter
-from provisioner.backends.proxmox.storage import check_clone_storage, check_other_nodes
+from provisioner.backends.proxmox.storage import check_clone_storage, check_disk_sizes, check_other_nodes
 from provisioner.backends.proxmox.vlan_census import refuse_shared_vlans
 from provisioner.errors import InputError
 from provisioner.planning.desired import MGMT, MachineSpec
@@ -115,6 +115,7 @@ class ProxmoxBackend(Backend):
                 "template; convert it with `qm template` or name a template's VMID"
             )
         check_clone_storage(self.client, self.settings, template, where)
+        check_disk_sizes(self.settings, template, where)
         if any(node != self.settings.node for node in self.settings.vm_nodes):
             check_other_nodes(self.client, self.settings, template, where, self.client.get("storage") or [])
         for node in dict.fromkeys([self.settings.node, *self.settings.vm_nodes]):

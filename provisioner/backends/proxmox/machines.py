@@ -17,6 +17,7 @@ from urllib.parse import quote
 from provisioner.backends.proxmox.client import ATTEMPTS, PveClient, PveError
 from provisioner.backends.proxmox.ha import ha_state, refuse_unsafe, resource_id
 from provisioner.backends.proxmox.names import Names
+from provisioner.backends.proxmox.storage import boot_disk
 from provisioner.planning.desired import MachineSpec
 from provisioner.planning.planner import Kind
 from provisioner.site.model import ProxmoxSettings
@@ -37,6 +38,10 @@ class BuiltVm:
 def fingerprint(spec: MachineSpec, settings: ProxmoxSettings) -> str:
     """What the VM was built from: the machine spec plus the Proxmox settings that shape it."""
     extra = f"{settings.template}/{settings.full_clone}/{settings.nameserver}"
+    sized = settings.sizes.get(spec.size)  # type: ignore[call-overload]
+    if sized is not None and (sized.disk_gb is not None or sized.storage is not None):
+        # only when set: the fingerprints of sites without `sizes` stay as they were
+        extra += f"/disk={sized.disk_gb}/storage={clone_storage(settings, spec.size) if settings.full_clone else None}"
     return hashlib.sha256(f"{spec.fingerprint()}/{extra}".encode()).hexdigest()[:12]
 
 
@@ -219,12 +224,24 @@ class VmLifecycle:
                 self._wait_cloned(node, vmid, spec.name)
             else:
                 self.client.wait(upid, f"cloning {spec.name}")
-            self._grow_disk(node, vmid, spec, say)
             return vmid
         raise PveError(f"{spec.name}: no free VM id after {ATTEMPTS} attempts ({last})")
 
-    def _grow_disk(self, node: str, vmid: int, spec: MachineSpec, say: Any) -> None:
-        """Placeholder for the boot disk size of `backend.sizes` (none set: nothing to do)."""
+    def _grow_disk(self, node: str, vmid: int, spec: MachineSpec, current: dict[str, Any], say: Any) -> None:
+        """The boot disk to the size's `disk_gb` (`backend.sizes`): `PUT …/resize` with the absolute size, which
+        Proxmox leaves alone when the disk has it already and refuses to shrink (the preflight refused that)."""
+        sized = self.settings.sizes.get(spec.size)  # type: ignore[call-overload]
+        if sized is None or sized.disk_gb is None:
+            return
+        disk = boot_disk(current)
+        if disk is None:
+            raise PveError(f"{spec.name}: VM {vmid} has no boot disk to grow to {sized.disk_gb} GiB")
+        if disk.size is not None and disk.size >= sized.disk_gb * (1 << 30):
+            return
+        say(f"{spec.name}: growing disk {disk.key} of VM {vmid} to {sized.disk_gb} GiB")
+        self.client.run_task(
+            "PUT", f"nodes/{node}/qemu/{vmid}/resize", f"resizing {spec.name}", disk=disk.key, size=f"{sized.disk_gb}G"
+        )
 
     def _is_ours(self, vmid: int, name: str, node: str | None = None) -> bool:
         """The VM is the one this apply cloned: on the target node, or still on the template's while cloning."""
@@ -275,6 +292,7 @@ class VmLifecycle:
             say(f"{spec.name}: removing {', '.join(stale)} from VM {vmid} (their segments are gone)")
             config["delete"] = ",".join(stale)
         self.client.put(f"{base}/config", **config)
+        self._grow_disk(node, vmid, spec, current, say)
         self._firewall(node, vmid, spec)
         if not first_boot:
             self.stop(node, vmid, say)

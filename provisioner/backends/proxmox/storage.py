@@ -148,14 +148,31 @@ def check_clone_storage(client: PveClient, settings: ProxmoxSettings, template: 
                     f"template's disks to a storage that can make linked clones ({LINKED_CAPABLE})"
                 )
         return
-    if not settings.storage:
-        return
-    target = storages.get(settings.storage)
+    targets: dict[str, str] = {}
+    if settings.storage:
+        targets["storage"] = settings.storage
+    for size, sized in settings.sizes.items():
+        if sized.storage:
+            targets[f"sizes.{size}.storage"] = sized.storage
+    for key, storage in targets.items():
+        _check_full_clone_target(settings, storages, disks, storage, f"{where}.{key}", suggestion)
+
+
+def _check_full_clone_target(
+    settings: ProxmoxSettings,
+    storages: dict[str, dict[str, Any]],
+    disks: list[TemplateDisk],
+    storage: str,
+    where: str,
+    suggestion: str,
+) -> None:
+    node = settings.node
+    target = storages.get(storage)
     problem = None
     if target is None:
         problem = (
             "is not available there (not defined, restricted to other nodes, or the token lacks "
-            f"Datastore.AllocateSpace on /storage/{settings.storage})"
+            f"Datastore.AllocateSpace on /storage/{storage})"
         )
     elif not _flag(target, "enabled"):
         problem = "is disabled"
@@ -173,9 +190,41 @@ def check_clone_storage(client: PveClient, settings: ProxmoxSettings, template: 
             )
     if problem is not None:
         raise InputError(
-            f"{where}.storage: the full clones go to storage '{settings.storage}' on node {node}, which {problem}; "
-            f"allowed: {suggestion}"
+            f"{where}: the full clones go to storage '{storage}' on node {node}, which {problem}; allowed: {suggestion}"
         )
+
+
+def boot_disk(config: dict[str, Any]) -> TemplateDisk | None:
+    """The disk the template boots from: the first disk of `boot: order=…`, else the legacy `bootdisk`, else its
+    first disk; never the cloud-init drive or a CD-ROM."""
+    disks = {d.key: d for d in template_disks(config) if not d.copied}
+    boot = str(config.get("boot") or "")
+    order = boot.partition("order=")[2].split(",", 1)[0] if "order=" in boot else ""
+    for key in [*order.split(";"), str(config.get("bootdisk") or "")]:
+        if key in disks:
+            return disks[key]
+    return next(iter(disks.values()), None)
+
+
+def check_disk_sizes(settings: ProxmoxSettings, template: dict[str, Any], where: str) -> None:
+    """Proxmox only grows a disk (`shrinking disks is not supported`): a size's disk_gb below the template's boot
+    disk is refused before anything is touched."""
+    sized = {size: s.disk_gb for size, s in settings.sizes.items() if s.disk_gb is not None}
+    if not sized:
+        return
+    disk = boot_disk(template)
+    if disk is None:
+        raise InputError(
+            f"{where}.sizes: template {settings.template} has no disk to grow to disk_gb; allowed: a template with "
+            "a boot disk, or no disk_gb"
+        )
+    for size, gb in sized.items():
+        if disk.size is not None and gb * (1 << 30) < disk.size:
+            raise InputError(
+                f"{where}.sizes.{size}.disk_gb: {gb} GiB is smaller than the boot disk {disk.key} of template "
+                f"{settings.template} ({_gib(disk.size)}); Proxmox only grows disks (shrinking disks is not "
+                f"supported); allowed: {-(-disk.size // (1 << 30))} or more"
+            )
 
 
 def _flag(entry: dict[str, Any], key: str) -> bool:
