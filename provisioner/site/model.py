@@ -354,6 +354,12 @@ class ProxmoxSettings(Strict):
         "call that cannot reach it moves to the next"
     )
     node: PveNode = Field(description="the node the template is on (and the VMs, unless `nodes` says otherwise)")
+    token: ProxmoxToken
+    verify_tls: bool = True
+    ca_file: str | None = None
+    template: int = Field(ge=100, le=999999999, description="VMID of the template the machines are cloned from")
+    full_clone: bool = False
+    storage: str | None = Field(default=None, description="target storage for full clones")
     nodes: list[PveNode] | None = Field(
         default=None, min_length=1, description="the nodes the VMs are spread over; default: [node]"
     )
@@ -363,12 +369,6 @@ class ProxmoxSettings(Strict):
     sizes: dict[Literal["small", "medium", "large"], ProxmoxSize] = Field(
         default_factory=dict, description="per machine size: boot disk size and full clones' storage"
     )
-    token: ProxmoxToken
-    verify_tls: bool = True
-    ca_file: str | None = None
-    template: int = Field(ge=100, le=999999999, description="VMID of the template the machines are cloned from")
-    full_clone: bool = False
-    storage: str | None = Field(default=None, description="target storage for full clones")
     bridge: Annotated[str, Field(pattern=r"^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$")] = "vmbr0"
     zone: ShortId | None = Field(default=None, description="SDN VLAN zone id; default: 'pv' + 4 hex of the site")
     realm: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9.-]{1,31}$")] = "pve"
