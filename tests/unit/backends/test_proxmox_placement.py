@@ -10,6 +10,8 @@ from proxmoxer.core import ResourceException
 from pvefake import FakePve
 from test_proxmox_backend import backend_for, converge, small_data
 
+from provisioner.backends.proxmox.machines import VmLifecycle
+from provisioner.backends.proxmox.names import Names
 from provisioner.backends.proxmox.placement import place
 from provisioner.site.model import ProxmoxSettings
 
@@ -123,6 +125,14 @@ def test_nodes_and_pins_the_cluster_or_the_site_cannot_honour_are_refused(fake, 
     assert key_path in stderr and text in stderr, stderr
 
 
+def test_every_node_of_nodes_needs_the_bridge(fake, tmp_path):
+    two_nodes(fake)
+    fake.add_bridge("vmbr0", nodes=["pve1"])  # on the template's node only
+    fake.add_bridge("vmbr1", nodes=["pve2"])
+    stderr = refused(fake, tmp_path, placed_data(fake))
+    assert "backend.bridge" in stderr and "node pve2 has no bridge 'vmbr0'" in stderr, stderr
+
+
 # ---- the fake's clone with `target`, as qemu-server's clone_vm ----------------------------------------------------
 def test_the_fake_refuses_a_clone_to_another_node_from_local_storage(fake):
     fake.add_node("pve2")
@@ -149,3 +159,20 @@ def test_the_fake_clones_from_shared_storage_onto_the_target_node(fake):
     api.nodes("pve1").qemu(9000).clone.post(newid=203, target="pve1")
     fake.wait_tasks()
     assert api.nodes("pve1").qemu(203).config.get()
+
+
+def test_a_clone_onto_another_node_whose_answer_was_lost_is_waited_for_on_its_target(fake, tmp_path):
+    """The lost-answer path of the clone: the VM is found as ours on the template's node while the copy runs, and
+    the wait ends once it is unlocked on the target node."""
+    two_nodes(fake)
+    backend = backend_for(tmp_path, placed_data(fake))
+    lifecycle = VmLifecycle(backend.client, Names(backend.site.model), backend.settings, "ssh-ed25519 AAAAC3 test")
+    fake.task_seconds = 0.6
+    fake.client(token_name="tests").nodes("pve1").qemu(9100).clone.post(
+        newid=300, target="pve2", name="pvplace-dev-app1"
+    )
+    assert lifecycle._is_ours(300, "pvplace-dev-app1", "pve2"), "not found while the copy runs on pve1"
+    assert fake.state.vms[300].node is None, "the copy is still on the template's node"
+    lifecycle._wait_cloned("pve2", 300, "dev-app1")
+    assert fake.state.vms[300].node == "pve2" and not fake.state.vms[300].config.get("lock")
+    assert not lifecycle._is_ours(300, "pvplace-other", "pve2")
