@@ -275,9 +275,26 @@ class ProxmoxBackend(Backend):
         return bool(int(self._cluster.get("fw_options", {}).get("enable", 0) or 0))
 
     def plan_notes(self) -> list[str]:
+        notes = self._placement_notes()
         if not self.settings.datacenter_firewall and not self._datacenter_firewall_on():
-            return [enforcement.off_note()]
-        return []
+            notes.append(enforcement.off_note())
+        return notes
+
+    def _placement_notes(self) -> list[str]:
+        """Where the new VMs go, when there is more than one node to choose from."""
+        if len(self.settings.vm_nodes) < 2:
+            return []
+        existing: dict[str, str] = {}
+        for vm in self._site_vms(self._cluster):
+            machine = self.names.machine_of(str(vm.get("name", "")))
+            if machine is not None:
+                existing.setdefault(machine, str(vm.get("node")))
+        machines = [m.name for m in self.desired.machines]
+        new = [name for name in machines if name not in existing]
+        if not new:
+            return []
+        chosen = place(self.settings, machines, existing)
+        return ["new VMs go to nodes: " + ", ".join(f"{name} on {chosen[name]}" for name in new)]
 
     def _prod_envs(self) -> list[Any]:
         return [e for e in self.site.model.environments if e.tier == "production"]

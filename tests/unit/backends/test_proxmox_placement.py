@@ -40,14 +40,19 @@ def nodes_of(fake: FakePve) -> dict[str, str]:
 
 def test_new_vms_are_spread_and_a_second_apply_changes_nothing(fake, tmp_path):
     two_nodes(fake)
-    converge(backend_for(tmp_path, placed_data(fake)))
+    first = backend_for(tmp_path, placed_data(fake))
+    first.preflight()
+    first.preflight_build()
+    plan = first.plan()
+    assert any("dev-app1 on pve2" in note and "prod-db1 on pve1" in note for note in plan.notes), plan.notes
+    first.apply(plan, lambda message: None)
     fake.wait_tasks()
     placed = nodes_of(fake)
     gateway = next(name for name in placed if name not in ("dev-app1", "prod-db1"))
     assert placed == {gateway: "pve1", "dev-app1": "pve2", "prod-db1": "pve1"}
     again = backend_for(tmp_path, placed_data(fake))
     again.preflight()
-    assert again.plan().empty
+    assert again.plan().empty and not again.plan().notes
     # another order of nodes moves nothing: the VMs stay where they are
     turned = backend_for(tmp_path, small_data(fake, "pvplace", template=9100, nodes=["pve2", "pve1"]))
     turned.preflight()
