@@ -79,7 +79,9 @@ NEEDS: tuple[Need, ...] = (
     # GET /cluster/sdn/zones?pending=1, /cluster/sdn/vnets?pending=1: only entries with SDN.Audit or SDN.Allocate
     _n("/sdn/zones", "SDN.Audit|SDN.Allocate", "read every zone and VNet for the VLAN census", propagate=True),
     # ---- build: VMs
-    # POST /nodes/{node}/qemu/{vmid}/clone: perm /vms/{vmid} VM.Clone
+    # POST /nodes/{node}/qemu/{vmid}/clone: perm /vms/{vmid} VM.Clone (with `target`, onto another node of
+    # backend.nodes, no other privilege: qemu-server checks only that the node exists and the storages are shared,
+    # which the preflight reads from GET /storage, listed to holders of Datastore.Audit: PVEAuditor on /)
     _n("/vms/{template}", "VM.Clone", "clone the template"),
     # POST .../clone: VM.Allocate on /vms/{newid} or /pool/{pool}; DELETE /nodes/{node}/qemu/{vmid}: VM.Allocate
     _n("/pool/{pool}", "VM.Allocate", "create and remove its VMs"),
