@@ -119,9 +119,57 @@ def _backend(site: Site) -> Iterator[Problem]:
                 f"{backend.shutdown_timeout} s is not shorter than task_timeout ({backend.task_timeout} s), so a "
                 f"shutdown task could not end in time; allowed: 0 to {backend.task_timeout - 1}",
             )
-        _, _, port = backend.host.partition(":")
+        yield from _endpoints(backend)
+        yield from _placement(site, backend)
+
+
+def _placement(site: Site, backend: ProxmoxSettings) -> Iterator[Problem]:
+    """`nodes` named once each; `placement` pins hosts of the site file to nodes of `nodes`; a size's storage only
+    where full clones are made."""
+    seen: set[str] = set()
+    for index, node in enumerate(backend.nodes or []):
+        if node in seen:
+            yield (("backend", "nodes", index), f"node '{node}' is listed twice; allowed: each node once")
+        seen.add(node)
+    hosts = [h.name for h in site.hosts]
+    nodes = backend.vm_nodes
+    for name, node in backend.placement.items():
+        if name not in hosts:
+            yield (
+                ("backend", "placement", name),
+                f"'{name}' is not a host of the site file; allowed: {', '.join(hosts) or 'no hosts are declared'}",
+            )
+        if node not in nodes:
+            where = "backend.nodes" if backend.nodes else "backend.node (no backend.nodes is set)"
+            yield (
+                ("backend", "placement", name),
+                f"node '{node}' is not one of {where}; allowed: {', '.join(nodes)}",
+            )
+    for size, settings in backend.sizes.items():
+        if settings.storage is not None and not backend.full_clone:
+            yield (
+                ("backend", "sizes", size, "storage"),
+                f"a storage for size '{size}' needs full clones (a linked clone stays on the template's storage); "
+                "allowed: set backend.full_clone: true, or leave the storage out",
+            )
+
+
+def _endpoints(backend: ProxmoxSettings) -> Iterator[Problem]:
+    """Each API endpoint valid and named once."""
+    listed = not isinstance(backend.host, str)
+    seen: dict[tuple[str, str], int] = {}
+    for index, endpoint in enumerate(backend.endpoints):
+        path: KeyPath = ("backend", "host", index) if listed else ("backend", "host")
+        name, _, port = endpoint.partition(":")
         if port and not 1 <= int(port) <= 65535:
-            yield (("backend", "host"), f"port {port} is out of range; allowed: host or host:port, port 1-65535")
+            yield (path, f"port {port} is out of range; allowed: host or host:port, port 1-65535")
+        key = (name.lower(), port or "8006")
+        if key in seen:
+            yield (
+                path,
+                f"'{endpoint}' is already endpoint {seen[key] + 1} of the list; allowed: each API endpoint once",
+            )
+        seen.setdefault(key, index)
 
 
 def _uri(uri: str) -> Iterator[Problem]:

@@ -331,18 +331,44 @@ class ProxmoxToken(Strict):
     file: str | None = Field(default=None, description="file holding the token secret; must be mode 0600")
 
 
+ApiEndpoint = Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
+PveNode = Annotated[str, Field(pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$")]
+PveStorage = Annotated[str, Field(pattern=r"^[a-zA-Z][a-zA-Z0-9._-]*$")]
+
+
+class ProxmoxSize(Strict):
+    """What a machine size gets on Proxmox besides cores and memory."""
+
+    disk_gb: int | None = Field(
+        default=None, ge=1, le=65536, description="size of the boot disk in GiB; it only grows the template's"
+    )
+    storage: PveStorage | None = Field(default=None, description="storage of the full clones of this size")
+
+
 class ProxmoxSettings(Strict):
     """A Proxmox VE cluster reached through its REST API."""
 
     type: Literal["proxmox"]
-    host: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")] = Field(description="host[:port]")
-    node: Annotated[str, Field(pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$")]
+    host: ApiEndpoint | Annotated[list[ApiEndpoint], Field(min_length=1)] = Field(
+        description="host[:port] of a cluster node's API, or a list of them: the first that answers is used, and a "
+        "call that cannot reach it moves to the next"
+    )
+    node: PveNode = Field(description="the node the template is on (and the VMs, unless `nodes` says otherwise)")
     token: ProxmoxToken
     verify_tls: bool = True
     ca_file: str | None = None
     template: int = Field(ge=100, le=999999999, description="VMID of the template the machines are cloned from")
     full_clone: bool = False
     storage: str | None = Field(default=None, description="target storage for full clones")
+    nodes: list[PveNode] | None = Field(
+        default=None, min_length=1, description="the nodes the VMs are spread over; default: [node]"
+    )
+    placement: dict[HostName, PveNode] = Field(
+        default_factory=dict, description="host name -> node of `nodes` it is built on (the others are spread)"
+    )
+    sizes: dict[Literal["small", "medium", "large"], ProxmoxSize] = Field(
+        default_factory=dict, description="per machine size: boot disk size and full clones' storage"
+    )
     bridge: Annotated[str, Field(pattern=r"^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$")] = "vmbr0"
     zone: ShortId | None = Field(default=None, description="SDN VLAN zone id; default: 'pv' + 4 hex of the site")
     realm: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9.-]{1,31}$")] = "pve"
@@ -358,6 +384,16 @@ class ProxmoxSettings(Strict):
         description="seconds a VM gets to shut down cleanly (guest agent or ACPI) before an update or removal "
         "stops it hard; 0 stops at once; when not set, 180 or less than task_timeout",
     )  # fmt: skip
+
+    @property
+    def vm_nodes(self) -> list[str]:
+        """The nodes VMs are placed on, in order."""
+        return list(self.nodes) if self.nodes else [self.node]
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The API endpoints in the order they are tried."""
+        return [self.host] if isinstance(self.host, str) else list(self.host)
 
 
 class LibvirtSettings(Strict):

@@ -29,8 +29,9 @@ from provisioner.backends.proxmox.client import CallCounter, PveClient, PveError
 from provisioner.backends.proxmox.machines import VmidAllocator, VmLifecycle
 from provisioner.backends.proxmox.names import READY_TAG, Names, parse_tags, tag_value
 from provisioner.backends.proxmox.network import SdnWriter, vnet_design, vnet_drift
+from provisioner.backends.proxmox.placement import place
 from provisioner.backends.proxmox.policy import ACCESS, DC_FIREWALL, POOLS, PolicyWriter
-from provisioner.backends.proxmox.storage import check_clone_storage
+from provisioner.backends.proxmox.storage import check_clone_storage, check_disk_sizes, check_other_nodes
 from provisioner.backends.proxmox.vlan_census import refuse_shared_vlans
 from provisioner.errors import InputError
 from provisioner.planning.desired import MGMT, MachineSpec
@@ -50,6 +51,7 @@ class ProxmoxBackend(Backend):
     nic_naming = "indexed"  # Proxmox's cloud-init names the NICs eth0, eth1... in netN order
     _main: VmLifecycle  # set by prepare_apply: the apply's own client
     _sdn: SdnWriter
+    _placement: dict[str, str]  # machine -> node its new VM is built on (set by prepare_apply)
 
     def __init__(self, site: LoadedSite, state: SiteState):
         super().__init__(site, state)
@@ -88,13 +90,26 @@ class ProxmoxBackend(Backend):
         try:
             self.client.get("version")
         except PveError as exc:
-            raise InputError(f"{where}.host: cannot use the Proxmox API at {self.settings.host}: {exc}") from exc
+            tried = ", ".join(self.settings.endpoints)
+            raise InputError(f"{where}.host: cannot use the Proxmox API at {tried}: {exc}") from exc
         privileges.check(self.client, self.settings, self.names, where, privileges.READ, reader=self._permissions)
-        nodes = {str(n.get("node")) for n in self.client.get("nodes") or []}
+        listed = {str(n.get("node")): n for n in self.client.get("nodes") or []}
+        nodes = set(listed)
         if self.settings.node not in nodes:
             raise InputError(
                 f"{where}.node: node '{self.settings.node}' is not in the cluster; allowed: {', '.join(sorted(nodes))}"
             )
+        for index, node in enumerate(self.settings.nodes or []):
+            status = str(listed.get(node, {}).get("status", "")) if node in listed else None
+            if status is None:
+                raise InputError(
+                    f"{where}.nodes[{index}]: node '{node}' is not in the cluster; allowed: {', '.join(sorted(nodes))}"
+                )
+            if status != "online":
+                raise InputError(
+                    f"{where}.nodes[{index}]: node '{node}' is {status or 'not online'}; every node VMs are placed on "
+                    "must be online (bring it back, or take it out of backend.nodes and backend.placement)"
+                )
         try:
             template = self.client.get(f"nodes/{self.settings.node}/qemu/{self.settings.template}/config")
         except PveError as exc:
@@ -108,10 +123,17 @@ class ProxmoxBackend(Backend):
             )
         self._template = template
         check_clone_storage(self.client, self.settings, template, where)
+        check_disk_sizes(self.settings, template, where)
+        if any(node != self.settings.node for node in self.settings.vm_nodes):
+            check_other_nodes(self.client, self.settings, template, where, self.client.get("storage") or [])
+        for node in dict.fromkeys([self.settings.node, *self.settings.vm_nodes]):
+            self._check_bridge(node, where)
+
+    def _check_bridge(self, node: str, where: str) -> None:
         try:
             bridges = {
                 str(n.get("iface"))
-                for n in self.client.get(f"nodes/{self.settings.node}/network") or []
+                for n in self.client.get(f"nodes/{node}/network") or []
                 if n.get("type") in ("bridge", "OVSBridge")
             }
         except PveError as exc:
@@ -120,7 +142,7 @@ class ProxmoxBackend(Backend):
             bridges = set()  # this API does not list the node's interfaces; the SDN zone check will tell
         if bridges and self.settings.bridge not in bridges:
             raise InputError(
-                f"{where}.bridge: node {self.settings.node} has no bridge '{self.settings.bridge}'; "
+                f"{where}.bridge: node {node} has no bridge '{self.settings.bridge}'; "
                 f"allowed: {', '.join(sorted(bridges))}"
             )
 
@@ -264,9 +286,26 @@ class ProxmoxBackend(Backend):
         return bool(int(self._cluster.get("fw_options", {}).get("enable", 0) or 0))
 
     def plan_notes(self) -> list[str]:
+        notes = self._placement_notes()
         if not self.settings.datacenter_firewall and not self._datacenter_firewall_on():
-            return [enforcement.off_note()]
-        return []
+            notes.append(enforcement.off_note())
+        return notes
+
+    def _placement_notes(self) -> list[str]:
+        """Where the new VMs go, when there is more than one node to choose from."""
+        if len(self.settings.vm_nodes) < 2:
+            return []
+        existing: dict[str, str] = {}
+        for vm in self._site_vms(self._cluster):
+            machine = self.names.machine_of(str(vm.get("name", "")))
+            if machine is not None:
+                existing.setdefault(machine, str(vm.get("node")))
+        machines = [m.name for m in self.desired.machines]
+        new = [name for name in machines if name not in existing]
+        if not new:
+            return []
+        chosen = place(self.settings, machines, existing)
+        return ["new VMs go to nodes: " + ", ".join(f"{name} on {chosen[name]}" for name in new)]
 
     def _prod_envs(self) -> list[Any]:
         return [e for e in self.site.model.environments if e.tier == "production"]
@@ -300,6 +339,8 @@ class ProxmoxBackend(Backend):
 
     def prepare_apply(self, work: ApplyWork, report: Report) -> None:
         self._allocator = VmidAllocator()
+        existing = {name: have.handle.split("/")[0] for name, have in work.actual.machines.items() if "#" not in name}
+        self._placement = place(self.settings, [m.name for m in self.desired.machines], existing)
         self._main = self._lifecycle(self.client)
         self._sdn = SdnWriter(self.client, self.names, self.settings.bridge)
         self._policy = PolicyWriter(self.client, self.site, self.names, self.firewall_settle)
@@ -359,7 +400,7 @@ class ProxmoxBackend(Backend):
         have = actual.machines.get(spec.name)
         say = report
         if change.action in (Action.CREATE, Action.REPLACE) or have is None:
-            built = lifecycle.create(spec, say)
+            built = lifecycle.create(spec, say, self._placement.get(spec.name))
             self._remember_host_key(spec, built.vmid, built.host_key)
             return
         node, vmid = have.handle.split("/")

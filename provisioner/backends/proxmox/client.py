@@ -25,6 +25,8 @@ POLL_FIRST = 0.05
 POLL_CAP = 1.0
 # A task can be invisible for a moment right after its POST returned (the status file is written by the worker).
 UNSEEN_TASK_GRACE = 10.0
+CONNECT_TIMEOUT = 10.0  # seconds to reach an API endpoint before the next one is tried
+READ_TIMEOUT = 30.0
 
 
 class PveError(BackendError):
@@ -66,14 +68,44 @@ def token_secret(settings: ProxmoxSettings, site_dir: Path) -> str:
     raise InputError("backend.token: give either `env` or `file` for the token secret")
 
 
-class PveClient:
-    """One authenticated connection. Not shared between threads: use `fork()` for a worker thread."""
+class ConnectedSettings(ProxmoxSettings):
+    """The site's Proxmox settings as one client uses them: `host` is the API endpoint it is connected to."""
 
-    def __init__(self, settings: ProxmoxSettings, secret: str, on_call: Callable[[str, str], None] | None = None):
-        self.settings = settings
+    host: str  # one endpoint of the site's list
+
+
+class PveClient:
+    """One authenticated connection. Not shared between threads: use `fork()` for a worker thread.
+
+    With several API endpoints (`backend.host` a list), it connects to the first that answers `GET /version`; a
+    call that cannot reach its endpoint (a connection error, not an HTTP error answer) makes it move to the next
+    endpoint that answers, and the call is retried there."""
+
+    settings: ConnectedSettings
+
+    def __init__(
+        self,
+        settings: ProxmoxSettings,
+        secret: str,
+        on_call: Callable[[str, str], None] | None = None,
+        first: int = 0,
+    ):
+        self.site_settings = settings
+        self.endpoints = settings.endpoints
         self._secret = secret
         self.node = settings.node
         self.on_call = on_call
+        self._index = first % len(self.endpoints)
+        self._use(self._index)
+        if len(self.endpoints) > 1:
+            self._fail_over(None, probe_current=True)
+
+    def _use(self, index: int) -> None:
+        self._index = index
+        self.settings = ConnectedSettings.model_construct(
+            _fields_set=self.site_settings.model_fields_set,
+            **{**dict(self.site_settings), "host": self.endpoints[index]},
+        )
         self._api = self._connect()
 
     def _connect(self) -> Any:
@@ -98,11 +130,45 @@ class PveClient:
             token_name=token_name,
             token_value=self._secret,
             verify_ssl=verify,
-            timeout=30,
+            timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
         )
 
+    def _fail_over(self, failure: str | None, probe_current: bool = False) -> None:
+        """Move to the first endpoint, from the current one on (or after it), that answers `GET /version`; an
+        HTTP error answer counts as an answer (the call then says what is wrong). None answering is a PveError
+        naming every endpoint tried and why."""
+        count = len(self.endpoints)
+        tried: list[str] = []
+        if failure is not None:
+            tried.append(f"{self.endpoints[self._index]} ({failure})")
+        origin = self._index
+        for step in range(0 if probe_current else 1, count):
+            index = (origin + step) % count
+            self._use(index)
+            problem = self._probe()
+            if problem is None:
+                return
+            tried.append(f"{self.endpoints[index]} ({problem})")
+        raise PveError("no Proxmox API endpoint answers: " + "; ".join(tried))
+
+    def _probe(self) -> str | None:
+        """Why the current endpoint cannot be used; None when it answers."""
+        import requests
+        from proxmoxer.core import ResourceException
+
+        if self.on_call:
+            self.on_call("GET", "version")
+        try:
+            self._api("version").get()
+        except ResourceException:
+            return None  # it answers; the error is the call's to report
+        except requests.ConnectionError as exc:
+            return _short(exc)
+        return None
+
     def fork(self) -> PveClient:
-        return PveClient(self.settings, self._secret, self.on_call)
+        """A client of its own for a worker thread, starting at the endpoint this one uses."""
+        return PveClient(self.site_settings, self._secret, self.on_call, first=self._index)
 
     # ---- plain calls ---------------------------------------------------------------------------
     def get(self, path: str, /, **params: Any) -> Any:
@@ -164,8 +230,15 @@ class PveClient:
             reason = str(exc.content or exc.status_message)
             detail = f" {exc.errors}" if exc.errors else ""
             raise PveError(f"{method} {path}: {exc.status_code} {reason}{detail}", exc.status_code, reason) from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise PveError(f"{method} {path}: cannot reach {self.settings.host}: {exc}") from exc
+        except requests.ConnectionError as exc:
+            # the endpoint is down or unreachable: the next one that answers takes the retry
+            where = self.settings.host
+            if len(self.endpoints) > 1:
+                self._fail_over(_short(exc))
+                where += f" (now using {self.settings.host})"
+            raise PveError(f"{method} {path}: cannot reach {where}: {exc}") from exc
+        except requests.Timeout as exc:  # it was reached but did not answer in time: retried there
+            raise PveError(f"{method} {path}: no answer from {self.settings.host}: {exc}") from exc
 
     # ---- tasks ---------------------------------------------------------------------------------
     def wait(self, upid: str, what: str, timeout: float | None = None) -> str:
@@ -264,6 +337,16 @@ def _transient(exc: PveError) -> bool:
     if any(marker in text for marker in _TRANSIENT_500):
         return True
     return not any(marker in text for marker in _PERMANENT_500)
+
+
+def _short(exc: Exception) -> str:
+    """A connection error in a few words: requests' texts nest the whole urllib3 chain."""
+    text = str(exc)
+    for marker in ("Connection refused", "No route to host", "timed out", "Name or service not known",
+                   "Network is unreachable", "Connection reset"):  # fmt: skip
+        if marker in text:
+            return marker.lower()
+    return text[:160]
 
 
 def _wire(value: Any) -> Any:

@@ -17,6 +17,7 @@ from urllib.parse import quote
 from provisioner.backends.proxmox.client import ATTEMPTS, PveClient, PveError
 from provisioner.backends.proxmox.ha import ha_state, refuse_unsafe, resource_id
 from provisioner.backends.proxmox.names import Names
+from provisioner.backends.proxmox.storage import boot_disk
 from provisioner.planning.desired import MachineSpec
 from provisioner.planning.planner import Kind
 from provisioner.site.model import ProxmoxSettings
@@ -37,7 +38,17 @@ class BuiltVm:
 def fingerprint(spec: MachineSpec, settings: ProxmoxSettings) -> str:
     """What the VM was built from: the machine spec plus the Proxmox settings that shape it."""
     extra = f"{settings.template}/{settings.full_clone}/{settings.nameserver}"
+    sized = settings.sizes.get(spec.size)  # type: ignore[call-overload]
+    if sized is not None and (sized.disk_gb is not None or sized.storage is not None):
+        # only when set: the fingerprints of sites without `sizes` stay as they were
+        extra += f"/disk={sized.disk_gb}/storage={clone_storage(settings, spec.size) if settings.full_clone else None}"
     return hashlib.sha256(f"{spec.fingerprint()}/{extra}".encode()).hexdigest()[:12]
+
+
+def clone_storage(settings: ProxmoxSettings, size: str) -> str | None:
+    """The storage of a full clone of this size: the size's own, else `backend.storage` (None: the template's)."""
+    sized = settings.sizes.get(size)  # type: ignore[call-overload]
+    return (sized.storage if sized else None) or settings.storage
 
 
 def vm_config(
@@ -161,58 +172,104 @@ class VmLifecycle:
         self.node = settings.node
 
     # ---- create --------------------------------------------------------------------------------
-    def create(self, spec: MachineSpec, say: Any) -> BuiltVm:
-        vmid = self._clone(spec, say)
+    def create(self, spec: MachineSpec, say: Any, node: str | None = None) -> BuiltVm:
+        """Clone the template (on its node) to a new VM on `node` (default: the template's), then configure and
+        start it there."""
+        node = node or self.node
+        vmid = self._clone(spec, say, node)
         try:
-            return self._finish(self.node, vmid, spec, say, first_boot=True)
+            return self._finish(node, vmid, spec, say, first_boot=True)
         except BaseException:
             say(f"{spec.name}: removing VM {vmid}, left unfinished by the failure")
             try:
-                self.remove(self.node, vmid, say)
+                self.remove(node, vmid, say)
             except PveError as cleanup:
                 say(f"{spec.name}: could not remove VM {vmid} ({cleanup}); the next apply replaces it")
             raise
 
-    def _clone(self, spec: MachineSpec, say: Any) -> int:
+    def _clone(self, spec: MachineSpec, say: Any, node: str) -> int:
         """`nextid` does not reserve: two applies may get the same id, and the loser's clone fails with
-        'config file already exists'. Then take the next free id and try again (bounded)."""
+        'config file already exists'. Then take the next free id and try again (bounded). A clone to another node
+        than the template's runs on the template's node with `target`: qemu-server moves the new VM's config to
+        the target node when the copy is done."""
         name = self.names.vm_name(spec.name)
         params: dict[str, Any] = {"name": name, "pool": self.names.pool(spec.environment)}
+        if node != self.node:
+            params["target"] = node
         if self.settings.full_clone:
             params["full"] = 1
-            if self.settings.storage:
-                params["storage"] = self.settings.storage
+            storage = clone_storage(self.settings, spec.size)
+            if storage:
+                params["storage"] = storage
         last: PveError | None = None
         for _ in range(ATTEMPTS):
             vmid = self.allocator.next(self.client)
-            say(f"{spec.name}: cloning template {self.settings.template} to VM {vmid}")
+            onto = f" on node {node}" if node != self.node else ""
+            say(f"{spec.name}: cloning template {self.settings.template} to VM {vmid}{onto}")
             try:
                 upid = self.client.call(
                     "POST",
                     f"nodes/{self.node}/qemu/{self.settings.template}/clone",
                     {"newid": vmid, **params},
-                    settle=lambda v=vmid: self._is_ours(v, name),  # type: ignore[misc]
+                    settle=lambda v=vmid: self._is_ours(v, name, node),  # type: ignore[misc]
                 )
             except PveError as exc:
-                if "already exists" in str(exc) and not self._is_ours(vmid, name):
+                if "already exists" in str(exc) and not self._is_ours(vmid, name, node):
                     last = exc  # someone else took the id between nextid and clone
                     continue
                 if "already exists" not in str(exc):
                     raise
                 upid = None
-            if upid is None:  # the clone started although its answer was lost: wait for its lock to go
-                self._wait_unlocked(self.node, vmid, spec.name)
+            if upid is None:  # the clone started although its answer was lost: wait until it is done
+                self._wait_cloned(node, vmid, spec.name)
             else:
                 self.client.wait(upid, f"cloning {spec.name}")
             return vmid
         raise PveError(f"{spec.name}: no free VM id after {ATTEMPTS} attempts ({last})")
 
-    def _is_ours(self, vmid: int, name: str) -> bool:
-        try:
-            config = self.client.get(f"nodes/{self.node}/qemu/{vmid}/config")
-        except PveError:
-            return False
-        return isinstance(config, dict) and config.get("name") == name
+    def _grow_disk(self, node: str, vmid: int, spec: MachineSpec, current: dict[str, Any], say: Any) -> None:
+        """The boot disk to the size's `disk_gb` (`backend.sizes`): `PUT …/resize` with the absolute size, which
+        Proxmox leaves alone when the disk has it already and refuses to shrink (the preflight refused that)."""
+        sized = self.settings.sizes.get(spec.size)  # type: ignore[call-overload]
+        if sized is None or sized.disk_gb is None:
+            return
+        disk = boot_disk(current)
+        if disk is None:
+            raise PveError(f"{spec.name}: VM {vmid} has no boot disk to grow to {sized.disk_gb} GiB")
+        if disk.size is not None and disk.size >= sized.disk_gb * (1 << 30):
+            return
+        say(f"{spec.name}: growing disk {disk.key} of VM {vmid} to {sized.disk_gb} GiB")
+        self.client.run_task(
+            "PUT", f"nodes/{node}/qemu/{vmid}/resize", f"resizing {spec.name}", disk=disk.key, size=f"{sized.disk_gb}G"
+        )
+
+    def _is_ours(self, vmid: int, name: str, node: str | None = None) -> bool:
+        """The VM is the one this apply cloned: on the target node, or still on the template's while cloning."""
+        for where in dict.fromkeys((node or self.node, self.node)):
+            try:
+                config = self.client.get(f"nodes/{where}/qemu/{vmid}/config")
+            except PveError:
+                continue
+            if isinstance(config, dict) and config.get("name") == name:
+                return True
+        return False
+
+    def _wait_cloned(self, node: str, vmid: int, what: str) -> None:
+        """Wait until the clone's lock is gone from the VM on its target node (while the copy runs, a clone to
+        another node is on the template's node)."""
+        if node == self.node:
+            self._wait_unlocked(node, vmid, what)
+            return
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                config = self.client.get(f"nodes/{node}/qemu/{vmid}/config")
+            except PveError:
+                config = None
+            if isinstance(config, dict) and not config.get("lock"):
+                return
+            time.sleep(0.5)
+        raise PveError(f"{what}: VM {vmid} not on node {node} and unlocked after {LOCK_WAIT_SECONDS}s")
 
     def _wait_unlocked(self, node: str, vmid: int, what: str) -> None:
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
@@ -235,6 +292,7 @@ class VmLifecycle:
             say(f"{spec.name}: removing {', '.join(stale)} from VM {vmid} (their segments are gone)")
             config["delete"] = ",".join(stale)
         self.client.put(f"{base}/config", **config)
+        self._grow_disk(node, vmid, spec, current, say)
         self._firewall(node, vmid, spec)
         if not first_boot:
             self.stop(node, vmid, say)

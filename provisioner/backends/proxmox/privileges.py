@@ -42,7 +42,8 @@ class Need:
     phase: str = BUILD
     propagate: bool = False  # held for what lies below the path too (the ACL's propagate flag)
     versions: tuple[int, ...] = (8, 9)  # PVE major versions whose schema asks for it
-    when: str = ""  # "people": only if the site has people; "dc_firewall": only with datacenter_firewall
+    when: str = ""  # "people": only if the site has people; "dc_firewall": only with datacenter_firewall;
+    # "disks": only if a size of backend.sizes sets disk_gb
 
 
 def _n(path: str, privs: str, why: str, **kw: Any) -> Need:
@@ -79,7 +80,9 @@ NEEDS: tuple[Need, ...] = (
     # GET /cluster/sdn/zones?pending=1, /cluster/sdn/vnets?pending=1: only entries with SDN.Audit or SDN.Allocate
     _n("/sdn/zones", "SDN.Audit|SDN.Allocate", "read every zone and VNet for the VLAN census", propagate=True),
     # ---- build: VMs
-    # POST /nodes/{node}/qemu/{vmid}/clone: perm /vms/{vmid} VM.Clone
+    # POST /nodes/{node}/qemu/{vmid}/clone: perm /vms/{vmid} VM.Clone (with `target`, onto another node of
+    # backend.nodes, no other privilege: qemu-server checks only that the node exists and the storages are shared,
+    # which the preflight reads from GET /storage, listed to holders of Datastore.Audit: PVEAuditor on /)
     _n("/vms/{template}", "VM.Clone", "clone the template"),
     # POST .../clone: VM.Allocate on /vms/{newid} or /pool/{pool}; DELETE /nodes/{node}/qemu/{vmid}: VM.Allocate
     _n("/pool/{pool}", "VM.Allocate", "create and remove its VMs"),
@@ -93,6 +96,8 @@ NEEDS: tuple[Need, ...] = (
     _n("/pool/{pool}", "VM.Config.Options", "set the VMs' options, tags and protection"),
     # PUT .../config: ciuser, sshkeys, nameserver; ipconfigN (VM.Config.Cloudinit or VM.Config.Network)
     _n("/pool/{pool}", "VM.Config.Cloudinit", "set the VMs' cloud-init"),
+    # PUT .../resize (the boot disk to a size's disk_gb, backend.sizes): perm /vms/{vmid} VM.Config.Disk
+    _n("/pool/{pool}", "VM.Config.Disk", "grow the VMs' disks to their size's disk_gb", when="disks"),
     # POST .../status/start, .../status/shutdown, .../status/stop: VM.PowerMgmt
     _n("/pool/{pool}", "VM.PowerMgmt", "start and shut down the VMs"),
     # POST .../agent/ping, GET .../agent/file-read: 8.x VM.Monitor
@@ -164,6 +169,7 @@ _ROLE_COMMON = (
     "VM.Audit",
     "VM.Config.CPU",
     "VM.Config.Cloudinit",
+    "VM.Config.Disk",
     "VM.Config.Memory",
     "VM.Config.Network",
     "VM.Config.Options",
@@ -207,10 +213,12 @@ def _major(client: PveClient) -> int:
     return int(match.group(1)) if match else 9
 
 
-def _applies(need: Need, phase: str, major: int, people: bool, dc_firewall: bool) -> bool:
+def _applies(need: Need, phase: str, major: int, people: bool, dc_firewall: bool, disks: bool = False) -> bool:
     if phase == READ and need.phase != READ:
         return False
     if (9 if major >= 9 else 8) not in need.versions:
+        return False
+    if need.when == "disks" and not disks:
         return False
     return not ((need.when == "people" and not people) or (need.when == "dc_firewall" and not dc_firewall))
 
@@ -268,6 +276,8 @@ def template_paths(
             if "media=cdrom" in text or ":" not in volume:
                 continue  # a CD-ROM (cloud-init drive, ISO) is not checked; `none` is no volume
             storages.add(settings.storage if settings.full_clone and settings.storage else volume.split(":", 1)[0])
+            if settings.full_clone:  # the full clones of a size with a storage of its own go there
+                storages.update(s.storage for s in settings.sizes.values() if s.storage)
         elif re.fullmatch(r"net\d+", key):
             parts = dict(p.split("=", 1) for p in text.split(",") if "=" in p)
             bridge = parts.get("bridge")
@@ -304,10 +314,11 @@ def check(
         "realm": [settings.realm],
     }
     people = bool(site.people)
+    disks = any(s.disk_gb is not None for s in settings.sizes.values())
     missing = [
         gap
         for need in NEEDS
-        if _applies(need, phase, major, people, settings.datacenter_firewall)
+        if _applies(need, phase, major, people, settings.datacenter_firewall, disks)
         for path in _paths(need, values)
         if (gap := reader.missing(need, path)) is not None
     ]

@@ -148,14 +148,31 @@ def check_clone_storage(client: PveClient, settings: ProxmoxSettings, template: 
                     f"template's disks to a storage that can make linked clones ({LINKED_CAPABLE})"
                 )
         return
-    if not settings.storage:
-        return
-    target = storages.get(settings.storage)
+    targets: dict[str, str] = {}
+    if settings.storage:
+        targets["storage"] = settings.storage
+    for size, sized in settings.sizes.items():
+        if sized.storage:
+            targets[f"sizes.{size}.storage"] = sized.storage
+    for key, storage in targets.items():
+        _check_full_clone_target(settings, storages, disks, storage, f"{where}.{key}", suggestion)
+
+
+def _check_full_clone_target(
+    settings: ProxmoxSettings,
+    storages: dict[str, dict[str, Any]],
+    disks: list[TemplateDisk],
+    storage: str,
+    where: str,
+    suggestion: str,
+) -> None:
+    node = settings.node
+    target = storages.get(storage)
     problem = None
     if target is None:
         problem = (
             "is not available there (not defined, restricted to other nodes, or the token lacks "
-            f"Datastore.AllocateSpace on /storage/{settings.storage})"
+            f"Datastore.AllocateSpace on /storage/{storage})"
         )
     elif not _flag(target, "enabled"):
         problem = "is disabled"
@@ -173,12 +190,113 @@ def check_clone_storage(client: PveClient, settings: ProxmoxSettings, template: 
             )
     if problem is not None:
         raise InputError(
-            f"{where}.storage: the full clones go to storage '{settings.storage}' on node {node}, which {problem}; "
-            f"allowed: {suggestion}"
+            f"{where}: the full clones go to storage '{storage}' on node {node}, which {problem}; allowed: {suggestion}"
         )
+
+
+def boot_disk(config: dict[str, Any]) -> TemplateDisk | None:
+    """The disk the template boots from: the first disk of `boot: order=…`, else the legacy `bootdisk`, else its
+    first disk; never the cloud-init drive or a CD-ROM."""
+    disks = {d.key: d for d in template_disks(config) if not d.copied}
+    boot = str(config.get("boot") or "")
+    order = boot.partition("order=")[2].split(",", 1)[0] if "order=" in boot else ""
+    for key in [*order.split(";"), str(config.get("bootdisk") or "")]:
+        if key in disks:
+            return disks[key]
+    return next(iter(disks.values()), None)
+
+
+def check_disk_sizes(settings: ProxmoxSettings, template: dict[str, Any], where: str) -> None:
+    """Proxmox only grows a disk (`shrinking disks is not supported`): a size's disk_gb below the template's boot
+    disk is refused before anything is touched."""
+    sized = {size: s.disk_gb for size, s in settings.sizes.items() if s.disk_gb is not None}
+    if not sized:
+        return
+    disk = boot_disk(template)
+    if disk is None:
+        raise InputError(
+            f"{where}.sizes: template {settings.template} has no disk to grow to disk_gb; allowed: a template with "
+            "a boot disk, or no disk_gb"
+        )
+    for size, gb in sized.items():
+        if disk.size is not None and gb * (1 << 30) < disk.size:
+            raise InputError(
+                f"{where}.sizes.{size}.disk_gb: {gb} GiB is smaller than the boot disk {disk.key} of template "
+                f"{settings.template} ({_gib(disk.size)}); Proxmox only grows disks (shrinking disks is not "
+                f"supported); allowed: {-(-disk.size // (1 << 30))} or more"
+            )
 
 
 def _flag(entry: dict[str, Any], key: str) -> bool:
     """`enabled`/`active` as listed; a field the answer leaves out counts as set."""
     value = entry.get(key, 1)
     return value is None or bool(int(value))
+
+
+def template_volumes(config: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(drive, volume, storage) of every drive of the template that is a volume on a Proxmox storage, CD-ROMs with
+    an ISO or cloud-init volume included: what qemu-server's check_storage_access_clone judges `shared` by."""
+    out = []
+    for key in sorted(config):
+        if not DRIVE_KEY.match(key):
+            continue
+        volume = str(config[key]).split(",", 1)[0]
+        storage, sep, _ = volume.partition(":")
+        if sep and storage and not volume.startswith("/"):
+            out.append((key, volume, storage))
+    return out
+
+
+def check_other_nodes(
+    client: PveClient, settings: ProxmoxSettings, template: dict[str, Any], where: str, storages: list[dict[str, Any]]
+) -> None:
+    """A clone onto another node than the template's (`target`): qemu-server allows it only when every volume of
+    the template is on a shared storage (`can't clone VM to node 'x' (VM uses local storage)`), and a full clone's
+    target storage must be shared and enabled on that node (`can't clone to non-shared storage 'x'`). `storages`
+    is the cluster's storage configuration (`GET /storage`)."""
+    others = [n for n in settings.vm_nodes if n != settings.node]
+    if not others:
+        return
+    config = {str(s.get("storage")): s for s in storages}
+    shared = sorted(name for name, s in config.items() if _shared(s) and "images" in str(s.get("content", "")))
+    offer = ", ".join(shared) if shared else "none is configured"
+    for key, volume, storage in template_volumes(template):
+        found = config.get(storage)
+        if found is not None and _shared(found):
+            continue
+        raise InputError(
+            f"{where}.nodes: VMs on node {others[0]} are cloned from template {settings.template} on node "
+            f"{settings.node} with the clone's `target`, which Proxmox allows only when every disk of the template is "
+            f"on shared storage; its drive {key} ({volume}) is on storage '{storage}', which is not shared (Proxmox "
+            f"refuses: can't clone VM to node '{others[0]}' (VM uses local storage)). Move the template's disks to a "
+            f"shared storage (shared storages with VM images: {offer}), or list only node {settings.node} in "
+            "backend.nodes"
+        )
+    if not settings.full_clone:
+        return
+    targets: list[tuple[str, str]] = []
+    if settings.storage:
+        targets.append(("storage", settings.storage))
+    targets += [(f"sizes.{size}.storage", s.storage) for size, s in settings.sizes.items() if s.storage]
+    for key, storage in targets:
+        found = config.get(storage)
+        if found is None:
+            continue  # the check of the template's node names what is missing
+        if not _shared(found):
+            raise InputError(
+                f"{where}.{key}: full clones onto node {others[0]} go to storage '{storage}', which is not shared "
+                f"(Proxmox refuses: can't clone to non-shared storage '{storage}'); allowed: a shared storage "
+                f"({offer})"
+            )
+        allowed = [n for n in str(found.get("nodes") or "").split(",") if n]
+        missing = [n for n in others if allowed and n not in allowed]
+        if missing:
+            raise InputError(
+                f"{where}.{key}: storage '{storage}' is not available on node {missing[0]} (its `nodes` are "
+                f"{', '.join(allowed)}); allowed: a shared storage on every node of backend.nodes, or add the node "
+                "to the storage's nodes"
+            )
+
+
+def _shared(entry: dict[str, Any]) -> bool:
+    return bool(int(entry.get("shared") or 0))

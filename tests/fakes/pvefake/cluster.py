@@ -314,7 +314,7 @@ def node_network(api: Api, req: Request) -> list[dict[str, Any]]:
                 "priority": index,
             }
             for index, b in enumerate(sorted(api.state.bridges.values(), key=lambda b: b.name))
-            if _may_see_bridge(api, req, b.name)
+            if b.on(node) and _may_see_bridge(api, req, b.name)
         ]
     if kind is None or kind == "vlan":
         out += [

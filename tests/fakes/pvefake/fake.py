@@ -278,16 +278,17 @@ class FakePve:
             vm.node = self._node(node)
             return vm
 
-    def add_bridge(self, name: str, vlan_aware: bool = True) -> Bridge:
+    def add_bridge(self, name: str, vlan_aware: bool = True, nodes: Iterable[str] | None = None) -> Bridge:
+        """A Linux bridge on every member, or only on `nodes` (names, the fake's own node among them or not)."""
         with self.state.lock:
-            bridge = Bridge(name, vlan_aware)
+            bridge = Bridge(name, vlan_aware, frozenset(nodes) if nodes is not None else None)
             self.state.bridges[name] = bridge
             return bridge
 
     def add_node(self, name: str, status: str = "online") -> None:
         """Another member of the cluster: listed by `GET /nodes`; while `online` its network and guests can be
         read, otherwise every call to it answers `595 No route to host` as pveproxy does for a node it cannot
-        reach. Its bridges are the fake's own (a zone's bridge exists on every node)."""
+        reach. It has the fake's bridges, except those `add_bridge` restricted to other nodes."""
         if status not in ("online", "offline", "unknown"):
             raise ValueError(f"node status '{status}': allowed online, offline, unknown")
         if name == self.state.node:

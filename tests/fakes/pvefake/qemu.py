@@ -266,12 +266,19 @@ def clone_vm(api: Api, req: Request) -> str:
     vmid, newid = int(params["vmid"]), int(params["newid"])
     pool = opt_str(params, "pool")
     storage = opt_str(params, "storage")
+    # qemu-server: a target that is the local node (or 'localhost') is no target; another must be a member
+    target = opt_str(params, "target")
+    if target in (str(params["node"]), "localhost"):
+        target = None
+    _check_pool_exists(api, pool)
+    if target is not None and target != api.state.node and target not in api.state.other_nodes:
+        raise die(f"no such cluster node '{target}'")
     if storage is not None:
         _check_storage_for_images(api, storage, str(params["node"]))
-    _check_pool_exists(api, pool)
-    target = opt_str(params, "target")
-    if target is not None and target != api.state.node:
-        raise die(f"no such cluster node '{target}'")
+        if target is not None:
+            _check_storage_for_images(api, storage, target)
+            if not api.state.storages[storage].shared:
+                raise die(f"can't clone to non-shared storage '{storage}'")
     source = get_vm(api, vmid)
     maybe_lock_timeout(api, vmid)
     check_lock(source)
@@ -294,6 +301,8 @@ def clone_vm(api: Api, req: Request) -> str:
             check_bridge_access(
                 api, req, f"virtio,bridge={net['bridge']}" + (f",tag={net['tag']}" if net.get("tag") else "")
             )
+    if target is not None and not _all_shared(api, source):
+        raise die(f"can't clone VM to node '{target}' (VM uses local storage)")
     if api.state.vmid_taken(newid):
         raise die(f"unable to create VM {newid}: config file already exists")
     _check_clone_features(api, source, full)
@@ -322,6 +331,11 @@ def clone_vm(api: Api, req: Request) -> str:
         kind = "full" if full else "linked"
         for key in disks:
             task.log(f"create {kind} clone of drive {key} ({source.config.get(key, '').split(',')[0]})")
+        if target is not None:  # the config file is renamed into the target node's folder once the copy is done
+            with api.state.lock:
+                made = api.state.vms.get(newid)
+                if made is not None:
+                    made.node = None if target == api.state.node else target
         _finish_new_vm(api, newid, pool)
 
     def undo(task: Task, message: str) -> None:
@@ -331,6 +345,21 @@ def clone_vm(api: Api, req: Request) -> str:
     return api.tasks.spawn(
         "qmclone", str(vmid), req.who.auth_id, work, on_fail=undo, error_prefix="clone failed: ", node=node
     )
+
+
+def _all_shared(api: Api, source: Vm) -> bool:
+    """qemu-server's check_storage_access_clone `$sharedvm`: every drive with a volume (disks and CD-ROMs, an ISO
+    or the cloud-init drive included; not `none` or `cdrom`) is on a storage configured `shared`."""
+    for key, value in source.config.items():
+        if not (DISK_RE.match(key) or key in ("efidisk0", "tpmstate0")):
+            continue
+        volume = value.split(",", 1)[0]
+        if volume in ("", "none", "cdrom") or ":" not in volume or volume.startswith("/"):
+            continue
+        store = api.state.storages.get(volume.split(":", 1)[0])
+        if store is None or not store.shared:
+            return False
+    return True
 
 
 def _check_storage_for_images(api: Api, storage: str, node: str) -> None:

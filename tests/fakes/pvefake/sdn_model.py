@@ -4,7 +4,7 @@ node reports (pve-network's PVE::Network::SDN::Zones::status, as pvestatd publis
 from __future__ import annotations
 
 from .realize import VnetInfo
-from .state import State
+from .state import State, bridges_on
 
 
 def zone_usable(state: State, zone_id: str) -> bool:
@@ -13,7 +13,7 @@ def zone_usable(state: State, zone_id: str) -> bool:
     if zone is None:
         return False
     if zone.get("type") in ("vlan", "qinq"):
-        return str(zone.get("bridge", "")) in state.bridges
+        return str(zone.get("bridge", "")) in bridges_on(state, state.node)
     return True
 
 
@@ -24,7 +24,7 @@ def running_vnet_bridges(state: State) -> set[str]:
 
 
 def bridge_exists(state: State, bridge: str) -> bool:
-    return bridge in state.bridges or bridge in running_vnet_bridges(state)
+    return bridge in bridges_on(state, state.node) or bridge in running_vnet_bridges(state)
 
 
 def vnet_zone(state: State, vnet: str, running: bool = True) -> str | None:
@@ -67,7 +67,7 @@ def node_status(state: State, node: str) -> tuple[dict[str, dict[str, str]], dic
     found = sdn.loaded.get(node)
     stale = None if found is not None and found[0] >= sdn.version else (TOO_OLD if found else NOT_GENERATED)
     failure = found[2] if found is not None else None
-    bridges = state.bridges  # another node's bridges are the fake's own (FakePve.add_node)
+    bridges = bridges_on(state, node)
     zones = {z: {"status": "pending" if stale else "available"} for z in sorted(running.zones)}
     vnets: dict[str, dict[str, str]] = {}
     for vnet, cfg in sorted(running.vnets.items()):

@@ -124,6 +124,15 @@ class HaResource:
 class Bridge:
     name: str
     vlan_aware: bool = True
+    nodes: frozenset[str] | None = None  # the members that have it; None: every member
+
+    def on(self, node: str) -> bool:
+        return self.nodes is None or node in self.nodes
+
+
+def bridges_on(state: State, node: str) -> set[str]:
+    """The names of the bridges `node` has."""
+    return {name for name, bridge in state.bridges.items() if bridge.on(node)}
 
 
 @dataclass
