@@ -42,6 +42,16 @@ def converge(backend: ProxmoxBackend) -> None:
     backend.apply(backend.plan(), lambda message: None)
 
 
+def plan_refused(fake: FakePve, path: Path, env: dict[str, str] | None = None) -> str:
+    """`provision plan` exits 2 with no traceback and sends Proxmox nothing but reads; its stderr."""
+    start = len(fake.requests)
+    result = run_cli("plan", str(path), env=env)
+    assert result.rc == 2, result.stdout + result.stderr
+    assert str(path) in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert [(r.method, r.path) for r in fake.requests[start:] if r.method != "GET"] == [], "nothing may be touched"
+    return result.stderr
+
+
 def with_vlans_moved(data: dict, by: int) -> dict:
     """The same site on other VLANs: two sites on one bridge cannot share a VLAN (the census refuses it)."""
     data["management"]["vlan"] += by

@@ -5,10 +5,10 @@ a pin to a node or of a host the site file does not have). The fake's clone with
 from __future__ import annotations
 
 import pytest
-from helpers import run_cli, write_site
+from helpers import write_site
 from proxmoxer.core import ResourceException
 from pvefake import FakePve
-from test_proxmox_backend import backend_for, converge, small_data
+from test_proxmox_backend import backend_for, converge, plan_refused, small_data
 
 from provisioner.backends.proxmox.machines import VmLifecycle
 from provisioner.backends.proxmox.names import Names
@@ -89,13 +89,7 @@ def test_placement_is_deterministic_and_keeps_existing_vms(tmp_path):
 
 
 def refused(fake: FakePve, tmp_path, data: dict) -> str:
-    path = write_site(tmp_path / "pvplace", data)
-    start = len(fake.requests)
-    result = run_cli("plan", str(path))
-    assert result.rc == 2, result.stderr
-    assert str(path) in result.stderr and "Traceback" not in result.stderr
-    assert not [r for r in fake.requests[start:] if r.method != "GET"], "nothing may be touched"
-    return result.stderr
+    return plan_refused(fake, write_site(tmp_path / "pvplace", data))
 
 
 def test_a_template_on_local_storage_cannot_be_cloned_to_another_node(fake, tmp_path):

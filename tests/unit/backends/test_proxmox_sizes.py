@@ -6,9 +6,9 @@ clones)."""
 from __future__ import annotations
 
 import pytest
-from helpers import run_cli, write_site
+from helpers import write_site
 from pvefake import FakePve
-from test_proxmox_backend import backend_for, converge, small_data
+from test_proxmox_backend import backend_for, converge, plan_refused, small_data
 
 from provisioner.backends.proxmox.machines import fingerprint
 from provisioner.planning.desired import MachineSpec
@@ -59,13 +59,7 @@ def test_a_size_gets_its_own_storage_on_full_clones(fake, tmp_path):
 
 
 def refused(fake: FakePve, tmp_path, data: dict) -> str:
-    path = write_site(tmp_path / "pvsize", data)
-    start = len(fake.requests)
-    result = run_cli("plan", str(path))
-    assert result.rc == 2, result.stderr
-    assert str(path) in result.stderr and "Traceback" not in result.stderr
-    assert not [r for r in fake.requests[start:] if r.method != "GET"], "nothing may be touched"
-    return result.stderr
+    return plan_refused(fake, write_site(tmp_path / "pvsize", data))
 
 
 def test_a_disk_smaller_than_the_templates_is_refused(fake, tmp_path):

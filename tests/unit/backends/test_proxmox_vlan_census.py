@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from helpers import example_with_access_networks, run_cli, write_site
 from pvefake import FakePve
-from test_proxmox_backend import backend_for, small_data
+from test_proxmox_backend import backend_for, plan_refused, small_data
 
 from provisioner.backends.proxmox.vlan_census import interface_users, nic_users, sdn_users, vlan_ranges, vlan_set
 
@@ -40,16 +40,6 @@ def sdn_zone(fake: FakePve, zone: str, kind: str, vnets: dict[str, int], apply: 
 def line_of(path: Path, text: str) -> int:
     """The 1-based number of the first line of the site file that is `text` (indentation aside)."""
     return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip() == text)
-
-
-def plan_refused(fake: FakePve, path: Path, env: dict[str, str] | None = None) -> str:
-    """`provision plan` exits 2 with no traceback and sends Proxmox nothing but reads; its stderr."""
-    start = len(fake.requests)
-    result = run_cli("plan", str(path), env=env)
-    assert result.rc == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    assert [(r.method, r.path) for r in fake.requests[start:] if r.method != "GET"] == [], "nothing may be touched"
-    return result.stderr
 
 
 def plan_passes(path: Path) -> None:
