@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "tests" / "fakes")]
 
 from helpers import example_data, proxmox_backend, write_site  # noqa: E402
 from pvefake import FakePve  # noqa: E402
