@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import access, cluster, firewall, ha, lxc, pools, qemu, qemu_ops, sdn
+from . import access, cluster, firewall, ha, lxc, pools, qemu, qemu_ops, sdn, volumes
 from .api import Api, Route
 from .checker import check_prop
 from .faults import Faults
@@ -38,7 +38,7 @@ STORAGE_DEFAULTS = {
 
 def all_routes() -> dict[tuple[str, str], Route]:
     table: dict[tuple[str, str], Route] = {}
-    for module in (cluster, qemu, qemu_ops, lxc, sdn, pools, access, firewall, ha):
+    for module in (cluster, qemu, qemu_ops, lxc, sdn, pools, access, firewall, ha, volumes):
         table.update(module.ROUTES.table)
     return table
 

@@ -495,3 +495,35 @@ def node_zone_content(api: Api, req: Request) -> list[dict[str, Any]]:
         raise die(f"sdn zone '{zone}' does not exist")
     running = api.state.sdn.running.vnets
     return [{"vnet": vnet, **status} for vnet, status in vnets.items() if running[vnet].get("zone") == zone]
+
+
+# -- IPAM (PVE::API2::Network::SDN::Ipams) ----------------------------------------------------------------
+# The built-in `pve` IPAM exists on every cluster (ipams.cfg ships it); the fake models no other. Its status lists
+# the allocations of zones with DHCP only, and the fake's zones have none: an empty list.
+IPAMS = {"pve": {"ipam": "pve", "type": "pve"}}
+
+
+@ROUTES.add("GET", "/cluster/sdn/ipams")
+def list_ipams(api: Api, req: Request) -> list[dict[str, Any]]:
+    kind = req.params.get("type")
+    return [
+        dict(ipam)
+        for ipam_id, ipam in sorted(IPAMS.items())
+        if api.perms.has(req.who, f"/sdn/ipams/{ipam_id}", ["SDN.Audit", "SDN.Allocate"], True)
+        and (kind is None or ipam["type"] == kind)
+    ]
+
+
+@ROUTES.add("GET", "/cluster/sdn/ipams/{ipam}")
+def get_ipam(api: Api, req: Request) -> dict[str, Any]:
+    ipam = IPAMS.get(str(req.params["ipam"]))
+    if ipam is None:
+        raise die(f"sdn '{req.params['ipam']}' does not exist")
+    return {**ipam, "digest": config_digest(ipam)}
+
+
+@ROUTES.add("GET", "/cluster/sdn/ipams/{ipam}/status")
+def ipam_status(api: Api, req: Request) -> list[dict[str, Any]]:
+    if str(req.params["ipam"]) != "pve":
+        raise die("Currently only PVE IPAM is supported!")
+    return []  # only zones with `dhcp` set are listed, and the fake's zones have no DHCP

@@ -74,10 +74,10 @@ class Task:
         return out
 
     def list_entry(self) -> dict[str, Any]:
+        """As a task index lists it: the user and the token apart, as in the status (pve-manager's Tasks.pm
+        converts both with convert_token_task)."""
         out = self.status_dict()
         out.pop("exitstatus", None)
-        out.pop("tokenid", None)
-        out["user"] = self.user
         if self.status == "stopped":
             out["status"] = self.exitstatus
             out["endtime"] = self.endtime

@@ -154,3 +154,40 @@ def test_resize_grows_refuses_to_shrink_and_snapshots_list_current_last(fake: Fa
     assert "reserved name" in failure(qemu.snapshot.post, snapname="current").content
     assert wait(api, qemu.snapshot("s1").delete())["exitstatus"] == "OK"
     assert [s["name"] for s in qemu.snapshot.get()] == ["current"]
+
+
+def test_storage_content_lists_each_guest_volume_once_to_whom_may_see_it(fake: FakePve, api: Any) -> None:
+    """Content.pm index over volume_list, filtered by check_volume_access: Datastore.Allocate on the storage, or
+    Datastore.Audit there and VM.Config.Disk on the volume's owner."""
+    wait(api, api.nodes(NODE).qemu(9000).clone.post(newid=101, name="web"))
+    listed = api.nodes(NODE).storage("local-lvm").content.get()
+    by_volid = {v["volid"]: v for v in listed}
+    assert by_volid["local-lvm:base-9000-disk-0"] == {
+        "volid": "local-lvm:base-9000-disk-0", "format": "raw", "size": 8 << 30, "content": "images", "vmid": 9000,
+    }  # fmt: skip
+    clone = [v for v in listed if v.get("vmid") == 101]
+    assert clone and all(v["content"] == "images" for v in clone), listed
+    assert len(by_volid) == len(listed), "each volume once"
+    assert api.nodes(NODE).storage("local-lvm").content.get(vmid=101) == clone
+    assert api.nodes(NODE).storage("local-lvm").content.get(content="iso") == []
+    fake.add_user("auditor@pve")
+    fake.add_acl("/storage/local-lvm", "PVEAuditor", user="auditor@pve")
+    fake.add_acl("/vms/101", "PVEVMAdmin", user="auditor@pve")
+    seen = fake.client("auditor@pve", "look").nodes(NODE).storage("local-lvm").content.get()
+    assert {v.get("vmid") for v in seen} == {101}, "only the volumes of a VM it may configure the disks of"
+
+
+def test_the_task_index_lists_user_and_token_apart(api: Any) -> None:
+    """Tasks.pm converts every listed task with convert_token_task, as it does the status."""
+    upid = api.nodes(NODE).qemu(9000).clone.post(newid=102, name="db")
+    wait(api, upid)
+    (listed,) = [t for t in api.nodes(NODE).tasks.get() if t["upid"] == upid]
+    assert (listed["user"], listed["tokenid"]) == ("root@pam", "provisioner"), listed
+
+
+def test_the_builtin_pve_ipam_is_listed_and_its_status_read(api: Any) -> None:
+    """ipams.cfg ships `pve`; the status lists allocations of zones with DHCP only (none here)."""
+    assert api.cluster.sdn.ipams.get() == [{"ipam": "pve", "type": "pve"}]
+    assert api.cluster.sdn.ipams("pve").get()["type"] == "pve"
+    assert api.cluster.sdn.ipams("pve").status.get() == []
+    assert "does not exist" in failure(api.cluster.sdn.ipams("netbox1").get).content
