@@ -23,7 +23,7 @@ from typing import Any
 from provisioner.backends.base import HypervisorFirewall
 from provisioner.backends.proxmox import firewall
 from provisioner.backends.proxmox.client import PveClient, PveError
-from provisioner.backends.proxmox.names import Names
+from provisioner.backends.proxmox.names import Names, nic_options
 from provisioner.errors import BackendError
 from provisioner.site.model import Site
 
@@ -106,7 +106,7 @@ def _vm_problems(client: PveClient, names: Names, env: str, node: str, vmid: int
         problems.append(f"VM {vmid}: inbound policy {policy}, expected DROP")
     config = client.get(f"{base}/config") or {}
     for key in sorted(k for k in config if k.startswith("net") and k[3:].isdigit()):
-        settings = dict(part.partition("=")[::2] for part in str(config[key]).split(","))
+        settings = nic_options(str(config[key]))
         if settings.get("firewall") != "1":
             problems.append(f"VM {vmid}: {key} has no firewall=1, so its traffic bypasses the firewall")
     group = names.security_group(env)

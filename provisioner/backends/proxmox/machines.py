@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from provisioner.backends.proxmox.client import ATTEMPTS, PveClient, PveError
 from provisioner.backends.proxmox.ha import ha_state, refuse_unsafe, resource_id
-from provisioner.backends.proxmox.names import Names
+from provisioner.backends.proxmox.names import Names, nic_options
 from provisioner.backends.proxmox.storage import boot_disk
 from provisioner.planning.desired import MachineSpec
 from provisioner.planning.planner import Kind
@@ -88,11 +88,7 @@ def nic_mac(value: str) -> str | None:
 
 
 def _bridge(value: str) -> str | None:
-    for part in str(value).split(","):
-        key, _, found = part.partition("=")
-        if key == "bridge":
-            return found
-    return None
+    return nic_options(str(value)).get("bridge")
 
 
 def keep_macs(config: dict[str, Any], current: dict[str, Any]) -> None:

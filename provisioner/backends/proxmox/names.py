@@ -84,3 +84,10 @@ def parse_tags(value: str | None) -> set[str]:
 
 def tag_value(tags: set[str], prefix: str) -> str | None:
     return next((t[len(prefix) :] for t in tags if t.startswith(prefix)), None)
+
+
+def nic_options(value: str) -> dict[str, str]:
+    """A netN property string (`virtio=BC:24:11:00:00:01,bridge=vmbr0,tag=30` or
+    `name=eth0,bridge=vmbr0,hwaddr=...,tag=30,ip=dhcp`) as its key=value pairs."""
+    pairs = (part.partition("=") for part in value.split(","))
+    return {key.strip(): val.strip() for key, _, val in pairs if key.strip()}

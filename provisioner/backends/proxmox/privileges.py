@@ -24,7 +24,7 @@ from functools import cached_property
 from typing import Any
 
 from provisioner.backends.proxmox.client import PveClient, PveError
-from provisioner.backends.proxmox.names import Names
+from provisioner.backends.proxmox.names import Names, nic_options
 from provisioner.errors import InputError
 from provisioner.site.model import ProxmoxSettings
 
@@ -279,7 +279,7 @@ def template_paths(
             if settings.full_clone:  # the full clones of a size with a storage of its own go there
                 storages.update(s.storage for s in settings.sizes.values() if s.storage)
         elif re.fullmatch(r"net\d+", key):
-            parts = dict(p.split("=", 1) for p in text.split(",") if "=" in p)
+            parts = nic_options(text)
             bridge = parts.get("bridge")
             if not bridge:
                 continue

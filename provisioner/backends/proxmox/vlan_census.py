@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.backends.proxmox.client import PveClient, PveError
+from provisioner.backends.proxmox.names import nic_options
 from provisioner.errors import InputError, SiteError, SiteProblem
 from provisioner.site.model import Site
 from provisioner.site.yamlsource import KeyPath, YamlInputError, format_path, load_yaml
@@ -91,13 +92,6 @@ def vlan_ranges(vlans: Iterable[int]) -> str:
     if run:
         out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
     return ", ".join(out)
-
-
-def nic_options(value: str) -> dict[str, str]:
-    """A netN property string (`virtio=BC:24:11:00:00:01,bridge=vmbr0,tag=30` or
-    `name=eth0,bridge=vmbr0,hwaddr=...,tag=30,ip=dhcp`) as its key=value pairs."""
-    pairs = (part.partition("=") for part in value.split(","))
-    return {key.strip(): val.strip() for key, _, val in pairs if key.strip()}
 
 
 def nic_users(config: dict[str, Any], bridge: str, guest: str, node: str) -> list[VlanUser]:
