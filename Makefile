@@ -105,7 +105,7 @@ peer-venv: venv
 	$(BIN)/python tests/support/peer_venv.py
 
 lint: venv
-	$(BIN)/ruff check provisioner tests bench tools
+	$(BIN)/ruff check provisioner tests bench tools plugins
 	$(BIN)/ansible-lint --profile production playbooks roles
 
 # each role README's "Role Variables" table, rendered from its meta/argument_specs.yml

@@ -27,7 +27,9 @@ def role_group(role: str) -> str:
     return f"role_{role}"
 
 
-def build_inventory(site: LoadedSite, nic_naming: str = "named") -> dict[str, Any]:
+def build_inventory(site: LoadedSite, nic_naming: str = "named", secrets_dir: Path | None = None) -> dict[str, Any]:
+    """The inventory of the site. With `secrets_dir`, the plays find the site's secrets there (the lookup
+    provisioner.separation.secret reads `provisioner_secrets_dir`; an AWX credential can inject them instead)."""
     model = site.model
     interfaces = gateway_interface_names(model, nic_naming)
     children: dict[str, Any] = {
@@ -121,6 +123,7 @@ def build_inventory(site: LoadedSite, nic_naming: str = "named") -> dict[str, An
                 },
                 "ansible_user": AUTOMATION_USER,
                 "ansible_python_interpreter": "/usr/bin/python3",
+                **({"provisioner_secrets_dir": str(secrets_dir)} if secrets_dir else {}),
             },
             "children": children,
         }
@@ -138,7 +141,7 @@ def inventory_yaml(inventory: dict[str, Any]) -> str:
     return unsafe_yaml(inventory)
 
 
-def write_inventory(site: LoadedSite, ansible_cfg: Path, nic_naming: str = "named") -> Path:
+def write_inventory(site: LoadedSite, ansible_cfg: Path, secrets_dir: Path, nic_naming: str = "named") -> Path:
     path = inventory_path(site)
     text = HEADER.format(site_file=site.path.name, cfg=ansible_cfg, inventory=path)
-    return write_atomic(path, text + inventory_yaml(build_inventory(site, nic_naming)))
+    return write_atomic(path, text + inventory_yaml(build_inventory(site, nic_naming, secrets_dir)))

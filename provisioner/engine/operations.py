@@ -62,7 +62,7 @@ def apply(site: LoadedSite, progress: Progress, confirm_prod: str | None = None)
         ensure_site_secrets(state, site.model)
         log_shipping.prepare(state, site.model, progress.say)
         cfg = write_ansible_cfg(state)
-        inventory = write_inventory(site, cfg, backend.nic_naming)
+        inventory = write_inventory(site, cfg, state.secrets_dir, backend.nic_naming)
         progress.say(f"inventory written to {inventory}")
         with progress:
             result = run_playbook(
@@ -71,7 +71,6 @@ def apply(site: LoadedSite, progress: Progress, confirm_prod: str | None = None)
                 inventory,
                 purpose="apply",
                 on_event=progress.event,
-                extravars={"provisioner_secrets_dir": str(state.secrets_dir)},
             )
         return ApplyResult(the_plan, result, inventory)
 

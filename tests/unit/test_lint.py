@@ -12,7 +12,10 @@ BIN = Path(sys.executable).parent
 
 def test_ruff_is_clean():
     result = subprocess.run(
-        [str(BIN / "ruff"), "check", "provisioner", "tests", "bench"], cwd=ROOT, capture_output=True, text=True
+        [str(BIN / "ruff"), "check", "provisioner", "tests", "bench", "tools", "plugins"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

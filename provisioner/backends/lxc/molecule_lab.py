@@ -171,8 +171,7 @@ class Lab:
         if instance_config is not None:
             write_instance_config(instance_config, site, self.state, [parse_host(h)[0] for h in hosts])
         if inventory_dir is not None:
-            inventory = build_inventory(site)
-            inventory["all"]["vars"]["provisioner_secrets_dir"] = str(self.state.secrets_dir)
+            inventory = build_inventory(site, secrets_dir=self.state.secrets_dir)
             inventory_dir.mkdir(parents=True, exist_ok=True)
             (inventory_dir / "provisioner_site.yml").write_text(
                 "# Written by provisioner.backends.lxc.molecule_lab: "

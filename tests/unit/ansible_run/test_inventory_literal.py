@@ -39,7 +39,7 @@ def _accounts_as_ansible_sees_them(inventory: Path, workdir: Path) -> list[dict[
 def test_braces_in_a_full_name_arrive_as_written_and_run_nothing(tmp_path):
     marker = tmp_path / "ran-on-the-controller"
     site = load_site(str(_hostile_site(tmp_path, marker)))
-    inventory = write_inventory(site, tmp_path / "ansible.cfg")
+    inventory = write_inventory(site, tmp_path / "ansible.cfg", tmp_path / "secrets")
     accounts = _accounts_as_ansible_sees_them(inventory, tmp_path)
     name = next(a["full_name"] for a in accounts if a["name"] == "alice")
     assert name == f"{{{{ lookup('pipe', 'touch {marker}') }}}} {{{{ 7 * 6 }}}}"

@@ -95,8 +95,17 @@ def test_spec_defaults_are_the_role_defaults(role_dir: Path):
             assert _templated(value), f"{role_dir.name}: {name} has a default but the spec shows none"
 
 
+COLLECTION = "provisioner.separation."  # the playbooks name this repository's roles by their collection (galaxy.yml)
+
+
 def _role_entries(playbook: Path):
-    """(play, role name, role vars) for every role a playbook applies, by `roles:` or include/import_role."""
+    """(play, role name, role vars) for every role a playbook applies, by `roles:` or include/import_role; the
+    name without the collection's prefix, which is checked apart."""
+    for play, name, role_vars in _named_role_entries(playbook):
+        yield play, name.removeprefix(COLLECTION), role_vars
+
+
+def _named_role_entries(playbook: Path):
     for play in yaml.safe_load(playbook.read_text()) or []:
         for entry in play.get("roles") or []:
             if isinstance(entry, str):
@@ -109,6 +118,13 @@ def _role_entries(playbook: Path):
                 for action in ROLE_ACTIONS:
                     if action in task:
                         yield play, task[action]["name"], task.get("vars") or {}
+
+
+def test_the_playbooks_name_each_role_by_its_collection():
+    """FQCN role names: the plays run the collection provisioner.separation, found next to the playbooks
+    (playbooks/collections) by plain ansible-playbook, ansible-runner and AWX alike."""
+    named = [name for _, name, _ in _named_role_entries(ROOT / "playbooks" / "site.yml")]
+    assert len(named) == 7 and all(name.startswith(COLLECTION) for name in named), named
 
 
 @pytest.mark.parametrize("playbook", PLAYBOOKS, ids=ids(PLAYBOOKS))
@@ -168,9 +184,9 @@ def test_a_role_run_without_a_required_variable_stops_at_argument_validation(tmp
         assert f"missing required arguments: {name}" in out or f"'{name}' is undefined" in out, out[-3000:]
 
 
-# Set outside the inventory: provision passes the secrets folder as an extra variable (engine/operations.py;
-# the Molecule lab writes it into its inventory), and Ansible itself defines the magic variables.
-EXTRA_VARIABLES = {"provisioner_secrets_dir", "inventory_hostname"}
+# Set outside the inventory: Ansible itself defines the magic variables. (Secrets come through the lookup
+# provisioner.separation.secret, from the inventory's provisioner_secrets_dir or the environment.)
+EXTRA_VARIABLES = {"inventory_hostname"}
 JINJA_WORDS = {"lookup", "query", "default", "true", "false", "none", "not", "and", "or", "is", "in"}
 
 
