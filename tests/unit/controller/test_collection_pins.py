@@ -18,6 +18,10 @@ from helpers import ROOT
 from provisioner.controller import collection_pins
 from provisioner.controller.collection_pins import PINNED, Collection, CollectionError, ensure, installed_version
 
+FQCN = re.compile(r"^([a-z0-9_]+)\.([a-z0-9_]+)\.[a-z0-9_]+$")
+# a filter or a lookup called by its full name inside a template expression
+IN_EXPRESSION = re.compile(r"(?:\|\s*|(?:lookup|query)\(\s*['\"])([a-z0-9_]+)\.([a-z0-9_]+)\.[a-z0-9_]+")
+
 
 def _pins() -> set[tuple[str, str]]:
     return {(c.fqcn, c.version) for c in PINNED}
@@ -45,6 +49,41 @@ def test_this_virtualenv_holds_the_pinned_collections_and_no_other():
         if name.is_dir() and not name.name.startswith((".", "_"))
     }
     assert installed == {c.fqcn for c in PINNED}
+
+
+def _collections_called(paths: list[Path]) -> dict[str, set[str]]:
+    """Collection -> files, for every module, filter or lookup called by its full name (ansible.builtin included)."""
+    found: dict[str, set[str]] = {}
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(key, str) and (match := FQCN.match(key)):
+                    found.setdefault(f"{match[1]}.{match[2]}", set()).add(where)
+                walk(value, where)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, where)
+        elif isinstance(node, str):
+            for match in IN_EXPRESSION.finditer(node):
+                found.setdefault(f"{match[1]}.{match[2]}", set()).add(where)
+
+    for path in paths:
+        walk(yaml.safe_load(path.read_text()), str(path.relative_to(ROOT)))
+    return found
+
+
+def test_the_roles_and_playbooks_call_exactly_the_pinned_collections():
+    files = sorted(
+        [*ROOT.glob("roles/*/*/*.yml"), *ROOT.glob("roles/*/molecule/*/*.yml"), *ROOT.glob("playbooks/*.yml")]
+    )
+    called = _collections_called(files)
+    # the scan sees what it must: builtin modules in tasks, a builtin filter in a template expression
+    assert "roles/postgres/tasks/config.yml" in called["ansible.builtin"]
+    assert "playbooks/site.yml" in called["ansible.builtin"]
+    assert {"roles/postgres/tasks/roles.yml", "roles/postgres/tasks/database.yml"} <= called["community.postgresql"]
+    assert "roles/env_gateway/tasks/forwarding.yml" in called["ansible.posix"]
+    assert set(called) - {"ansible.builtin"} == {c.fqcn for c in PINNED}, called
 
 
 def _bundle(folder: Path, versions: dict[str, str], extra: dict[str, str] | None = None) -> Path:
