@@ -35,7 +35,10 @@ apt:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
+# the pinned Ansible collections (collections/requirements.yml) into the virtualenv, out of the PyPI `ansible` wheel;
+# nothing is downloaded when they are installed already
 venv: $(VENV)/.installed
+	@$(BIN)/python -m provisioner.controller.collection_pins
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

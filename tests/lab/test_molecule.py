@@ -89,3 +89,14 @@ def test_molecule_scenario(scenario: Path, tmp_path: Path, record_property):
     assert re.search(r"idempotence: Executed: Successful", out), f"idempotence did not pass:\n{out[-4000:]}"
     assert re.search(r"verify: Executed: Successful", out), f"verify did not pass:\n{out[-4000:]}"
     assert not re.search(r"verify: .*(Skipping|no tests found)", out, re.IGNORECASE), "no testinfra test ran"
+    if "[default > check] Executing" in out:  # a scenario that runs the role in check mode on its converged lab
+        assert_check_mode_changed_nothing(out)
+
+
+def assert_check_mode_changed_nothing(out: str) -> None:
+    """The check step (`ansible-playbook --check` on the converged lab) ran, failed nowhere and changed nothing."""
+    step = out.split("[default > check] Executing", 1)[1].split("[default > check] Executed", 1)[0]
+    recap = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", step, re.MULTILINE)
+    assert recap, f"the check step printed no recap:\n{step[-4000:]}"
+    unclean = [host for host, *counts in recap if counts != ["0", "0", "0"]]
+    assert not unclean, f"check mode changed or failed on {unclean}:\n{step[-6000:]}"

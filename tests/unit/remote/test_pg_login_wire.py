@@ -1,6 +1,6 @@
 """ACC-3's PostgreSQL login attempt, without a PostgreSQL server (the controller has none): its messages byte for
 byte as the protocol 3.0 lays them out, its reading of the server's messages, SCRAM-SHA-256 against RFC 7677's
-published exchange and against a verifier the postgres role's own helper makes, md5 against the well-known hash of
+published exchange and against a verifier stored as PostgreSQL stores it, md5 against the well-known hash of
 postgres/postgres, its reading of ICMP errors (only those about its own connection), and whole conversations with
 a peer that sends what a server sends: a login read back as current_user, each refusal with its SQLSTATE, a
 clear-text request that gets no password, a server that cannot prove it knows the verifier."""
@@ -10,9 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import importlib.machinery
-import importlib.util
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -27,7 +26,6 @@ from provisioner.remote import pg_login
 from provisioner.remote.pg_login import ProtocolError, ScramClient
 
 ROOT = Path(__file__).resolve().parents[3]
-ROLE_HELPER = ROOT / "roles/postgres/files/usr/local/lib/provisioner/pg-ensure-role"
 
 # RFC 7677, section 3: the SCRAM-SHA-256 exchange for user "user", password "pencil"
 RFC_NONCE = "rOprNGfwEbeRWgbNEkqO"
@@ -139,12 +137,16 @@ def test_scram_refuses_a_malformed_server_first_message(server_first, why):
         ScramClient("pencil", RFC_NONCE, user="user").client_final(server_first)
 
 
-def _role_helper():
-    loader = importlib.machinery.SourceFileLoader("pg_ensure_role", str(ROLE_HELPER))
-    spec = importlib.util.spec_from_loader("pg_ensure_role", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+def _stored_verifier(password: str, salt: bytes | None = None, iterations: int = 4096) -> str:
+    """pg_authid.rolpassword as PostgreSQL computes it from a password (password_encryption = scram-sha-256):
+    SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>, a random 16-byte salt (ASCII passwords: SASLprep
+    leaves them as they are)."""
+    salt = os.urandom(16) if salt is None else salt
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored = hashlib.sha256(hmac.new(salted, b"Client Key", hashlib.sha256).digest()).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    b64 = base64.b64encode
+    return f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}${b64(stored).decode()}:{b64(server_key).decode()}"
 
 
 def _verifier_parts(verifier: str) -> tuple[str, str, bytes, bytes]:
@@ -161,25 +163,39 @@ def _server_first(verifier: str, client_first: bytes) -> bytes:
     return f"r={nonce},s={salt},i={iterations}".encode()
 
 
-def _server_check(verifier: str, client_first: bytes, client_final: bytes) -> tuple[bool, bytes]:
+def _server_check(
+    verifier: str, client_first: bytes, client_final: bytes, server_first: bytes | None = None
+) -> tuple[bool, bytes]:
     """What PostgreSQL does with the stored verifier: whether the client's proof recovers a ClientKey that hashes
     to StoredKey, and the server's own signature."""
     _, _, stored, server_key = _verifier_parts(verifier)
     bare = client_first.decode().removeprefix("n,,")
     without_proof, _, proof = client_final.decode().rpartition(",p=")
-    auth_message = f"{bare},{_server_first(verifier, client_first).decode()},{without_proof}".encode()
+    server_first = _server_first(verifier, client_first) if server_first is None else server_first
+    auth_message = f"{bare},{server_first.decode()},{without_proof}".encode()
     signature = hmac.new(stored, auth_message, hashlib.sha256).digest()
     client_key = bytes(a ^ b for a, b in zip(base64.b64decode(proof), signature, strict=True))
     proved = hashlib.sha256(client_key).digest() == stored
     return proved, hmac.new(server_key, auth_message, hashlib.sha256).digest()
 
 
-def test_scram_logs_in_against_the_verifier_the_postgres_role_stores():
-    verifier = _role_helper().scram_verifier("s3cret-Token_value")
+def test_the_stored_verifier_checks_rfc_7677s_exchange():
+    """The verifier built here, with the RFC's salt and iterations, accepts the RFC's proof and signs as the RFC's
+    server does: the stand-in server below holds what PostgreSQL would hold."""
+    verifier = _stored_verifier("pencil", base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ=="))
+    client_first = b"n,,n=user,r=" + RFC_NONCE.encode()
+    proved, signature = _server_check(verifier, client_first, RFC_CLIENT_FINAL, RFC_SERVER_FIRST)
+    assert proved and b"v=" + base64.b64encode(signature) == RFC_SERVER_FINAL
+    wrong = _stored_verifier("pencil!", base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ=="))
+    assert not _server_check(wrong, client_first, RFC_CLIENT_FINAL, RFC_SERVER_FIRST)[0]
+
+
+def test_scram_logs_in_against_the_verifier_postgresql_stores():
+    verifier = _stored_verifier("s3cret-Token_value")
     client = ScramClient("s3cret-Token_value", "clientnonce")
     server_first = _server_first(verifier, client.client_first())
     proved, server_signature = _server_check(verifier, client.client_first(), client.client_final(server_first))
-    assert proved, "the proof verifies against the role helper's StoredKey"
+    assert proved, "the proof verifies against the stored StoredKey"
     assert client.server_proved(b"v=" + base64.b64encode(server_signature))
     wrong = ScramClient("not-the-password", "clientnonce")
     assert not _server_check(verifier, wrong.client_first(), wrong.client_final(server_first))[0]
@@ -264,7 +280,7 @@ def _read_message(peer: socket.socket, typed: bool = True) -> bytes:
 def _scram_server(password: str, user: str, *, forge: bool = False, session: Callable | None = None):
     """A server holding the role's SCRAM verifier; after the login it answers `SELECT current_user`, or plays
     `session` when given."""
-    verifier = _role_helper().scram_verifier(password)
+    verifier = _stored_verifier(password)
 
     def script(peer: socket.socket) -> None:
         startup = _read_message(peer, typed=False)

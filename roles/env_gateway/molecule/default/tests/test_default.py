@@ -110,6 +110,12 @@ def test_forwarding_on_only_after_the_ruleset(host):
     dropin = host.file("/etc/systemd/system/nftables.service.d/provisioner-forwarding.conf")
     assert dropin.contains("ExecStartPost=/usr/sbin/sysctl -q -w net.ipv4.ip_forward=1")
     assert host.run("sysctl -n net.ipv4.ip_forward").stdout.strip() == "1"
+    # what ansible.posix.sysctl records lies outside what systemd-sysctl applies at boot (before the ruleset)
+    assert host.file("/etc/provisioner/gateway-forwarding.sysctl").contains("^net.ipv4.ip_forward=1$")
+    boot = host.run("systemd-analyze cat-config sysctl.d")
+    assert boot.rc == 0 and "/etc/sysctl.d/99-sysctl.conf" in boot.stdout, boot.stderr  # Debian's /etc/sysctl.conf
+    settings = [line.replace(" ", "") for line in boot.stdout.splitlines() if not line.lstrip().startswith(("#", ";"))]
+    assert not [line for line in settings if line.startswith(("net.ipv4.ip_forward=", "net/ipv4/ip_forward="))]
 
 
 def test_gateway_has_one_leg_per_environment(host):
