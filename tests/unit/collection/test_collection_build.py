@@ -101,3 +101,26 @@ def test_the_execution_environment_context_is_created_with_the_suites_versions(t
     copied = yaml.safe_load((context / "_build" / "requirements.yml").read_text())
     assert copied == yaml.safe_load((ROOT / "collections" / "requirements.yml").read_text())
     assert "openssh-clients" in (context / "_build" / "bindep.txt").read_text()
+
+
+def test_the_generated_ansible_cfg_finds_the_pinned_collections_without_this_virtualenv(tmp_path):
+    """An ansible outside the virtualenv does not scan its site-packages: the generated ansible.cfg names the folder
+    `make venv` installed the pinned collections into (ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=False stands for such an
+    ansible; without the cfg it finds neither collection)."""
+    from provisioner.ansible_run.runner import write_ansible_cfg
+    from provisioner.workspace.site_state import SiteState
+
+    cfg = write_ansible_cfg(SiteState("example", tmp_path / "state"))
+    env = {**_env(tmp_path), "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "False"}
+
+    def listed(with_cfg: bool) -> str:
+        result = subprocess.run(
+            [str(BIN / "ansible-galaxy"), "collection", "list", "--format", "json"],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+            env={**env, "ANSIBLE_CONFIG": str(cfg) if with_cfg else str(tmp_path / "none.cfg")},
+        )  # fmt: skip
+        return result.stdout
+
+    pins = [c["name"] for c in yaml.safe_load((ROOT / "collections" / "requirements.yml").read_text())["collections"]]
+    assert all(name in listed(True) for name in pins)
+    assert not any(name in listed(False) for name in pins)
