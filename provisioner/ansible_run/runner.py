@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import sys
-import sysconfig
 import threading
 import uuid
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from typing import Any
 import ansible_runner
 
 from provisioner.ansible_run.literal import unsafe_yaml
+from provisioner.controller import collection_pins
 from provisioner.paths import playbooks_dir, roles_dir
 from provisioner.workspace.redact import Redactor
 from provisioner.workspace.site_state import SiteState
@@ -82,7 +82,7 @@ def ansible_env(state: SiteState) -> dict[str, str]:
 def pinned_collections_path() -> Path:
     """Where `make venv` installs the pinned collections (collections/requirements.yml): this virtualenv's
     site-packages, which holds their `ansible_collections` folder."""
-    return Path(sysconfig.get_paths()["purelib"])
+    return collection_pins.collections_root().parent
 
 
 def write_ansible_cfg(state: SiteState) -> Path:

@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioner.controller import collection_pins
 from provisioner.controller import needs as host_needs
 from provisioner.controller.needs import Use
 
@@ -59,7 +60,19 @@ def examine(backends: set[str], suite: bool = False, libvirt_daemons_required: b
     findings += [_disk(path, gib) for path, gib in sorted(disk.items())]
     if "libvirt" in backends:
         findings += _libvirt_daemons(required=libvirt_daemons_required)
+    findings.append(_collections())
     return findings
+
+
+def _collections(root: Path | None = None) -> Finding:
+    """The pinned Ansible collections the roles use (collections/requirements.yml), as `make venv` installs them."""
+    root = root or collection_pins.collections_root()
+    lacking = collection_pins.missing(root)
+    if not lacking:
+        return Finding("ansible collections", True, ", ".join(str(c) for c in collection_pins.PINNED))
+    found = ", ".join(f"{c.fqcn} {collection_pins.installed_version(root, c) or 'absent'}" for c in lacking)
+    wanted = ", ".join(str(c) for c in lacking)
+    return Finding("ansible collections", False, f"{found} in {root}; the roles need {wanted}", "make venv")
 
 
 def fix_command(findings: list[Finding]) -> str | None:

@@ -41,3 +41,23 @@ def test_a_program_hidden_from_path_is_named_with_its_package_and_exit_2(tmp_pat
 def test_a_site_and_a_backend_together_are_bad_input():
     result = run_cli("doctor", "example", "--backend", "lxc")
     assert result.rc == 2 and "name a site or --backend, not both" in result.stderr
+
+
+def test_doctor_names_the_pinned_collections_this_virtualenv_holds():
+    from provisioner.engine.doctor import _collections
+
+    found = _collections()
+    assert found.ok, found.detail
+    assert "community.postgresql 4.2.0" in found.detail and "ansible.posix 2.1.0" in found.detail
+
+
+def test_doctor_says_which_collection_is_missing_and_how_to_get_it(tmp_path):
+    from provisioner.engine.doctor import _collections
+
+    posix = tmp_path / "ansible" / "posix"
+    posix.mkdir(parents=True)
+    (posix / "MANIFEST.json").write_text('{"collection_info": {"version": "1.5.4"}}')
+    found = _collections(tmp_path)
+    assert not found.ok and found.fix == "make venv"
+    assert "community.postgresql absent" in found.detail and "ansible.posix 1.5.4" in found.detail
+    assert "the roles need community.postgresql 4.2.0, ansible.posix 2.1.0" in found.detail
