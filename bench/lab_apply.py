@@ -75,23 +75,34 @@ def changed_count(apply_json: str) -> int:
     return int(json.loads(apply_json)["stats"]["changed"])
 
 
-def make_drift(site_file: Path, env: dict[str, str]) -> list[str]:
+def decided(apply_json: str) -> str:
+    """Which hosts ran the playbook and why, from the run's skip-decision.json."""
+    decision_file = Path(json.loads(apply_json)["run_dir"]) / "skip-decision.json"
+    if not decision_file.exists():
+        return "no decision recorded"
+    decision = json.loads(decision_file.read_text())
+    ran = "; ".join(f"{h} ({why})" for h, why in decision["run"].items()) or "none"
+    return f"ran: {ran}; left out: {len(decision['skip'])}"
+
+
+def make_drift(site_file: Path) -> list[str]:
     """Drift by hand on three hosts, as root inside the containers; returns what was done."""
     data = yaml.safe_load(site_file.read_text())
-    hosts = [h["name"] for h in data["hosts"]]
     db = next(h["name"] for h in data["hosts"] if "db" in h.get("roles", []))
     app = next(h["name"] for h in data["hosts"] if "app" in h.get("roles", []))
-    other = next(h for h in hosts if h not in (db, app))
-    person = data["people"][0]["name"]
+    other = next(h["name"] for h in data["hosts"] if h["name"] not in (db, app))
+    keys = "/etc/ssh/authorized_keys"
     done = []
-    for container, script, what in (
-        (app, "echo drift >> /etc/motd", f"{app}: appended a line to /etc/motd"),
-        (other, f"rm -f /home/{person}/.ssh/authorized_keys", f"{other}: removed {person}'s authorized_keys"),
-        (db, "nft flush ruleset", f"{db}: flushed the nft ruleset"),
+    for host, script, what in (
+        (app, "echo drift >> /etc/motd", "appended a line to /etc/motd"),
+        (other, f"k=$(ls {keys} | grep -vx provision | head -1); rm {keys}/$k && echo $k", f"removed from {keys}:"),
+        (db, "nft flush ruleset", "flushed the nft ruleset"),
     ):
-        name = f"{SITE}-{container}"
-        result = subprocess.run(["lxc-attach", "-n", name, "--", "sh", "-c", script], capture_output=True, text=True)
-        done.append(what + ("" if result.returncode == 0 else f" (FAILED: {result.stderr.strip()})"))
+        result = subprocess.run(
+            ["lxc-attach", "-n", f"{SITE}-{host}", "--", "sh", "-c", script], capture_output=True, text=True
+        )
+        failed = "" if result.returncode == 0 else f" (FAILED: {result.stderr.strip()})"
+        done.append(f"{host}: {what} {result.stdout.strip()}{failed}")
     return done
 
 
@@ -132,17 +143,17 @@ def main() -> None:
         for _ in range(args.rounds):
             seconds, out = provision("apply", str(site_file), "--json", env=env)
             add("provision apply, no-op", seconds)
-            notes.append(f"no-op apply: {changed_count(out)} changed")
+            notes.append(f"no-op apply: {changed_count(out)} changed; {decided(out)}")
             add("provision apply --full, no-op", provision("apply", str(site_file), "--full", env=env)[0])
             add("plain ansible-playbook, no-op", plain_playbook(site_file, state, env)[0])
             add("provision verify", provision("verify", str(site_file), "--keys", str(keys), env=env)[0])
         if args.drift:
-            notes.extend(f"drift: {what}" for what in make_drift(site_file, env))
+            notes.extend(f"drift: {what}" for what in make_drift(site_file))
             seconds, out = provision("apply", str(site_file), "--json", env=env)
             add("provision apply repairing drift", seconds)
-            notes.append(f"drift repaired: {changed_count(out)} changed")
+            notes.append(f"drift repaired: {changed_count(out)} changed; {decided(out)}")
             seconds, out = provision("apply", str(site_file), "--json", env=env)
-            notes.append(f"apply after the repair: {changed_count(out)} changed")
+            notes.append(f"apply after the repair: {changed_count(out)} changed; {decided(out)}")
             add(
                 "provision verify after the repair",
                 provision("verify", str(site_file), "--keys", str(keys), env=env)[0],
