@@ -108,17 +108,40 @@ def _tree_digest(digest: Any, folder: Path) -> None:
             digest.update(hashlib.sha256(path.read_bytes()).digest())
 
 
-def shared_input(folders: Iterable[Path], secrets_dir: Path, settings: dict[str, Any]) -> str:
-    """The inputs every host shares: the roles' and playbooks' content, the secrets, the extra vars and settings."""
+def shared_input(folders: Iterable[Path], settings: dict[str, Any]) -> str:
+    """The inputs every host shares: the roles' and playbooks' content, the extra vars and settings."""
     digest = hashlib.sha256()
     for folder in folders:
         digest.update(f"folder {folder.name}\0".encode())
         _tree_digest(digest, folder)
-    digest.update(b"secrets\0")
-    if secrets_dir.is_dir():
-        _tree_digest(digest, secrets_dir)
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return digest.hexdigest()
+
+
+# secrets only the controller uses (the personal-data scanner's key, the log receiver's and authority's keys)
+CONTROLLER_SECRETS = {"data-fingerprint-key", "log-receiver.key", "log-receiver.pem", "log-ca.key"}
+
+
+def secrets_used(
+    names: Iterable[str], host: str, env: str | None, hosts: Iterable[str], envs: Iterable[str]
+) -> list[str]:
+    """The secrets a host's play may read: every file of the site's secrets folder but the controller's own and
+    those named for another host (`log-upload-<host>.key`) or another environment (`db-<role>-<env>`)."""
+    others = [h for h in hosts if h != host]
+    other_envs = [e for e in envs if e != env]
+    return sorted(
+        name
+        for name in names
+        if name not in CONTROLLER_SECRETS
+        and not any(f"-{h}." in name or name.endswith(f"-{h}") for h in others)
+        and not any(name.endswith(f"-{e}") for e in other_envs)
+    )
+
+
+def _secret_digests(secrets_dir: Path) -> dict[str, str]:
+    if not secrets_dir.is_dir():
+        return {}
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(secrets_dir.iterdir()) if p.is_file()}
 
 
 def site_input(state: SiteState, extravars: dict[str, Any]) -> str:
@@ -127,16 +150,25 @@ def site_input(state: SiteState, extravars: dict[str, Any]) -> str:
     settings = {k: v for k, v in ansible_env(state).items() if k != "PATH"}
     return shared_input(
         [roles_dir(), playbooks_dir()],
-        state.secrets_dir,
         {"extravars": extravars, "settings": settings, "ansible-core": version("ansible-core")},
     )
 
 
-def input_fingerprints(inventory: dict[str, Any], shared: str) -> dict[str, str]:
-    return {
-        host: hashlib.sha256((shared + json.dumps(data, sort_keys=True, default=str)).encode()).hexdigest()
-        for host, data in host_inputs(inventory).items()
-    }
+def _env_of(data: dict[str, Any]) -> str | None:
+    return next((v["env_name"] for v in data["groups"].values() if isinstance(v, dict) and "env_name" in v), None)
+
+
+def input_fingerprints(inventory: dict[str, Any], shared: str, secrets_dir: Path | None = None) -> dict[str, str]:
+    """Per host: the shared input, its groups and variables, and the content of the secrets its play may read."""
+    hosts = host_inputs(inventory)
+    secrets = _secret_digests(secrets_dir) if secrets_dir is not None else {}
+    envs = {e for e in (_env_of(d) for d in hosts.values()) if e}
+    result = {}
+    for host, data in hosts.items():
+        used = {n: secrets[n] for n in secrets_used(secrets, host, _env_of(data), hosts, envs)}
+        text = json.dumps({"vars": data, "secrets": used}, sort_keys=True, default=str)
+        result[host] = hashlib.sha256((shared + text).encode()).hexdigest()
+    return result
 
 
 # ---- what the last run managed -------------------------------------------------------------------------------------
@@ -424,7 +456,7 @@ def choose_hosts(
     """The decision for this apply and the hosts' input fingerprints (to record after the run). The live state is
     read only from hosts whose inputs are unchanged: any other host runs anyway."""
     hosts = host_inputs(inventory)
-    inputs = input_fingerprints(inventory, shared)
+    inputs = input_fingerprints(inventory, shared, state.secrets_dir)
     records = {} if full else load_records(state)
     targets = {
         host: (_address(data), live_script(records[host].paths, records[host].services, records[host].database))

@@ -126,20 +126,41 @@ def test_site_vars_and_the_shared_input_change_every_host(inventory):
     assert "gateway" in before and "prod-db1" in before
 
 
-def test_the_shared_input_covers_roles_secrets_and_settings(tmp_path):
-    roles, secrets = tmp_path / "roles", tmp_path / "secrets"
+def test_the_shared_input_covers_roles_and_settings(tmp_path):
+    roles = tmp_path / "roles"
     (roles / "r" / "tasks").mkdir(parents=True)
-    secrets.mkdir()
     (roles / "r" / "tasks" / "main.yml").write_text("- name: a\n")
-    (secrets / "db-app-dev").write_text("one")
-    first = fingerprints.shared_input([roles], secrets, {"x": 1})
-    assert fingerprints.shared_input([roles], secrets, {"x": 1}) == first
+    first = fingerprints.shared_input([roles], {"x": 1})
+    assert fingerprints.shared_input([roles], {"x": 1}) == first
     (roles / "r" / "tasks" / "main.yml").write_text("- name: b\n")
-    second = fingerprints.shared_input([roles], secrets, {"x": 1})
-    (secrets / "db-app-dev").write_text("two")
-    third = fingerprints.shared_input([roles], secrets, {"x": 1})
-    fourth = fingerprints.shared_input([roles], secrets, {"x": 2})
-    assert len({first, second, third, fourth}) == 4
+    second = fingerprints.shared_input([roles], {"x": 1})
+    third = fingerprints.shared_input([roles], {"x": 2})
+    assert len({first, second, third}) == 3
+
+
+def test_a_secret_changes_the_inputs_of_the_hosts_whose_play_reads_it(inventory, tmp_path):
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name in ("db-app-dev", "db-app-prod", "log-ca.pem", "log-upload-prod-db1.key", "data-fingerprint-key"):
+        (secrets / name).write_text("one")
+    before = fingerprints.input_fingerprints(inventory, "shared", secrets)
+    dev = set(inventory["all"]["children"]["env_dev"]["hosts"])
+    prod = set(inventory["all"]["children"]["env_prod"]["hosts"])
+
+    def rotated(name: str) -> set[str]:
+        (secrets / name).write_text((secrets / name).read_text() + "x")
+        return _changed(before, fingerprints.input_fingerprints(inventory, "shared", secrets))
+
+    assert rotated("db-app-dev") == dev
+    before = fingerprints.input_fingerprints(inventory, "shared", secrets)
+    assert rotated("log-upload-prod-db1.key") == {"prod-db1"}
+    before = fingerprints.input_fingerprints(inventory, "shared", secrets)
+    assert rotated("data-fingerprint-key") == set(), "a secret only the controller uses changes no host's input"
+    before = fingerprints.input_fingerprints(inventory, "shared", secrets)
+    assert rotated("log-ca.pem") == set(before)
+    before = fingerprints.input_fingerprints(inventory, "shared", secrets)
+    (secrets / "db-carol-prod").write_text("new")  # a new secret of an environment: its hosts' inputs change
+    assert _changed(before, fingerprints.input_fingerprints(inventory, "shared", secrets)) == prod
 
 
 # ---- what a run managed, and the record ----------------------------------------------------------------------------
