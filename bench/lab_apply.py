@@ -73,6 +73,17 @@ def plain_playbook(site_file: Path, state: Path, env: dict[str, str]) -> tuple[f
     return timed(command, {**env, "ANSIBLE_CONFIG": str(state / "ansible.cfg")}, "plain ansible-playbook")
 
 
+def mitogen_env() -> dict[str, str]:
+    """Ansible settings for Mitogen's linear strategy (package mitogen, when installed)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("ansible_mitogen")
+    if spec is None or spec.origin is None:
+        sys.exit("--mitogen: the mitogen package is not installed in this venv")
+    plugins = Path(spec.origin).parent / "plugins" / "strategy"
+    return {"ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": "mitogen_linear"}
+
+
 def private_copies(source: Path, folder: Path) -> Path:
     """The demo keys as `verify --keys` takes them: mode 0600."""
     folder.mkdir(mode=0o700)
@@ -123,6 +134,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="no-op and verify repetitions")
     parser.add_argument("--uncached-image", action="store_true", help="also time a cold apply that builds the base")
     parser.add_argument("--drift", action="store_true", help="make drift by hand and show apply repairs it")
+    parser.add_argument(
+        "--mitogen", action="store_true", help="also time the plain no-op and a cold apply with Mitogen's strategy"
+    )
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -172,6 +186,15 @@ def main() -> None:
                 "provision verify after the repair",
                 provision("verify", str(site_file), "--keys", str(keys), env=env)[0],
             )
+        if args.mitogen:
+            mitogen = mitogen_env()
+            add("plain ansible-playbook, no-op, Mitogen", plain_playbook(site_file, state, {**env, **mitogen})[0])
+            add("plain ansible-playbook, no-op (again)", plain_playbook(site_file, state, env)[0])
+            provision("destroy", str(site_file), "--confirm-prod", SITE, env=env)
+            seconds, out = provision("apply", str(site_file), "--json", env={**env, **mitogen})
+            add("cold apply, Mitogen", seconds)
+            seconds, out = provision("apply", str(site_file), "--full", "--json", env=env)
+            notes.append(f"apply --full after the Mitogen cold apply: {changed_count(out)} changed")
     finally:
         subprocess.run(
             [sys.executable, "-m", "provisioner", "destroy", str(site_file), "--confirm-prod", SITE],
