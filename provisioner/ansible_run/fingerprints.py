@@ -101,9 +101,16 @@ def host_inputs(inventory: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return hosts
 
 
+def _counts(path: Path, folder: Path) -> bool:
+    """A file of the roles or playbooks that a run may read: not a role's Molecule scenario, byte code or a hidden
+    tool's cache."""
+    parts = path.relative_to(folder).parts
+    return not any(p in ("molecule", "__pycache__") or p.startswith(".") for p in parts) and path.suffix != ".pyc"
+
+
 def _tree_digest(digest: Any, folder: Path) -> None:
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith(".pyc"):
+        if path.is_file() and _counts(path, folder):
             digest.update(str(path.relative_to(folder)).encode() + b"\0")
             digest.update(hashlib.sha256(path.read_bytes()).digest())
 

@@ -136,6 +136,11 @@ def test_the_shared_input_covers_roles_and_settings(tmp_path):
     second = fingerprints.shared_input([roles], {"x": 1})
     third = fingerprints.shared_input([roles], {"x": 2})
     assert len({first, second, third}) == 3
+    # a role's Molecule scenario, byte code and tools' caches are not read by a run
+    for scratch in ("r/molecule/default/converge.yml", "r/__pycache__/x.pyc", "r/.pytest_cache/v"):
+        (roles / scratch).parent.mkdir(parents=True, exist_ok=True)
+        (roles / scratch).write_text("x")
+    assert fingerprints.shared_input([roles], {"x": 2}) == third
 
 
 def test_a_secret_changes_the_inputs_of_the_hosts_whose_play_reads_it(inventory, tmp_path):
