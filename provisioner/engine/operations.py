@@ -10,7 +10,7 @@ from typing import TypedDict
 from provisioner.ansible_run import fingerprints
 from provisioner.ansible_run.inventory import build_inventory, inventory_path, write_inventory
 from provisioner.ansible_run.progress import Progress
-from provisioner.ansible_run.runner import RunResult, new_run_dir, run_playbook, write_ansible_cfg
+from provisioner.ansible_run.runner import RunResult, mitogen_strategy, new_run_dir, run_playbook, write_ansible_cfg
 from provisioner.backends import backend_for
 from provisioner.backends.base import Backend
 from provisioner.engine import log_shipping
@@ -109,6 +109,7 @@ def _run_site_playbook(
             on_event=progress.event,
             extravars=extravars,
             limit=decision.limit(),
+            settings=mitogen_strategy(),
         )
     fingerprints.write_decision(result.run_dir, decision)
     failed = {f.host for f in result.failures} | {

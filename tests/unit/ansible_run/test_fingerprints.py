@@ -279,3 +279,17 @@ def test_an_unreachable_host_runs(monkeypatch, tmp_path):
     fingerprints.save_records(state, {"web1": _record(inputs["web1"])})
     decision, _ = fingerprints.choose_hosts(state, inventory, "shared")
     assert decision.run == {"web1": "live state unreadable (exit 255)"}
+
+
+# ---- Mitogen's strategy for provision's own run ---------------------------------------------------------------------
+
+
+def test_provision_runs_site_yml_with_mitogens_strategy_unless_told_otherwise(monkeypatch):
+    from provisioner.ansible_run.runner import mitogen_strategy
+
+    monkeypatch.delenv("ANSIBLE_STRATEGY", raising=False)
+    settings = mitogen_strategy()
+    assert settings["ANSIBLE_STRATEGY"] == "mitogen_linear"
+    assert (Path(settings["ANSIBLE_STRATEGY_PLUGINS"]) / "mitogen_linear.py").is_file()
+    monkeypatch.setenv("ANSIBLE_STRATEGY", "linear")
+    assert mitogen_strategy() == {}, "ANSIBLE_STRATEGY in the environment turns Mitogen off"
