@@ -26,6 +26,11 @@ def roles_dir() -> Path:
     return project_root() / "roles"
 
 
+def plugins_dir() -> Path:
+    """The Ansible plugins of the collection provisioner.separation (the secret lookup)."""
+    return project_root() / "plugins"
+
+
 def control_catalogue() -> Path:
     """The A.8.31 control catalogue (stable IDs, titles): read by conformance and by site validation."""
     return Path(__file__).resolve().parent / "conformance" / "catalogue.yml"

@@ -82,11 +82,19 @@ def plan(site: SiteArg = None, as_json: JsonOpt = False) -> None:
 
 @app.command()
 @handled(interrupted="nothing is lost; run `provision apply` again to converge")
-def apply(site: SiteArg = None, confirm_prod: ConfirmOpt = None, as_json: JsonOpt = False) -> None:
-    """Build segments and machines, write the inventory, run the playbooks."""
+def apply(
+    site: SiteArg = None,
+    confirm_prod: ConfirmOpt = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="run the playbooks on every host, also those found unchanged")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build segments and machines, write the inventory, run the playbooks (skipping hosts whose inputs and live
+    state are unchanged since their last successful run; --full runs them all)."""
     loaded = load(site)
     progress = Progress(err if as_json else out)
-    result = operations.apply(loaded, progress, confirm_prod=confirm_prod)
+    result = operations.apply(loaded, progress, confirm_prod=confirm_prod, full=full)
     run = result.run
     summary = {
         "site": loaded.name,
@@ -96,6 +104,7 @@ def apply(site: SiteArg = None, confirm_prod: ConfirmOpt = None, as_json: JsonOp
         "status": run.status,
         "stats": {k: run.total(k) for k in ("ok", "changed", "failures", "dark", "skipped")},
         "failures": [f.__dict__ for f in run.failures],
+        "left_out": result.left_out,
     }
     if as_json:
         emit(summary)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict
 
-from provisioner.ansible_run.inventory import inventory_path, write_inventory
+from provisioner.ansible_run import fingerprints
+from provisioner.ansible_run.inventory import build_inventory, inventory_path, write_inventory
 from provisioner.ansible_run.progress import Progress
-from provisioner.ansible_run.runner import RunResult, run_playbook, write_ansible_cfg
+from provisioner.ansible_run.runner import RunResult, mitogen_strategy, new_run_dir, run_playbook, write_ansible_cfg
 from provisioner.backends import backend_for
 from provisioner.backends.base import Backend
 from provisioner.engine import log_shipping
@@ -29,6 +30,7 @@ class ApplyResult:
     plan: Plan
     run: RunResult
     inventory: Path
+    left_out: dict[str, str] = field(default_factory=dict)  # host → why the playbook did not run on it
 
 
 def _require_prod_confirmation(site: LoadedSite, changes: list[Change], confirm_prod: str | None, verb: str) -> None:
@@ -48,7 +50,7 @@ def plan(site: LoadedSite, backend: Backend | None = None) -> Plan:
     return backend.plan()
 
 
-def apply(site: LoadedSite, progress: Progress, confirm_prod: str | None = None) -> ApplyResult:
+def apply(site: LoadedSite, progress: Progress, confirm_prod: str | None = None, full: bool = False) -> ApplyResult:
     state = SiteState(site.name)
     backend = backend_for(site, state)
     backend.preflight()
@@ -64,15 +66,61 @@ def apply(site: LoadedSite, progress: Progress, confirm_prod: str | None = None)
         cfg = write_ansible_cfg(state)
         inventory = write_inventory(site, cfg, state.secrets_dir, backend.nic_naming)
         progress.say(f"inventory written to {inventory}")
-        with progress:
-            result = run_playbook(
-                state,
-                "site.yml",
-                inventory,
-                purpose="apply",
-                on_event=progress.event,
-            )
-        return ApplyResult(the_plan, result, inventory)
+        extravars: dict[str, str] = {}  # the plays need none: the inventory names the secret folder
+        machines = {str(c.name): f"{c.action} {c.kind} in this apply" for c in the_plan.changes}
+        result, left_out = _run_site_playbook(site, backend, state, inventory, extravars, progress, full, machines)
+        return ApplyResult(the_plan, result, inventory, left_out)
+
+
+def _run_site_playbook(
+    site: LoadedSite,
+    backend: Backend,
+    state: SiteState,
+    inventory: Path,
+    extravars: dict[str, str],
+    progress: Progress,
+    full: bool,
+    forced: dict[str, str],
+) -> tuple[RunResult, dict[str, str]]:
+    """site.yml on the hosts that need it: a host whose inputs and live state are what they were after its last
+    successful run is left out (see provisioner.ansible_run.fingerprints); the decision goes to the run's folder."""
+    data = build_inventory(site, backend.nic_naming, state.secrets_dir)
+    decision, inputs = fingerprints.choose_hosts(
+        state, data, fingerprints.site_input(state, extravars), full=full, forced=forced
+    )
+    for host, why in sorted(decision.run.items()):
+        progress.say(f"{host}: runs the playbook ({why})")
+    if decision.skip:
+        progress.say(
+            f"left out, inputs and live state unchanged since their last successful run: {', '.join(decision.skip)}"
+            " (--full runs every host)"
+        )
+    if not decision.run:
+        run_dir = new_run_dir(state, "apply")
+        fingerprints.write_decision(run_dir, decision)
+        return RunResult(status="successful", rc=0, run_dir=run_dir), decision.skip
+    fingerprints.forget(state, decision.run)  # recorded again only once this run has succeeded on them
+    with progress:
+        result = run_playbook(
+            state,
+            "site.yml",
+            inventory,
+            purpose="apply",
+            on_event=progress.event,
+            extravars=extravars,
+            limit=decision.limit(),
+            settings=mitogen_strategy(),
+        )
+    fingerprints.write_decision(result.run_dir, decision)
+    failed = {f.host for f in result.failures} | {
+        host for key in ("failures", "dark") for host, count in result.stats.get(key, {}).items() if count
+    }
+    if not result.ok:
+        failed |= set(decision.run)
+    unrecorded = fingerprints.remember(state, data, inputs, decision, result.run_dir, failed)
+    for host, why in sorted(unrecorded.items()):
+        progress.say(f"{host}: not recorded as converged ({why}); the next apply runs it")
+    return result, decision.skip
 
 
 def _check_environments(site: LoadedSite, environments: Iterable[str] | None) -> list[str] | None:
@@ -97,8 +145,10 @@ def destroy(
         prod_changes = [c for c in the_plan.changes if c.production]
         _require_prod_confirmation(site, prod_changes, confirm_prod, "destroy")
         if not the_plan.empty:
+            fingerprints.forget(state, [c.name for c in the_plan.changes])
             backend.apply(the_plan, progress.say)
         if envs is None:
+            fingerprints.forget(state)
             log_shipping.stop(state, site.model)
             backend.cleanup_site()
             inventory_path(site).unlink(missing_ok=True)

@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import hostile_text, template_marker
@@ -81,15 +82,50 @@ def test_apply_killed_while_building_then_rerun_converges(lab):
     assert containers_named(f"{lab.site.name}-") == names, "no orphaned container directories"
 
 
+def _decision(apply_json: dict) -> dict:
+    """The run's record of which hosts ran the playbook and why (skip-decision.json in its folder)."""
+    return json.loads((Path(apply_json["run_dir"]) / "skip-decision.json").read_text())
+
+
 def test_after_apply_plan_is_empty_and_drift_is_repaired(lab):
     plan = lab.cli("plan", str(lab.site_file), "--json")
     assert plan.json["changes"] == []
-    in_container(f"{lab.site.name}-dev-app1", "rm -f /etc/motd")  # drift the plan cannot see: the roles repair it
+    everyone = {h.name for h in lab.site.model.hosts} | {"gateway"}
+    # a converged lab: every host's inputs and live state are as its last successful run left them
+    quiet = lab.cli("apply", str(lab.site_file), "--json")
+    assert quiet.rc == 0, quiet.stdout + quiet.stderr
+    assert set(quiet.json["left_out"]) == everyone, _decision(quiet.json)["run"]
+    assert quiet.json["stats"]["ok"] == 0 and _decision(quiet.json)["run"] == {}
+    # drift the plan cannot see, made by hand on three hosts: the live fingerprints see it and the roles repair it
+    name = lab.site.name
+    keys = "/etc/ssh/authorized_keys"
+    in_container(f"{name}-dev-app1", "rm -f /etc/motd")
+    removed = in_container(
+        f"{name}-test-app1", f"k=$(ls {keys} | grep -vx provision | head -1); rm {keys}/$k && echo $k"
+    )
+    assert removed.returncode == 0 and removed.stdout.strip(), removed.stderr
+    person = removed.stdout.strip()
+    assert in_container(f"{name}-prod-db1", "nft flush ruleset && nft list ruleset").stdout.strip() == ""
     repaired = lab.cli("apply", str(lab.site_file), "--json")
     assert repaired.rc == 0, repaired.stderr
-    assert repaired.json["plan"] == [] and repaired.json["stats"]["changed"] >= 1
-    assert in_container(f"{lab.site.name}-dev-app1", "test -s /etc/motd").returncode == 0
-    # that the apply after it changes nothing is shown below, by the re-run after an interrupted apply
+    assert repaired.json["plan"] == [] and repaired.json["stats"]["changed"] >= 3
+    ran = _decision(repaired.json)["run"]
+    assert set(ran) == {"dev-app1", "test-app1", "prod-db1"}, ran
+    assert all(why.startswith("live state changed: ") for why in ran.values()), ran
+    assert "file /etc/motd" in ran["dev-app1"] and "nft ruleset" in ran["prod-db1"]
+    assert set(repaired.json["left_out"]) == everyone - set(ran)
+    assert in_container(f"{name}-dev-app1", "test -s /etc/motd").returncode == 0
+    assert in_container(f"{name}-test-app1", f"test -s {keys}/{person}").returncode == 0
+    assert "inet" in in_container(f"{name}-prod-db1", "nft list ruleset").stdout
+    # and the lab is whole again: the next apply finds every host converged and changes nothing
+    again = lab.cli("apply", str(lab.site_file), "--json")
+    assert again.rc == 0, again.stderr
+    assert again.json["stats"]["changed"] == 0 and set(again.json["left_out"]) == everyone
+    # --full runs every host whatever the fingerprints say, and changes nothing on a converged lab
+    full = lab.cli("apply", str(lab.site_file), "--full", "--json")
+    assert full.rc == 0, full.stderr
+    assert full.json["left_out"] == {} and set(_decision(full.json)["run"]) == everyone
+    assert full.json["stats"]["changed"] == 0 and full.json["stats"]["ok"] > 0
 
 
 def test_every_host_answers_ssh_at_its_declared_address_with_a_pinned_host_key(lab):
@@ -262,7 +298,8 @@ def test_apply_interrupted_by_sigint_then_rerun_converges(lab):
 
 
 def test_apply_interrupted_during_the_playbooks_then_rerun_converges_and_changes_nothing(lab):
-    proc = lab.popen("apply", str(lab.site_file))
+    # --full: on a converged lab a plain apply would leave every host out and run no playbook to interrupt
+    proc = lab.popen("apply", str(lab.site_file), "--full")
     wait_for_line(proc, "inventory written")
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
@@ -271,6 +308,8 @@ def test_apply_interrupted_during_the_playbooks_then_rerun_converges_and_changes
     assert result.rc == 0, result.stdout + result.stderr
     assert result.json["plan"] == [] and result.json["stats"]["changed"] == 0
     assert result.json["stats"]["ok"] > 0, "the run must have done something to count"
+    # the interrupted run dropped its hosts' records before it started: the re-run ran them all again
+    assert result.json["left_out"] == {}
 
 
 def test_a_failed_host_is_a_one_line_summary_not_a_traceback(lab):
