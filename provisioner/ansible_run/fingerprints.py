@@ -438,7 +438,8 @@ def forget(state: SiteState, hosts: Iterable[str] | None = None) -> None:
         record_path(state).unlink(missing_ok=True)
         return
     records = load_records(state)
-    if any(records.pop(h, None) for h in list(hosts)):
+    dropped = [h for h in hosts if records.pop(h, None) is not None]  # every host: no short-circuit
+    if dropped:
         save_records(state, records)
 
 

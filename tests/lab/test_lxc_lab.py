@@ -301,6 +301,7 @@ def test_apply_interrupted_during_the_playbooks_then_rerun_converges_and_changes
     # --full: on a converged lab a plain apply would leave every host out and run no playbook to interrupt
     proc = lab.popen("apply", str(lab.site_file), "--full")
     wait_for_line(proc, "inventory written")
+    wait_for_line(proc, "PLAY")  # the playbook runs (before it, choosing the hosts reads each host's live state)
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130

@@ -293,3 +293,16 @@ def test_provision_runs_site_yml_with_mitogens_strategy_unless_told_otherwise(mo
     assert (Path(settings["ANSIBLE_STRATEGY_PLUGINS"]) / "mitogen_linear.py").is_file()
     monkeypatch.setenv("ANSIBLE_STRATEGY", "linear")
     assert mitogen_strategy() == {}, "ANSIBLE_STRATEGY in the environment turns Mitogen off"
+
+
+def test_forget_drops_every_host_it_is_given(tmp_path):
+    """Before a run, every host about to run loses its record: an interrupted run must leave none of them
+    recorded as converged (a lab test interrupts a --full apply and expects the re-run to run them all)."""
+    state = SiteState("fp", root=tmp_path / "state")
+    state.ensure()
+    record = fingerprints.HostRecord(input="x", live={})
+    fingerprints.save_records(state, {"a": record, "b": record, "c": record})
+    fingerprints.forget(state, ["a", "b"])
+    assert list(fingerprints.load_records(state)) == ["c"]
+    fingerprints.forget(state)
+    assert fingerprints.load_records(state) == {}
