@@ -198,7 +198,7 @@ def test_verify_passes_on_the_guests(lab):
     assert v6["detail"].startswith("only the probe itself"), v6
     from provisioner.backends.libvirt import ovs
 
-    assert not [name for name, port in ovs.ports().items() if port.is_probe], "the probe's port is off the switch"
+    assert not ovs.probe_ports(lab.site.name), "the probe's port is off the switch"
     assert not _probe_namespaces()
 
 

@@ -90,11 +90,16 @@ def teardown() -> None:
             sh("ip", "netns", "delete", ns, check=False)
     for name in PEERS:
         sh("ip", "link", "delete", f"pvtp{N}{name}", check=False)
-    for port in ovs.probe_ports(SITE):
-        ovs.delete_port(port)
+    # this run's probe ports, and any an earlier run of this test left (a run whose switch went away under it
+    # could not take them off): each carries a site name pvtprobe<N>
+    for name, port in ovs.ports().items():
+        if port.is_probe and port.external_ids.get(ovs.SITE_KEY, "").startswith("pvtprobe"):
+            ovs.delete_port(name)
     for point in (probe("dev", 931), probe("test", 933)):
         sh("ip", "link", "delete", point.port, check=False)
-    ovs.delete_bridge(BRIDGE)
+    for bridge in ovs.bridges():  # this run's bridge and any an earlier run left
+        if bridge.startswith("pvtprobe"):
+            ovs.delete_bridge(bridge)
 
 
 def probe(segment: str, vlan: int, host: int = 254) -> LabProbe:
