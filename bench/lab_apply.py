@@ -75,24 +75,13 @@ def plain_playbook(site_file: Path, state: Path, env: dict[str, str]) -> tuple[f
 
 
 def mitogen_env() -> dict[str, str]:
-    """Ansible settings for Mitogen's linear strategy (package mitogen, when installed)."""
-    import importlib.util
+    """Ansible settings for Mitogen's linear strategy: provision's own (runner.mitogen_strategy)."""
+    from provisioner.ansible_run.runner import mitogen_strategy
 
-    spec = importlib.util.find_spec("ansible_mitogen")
-    if spec is None or spec.origin is None:
-        sys.exit("--mitogen: the mitogen package is not installed in this venv")
-    plugins = Path(spec.origin).parent / "plugins" / "strategy"
-    return {"ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": "mitogen_linear"}
-
-
-def private_copies(source: Path, folder: Path) -> Path:
-    """The demo keys as `verify --keys` takes them: mode 0600."""
-    folder.mkdir(mode=0o700)
-    for key in source.iterdir():
-        if key.is_file() and key.suffix not in (".pub", ".md"):
-            (folder / key.name).write_bytes(key.read_bytes())
-            (folder / key.name).chmod(0o600)
-    return folder
+    settings = mitogen_strategy()
+    if not settings:
+        sys.exit("--mitogen: the mitogen package is not installed in this venv (or ANSIBLE_STRATEGY is set)")
+    return settings
 
 
 def changed_count(apply_json: str) -> int:
@@ -142,7 +131,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT))
+    sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "support")]
+    from helpers import private_key_copies
+
     from provisioner.backends.lxc import base_image
 
     data = yaml.safe_load((ROOT / "inventories/example/site.yml").read_text())
@@ -154,7 +145,7 @@ def main() -> None:
     site_file.write_text(yaml.safe_dump(data, sort_keys=False))
     state = work / "state" / SITE
     env = {"PROVISION_STATE_DIR": str(work / "state")}
-    keys = private_copies(KEYS, work / "keys")
+    keys = private_key_copies(KEYS, work / "keys")
     figures: dict[str, list[float]] = {}
     notes: list[str] = []
 
