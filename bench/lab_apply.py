@@ -32,12 +32,6 @@ KEYS = ROOT / "inventories" / "example" / "demo-keys"
 VENV_BIN = Path(sys.executable).parent
 
 
-def plain_ansible_extra_args(state: Path) -> list[str]:
-    """What plain ansible-playbook needs beyond the inventory and ansible.cfg: nothing (the inventory names the
-    site's secret folder; the lookup provisioner.separation.secret reads it)."""
-    return []
-
-
 def timed(command: list[str], env: dict[str, str], what: str, allowed: tuple[int, ...] = (0,)) -> tuple[float, str]:
     started = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT)
@@ -69,7 +63,6 @@ def plain_playbook(site_file: Path, state: Path, env: dict[str, str]) -> tuple[f
         "-i",
         str(site_file.parent / "hosts.yml"),
         "playbooks/site.yml",
-        *plain_ansible_extra_args(state),
     ]
     return timed(command, {**env, "ANSIBLE_CONFIG": str(state / "ansible.cfg")}, "plain ansible-playbook")
 
