@@ -13,6 +13,7 @@ from provisioner.site.model import LibvirtSettings, Person, Site, Waiver
 from provisioner.site.policy import probe_address
 from provisioner.site.vocabulary import DEFAULT_ACCESS, LEVEL_ORDER
 from provisioner.site.waiver_scope import check_waiver_scopes
+from provisioner.site.watch_schedules import check_watch
 from provisioner.site.yamlsource import KeyPath, format_path
 
 Problem = tuple[KeyPath, str]
@@ -37,6 +38,7 @@ def check_site(site: Site, today: dt.date | None = None) -> list[Problem]:
     problems.extend(check_waiver_scopes(site))
     problems.extend(check_duties(site, today))
     problems.extend(check_design(site))
+    problems.extend(check_watch(site))
     return problems
 
 

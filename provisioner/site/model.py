@@ -25,6 +25,9 @@ NAME_RE = r"^[a-z][a-z0-9]{0,7}$"
 HOST_RE = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
 USER_RE = r"^[a-z_][a-z0-9_-]{0,30}$"
 CONTROL_RE = r"^[A-Z]{3,4}-[0-9]{1,2}$"
+CONTROL_OR_FAMILY_RE = r"^[A-Z]{3,4}(-[0-9]{1,2})?$"
+DURATION_RE = r"^[1-9][0-9]{0,5}[smhd]$"
+WATCH_NAME_RE = r"^[a-z][a-z0-9-]{0,30}$"
 
 # How each name pattern reads to a person, for error messages.
 PATTERN_HELP = {
@@ -32,6 +35,9 @@ PATTERN_HELP = {
     HOST_RE: "2-32 lower-case letters, digits or '-', starting with a letter",
     USER_RE: "a Unix user name: lower-case letters, digits, '_' or '-', at most 31 characters",
     CONTROL_RE: "a control ID such as ACC-1 or NET-2",
+    CONTROL_OR_FAMILY_RE: "a control ID such as NET-2, or a family such as NET",
+    DURATION_RE: "a whole number and s, m, h or d, such as 20s or 1h",
+    WATCH_NAME_RE: "lower-case letters, digits or '-', starting with a letter, at most 31 characters",
     r"^[a-z][a-z0-9]{1,11}$": "2-12 lower-case letters or digits, starting with a letter",
     r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$": "letters, digits, '.', '_' or '-', at most 64 characters",
     r"^[a-z_][a-z0-9_]{0,62}$": "a plain SQL name: lower-case letters, digits or '_', at most 63 characters",
@@ -307,6 +313,45 @@ class DataSettings(Strict):
         return next((a for a in self.authorisations if a.id == ref), None)
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MIN_WATCH_SECONDS = 20
+
+Duration = Annotated[str, Field(pattern=DURATION_RE, description="a whole number and s, m, h or d, such as 20s or 1h")]
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds of a Duration ('90s', '15m', '1h', '1d')."""
+    return int(text[:-1]) * DURATION_UNITS[text[-1]]
+
+
+class WatchSchedule(Strict):
+    """One scheduled verification: which controls `provision watch` verifies, and how often."""
+
+    name: Annotated[str, Field(pattern=WATCH_NAME_RE)]
+    every: Duration = Field(description="how often the controls are verified; at least 20s")
+    controls: list[Annotated[str, Field(pattern=CONTROL_OR_FAMILY_RE)]] = Field(
+        default_factory=list, description="control IDs (NET-2) or families (NET); none: every control"
+    )
+
+    @property
+    def seconds(self) -> int:
+        return duration_seconds(self.every)
+
+
+class WatchSettings(Strict):
+    """Continuous verification: the schedules `provision watch install` sets up on the controller. The command
+    that is told about failures is the controller's (`provision watch install --notify`), never the site file's."""
+
+    schedules: list[WatchSchedule] = Field(min_length=1)
+    grace: Duration = Field(
+        default="5m", description="how late a scheduled run may finish before the time counts as not verified"
+    )
+
+    @property
+    def grace_seconds(self) -> int:
+        return duration_seconds(self.grace)
+
+
 class Management(Strict):
     cidr: ipaddress.IPv4Network
     vlan: int | None = Field(default=None, ge=1, le=4094, description="VLAN of the management network (hypervisors)")
@@ -444,6 +489,7 @@ class Site(Strict):
     waivers: list[Waiver] = Field(default_factory=list)
     out_of_scope: list[OutOfScope] = Field(default_factory=list)
     test_data: DataSettings = Field(default_factory=DataSettings)
+    watch: WatchSettings | None = Field(default=None, description="continuous verification; none: verify on demand")
 
     # ---- lookups used everywhere -------------------------------------------------------------
     def environment(self, name: str) -> Environment:
