@@ -62,7 +62,8 @@ def test_no_controls_means_every_control(tmp_path: Path):
         (
             {"schedules": [{"name": "n", "every": "1h", "controls": ["NET-9"]}]},
             "watch.schedules[0].controls[0]",
-            "'NET-9' is no control or family of the catalogue; allowed: ACC, CHG, CUE, DATA, DOC, HYP, LOG, NET or an ID",
+            "'NET-9' is no control or family of the catalogue; allowed: ACC, CHG, CUE, DATA, DOC, HYP, LOG, NET or an "
+            "ID",
         ),
         (
             {"schedules": [{"name": "n", "every": "1h"}, {"name": "n", "every": "2h"}]},
