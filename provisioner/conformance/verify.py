@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -107,13 +108,18 @@ def _expression_problem(select: str) -> str | None:
     return None
 
 
-def run_verify(
-    site: LoadedSite, workers: int = 4, keys_dir: Path | None = None, select: str | None = None
-) -> VerifyResult:
-    state = SiteState(site.name)
-    if not state.known_hosts.exists():
-        raise ProvisionError(f"site '{site.name}' has not been applied here yet: run `provision apply` first")
-    run_dir = new_run_dir(state, "verify")
+def suite_environment() -> dict[str, str]:
+    """The suite's environment: pytest loads only the plugins named on its command line, never whatever else is
+    installed beside it. A plugin that happens to be in the environment must not touch what verify reports, and
+    each of the suite's worker processes would otherwise import (and assertion-rewrite) every one of them."""
+    return {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
+def suite_command(
+    site: LoadedSite, run_dir: Path, workers: int = 4, keys_dir: Path | None = None, select: str | None = None
+) -> list[str]:
+    """The conformance suite's command line, run with `suite_environment()`: pytest with exactly the plugins named
+    here (the suite's own, and xdist for parallel workers)."""
     cmd = [
         sys.executable, "-m", "pytest", str(CHECKS_DIR),
         "-p", "provisioner.conformance.plugin", "-p", "no:cacheprovider",
@@ -123,12 +129,23 @@ def run_verify(
         f"--junitxml={run_dir / 'junit.xml'}", "-o", "junit_family=xunit2",
     ]  # fmt: skip
     if workers > 1:
-        cmd += ["-n", str(workers)]
+        cmd += ["-p", "xdist.plugin", "-n", str(workers)]
     if keys_dir is not None:
         cmd.append(f"--provision-keys={keys_dir}")
     if select:
         cmd += ["-k", select]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    return cmd
+
+
+def run_verify(
+    site: LoadedSite, workers: int = 4, keys_dir: Path | None = None, select: str | None = None
+) -> VerifyResult:
+    state = SiteState(site.name)
+    if not state.known_hosts.exists():
+        raise ProvisionError(f"site '{site.name}' has not been applied here yet: run `provision apply` first")
+    run_dir = new_run_dir(state, "verify")
+    cmd = suite_command(site, run_dir, workers, keys_dir, select)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=suite_environment())
     redactor = Redactor(state.secret_values())
     (run_dir / "pytest.log").write_text(redactor.text(proc.stdout + proc.stderr))
     results_file = run_dir / RESULTS_FILE

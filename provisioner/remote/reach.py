@@ -5,8 +5,9 @@ connected (the port answered), refused (the host itself answered with a reset) o
 back); a UDP datagram with IP_RECVERR names who sent the ICMP error, with its type and code, so a gateway's
 "administratively prohibited" is told from a target's own firewall or from a target that is down ("host
 unreachable"). Silence is retried with a growing pause (a gateway under load rate-limits its ICMP answers); what
-stays silent is "no-answer", which proves nothing either way. An ICMPv6 echo to all nodes of the link lists who
-answers over IPv6; the probe hears its own answer, so its silence about others is meaningful.
+stays silent is "no-answer", which proves nothing either way. An ICMPv6 echo to all nodes of the link, sent while the
+connections are tried, lists who answers over IPv6; the probe hears its own answer, so its silence about others is
+meaningful.
 """
 
 from __future__ import annotations
@@ -94,8 +95,10 @@ def link_v6(interface):
     return {"heard": sorted(heard), "own": sorted(own)}
 
 with concurrent.futures.ThreadPoolExecutor(64) as pool:
+    # the link's IPv6 listens while the connections are tried: its two seconds overlap theirs
+    ipv6 = pool.submit(link_v6, request.get("ipv6_interface"))
     results = list(pool.map(probe, request["targets"]))
-print(json.dumps({"results": results, "ipv6": link_v6(request.get("ipv6_interface"))}))
+    print(json.dumps({"results": results, "ipv6": ipv6.result()}))
 """
 
 
