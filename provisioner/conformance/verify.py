@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.ansible_run.runner import new_run_dir
-from provisioner.conformance import scope
+from provisioner.conformance import attempts, scope
 from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.history import record_run
 from provisioner.conformance.signed_results import RESULTS_FILE, SignedRun, write_signed
@@ -128,7 +128,9 @@ def run_verify(
         cmd.append(f"--provision-keys={keys_dir}")
     if select:
         cmd += ["-k", select]
+    start = attempts.before_run(site, state)
     proc = subprocess.run(cmd, capture_output=True, text=True)
+    between = attempts.after_run(site, state, run_dir, start)  # before the Redactor: attempts.json is scrubbed
     redactor = Redactor(state.secret_values())
     (run_dir / "pytest.log").write_text(redactor.text(proc.stdout + proc.stderr))
     results_file = run_dir / RESULTS_FILE
@@ -143,5 +145,5 @@ def run_verify(
     payload["waivers"] = [w.model_dump(mode="json") for w in site.model.waivers]
     # signed where it is written: `provision report` refuses results that are unsigned or changed since
     signed_run = write_signed(state, run_dir, payload)
-    record_run(state, run_dir, results, signed_run.digest, signed_run.fingerprint)
+    record_run(state, run_dir, results, signed_run.digest, signed_run.fingerprint, attempts=between)
     return VerifyResult(run_dir, results, proc.returncode, signed_run)
