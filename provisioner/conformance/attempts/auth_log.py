@@ -47,7 +47,9 @@ _SSHD_REFUSALS = [
     re.compile(r"^Invalid user (?P<user>.*?) from " + _FROM_PORT + r"$"),
     re.compile(r"^User (?P<user>\S+) from (?P<source>\S+) not allowed because .+$"),
     re.compile(r"^User (?P<user>\S+) not allowed because .+$"),
-    re.compile(r"^(?:Connection closed|Disconnected) by (?:authenticating|invalid) user (?P<user>.*?) " + _FROM_PORT),
+    re.compile(
+        r"^(?:Connection closed by|Disconnected from) (?:authenticating|invalid) user (?P<user>.*?) " + _FROM_PORT
+    ),
     re.compile(
         r"^(?:error: )?maximum authentication attempts exceeded for (?:invalid user )?(?P<user>.*?) from " + _FROM_PORT
     ),
@@ -65,7 +67,7 @@ _PAM_FAILURE = re.compile(r"^pam_\w+\(sudo:auth\): authentication failure;.*?\bu
 
 @dataclass(frozen=True)
 class Entry:
-    """One journal entry: when (UTC), which process, what it said."""
+    """One journal entry: when (UTC), which program and process, what it said."""
 
     time: dt.datetime
     identifier: str
@@ -86,7 +88,8 @@ class Entry:
             return None
         return cls(
             time=dt.datetime.fromtimestamp(micros / 1_000_000, dt.UTC),
-            identifier=str(entry.get("SYSLOG_IDENTIFIER") or entry.get("_COMM") or ""),
+            # the process's own name as the journal saw it (a trusted field): `logger -t sshd` cannot pass for sshd
+            identifier=str(entry.get("_COMM") or entry.get("SYSLOG_IDENTIFIER") or ""),
             pid=str(entry.get("_PID") or entry.get("SYSLOG_PID") or ""),
             message=message,
         )

@@ -59,6 +59,8 @@ class LiveSources:
 
     def _on_gateway(self, command: str) -> str:
         gateway = str(self.site.management.gateway)
+        if not known_host(self.state.known_hosts, gateway):
+            raise Unreadable(f"the gateway {gateway}'s host key is not known here (`provision apply` pins it)")
         try:
             result = self.remote.run_as_root(gateway, command)
         except Exception as exc:  # testinfra raises its own errors for a host it cannot reach
@@ -100,6 +102,16 @@ class LiveSources:
         if found.returncode != 0 and not found.stdout.strip():
             raise Unreadable(f"journalctl could not read {host.name}'s journal copy: {_first_line(found.stderr)}")
         return _json_lines(found.stdout)
+
+
+def known_host(known_hosts: Path, address: str) -> bool:
+    """Whether the site's known_hosts (as apply writes it: `<address> <key>` per line) pins `address`: SSH runs with
+    StrictHostKeyChecking=yes, so without it no connection is tried."""
+    try:
+        lines = known_hosts.read_text().splitlines()
+    except OSError:
+        return False
+    return any(address in line.split(" ", 1)[0].split(",") for line in lines if line.strip())
 
 
 def journal_files(folder: Path, address: str) -> list[Path]:
