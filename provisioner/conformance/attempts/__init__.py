@@ -57,7 +57,7 @@ def before_run(site: LoadedSite, state: SiteState, sources: Sources | None = Non
     kept = _load(state)
     read, why = _counters(sources)
     start = Snapshot(
-        time=sources.now(),
+        time=sources.now(),  # after the counters: what they hold lies before it, the probes all come after it
         counters=read,
         why=why,
         previous=kept.get("end") if isinstance(kept.get("end"), dict) else None,
@@ -73,8 +73,8 @@ def after_run(
     """The attempts between the previous run and `start`, written to the run folder as attempts.json; the counters
     at this run's end kept for the next run."""
     sources = sources or LiveSources(site.model, state)
+    end = sources.now()  # the suite is done: what happens from here on is the next run's to count
     read, why = _counters(sources)
-    end = sources.now()
     attempts = _scrubbed(between_runs(site, start, sources), Redactor(state.secret_values()))
     kept = _load(state)
     running = kept.get("running")
