@@ -18,7 +18,13 @@ def history_path(state: SiteState) -> Path:
 
 
 def record_run(
-    state: SiteState, run_dir: Path, rows: list[dict[str, Any]], results_digest: str = "", signer: str = ""
+    state: SiteState,
+    run_dir: Path,
+    rows: list[dict[str, Any]],
+    results_digest: str = "",
+    signer: str = "",
+    *,
+    attempts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Append one line: time, run folder, counts per status, failed controls; the SHA-256 of the run's signed
     results.json and the fingerprint of the key that signed it."""
@@ -32,6 +38,8 @@ def record_run(
     if results_digest:
         entry["results_digest"] = results_digest
         entry["signer"] = signer
+    if attempts is not None:
+        entry["attempts"] = attempts  # the blocked attempts since the previous run (conformance.attempts)
     state.evidence_dir.mkdir(parents=True, exist_ok=True)
     with history_path(state).open("a") as handle:
         handle.write(json.dumps(entry, sort_keys=True) + "\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.ansible_run.runner import new_run_dir
-from provisioner.conformance import scope
+from provisioner.conformance import attempts, scope
 from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.history import record_run
 from provisioner.conformance.signed_results import RESULTS_FILE, SignedRun, write_signed
@@ -145,7 +145,9 @@ def run_verify(
         raise ProvisionError(f"site '{site.name}' has not been applied here yet: run `provision apply` first")
     run_dir = new_run_dir(state, "verify")
     cmd = suite_command(site, run_dir, workers, keys_dir, select)
+    start = attempts.before_run(site, state)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=suite_environment())
+    between = attempts.after_run(site, state, run_dir, start)  # before the Redactor: attempts.json is scrubbed
     redactor = Redactor(state.secret_values())
     (run_dir / "pytest.log").write_text(redactor.text(proc.stdout + proc.stderr))
     results_file = run_dir / RESULTS_FILE
@@ -160,5 +162,5 @@ def run_verify(
     payload["waivers"] = [w.model_dump(mode="json") for w in site.model.waivers]
     # signed where it is written: `provision report` refuses results that are unsigned or changed since
     signed_run = write_signed(state, run_dir, payload)
-    record_run(state, run_dir, results, signed_run.digest, signed_run.fingerprint)
+    record_run(state, run_dir, results, signed_run.digest, signed_run.fingerprint, attempts=between)
     return VerifyResult(run_dir, results, proc.returncode, signed_run)

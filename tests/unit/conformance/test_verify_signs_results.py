@@ -45,7 +45,7 @@ def test_results_json_is_signed_and_stock_ssh_keygen_accepts_it(verified):
     state, result = verified
     assert result.pytest_rc == 5 and result.results == [], "the suite ran and selected nothing"
     assert sorted(p.name for p in result.run_dir.iterdir()) == [
-        "junit.xml", "pytest.log", "results.json", "results.json.sig",
+        "attempts.json", "junit.xml", "pytest.log", "results.json", "results.json.sig",
     ]  # fmt: skip
     public = signing.public_key(state)
     checked = stock_verify(result.run_dir, public)
@@ -74,6 +74,20 @@ def test_the_history_records_the_results_digest_and_the_signer(verified):
     digest = "sha256:" + hashlib.sha256((result.run_dir / "results.json").read_bytes()).hexdigest()
     assert entry["run"] == result.run_dir.name and entry["results_digest"] == digest
     assert entry["signer"] == signing.fingerprint(signing.public_key(state))
+
+
+def test_the_run_records_the_attempts_since_the_previous_run(verified):
+    """The first run has no earlier run to count from; the gateway's host key is not pinned in this state, so no
+    connection was tried, and the run's end is kept for the next run (issue 21, item 2)."""
+    state, result = verified
+    [entry] = read_history(state)
+    found = json.loads((result.run_dir / "attempts.json").read_text())
+    assert entry["attempts"] == found
+    assert found["since"] is None and found["gateway"]["read"] is False and found["logs"]["read"] is False
+    assert found["window"].startswith("no earlier run")
+    kept = json.loads((state.evidence_dir / "attempts-state.json").read_text())
+    assert kept["end"]["counters"] is None
+    assert kept["end"]["why"] == "the gateway 10.90.0.254's host key is not known here (`provision apply` pins it)"
 
 
 def test_a_changed_byte_fails_the_stock_check(verified, tmp_path):
