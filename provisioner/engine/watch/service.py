@@ -40,6 +40,12 @@ def site_name(ref: str) -> str:
     return load_site(ref).name
 
 
+def scheduler_of(site: str) -> str | None:
+    """The scheduler (systemd or cron) of the site's installed watcher; None when none is installed."""
+    folder = _folder(site)
+    return folder.config().scheduler if folder.has_config() else None
+
+
 def _notify_command(notify: str | None) -> list[str] | None:
     if notify is None:
         return None
