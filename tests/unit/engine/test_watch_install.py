@@ -201,3 +201,19 @@ def test_the_cli_install_and_status_name_the_files_and_the_cron_daemon(world: Pa
     removed = run_cli("watch", "remove", "example", env=env)
     assert removed.rc == 0 and files_under(world / "root") == []
     assert os.path.exists(world / "state/example/watch"), "the watcher's folder (its evidence) stays"
+
+
+def test_doctor_says_whether_the_cron_daemon_of_a_cron_watcher_runs(world: Path):
+    from provisioner.engine import doctor
+
+    [program, daemon] = doctor.watch_findings("cron", proc=fake_proc(world / "proc"))
+    assert program.check == "file /usr/sbin/cron" and program.ok, program
+    assert (daemon.check, daemon.ok) == ("daemon cron", False) and "nothing is verified" in daemon.detail
+    assert "cron" in daemon.fix
+    [running] = doctor.watch_findings("cron", with_programs=False, proc=fake_proc(world / "proc2", p42="cron"))
+    assert running.ok and running.detail == "running, pid 42"
+    [systemctl] = doctor.watch_findings("systemd")
+    assert systemctl.check == "program systemctl"
+    assert service.scheduler_of("example") is None
+    service.install(load_site(watched_site(world / "site")), str(world / "keys"), None, "cron")
+    assert service.scheduler_of("example") == "cron"
