@@ -133,10 +133,12 @@ def _run(
     folder.log(started, f"schedule {schedule.name}: verify {','.join(controls)}")
     try:
         outcome = verifier(site, config, controls, f"watch:{schedule.name}")
-    except ProvisionError as exc:
+    except Exception as exc:  # recorded either way; a defect (not a ProvisionError) still ends the tick loudly
         record.update(finished=iso(clock.now()), error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         folder.record_run(schedule.name, record)
         folder.log(clock.now(), f"schedule {schedule.name}: verify did not run: {record['error']}")
+        if not isinstance(exc, ProvisionError):
+            raise
         return {"schedule": schedule.name, **record}
     finished = clock.now()
     record.update(finished=iso(finished), run=str(outcome.run_dir), verdicts=outcome.verdicts, ok=outcome.ok)
