@@ -21,6 +21,7 @@ Kind = Literal["systemd", "cron"]
 KINDS: tuple[str, ...] = ("auto", "systemd", "cron")
 CRON_DAEMONS = ("cron", "crond")
 # what cron and a systemd service start with: the tick runs ssh, nft, ip, lxc-* like an interactive root shell
+CRON_PERCENT = "\\%"  # a bare % in a cron command ends it (the rest becomes its stdin)
 SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 Systemctl = Callable[[Sequence[str]], str]  # runs `systemctl ARGS`, returns its output; raises on failure
@@ -144,7 +145,8 @@ def _write(path: Path, text: str) -> None:
 
 def service_unit(job: Job) -> str:
     environment = "\n".join(
-        f"Environment={shlex.quote(f'{name}={value}')}" for name, value in [("PATH", SERVICE_PATH), *job.environment]
+        f"Environment={shlex.quote(f'{name}={value}')}".replace("%", "%%")
+        for name, value in [("PATH", SERVICE_PATH), *job.environment]
     )
     return (
         f"# written by `provision watch install {job.site}`; removed by `provision watch remove {job.site}`\n"
@@ -155,7 +157,7 @@ def service_unit(job: Job) -> str:
         "Type=oneshot\n"
         f"User={job.user}\n"
         f"{environment}\n"
-        f"ExecStart={shlex.join(job.command)}\n"
+        f"ExecStart={shlex.join(job.command).replace('%', '%%')}\n"  # % starts a systemd specifier
     )
 
 
@@ -179,12 +181,12 @@ def timer_unit(job: Job) -> str:
 def cron_file(job: Job) -> str:
     """One line every minute; cron's own environment lines first (cron.d does not run a shell for those)."""
     environment = " ".join(f"{name}={shlex.quote(value)}" for name, value in job.environment)
-    command = f"{environment} {shlex.join(job.command)}".strip()
+    command = f"{environment} {shlex.join(job.command)} >>{shlex.quote(str(job.output_log))} 2>&1".strip()
     return (
         f"# written by `provision watch install {job.site}`; removed by `provision watch remove {job.site}`\n"
         "SHELL=/bin/sh\n"
         f"PATH={SERVICE_PATH}\n"
-        f"* * * * * {job.user} {command} >>{shlex.quote(str(job.output_log))} 2>&1\n"
+        f"* * * * * {job.user} {command.replace('%', CRON_PERCENT)}\n"
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.conformance.controls import CONTROLS
+from provisioner.conformance.people_keys import check_people_keys
 from provisioner.conformance.verify import check_arguments
 from provisioner.controller.scheduler import Job, Scheduler, cron_daemon_pids
 from provisioner.engine.watch import due as schedule_due
@@ -89,6 +90,8 @@ def install(
             "before `provision watch install`"
         )
     keys_dir = check_arguments(keys, None)
+    if keys_dir is not None:  # as verify checks them before each run: refused now rather than at every tick
+        check_people_keys(keys, keys_dir, [person.name for person in site.model.people])
     argv = _notify_command(notify)
     scheduler = scheduler or Scheduler()
     kind = scheduler.choose(scheduler_kind)
@@ -222,6 +225,7 @@ def _schedules(
                 "run": record.get("run"),
                 "verdicts": record.get("verdicts"),
                 "error": record.get("error"),
+                "running": bool(record.get("running")),
                 "next_due": iso(when) if when and when > now else "now",
             }
         )

@@ -217,3 +217,25 @@ def test_doctor_says_whether_the_cron_daemon_of_a_cron_watcher_runs(world: Path)
     assert service.scheduler_of("example") is None
     service.install(load_site(watched_site(world / "site")), str(world / "keys"), None, "cron")
     assert service.scheduler_of("example") == "cron"
+
+
+def test_a_percent_sign_is_escaped_for_cron_and_for_systemd(tmp_path: Path):
+    from provisioner.controller.scheduler import Job, cron_file, service_unit
+
+    job = Job("example", ("/opt/100%/python", "-m", "provisioner"), (("PROVISION_STATE_DIR", "/srv/5%"),), 20, "root",
+              tmp_path / "a%b.log")  # fmt: skip
+    line = cron_file(job).splitlines()[-1]
+    assert "/opt/100\\%/python" in line and "/srv/5\\%" in line and "a\\%b.log" in line
+    assert "%" not in line.replace("\\%", "")
+    unit = service_unit(job)
+    assert "ExecStart=/opt/100%%/python -m provisioner" in unit and "PROVISION_STATE_DIR=/srv/5%%" in unit
+
+
+def test_a_key_others_may_read_is_refused_at_install_not_at_every_tick(world: Path):
+    key = world / "keys" / "alice"
+    key.write_text("not really a key\n")
+    key.chmod(0o644)
+    site = load_site(watched_site(world / "site"))
+    with pytest.raises(InputError, match="verify uses only private keys that are yours and mode 0600"):
+        service.install(site, str(world / "keys"), None, "cron")
+    assert files_under(world / "root") == [] and not (world / "state").exists()
