@@ -110,7 +110,12 @@ def _print_status(data: dict[str, Any]) -> None:
     for s in data["schedules"]:
         verdicts = s.get("verdicts") or {}
         failing = [c for c, v in verdicts.items() if v == "fail"]
-        result = s.get("error") or (f"FAILED {', '.join(failing)}" if failing else "no failure" if verdicts else "")
+        if s.get("error"):
+            result = f"did not run: {s['error']}"
+        elif s.get("running"):
+            result = "running now"
+        else:
+            result = f"FAILED {', '.join(failing)}" if failing else "no failure" if verdicts else ""
         say(f"schedule {s['name']} (every {s.get('every')}): last run {s.get('last_started') or 'never'}"
             f"{' ' + result if result else ''}; next {s.get('next_due', '?')}")  # fmt: skip
     for w in data["failure_windows"]:
