@@ -9,6 +9,8 @@ PYTEST_ARGS ?=
 # Installed without recommends; provisioner/controller/needs.py names what each package is for, and
 # tests/unit/controller/test_install_closure.py proves a machine with nothing installed gets every program the code runs.
 APT_PACKAGES := lxc debootstrap nftables iproute2 openssh-client systemd-journal-remote python3-venv python3-dev gcc make git
+# `provision watch` where systemd does not run: cron runs the verification tick (the daemon must be started)
+APT_PACKAGES += cron
 # the libvirt/KVM backend: daemons started by hand (python -m provisioner.backends.libvirt.daemons), never as services
 APT_PACKAGES += libvirt-daemon libvirt-daemon-driver-qemu libvirt-dev pkg-config \
 	qemu-system-x86 qemu-utils openvswitch-switch genisoimage e2fsprogs

@@ -18,6 +18,7 @@ from provisioner.cli import (
     release_commands,
     site_commands,
     waiver_commands,
+    watch_commands,
 )
 from provisioner.cli.common import out
 
@@ -33,6 +34,7 @@ app.add_typer(machine_commands.image_app, name="image")
 app.add_typer(data_commands.app, name="data")
 app.add_typer(release_commands.app, name="release")
 app.add_typer(waiver_commands.app, name="waiver")
+app.add_typer(watch_commands.app, name="watch")
 
 
 @app.callback(invoke_without_command=True)

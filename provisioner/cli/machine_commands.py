@@ -13,6 +13,7 @@ from rich.table import Table
 from provisioner.cli.common import JsonOpt, SiteArg, emit, err, handled, load, out
 from provisioner.engine import doctor as checkup
 from provisioner.engine import images
+from provisioner.engine.watch import service as watch_service
 from provisioner.errors import ExitCode, InputError
 
 app = typer.Typer()
@@ -40,16 +41,18 @@ def doctor(
 ) -> None:
     """Check this machine before anything runs: programs, kernel features, disk, daemons. Exit 2 if something lacks."""
     required_daemons = False
+    watcher = None
     if backend is None:
         loaded = load(site)
         backends: set[str] = {loaded.model.backend.type}
+        watcher = watch_service.scheduler_of(loaded.name)
         uri = getattr(loaded.model.backend, "uri", "")
         required_daemons = loaded.model.backend.type == "libvirt" and uri.startswith("qemu:///")
     elif site is not None:
         raise InputError("name a site or --backend, not both")
     else:
         backends = set(checkup.BACKEND_USES) if backend == DoctorBackend.ALL else {backend.value}
-    findings = checkup.examine(backends, suite=suite, libvirt_daemons_required=required_daemons)
+    findings = checkup.examine(backends, suite=suite, libvirt_daemons_required=required_daemons, watcher=watcher)
     failed = [f for f in findings if not f.ok]
     fix = checkup.fix_command(findings)
     if as_json:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from provisioner.conformance.controls import CONTROLS
+from provisioner.conformance.waivers import control_status, summarise
 from provisioner.workspace.site_state import SiteState
 
 HISTORY_FILE = "verify-history.jsonl"
@@ -17,6 +19,14 @@ def history_path(state: SiteState) -> Path:
     return state.evidence_dir / HISTORY_FILE
 
 
+def covered_verdicts(rows: list[dict[str, Any]], covered: list[str] | None = None) -> dict[str, str]:
+    """pass | fail | waived | skip for every control a run covered (None: the whole catalogue); a covered control
+    without any result is 'skip' (not verified), and a control the run did not cover is absent, never 'pass'."""
+    counts = summarise(rows)
+    ids = list(CONTROLS) if covered is None else covered
+    return {cid: control_status(counts.get(cid, {})) for cid in ids}
+
+
 def record_run(
     state: SiteState,
     run_dir: Path,
@@ -24,16 +34,21 @@ def record_run(
     results_digest: str = "",
     signer: str = "",
     *,
+    trigger: str = "manual",
+    covered: list[str] | None = None,
     attempts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Append one line: time, run folder, counts per status, failed controls; the SHA-256 of the run's signed
-    results.json and the fingerprint of the key that signed it."""
+    results.json and the fingerprint of the key that signed it; what started the run (manual, watch:<schedule>)
+    and the verdict of each control it covered (covered None: every control of the catalogue)."""
     counts = {status: sum(1 for r in rows if r["status"] == status) for status in STATUSES}
     entry: dict[str, Any] = {
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "run": run_dir.name,
         "counts": counts,
         "failed_controls": sorted({r["control"] for r in rows if r["status"] == "fail"}),
+        "trigger": trigger,
+        "controls": covered_verdicts(rows, covered),
     }
     if results_digest:
         entry["results_digest"] = results_digest

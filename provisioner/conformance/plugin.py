@@ -34,6 +34,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--provision-site", help="site file to verify")
     group.addoption("--provision-keys", default=None, help="folder of people's private keys for login attempts")
     group.addoption("--provision-results", default=None, help="folder for results.json")
+    group.addoption(
+        "--provision-controls",
+        default=None,
+        help="comma-separated control IDs: run only the checks of these controls (the others are deselected)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -181,10 +186,29 @@ def _left_out(config: pytest.Config) -> set[str]:
     return config._provision_left_out  # type: ignore[attr-defined]
 
 
+def selected_controls(config: pytest.Config) -> set[str] | None:
+    """The control IDs of --provision-controls; None: every control."""
+    option = config.getoption("--provision-controls")
+    if option is None:
+        return None
+    return {part.strip() for part in str(option).split(",") if part.strip()}
+
+
+def _control_of(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("control")
+    return str(marker.args[0]) if marker is not None and marker.args else None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave out the checks whose subjects the site does not have (see OPTIONAL_SUBJECTS)."""
+    """Leave out the checks whose subjects the site does not have (see OPTIONAL_SUBJECTS), and with
+    --provision-controls the checks of every other control."""
     nothing_to_check = _left_out(config)
-    left_out = [item for item in items if item.nodeid.split("[", 1)[0] in nothing_to_check]
+    wanted = selected_controls(config)
+    left_out = [
+        item
+        for item in items
+        if item.nodeid.split("[", 1)[0] in nothing_to_check or (wanted is not None and _control_of(item) not in wanted)
+    ]
     if left_out:
         config.hook.pytest_deselected(items=left_out)
         items[:] = [item for item in items if item not in left_out]

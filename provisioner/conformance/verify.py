@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import Any
 from provisioner.ansible_run.runner import new_run_dir
 from provisioner.conformance import attempts, scope
 from provisioner.conformance.controls import CONTROLS
-from provisioner.conformance.history import record_run
+from provisioner.conformance.history import covered_verdicts, record_run
 from provisioner.conformance.signed_results import RESULTS_FILE, SignedRun, write_signed
 from provisioner.conformance.waivers import accepted_risk, apply_waivers, control_status, summarise
 from provisioner.errors import InputError, ProvisionError, shown
@@ -25,6 +26,7 @@ from provisioner.workspace.site_state import SiteState
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
 SELECT_HELP = "give parts of check names joined by and, or, not and parentheses, such as 'access and not database'"
+TRIGGER_RE = re.compile(r"^(manual|watch:[a-z][a-z0-9-]{0,30})$")
 
 
 @dataclass
@@ -33,6 +35,8 @@ class VerifyResult:
     results: list[dict[str, Any]]
     pytest_rc: int
     signed: SignedRun | None = None  # results.json as signed with the site's evidence key
+    covered: list[str] | None = None  # the control IDs the run was asked to verify; None: every control
+    trigger: str = "manual"  # what started the run: manual, or watch:<schedule name>
 
     @property
     def unattempted(self) -> list[dict[str, Any]]:
@@ -59,6 +63,11 @@ class VerifyResult:
         ordered = {cid: counts.pop(cid) for cid in CONTROLS if cid in counts}
         return {**ordered, **counts}
 
+    def covered_verdicts(self) -> dict[str, str]:
+        """The verdict of every control the run covered, 'skip' for one without results; controls the run did not
+        cover are absent (a partial run proves nothing about them)."""
+        return covered_verdicts(self.results, self.covered)
+
     def verdicts(self) -> dict[str, str]:
         """fail | waived | pass | skip per control, in catalogue order: a control with a waived failure is
         'waived' (an accepted risk), never 'pass'."""
@@ -83,6 +92,23 @@ def check_arguments(keys: str | None, select: str | None) -> Path | None:
             "(one file per person, named as in people:)"
         )
     return keys_dir
+
+
+def check_controls(names: list[str], option: str = "--controls") -> list[str]:
+    """Control IDs (NET-2) or families (NET) of the catalogue -> the control IDs they name, in catalogue order;
+    an unknown name is bad input."""
+    ids = list(CONTROLS)
+    families = sorted({cid.split("-", 1)[0] for cid in ids})
+    wanted = [name.strip() for name in names if name.strip()]
+    if not wanted:
+        raise InputError(f"{option}: empty; name control IDs such as {ids[0]} or families such as {families[0]}")
+    for name in wanted:
+        if name not in ids and name not in families:
+            raise InputError(
+                f"{option} {shown(name)}: no control or family of the catalogue; allowed: {', '.join(families)} "
+                f"or an ID such as {ids[0]}"
+            )
+    return [cid for cid in ids if cid in wanted or cid.split("-", 1)[0] in wanted]
 
 
 def _check_selection(select: str | None) -> None:
@@ -116,7 +142,12 @@ def suite_environment() -> dict[str, str]:
 
 
 def suite_command(
-    site: LoadedSite, run_dir: Path, workers: int = 4, keys_dir: Path | None = None, select: str | None = None
+    site: LoadedSite,
+    run_dir: Path,
+    workers: int = 4,
+    keys_dir: Path | None = None,
+    select: str | None = None,
+    controls: list[str] | None = None,
 ) -> list[str]:
     """The conformance suite's command line, run with `suite_environment()`: pytest with exactly the plugins named
     here (the suite's own, and xdist for parallel workers)."""
@@ -134,17 +165,33 @@ def suite_command(
         cmd.append(f"--provision-keys={keys_dir}")
     if select:
         cmd += ["-k", select]
+    if controls is not None:
+        cmd.append(f"--provision-controls={','.join(controls)}")
     return cmd
 
 
 def run_verify(
-    site: LoadedSite, workers: int = 4, keys_dir: Path | None = None, select: str | None = None
+    site: LoadedSite,
+    workers: int = 4,
+    keys_dir: Path | None = None,
+    select: str | None = None,
+    *,
+    controls: list[str] | None = None,
+    trigger: str = "manual",
 ) -> VerifyResult:
+    """Run the suite; `controls` (IDs) limits it to those controls' checks (their verdicts are the only ones the
+    run gives), `trigger` says what started it (manual, watch:<schedule>): both are recorded in the history."""
+    if controls is not None:
+        unknown = [cid for cid in controls if cid not in CONTROLS]
+        if unknown or not controls:
+            raise InputError(f"controls {', '.join(unknown) or '(none)'}: not control IDs of the catalogue")
+    if not TRIGGER_RE.match(trigger):
+        raise InputError(f"trigger {shown(trigger)}: allowed: manual or watch:<schedule name>")
     state = SiteState(site.name)
     if not state.known_hosts.exists():
         raise ProvisionError(f"site '{site.name}' has not been applied here yet: run `provision apply` first")
     run_dir = new_run_dir(state, "verify")
-    cmd = suite_command(site, run_dir, workers, keys_dir, select)
+    cmd = suite_command(site, run_dir, workers, keys_dir, select, controls)
     start = attempts.before_run(site, state)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=suite_environment())
     between = attempts.after_run(site, state, run_dir, start)  # before the Redactor: attempts.json is scrubbed
@@ -162,5 +209,18 @@ def run_verify(
     payload["waivers"] = [w.model_dump(mode="json") for w in site.model.waivers]
     # signed where it is written: `provision report` refuses results that are unsigned or changed since
     signed_run = write_signed(state, run_dir, payload)
-    record_run(state, run_dir, results, signed_run.digest, signed_run.fingerprint, attempts=between)
-    return VerifyResult(run_dir, results, proc.returncode, signed_run)
+    # a -k run covers the controls it has results for; a --controls run the controls it was asked for
+    covered = list(controls) if controls is not None else None
+    if covered is None and select:
+        covered = [cid for cid in CONTROLS if any(r["control"] == cid for r in results)]
+    record_run(
+        state,
+        run_dir,
+        results,
+        signed_run.digest,
+        signed_run.fingerprint,
+        trigger=trigger,
+        covered=covered,
+        attempts=between,
+    )
+    return VerifyResult(run_dir, results, proc.returncode, signed_run, covered, trigger)

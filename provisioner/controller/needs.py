@@ -24,6 +24,7 @@ class Use(StrEnum):
     REPORT = "report"  # the evidence pack: diagram, PDF
     SETUP = "setup"  # `make setup`: the virtualenv and the Python packages that compile
     TESTS = "tests"  # only the test suite runs it
+    WATCH = "watch"  # `provision watch`: the scheduler that runs the verification ticks
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,13 @@ NEEDS: tuple[Need, ...] = (
         "receives the production hosts' journals over HTTPS (LOG-1)",
     ),
     Need("journalctl", "systemd", Use.CORE, "reads the journals received from the production hosts (LOG-1)"),
+    Need("systemctl", "systemd", Use.WATCH, "starts and stops the watcher's timer where systemd runs"),
+    Need(
+        "/usr/sbin/cron",
+        "cron",
+        Use.WATCH,
+        "runs the watcher's tick every minute where systemd does not run (the daemon must be running)",
+    ),
     Need("debootstrap", "debootstrap", Use.IMAGES, "the base images' minimal Debian system"),
     Need("chroot", "coreutils", Use.IMAGES, "configuring the base images"),
     Need("unshare", "util-linux", Use.IMAGES, "apt inside an image, with /proc and /dev in a private namespace"),

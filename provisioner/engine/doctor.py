@@ -15,6 +15,7 @@ from pathlib import Path
 from provisioner.controller import collection_pins
 from provisioner.controller import needs as host_needs
 from provisioner.controller.needs import Use
+from provisioner.controller.scheduler import cron_daemon_pids
 
 BACKEND_USES: dict[str, set[Use]] = {
     "lxc": {Use.CORE, Use.IMAGES, Use.LXC, Use.REPORT},
@@ -45,10 +46,13 @@ class Finding:
     package: str = ""  # the Debian package that fixes it, where one does
 
 
-def examine(backends: set[str], suite: bool = False, libvirt_daemons_required: bool = False) -> list[Finding]:
+def examine(
+    backends: set[str], suite: bool = False, libvirt_daemons_required: bool = False, watcher: str | None = None
+) -> list[Finding]:
+    """`watcher`: the scheduler of the site's installed watcher (systemd or cron), None when there is none."""
     uses = set().union(*(BACKEND_USES[b] for b in backends))
     if suite:
-        uses |= {Use.SETUP, Use.TESTS}
+        uses |= {Use.SETUP, Use.TESTS, Use.WATCH}
     findings = [_need(need) for need in host_needs.for_uses(uses)]
     if backends & {"lxc", "libvirt"}:
         findings.append(_root())
@@ -61,7 +65,28 @@ def examine(backends: set[str], suite: bool = False, libvirt_daemons_required: b
     if "libvirt" in backends:
         findings += _libvirt_daemons(required=libvirt_daemons_required)
     findings.append(_collections())
+    if watcher is not None:
+        findings += watch_findings(watcher, with_programs=not suite)
     return findings
+
+
+def watch_findings(scheduler: str, with_programs: bool = True, proc: Path = Path("/proc")) -> list[Finding]:
+    """What the installed watcher's scheduler needs; for cron, a running cron daemon (else nothing is verified)."""
+    programs = [n for n in host_needs.for_uses({Use.WATCH}) if (n.name == "systemctl") == (scheduler == "systemd")]
+    found = [_need(need) for need in programs] if with_programs else []
+    if scheduler == "cron":
+        pids = cron_daemon_pids(proc)
+        found.append(
+            Finding("daemon cron", True, f"running, pid {', '.join(map(str, pids))}")
+            if pids
+            else Finding(
+                "daemon cron",
+                False,
+                "not running: the watcher's ticks never start, so nothing is verified on schedule",
+                "start the cron daemon (as root: cron; where systemd runs: systemctl start cron)",
+            )
+        )
+    return found
 
 
 def _collections(root: Path | None = None) -> Finding:

@@ -9,7 +9,7 @@ from typing import Any
 
 from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.people_keys import check_people_keys
-from provisioner.conformance.verify import VerifyResult, check_arguments, run_verify
+from provisioner.conformance.verify import VerifyResult, check_arguments, check_controls, run_verify
 from provisioner.errors import InputError, ProvisionError, shown
 from provisioner.releases.service import ReleaseBook
 from provisioner.report import policy as policy_doc
@@ -46,14 +46,33 @@ def control_title(control_id: str) -> str:
     return CONTROLS[control_id].title if control_id in CONTROLS else ""
 
 
-def verify(site: LoadedSite, workers: int, keys: str | None, select: str | None) -> Verification:
-    """Run the conformance suite (--keys: the people's private keys folder; -k: which checks); a full run is
-    recorded in the release ledger for each environment running a release (CHG-1)."""
+def controls_named(option: str | None) -> list[str] | None:
+    """--controls NET,ACC-2 (families or IDs of the catalogue) -> the control IDs, in catalogue order; None (every
+    control) when the option is not given or names the whole catalogue."""
+    if option is None:
+        return None
+    ids = check_controls(option.split(","))
+    return None if set(ids) == set(CONTROLS) else ids
+
+
+def verify(
+    site: LoadedSite,
+    workers: int,
+    keys: str | None,
+    select: str | None,
+    controls: list[str] | None = None,
+    trigger: str = "manual",
+) -> Verification:
+    """Run the conformance suite (--keys: the people's private keys folder; -k: which checks; controls: the
+    control IDs to verify, None for all); a full run is recorded in the release ledger for each environment
+    running a release (CHG-1). A partial run (-k or controls) is not: it proves only part of the catalogue."""
     keys_dir = check_arguments(keys, select)
     if keys is not None and keys_dir is not None:
         check_people_keys(keys, keys_dir, [person.name for person in site.model.people])
-    result = run_verify(site, workers=workers, keys_dir=keys_dir, select=select)
-    if select is not None:
+    if controls is not None and set(controls) >= set(CONTROLS):
+        controls = None
+    result = run_verify(site, workers=workers, keys_dir=keys_dir, select=select, controls=controls, trigger=trigger)
+    if select is not None or controls is not None:
         return Verification(result, [], None)
     try:
         entries = ReleaseBook.open(site).record_verify(result.run_dir, result.ok)

@@ -85,6 +85,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         # were an empty SITE ever taken as "the only site" again, this names no site rather than the example
         "PROVISION_SITE": str(root / "no-default-site"),
         "COLUMNS": "250",
+        # `provision watch install` writes its scheduler's files under this root, never /etc, in these tests
+        "PROVISION_SYSTEM_ROOT": str(root / "system"),
     }
     paths = {name: str(path) for name, path in _files(root).items()}
     paths |= {"site": str(_site(root, "inputs")), "fresh": str(_site(root, "fresh"))}
@@ -195,6 +197,14 @@ CASES: list[tuple[str, str]] = [
     # expressions, names, and options that do not go together
     ("verify {site} -k '(('", "-k ((: not a -k expression"),
     ("verify {site} -k ''", "-k '': empty"),
+    ("verify {site} --controls NET,ACC-99", "--controls ACC-99: no control or family of the catalogue"),
+    ("verify {site} --controls ' , '", "--controls: empty"),
+    ("watch install {site} --keys {empty}", "the site file declares no watch: section"),
+    ("watch install {site} --keys {empty} --scheduler bogus", "Invalid value for '--scheduler'"),
+    ("watch status nosuch", "no such site file"),
+    ("watch tick nosuch", "no such site file"),
+    ("watch tick {site}", "no watcher is installed for site 'inputs'"),
+    ("watch tick {site} --for -1", "Invalid value for '--for'"),
     ("image build --package -oAPT::Get::Assume-Yes=1", "not a Debian package name; allowed: lower-case letters"),
     ("image build --backend lxc --package Bad_Name", "--package Bad_Name: not a Debian package name"),
     ("image build --backend libvirt --package htop --package ''", "--package '': not a Debian package name"),
