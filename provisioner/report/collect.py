@@ -22,11 +22,12 @@ from provisioner.conformance.waivers import (
     waiver_state,
 )
 from provisioner.releases.decisions import signed_waivers as decisions_signed_waivers
-from provisioner.report import access_matrix, decisions, diagram, releases
+from provisioner.report import access_matrix, decisions, diagram, period, releases, timeline_svg
 from provisioner.report import policy as policy_doc
 from provisioner.site.load import LoadedSite
 from provisioner.site.model import Site
 from provisioner.site.policy import access_level, deploy_envs, resolved_flows
+from provisioner.site.watch_schedules import catalogue_ids, covered, intervals_by_control
 from provisioner.workspace.site_state import SiteState
 
 ACCEPTED_RISK = "accepted risk"  # a question's verdict where a waiver accepts a failure its answer rests on
@@ -373,8 +374,29 @@ def assemble(
     }
 
 
-def collect(site: LoadedSite, state: SiteState) -> dict[str, Any]:
-    """Read the latest verify run and live state for a site."""
+def period_section(site: Site, state: SiteState, span: period.Period) -> dict[str, Any]:
+    """The verification history over `span`, checked first: timelines, scheduled runs, failure windows, blocked
+    attempts and the history check (see report.period)."""
+    chain = history.VerifyHistory(state)
+    return period.build(
+        chain.numbered_entries(),
+        chain.problems(),
+        span,
+        control_ids=catalogue_ids(),
+        intervals=intervals_by_control(site),
+        grace=site.watch.grace_seconds if site.watch else period.DEFAULT_GRACE,
+        schedules=[period.Schedule(s.name, s.seconds, covered(s)) for s in site.watch.schedules] if site.watch else [],
+        questions=QUESTIONS,
+    )
+
+
+def with_period(report: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
+    """The report with the period's section and its timeline picture."""
+    return {**report, "period": section, "period_svg": timeline_svg.render(section)}
+
+
+def collect(site: LoadedSite, state: SiteState, span: period.Period | None = None) -> dict[str, Any]:
+    """Read the latest verify run and live state for a site; with `span`, the verification history over it."""
     from provisioner.backends import backend_for
 
     run = latest_verify_run(state)
@@ -389,7 +411,8 @@ def collect(site: LoadedSite, state: SiteState) -> dict[str, Any]:
         from provisioner.releases.ledger import Ledger
 
         ledger.problems.extend(f"integrity: {p}" for p in Ledger(state).problems())
-    return assemble(
+    report = assemble(
         site.model, run, live_segments, attachments, matrix, ledger, history.read_history(state),
         backend_name=backend.name, site_source=policy_doc.source_of(site.path),
     )  # fmt: skip
+    return with_period(report, period_section(site.model, state, span)) if span is not None else report

@@ -157,14 +157,14 @@ class HashChain:
         signer = signing.identity(self.state)
         lines = self._lines()
         line_of: dict[int, list[int]] = {}
-        for number, entry in self.numbered_entries():
-            seq = entry.get("seq")
+        for number, numbered in self.numbered_entries():
+            seq = numbered.get("seq")
             if isinstance(seq, int) and not isinstance(seq, bool):
                 line_of.setdefault(seq, []).append(number)
         previous, last_seq = GENESIS, 0
         for number, line in enumerate(lines, start=1):
             try:
-                entry = json.loads(line)
+                entry: Any = json.loads(line)
             except ValueError:
                 entry = None
             if not isinstance(entry, dict):
