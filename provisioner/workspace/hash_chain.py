@@ -157,11 +157,13 @@ class HashChain:
         signer = signing.identity(self.state)
         lines = self._lines()
         line_of: dict[int, list[int]] = {}
+        hash_of: dict[int, str] = {0: GENESIS}
         for number, numbered in self.numbered_entries():
             seq = numbered.get("seq")
             if isinstance(seq, int) and not isinstance(seq, bool):
                 line_of.setdefault(seq, []).append(number)
-        previous, last_seq = GENESIS, 0
+                hash_of.setdefault(seq, str(numbered.get("hash", "")))
+        previous, highest = GENESIS, 0  # the last line's hash; the highest sequence number so far
         for number, line in enumerate(lines, start=1):
             try:
                 entry: Any = json.loads(line)
@@ -170,10 +172,11 @@ class HashChain:
             if not isinstance(entry, dict):
                 found.append(ChainProblem(number, "not a JSON object: the line was edited", "unreadable"))
                 continue
-            order = sequence_problem(entry.get("seq"), last_seq, line_of, number)
+            seq = entry.get("seq")
+            order = sequence_problem(seq, highest, line_of, number)
             if order is not None:
                 found.append(order)
-            elif entry.get("prev") != previous:
+            elif entry.get("prev") != hash_of.get(seq - 1):
                 found.append(
                     ChainProblem(number, "does not chain to the entry before it: that entry was replaced or edited")
                 )
@@ -186,8 +189,7 @@ class HashChain:
             ):
                 found.append(ChainProblem(number, "signature does not verify", "signature"))
             previous = str(entry.get("hash", ""))
-            seq = entry.get("seq")
-            last_seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else last_seq + 1
+            highest = max(highest, seq) if isinstance(seq, int) and not isinstance(seq, bool) else highest + 1
         found.extend(self._head_problems(len(lines), previous, public, signer))
         return found
 
