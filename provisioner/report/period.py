@@ -142,7 +142,7 @@ class Segment:
     start: dt.datetime
     end: dt.datetime
     status: str
-    run: str = ""  # the run whose verdict it is ('' where not verified)
+    run: str = ""  # the run whose verdict starts it ('' where not verified)
 
     def as_dict(self) -> dict[str, Any]:
         return {"start": iso(self.start), "end": iso(self.end), "status": self.status, "run": self.run}
@@ -181,8 +181,8 @@ def timeline(runs: Sequence[Run], control: str, validity_seconds: float, period:
 def _merged(segments: list[Segment]) -> list[Segment]:
     merged: list[Segment] = []
     for seg in segments:
-        if merged and merged[-1].status == seg.status == NOT_VERIFIED and merged[-1].end == seg.start:
-            merged[-1] = Segment(merged[-1].start, seg.end, NOT_VERIFIED)
+        if merged and merged[-1].status == seg.status and merged[-1].end == seg.start:
+            merged[-1] = Segment(merged[-1].start, seg.end, seg.status, merged[-1].run)
         else:
             merged.append(seg)
     return merged

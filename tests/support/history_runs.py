@@ -21,7 +21,9 @@ def at(minutes: float) -> dt.datetime:
 
 def rows_for(verdicts: dict[str, str]) -> list[dict[str, Any]]:
     """Result rows that summarise to `verdicts` (control -> pass | fail | waived | skip)."""
-    return [{"control": cid, "check": f"check_{cid}", "host": "site", "status": status} for cid, status in verdicts.items()]
+    return [
+        {"control": cid, "check": f"check_{cid}", "host": "site", "status": status} for cid, status in verdicts.items()
+    ]
 
 
 def record(
