@@ -176,7 +176,7 @@ class HashChain:
             order = sequence_problem(seq, highest, line_of, number)
             if order is not None:
                 found.append(order)
-            elif entry.get("prev") != hash_of.get(seq - 1):
+            elif entry.get("prev") != hash_of.get(highest):  # its sequence number is highest + 1
                 found.append(
                     ChainProblem(number, "does not chain to the entry before it: that entry was replaced or edited")
                 )
