@@ -14,7 +14,7 @@ from provisioner.conformance.verify import VerifyResult, check_arguments, run_ve
 from provisioner.errors import InputError, ProvisionError, shown
 from provisioner.releases.service import ReleaseBook
 from provisioner.report import policy as policy_doc
-from provisioner.report.collect import collect
+from provisioner.report.collect import collect, period_section, with_period
 from provisioner.report.manifest import MANIFEST, PUBLIC_KEY, verify_pack
 from provisioner.report.pack import check_out_folder, default_folder, write_pack
 from provisioner.report.period import Period, parse_period
@@ -80,7 +80,9 @@ def write_report(site: LoadedSite, out_dir: str | None, period: Period | None = 
     lab is read. With `period`, the pack also shows the verification history over it."""
     folder = check_out_folder(out_dir) if out_dir is not None else None
     state = SiteState(site.name)
-    data = collect(site, state, period)
+    data = collect(site, state)
+    if period is not None:
+        data = with_period(data, period_section(site.model, state, period))
     return Pack(write_pack(data, folder or default_folder(state), state), data)
 
 

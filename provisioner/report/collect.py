@@ -378,9 +378,14 @@ def period_section(site: Site, state: SiteState, span: period.Period) -> dict[st
     """The verification history over `span`, checked first: timelines, scheduled runs, failure windows, blocked
     attempts and the history check (see report.period)."""
     chain = history.VerifyHistory(state)
+    for _ in range(3):  # a run appended while the history is read: read it again, so entries and check agree
+        before = chain.fingerprint()
+        problems, entries = chain.problems(), chain.numbered_entries()
+        if chain.fingerprint() == before:
+            break
     return period.build(
-        chain.numbered_entries(),
-        chain.problems(),
+        entries,
+        problems,
         span,
         control_ids=catalogue_ids(),
         intervals=intervals_by_control(site),
@@ -395,8 +400,8 @@ def with_period(report: dict[str, Any], section: dict[str, Any]) -> dict[str, An
     return {**report, "period": section, "period_svg": timeline_svg.render(section)}
 
 
-def collect(site: LoadedSite, state: SiteState, span: period.Period | None = None) -> dict[str, Any]:
-    """Read the latest verify run and live state for a site; with `span`, the verification history over it."""
+def collect(site: LoadedSite, state: SiteState) -> dict[str, Any]:
+    """Read the latest verify run and live state for a site."""
     from provisioner.backends import backend_for
 
     run = latest_verify_run(state)
@@ -411,8 +416,7 @@ def collect(site: LoadedSite, state: SiteState, span: period.Period | None = Non
         from provisioner.releases.ledger import Ledger
 
         ledger.problems.extend(f"integrity: {p}" for p in Ledger(state).problems())
-    report = assemble(
+    return assemble(
         site.model, run, live_segments, attachments, matrix, ledger, history.read_history(state),
         backend_name=backend.name, site_source=policy_doc.source_of(site.path),
     )  # fmt: skip
-    return with_period(report, period_section(site.model, state, span)) if span is not None else report

@@ -97,3 +97,32 @@ def test_bad_period_arguments_exit_2_and_write_nothing(tmp_path, args, said):
     result = run_cli("report", str(EXAMPLE), *args, env={"PROVISION_STATE_DIR": str(tmp_path)})
     assert result.rc == 2 and said in " ".join(result.stderr.split()), result
     assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_provision_report_from_to_writes_the_period_into_the_pack(tmp_path, monkeypatch):
+    """The command line end to end but for the lab: the latest run and live state as recorded (collect is the
+    only part replaced); the history is the real one of the site's state."""
+    from typer.testing import CliRunner
+
+    from provisioner.cli import app
+    from provisioner.engine import evidence
+
+    monkeypatch.setenv("PROVISION_STATE_DIR", str(tmp_path / "state"))
+    state = SiteState("example")
+    for minute, verdict in ((0, "pass"), (30, "fail"), (60, "pass")):
+        record(state, at(minute), {"NET-2": verdict}, name=f"run{minute}")
+    monkeypatch.setattr(evidence, "collect", lambda site, state: build_report(state=state))
+    runner = CliRunner(env={"PROVISION_STATE_DIR": str(tmp_path / "state")})
+    args = ["report", "example", "--out", str(tmp_path / "pack"), "--from", "2026-03-01", "--to", "2026-03-02"]
+    made = runner.invoke(app, [*args, "--json"])
+    assert made.exit_code == 0, made.output
+    summary = json.loads(made.stdout)["period"]
+    assert summary["from"] == "2026-03-01T00:00:00+00:00" and summary["history_ok"]
+    [window] = summary["windows"]
+    assert (window["start"]["run"], window["end"]["run"], window["repair"]) == ("run30", "run60", "30m 00s")
+    assert summary["verdict"]["status"] == "at risk"
+    assert run_cli("report", "verify", str(tmp_path / "pack")).rc == 0
+    text = runner.invoke(app, [*args[:3], str(tmp_path / "pack2"), *args[4:]])
+    assert text.exit_code == 0, text.output
+    said = " ".join(text.stdout.split())
+    assert "NET-2 failing from 2026-03-01T00:30:00+00:00 (run run30): repaired 2026-03-01T01:00:00+00:00" in said
