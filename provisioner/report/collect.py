@@ -27,7 +27,7 @@ from provisioner.report import policy as policy_doc
 from provisioner.site.load import LoadedSite
 from provisioner.site.model import Site
 from provisioner.site.policy import access_level, deploy_envs, resolved_flows
-from provisioner.site.watch_schedules import catalogue_ids, covered, intervals_by_control
+from provisioner.site.watch_schedules import catalogue_ids, intervals_by_control
 from provisioner.workspace.site_state import SiteState
 
 ACCEPTED_RISK = "accepted risk"  # a question's verdict where a waiver accepts a failure its answer rests on
@@ -390,7 +390,11 @@ def period_section(site: Site, state: SiteState, span: period.Period) -> dict[st
         control_ids=catalogue_ids(),
         intervals=intervals_by_control(site),
         grace=site.watch.grace_seconds if site.watch else period.DEFAULT_GRACE,
-        schedules=[period.Schedule(s.name, s.seconds, covered(s)) for s in site.watch.schedules] if site.watch else [],
+        schedules=[
+            period.Schedule(s.name, s.seconds, list(s.controls) or ["every control"]) for s in site.watch.schedules
+        ]
+        if site.watch
+        else [],
         questions=QUESTIONS,
     )
 
