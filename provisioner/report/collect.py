@@ -383,12 +383,13 @@ def period_section(site: Site, state: SiteState, span: period.Period) -> dict[st
         problems, entries = chain.problems(), chain.numbered_entries()
         if chain.fingerprint() == before:
             break
-    return period.build(
+    by_report = report_controls()
+    section = period.build(
         entries,
         problems,
         span,
-        control_ids=catalogue_ids(),
-        intervals=intervals_by_control(site),
+        control_ids=[cid for cid in catalogue_ids() if cid not in by_report],
+        intervals={cid: s for cid, s in intervals_by_control(site).items() if cid not in by_report},
         grace=site.watch.grace_seconds if site.watch else period.DEFAULT_GRACE,
         schedules=[
             period.Schedule(s.name, s.seconds, list(s.controls) or ["every control"]) for s in site.watch.schedules
@@ -397,6 +398,12 @@ def period_section(site: Site, state: SiteState, span: period.Period) -> dict[st
         else [],
         questions=QUESTIONS,
     )
+    return {**section, "checked_by_report": by_report}
+
+
+def report_controls() -> list[str]:
+    """The controls `provision report` checks itself (extra_rows), never a verify run: they have no timeline."""
+    return [row["control"] for row in extra_rows([], {}, "")]
 
 
 def with_period(report: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:

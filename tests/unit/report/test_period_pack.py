@@ -47,7 +47,7 @@ def test_the_html_draws_each_control_as_a_strip_with_its_failure_visible(state):
     assert 'id="period"' in page and page.index('id="period"') < page.index('id="questions"')
     svg = timeline(page)
     rects = [r for r in svg.iter(f"{SVG}rect") if r.get("data-control")]
-    assert {r.get("data-control") for r in rects} == {"NET-1", "NET-2", "NET-3", "NET-4"}, "the NET schedule's"
+    assert {r.get("data-control") for r in rects} == {"NET-1", "NET-2", "NET-3"}, "NET-4 is the report's own"
     assert [r.get("class") for r in rects if r.get("data-control") == "NET-3"] == ["seg-not-verified"], "never run"
     [fail] = [r for r in rects if r.get("class") == "seg-fail"]
     assert fail.get("data-control") == "NET-2" and float(fail.get("width")) >= 2.0, "a 20-minute fault in two days"

@@ -235,3 +235,15 @@ def test_dates_are_utc_and_offsets_are_converted():
     assert span_.start == dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     assert span_.end == dt.datetime(2026, 1, 1, 23, tzinfo=dt.UTC)
     assert period.parse_period("2026-01-01T10:00:00", "2026-01-01T11:00").seconds == 3600
+
+
+def test_controls_the_report_checks_itself_have_no_timeline_and_do_not_spoil_the_verdict(state):
+    site = watched(("all", "20m", []))  # every control of the catalogue
+    from provisioner.site.watch_schedules import catalogue_ids
+
+    ids = [cid for cid in catalogue_ids() if cid not in ("NET-4", "DOC-1")]  # every control a verify run checks
+    record(state, at(0), dict.fromkeys(ids, "pass"), trigger="watch:all")
+    section = period_section(site, state, span(0, 20))
+    shown = {c["id"] for c in section["controls"]}
+    assert "NET-4" not in shown and "DOC-1" not in shown and section["checked_by_report"] == ["NET-4", "DOC-1"]
+    assert shown == set(ids) and section["verdict"]["status"] == "proven", section["verdict"]
