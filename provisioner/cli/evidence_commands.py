@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -127,16 +127,25 @@ def report(
         str | None,
         typer.Option("--key", metavar="FILE", help="with `verify`: the public key the pack must be signed with"),
     ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option("--from", metavar="DATE", help="the period's start: YYYY-MM-DD or an ISO date-time (UTC)"),
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", metavar="DATE", help="the period's end (exclusive), as --from")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The auditor's evidence pack (DOC-1) from the latest verify run and live state: HTML, PDF, JSON, JUnit,
-    OSCAL, network diagram, signed checksum manifest."""
+    OSCAL, network diagram, signed checksum manifest. With --from and --to, also the verification history over
+    that period: per control a timeline, the scheduled runs that ran, every failure window, the blocked attempts,
+    and the history check."""
     args = list(target or [])
     if args and args[0] == "verify":
         if len(args) != 2:
             raise InputError("usage: provision report verify DIR [--key FILE]")
-        if out_dir is not None:
-            raise InputError("--out writes a pack; `report verify DIR` checks one and takes only --key")
+        if out_dir is not None or start is not None or end is not None:
+            raise InputError("--out, --from and --to write a pack; `report verify DIR` checks one and takes only --key")
         _report_verify(args[1], trusted_key, as_json)
         return
     if len(args) > 1:
@@ -144,8 +153,9 @@ def report(
         raise InputError(f"one site expected, got {got}; usage: provision report [SITE] [--out DIR]")
     if trusted_key is not None:
         raise InputError("--key goes with `report verify DIR`; writing a pack takes [SITE] [--out DIR]")
+    period = evidence.check_period(start, end)
     loaded = load(args[0] if args else None)
-    pack = evidence.write_report(loaded, out_dir)
+    pack = evidence.write_report(loaded, out_dir, period)
     data, folder = pack.data, pack.folder
     failing = [c["id"] for c in data["controls"] if c["status"] == "fail"]
     key = pack.evidence_key
@@ -153,7 +163,7 @@ def report(
     if as_json:
         emit({"site": loaded.name, "pack": str(folder), "verify_run": data["verify_run"], "failing": failing,
               "differences": data["live"]["differences"], "evidence_key": key["fingerprint"],
-              "verify_results": run})  # fmt: skip
+              "verify_results": run, **_period_summary(data)})  # fmt: skip
         return
     out.print(
         f"from verify run {run['run']} (finished {run['finished']}): results {run['digest']}, signed by "
@@ -165,6 +175,8 @@ def report(
         out.print(f"{question['id']} {question['status']}: {escape(question['answer'])}", highlight=False)
     if failing:
         out.print(f"[red]failing controls:[/red] {', '.join(failing)}", highlight=False)
+    if "period" in data:
+        _print_period(data["period"])
     for difference in data["live"]["differences"]:
         out.print(f"[red]differs from the site file:[/red] {escape(difference)}", highlight=False)
     out.print(f"evidence pack: {folder}", highlight=False)
@@ -174,6 +186,75 @@ def report(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _period_summary(data: dict[str, Any]) -> dict[str, Any]:
+    if "period" not in data:
+        return {}
+    section = data["period"]
+    return {
+        "period": {
+            "from": section["from"],
+            "to": section["to"],
+            "verdict": section["verdict"],
+            "history_ok": section["history"]["ok"],
+            "history_problems": [p["text"] for p in section["history"]["problems"]],
+            "windows": section["windows"],
+            "schedules": section["schedules"],
+        }
+    }
+
+
+def _print_period(section: dict[str, Any]) -> None:
+    verdict = section["verdict"]
+    colour = "green" if verdict["status"] == "proven" else "red"
+    out.print(
+        f"period {section['from']} to {section['to']}: [{colour}]{verdict['status']}[/{colour}] "
+        f"({escape(verdict['text'])}); {section['runs_in_period']} runs",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for problem in section["history"]["problems"]:
+        out.print(f"[red]history:[/red] {escape(problem['text'])}", highlight=False)
+    for window in section["windows"]:
+        end = "still open at the end of the period" if window["open_at_end"] else (
+            f"repaired {window['end']['time']} (run {window['end']['run']}), after {window['repair']}"
+        )  # fmt: skip
+        out.print(
+            f"[red]{window['control']}[/red] failing from {window['start']['time']} (run {window['start']['run']}): "
+            f"{end}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for schedule in section["schedules"]:
+        share = "no slot in the period" if schedule["share"] is None else f"{schedule['share']:.1%}"
+        out.print(
+            f"schedule {schedule['name']}: {schedule['ran']} of {schedule['expected']} scheduled runs ran ({share})",
+            highlight=False,
+        )
+
+
+@app.command()
+@handled()
+def history(site: SiteArg = None, as_json: JsonOpt = False) -> None:
+    """Check the verification history: its hash chain, every signature and its signed head. Exit 1 naming the
+    line and what is wrong (deleted, reordered, edited, signature, cut off); 0 when it holds."""
+    loaded = load(site)
+    check = evidence.check_history(loaded)
+    if as_json:
+        emit({"site": loaded.name, "history": str(check.path), "ok": not check.problems, "entries": check.entries,
+              "problems": check.problems})  # fmt: skip
+    elif check.problems:
+        for problem in check.problems:
+            out.print(f"[red]{problem['kind']}:[/red] {escape(problem['text'])}", highlight=False)
+        out.print(f"the verification history {check.path} does NOT hold", highlight=False, soft_wrap=True)
+    else:
+        out.print(
+            f"the verification history {check.path} holds: {check.entries} entries, chained and signed",
+            highlight=False,
+            soft_wrap=True,
+        )
+    failed_if(bool(check.problems))
 
 
 NOT_PINNED = (

@@ -1,30 +1,61 @@
-"""The trend of conformance: each verify run's counts, appended to the site's evidence folder."""
+"""The verification history: each verify run appended to a hash-chained, signed chain in the site's evidence folder
+(`evidence/verify-chain.jsonl` and its signed head `verify-chain.head.json`, namespace `provision-verify-history`;
+see provisioner.workspace.hash_chain), so a deleted, reordered or edited run, a bad signature or a cut-off end is
+found and named by its line.
+
+An entry: `seq`, `time` (ISO UTC, when the run finished), `run` (its folder), `counts` per status,
+`failed_controls`, `results_digest` (SHA-256 of the run's signed results.json) and `signer` (the fingerprint of the
+key that signed them), `trigger` ("manual" or "watch:<schedule>"), `controls` (control ID -> pass | fail | waived |
+skip for every control the run covered; a control it did not cover is absent, never "pass"), `attempts` (the
+blocked attempts since the run before, when collected), then `prev`, `hash` and `sig`.
+
+The unchained `verify-history.jsonl` earlier versions wrote is left as it is and no longer read: its lines carry no
+chain or signature, so they are not evidence of a period.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.waivers import control_status, summarise
+from provisioner.workspace.hash_chain import ChainProblem, HashChain
 from provisioner.workspace.site_state import SiteState
 
-HISTORY_FILE = "verify-history.jsonl"
+NAMESPACE = "provision-verify-history"
+HISTORY_FILE = "verify-chain.jsonl"
+HEAD_FILE = "verify-chain.head.json"
+LOCK_FILE = ".verify-chain.lock"
+UNCHAINED_FILE = "verify-history.jsonl"  # what earlier versions wrote: not chained, not read
 STATUSES = ("pass", "fail", "skip", "waived")
+
+
+class VerifyHistory(HashChain):
+    what = "verification history"
+
+    def __init__(self, state: SiteState):
+        super().__init__(state, NAMESPACE, HISTORY_FILE, HEAD_FILE, LOCK_FILE)
 
 
 def history_path(state: SiteState) -> Path:
     return state.evidence_dir / HISTORY_FILE
 
 
-def covered_verdicts(rows: list[dict[str, Any]], covered: list[str] | None = None) -> dict[str, str]:
-    """pass | fail | waived | skip for every control a run covered (None: the whole catalogue); a covered control
-    without any result is 'skip' (not verified), and a control the run did not cover is absent, never 'pass'."""
+def iso(moment: dt.datetime) -> str:
+    """A time as the history writes it: ISO 8601 in UTC, to the second."""
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
+def verdicts(rows: list[dict[str, Any]], covered: Collection[str] | None = None) -> dict[str, str]:
+    """pass | fail | waived | skip for every control the run covered: those with results when `covered` is None;
+    otherwise each control of `covered` ("skip" where the run produced no result for it). Controls outside
+    `covered` are left out even if rows name them: the run was not meant to vouch for them."""
     counts = summarise(rows)
-    ids = list(CONTROLS) if covered is None else covered
-    return {cid: control_status(counts.get(cid, {})) for cid in ids}
+    if covered is None:
+        return {cid: control_status(c) for cid, c in sorted(counts.items())}
+    return {cid: control_status(counts[cid]) if cid in counts else "skip" for cid in sorted(set(covered))}
 
 
 def record_run(
@@ -35,44 +66,39 @@ def record_run(
     signer: str = "",
     *,
     trigger: str = "manual",
-    covered: list[str] | None = None,
+    covered: Collection[str] | None = None,
     attempts: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """Append one line: time, run folder, counts per status, failed controls; the SHA-256 of the run's signed
-    results.json and the fingerprint of the key that signed it; what started the run (manual, watch:<schedule>)
-    and the verdict of each control it covered (covered None: every control of the catalogue)."""
-    counts = {status: sum(1 for r in rows if r["status"] == status) for status in STATUSES}
+    """Append one signed, chained entry for a finished verify run and return it (with seq, prev, hash, sig).
+    `now`: when the run finished (default: now)."""
     entry: dict[str, Any] = {
-        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "time": iso(now or dt.datetime.now(dt.UTC)),
         "run": run_dir.name,
-        "counts": counts,
+        "counts": {status: sum(1 for r in rows if r["status"] == status) for status in STATUSES},
         "failed_controls": sorted({r["control"] for r in rows if r["status"] == "fail"}),
+        "results_digest": results_digest,
+        "signer": signer,
         "trigger": trigger,
-        "controls": covered_verdicts(rows, covered),
+        "controls": verdicts(rows, covered),
     }
-    if results_digest:
-        entry["results_digest"] = results_digest
-        entry["signer"] = signer
     if attempts is not None:
-        entry["attempts"] = attempts  # the blocked attempts since the previous run (conformance.attempts)
-    state.evidence_dir.mkdir(parents=True, exist_ok=True)
-    with history_path(state).open("a") as handle:
-        handle.write(json.dumps(entry, sort_keys=True) + "\n")
-    return entry
+        entry["attempts"] = attempts
+    chain = VerifyHistory(state)
+    with chain.locked():
+        return chain.append(entry)
 
 
 def read_history(state: SiteState) -> list[dict[str, Any]]:
-    """Every recorded run, oldest first; lines that do not parse are skipped."""
-    path = history_path(state)
-    entries = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(entry, dict) and isinstance(entry.get("counts"), dict):
-            entries.append(entry)
-    return entries
+    """Every recorded run as written, oldest first (lines that are no JSON object, or carry no counts, are left
+    out: `check_history` names them)."""
+    return [e for _, e in VerifyHistory(state).numbered_entries() if isinstance(e.get("counts"), dict)]
+
+
+def check_history(state: SiteState) -> list[ChainProblem]:
+    """Every way the history differs from what verify appended, each naming its line and what is wrong: an entry
+    deleted, reordered or edited, a signature that does not verify, entries cut off the end. Empty: it holds."""
+    return VerifyHistory(state).problems()
 
 
 COLOURS = {"pass": "#2e7d32", "fail": "#c62828", "waived": "#ef6c00", "skip": "#9e9e9e"}

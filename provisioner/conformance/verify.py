@@ -14,7 +14,7 @@ from typing import Any
 from provisioner.ansible_run.runner import new_run_dir
 from provisioner.conformance import attempts, scope
 from provisioner.conformance.controls import CONTROLS
-from provisioner.conformance.history import covered_verdicts, record_run
+from provisioner.conformance.history import record_run, verdicts
 from provisioner.conformance.signed_results import RESULTS_FILE, SignedRun, write_signed
 from provisioner.conformance.waivers import accepted_risk, apply_waivers, control_status, summarise
 from provisioner.errors import InputError, ProvisionError, shown
@@ -66,7 +66,7 @@ class VerifyResult:
     def covered_verdicts(self) -> dict[str, str]:
         """The verdict of every control the run covered, 'skip' for one without results; controls the run did not
         cover are absent (a partial run proves nothing about them)."""
-        return covered_verdicts(self.results, self.covered)
+        return verdicts(self.results, self.covered)
 
     def verdicts(self) -> dict[str, str]:
         """fail | waived | pass | skip per control, in catalogue order: a control with a waived failure is

@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.conformance.controls import CONTROLS
+from provisioner.conformance.history import VerifyHistory
 from provisioner.conformance.people_keys import check_people_keys
 from provisioner.conformance.verify import VerifyResult, check_arguments, check_controls, run_verify
 from provisioner.errors import InputError, ProvisionError, shown
 from provisioner.releases.service import ReleaseBook
 from provisioner.report import policy as policy_doc
-from provisioner.report.collect import collect
+from provisioner.report.collect import collect, period_section, with_period
 from provisioner.report.manifest import MANIFEST, PUBLIC_KEY, verify_pack
 from provisioner.report.pack import check_out_folder, default_folder, write_pack
+from provisioner.report.period import Period, parse_period
 from provisioner.report.render_pdf import render_pdf
 from provisioner.site.load import LoadedSite
 from provisioner.workspace import signing
@@ -82,13 +84,40 @@ def verify(
     return Verification(result, recorded, None)
 
 
-def write_report(site: LoadedSite, out_dir: str | None) -> Pack:
+def check_period(start: str | None, end: str | None) -> Period | None:
+    """--from and --to: both or neither; dates, --from before --to (exit 2 otherwise, before anything is read)."""
+    if start is None and end is None:
+        return None
+    if start is None or end is None:
+        given, missing = ("--from", "--to") if end is None else ("--to", "--from")
+        raise InputError(f"{given} needs {missing} too: a period report covers --from DATE --to DATE")
+    return parse_period(start, end)
+
+
+def write_report(site: LoadedSite, out_dir: str | None, period: Period | None = None) -> Pack:
     """The pack, into --out (a new or empty folder) or the site's evidence folder; --out is checked before the
-    lab is read."""
+    lab is read. With `period`, the pack also shows the verification history over it."""
     folder = check_out_folder(out_dir) if out_dir is not None else None
     state = SiteState(site.name)
     data = collect(site, state)
+    if period is not None:
+        data = with_period(data, period_section(site.model, state, period))
     return Pack(write_pack(data, folder or default_folder(state), state), data)
+
+
+@dataclass
+class HistoryCheck:
+    """What `provision history` found: the chain's file, its entries, and its problems (none: it holds)."""
+
+    path: Path
+    entries: int
+    problems: list[dict[str, Any]]
+
+
+def check_history(site: LoadedSite) -> HistoryCheck:
+    """The site's verification history against its chain, signatures and signed head."""
+    chain = VerifyHistory(SiteState(site.name))
+    return HistoryCheck(chain.path, len(chain.numbered_entries()), [p.as_dict() for p in chain.problems()])
 
 
 @dataclass

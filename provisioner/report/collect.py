@@ -22,11 +22,12 @@ from provisioner.conformance.waivers import (
     waiver_state,
 )
 from provisioner.releases.decisions import signed_waivers as decisions_signed_waivers
-from provisioner.report import access_matrix, decisions, diagram, releases
+from provisioner.report import access_matrix, decisions, diagram, period, releases, timeline_svg
 from provisioner.report import policy as policy_doc
 from provisioner.site.load import LoadedSite
 from provisioner.site.model import Site
 from provisioner.site.policy import access_level, deploy_envs, resolved_flows
+from provisioner.site.watch_schedules import catalogue_ids, intervals_by_control
 from provisioner.workspace.site_state import SiteState
 
 ACCEPTED_RISK = "accepted risk"  # a question's verdict where a waiver accepts a failure its answer rests on
@@ -371,6 +372,43 @@ def assemble(
         "history": verify_history,
         "trend_svg": history.trend_svg(verify_history),
     }
+
+
+def period_section(site: Site, state: SiteState, span: period.Period) -> dict[str, Any]:
+    """The verification history over `span`, checked first: timelines, scheduled runs, failure windows, blocked
+    attempts and the history check (see report.period)."""
+    chain = history.VerifyHistory(state)
+    for _ in range(3):  # a run appended while the history is read: read it again, so entries and check agree
+        before = chain.fingerprint()
+        problems, entries = chain.problems(), chain.numbered_entries()
+        if chain.fingerprint() == before:
+            break
+    by_report = report_controls()
+    section = period.build(
+        entries,
+        problems,
+        span,
+        control_ids=[cid for cid in catalogue_ids() if cid not in by_report],
+        intervals={cid: s for cid, s in intervals_by_control(site).items() if cid not in by_report},
+        grace=site.watch.grace_seconds if site.watch else period.DEFAULT_GRACE,
+        schedules=[
+            period.Schedule(s.name, s.seconds, list(s.controls) or ["every control"]) for s in site.watch.schedules
+        ]
+        if site.watch
+        else [],
+        questions=QUESTIONS,
+    )
+    return {**section, "checked_by_report": by_report}
+
+
+def report_controls() -> list[str]:
+    """The controls `provision report` checks itself (extra_rows), never a verify run: they have no timeline."""
+    return [row["control"] for row in extra_rows([], {}, "")]
+
+
+def with_period(report: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
+    """The report with the period's section and its timeline picture."""
+    return {**report, "period": section, "period_svg": timeline_svg.render(section)}
 
 
 def collect(site: LoadedSite, state: SiteState) -> dict[str, Any]:

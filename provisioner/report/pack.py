@@ -32,7 +32,12 @@ HTML, PDF, JSON_FILE, JUNIT, OSCAL, SVG, DOT = (
     "network.dot",
 )
 POLICY_MD, POLICY_PDF = "policy.md", "policy.pdf"
-NOT_IN_JSON = ("diagram_svg", "policy_document", "verify_run_files")  # drawn or written as files of their own
+NOT_IN_JSON = (
+    "diagram_svg",
+    "policy_document",
+    "verify_run_files",
+    "period_svg",
+)  # drawn or written as files of their own
 
 
 def default_folder(state: SiteState) -> Path:

@@ -133,7 +133,7 @@ def test_verify_run_is_kept_in_the_history_and_plotted(built):
     report = json.loads((pack / "report.json").read_text())
     assert report["history"] and report["history"][-1]["run"] == report["verify_run"]
     assert report["history"][-1]["counts"]["fail"] == 0 and report["history"][-1]["counts"]["pass"] > 0
-    assert (lab.state.evidence_dir / "verify-history.jsonl").is_file()
+    assert (lab.state.evidence_dir / "verify-chain.jsonl").is_file()
     assert 'class="trend-pass"' in (pack / "report.html").read_text()
 
 

@@ -215,6 +215,13 @@ CASES: list[tuple[str, str]] = [
     ("report verify", "usage: provision report verify DIR"),
     ("report verify {empty} --out {empty}", "`report verify DIR` checks one and takes only --key"),
     ("report {site} --key {text}", "--key goes with `report verify DIR`"),
+    ("report {site} --from 2026-01-01 --to 2025-12-31", "--from 2026-01-01T00:00:00+00:00 is not before --to"),
+    ("report {site} --from 2026-01-01 --to 2026-01-01", "is not before --to"),
+    ("report {site} --from 31.01.2026 --to 2026-03-01", "--from 31.01.2026: not a date; give YYYY-MM-DD"),
+    ("report {site} --from 2026-01-01 --to soon", "--to soon: not a date"),
+    ("report {site} --to 2026-01-01", "--to needs --from too"),
+    ("report verify {empty} --from 2026-01-01", "`report verify DIR` checks one and takes only --key"),
+    ("history nosuch", "no such site file"),
     ("release nosuch", "No such command 'nosuch'"),
 ]
 

@@ -1,0 +1,128 @@
+"""The period in the evidence pack: the HTML carries the timeline strips as an SVG picture, the PDF draws it too,
+the JSON holds the period's data, the pack stays manifest-signed (`provision report verify` passes); bad dates
+are refused before anything is read or written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+from helpers import EXAMPLE, run_cli
+from history_runs import at, delete_line, record
+from report_fixtures import build_report, example_site
+
+from provisioner.report import collect, period
+from provisioner.report.manifest import verify_pack
+from provisioner.report.pack import JSON_FILE, PDF, write_pack
+from provisioner.report.render_html import render_html
+from provisioner.site.model import WatchSchedule, WatchSettings
+from provisioner.workspace.site_state import SiteState
+
+SVG = "{http://www.w3.org/2000/svg}"
+SITE = example_site(watch=WatchSettings(schedules=[WatchSchedule(name="net", every="20m", controls=["NET"])]))
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory) -> SiteState:
+    state = SiteState("example", tmp_path_factory.mktemp("period") / "example")
+    for minute, verdict in ((0, "pass"), (20, "pass"), (40, "fail"), (60, "pass"), (80, "pass")):
+        record(state, at(minute), {"NET-2": verdict, "NET-1": "pass"}, trigger="watch:net", name=f"run{minute}")
+    return state
+
+
+def period_report(state: SiteState) -> dict:
+    section = collect.period_section(SITE, state, period.Period(at(0), at(100 + 60 * 24 * 2)))
+    return collect.with_period(build_report(state=state), section)
+
+
+def timeline(page: str) -> ET.Element:
+    start = page.index('<svg xmlns="http://www.w3.org/2000/svg" width="720"')
+    return ET.fromstring(page[start : page.index("</svg>", start) + len("</svg>")])
+
+
+def test_the_html_draws_each_control_as_a_strip_with_its_failure_visible(state):
+    page = render_html(period_report(state))
+    assert 'id="period"' in page and page.index('id="period"') < page.index('id="questions"')
+    svg = timeline(page)
+    rects = [r for r in svg.iter(f"{SVG}rect") if r.get("data-control")]
+    assert {r.get("data-control") for r in rects} == {"NET-1", "NET-2", "NET-3"}, "NET-4 is the report's own"
+    assert [r.get("class") for r in rects if r.get("data-control") == "NET-3"] == ["seg-not-verified"], "never run"
+    [fail] = [r for r in rects if r.get("class") == "seg-fail"]
+    assert fail.get("data-control") == "NET-2" and float(fail.get("width")) >= 2.0, "a 20-minute fault in two days"
+    assert any(r.get("class") == "seg-not-verified" for r in rects), "the time after the last run is a gap"
+    assert "first seen failing (start)" in page and "run40" in page and "run60" in page
+    assert "History check" in page and "holds" in page
+
+
+def test_the_pdf_carries_the_timeline_picture_and_the_windows(state, tmp_path):
+    folder = write_pack(period_report(state), tmp_path / "pack", state)
+    text = " ".join(subprocess.run(["pdftotext", str(folder / PDF), "-"], capture_output=True, text=True,
+                                   check=True).stdout.split())  # fmt: skip
+    assert "Timeline per control" in text and "Failure windows" in text
+    assert "not verified" in text and "NET-2" in text
+    pictures = subprocess.run(["pdftotext", "-f", "1", "-l", "3", str(folder / PDF), "-"], capture_output=True,
+                              text=True, check=True).stdout  # fmt: skip
+    assert "2026-03-01T00:00:00+00:00" in pictures, "the strip's own axis label is drawn into the PDF"
+
+
+def test_the_period_pack_is_signed_and_report_verify_passes(state, tmp_path):
+    folder = write_pack(period_report(state), tmp_path / "pack", state)
+    assert verify_pack(folder) == []
+    assert run_cli("report", "verify", str(folder)).rc == 0
+    data = json.loads((folder / JSON_FILE).read_text())
+    assert data["period"]["windows"][0]["start"]["run"] == "run40" and "period_svg" not in data
+
+
+def test_a_deleted_entry_is_named_in_the_pack(tmp_path):
+    state = SiteState("example", tmp_path / "example")
+    for minute in range(0, 100, 20):
+        record(state, at(minute), {"NET-2": "pass"}, trigger="watch:net")
+    delete_line(state, 2)
+    page = render_html(period_report(state))
+    assert "does not hold" in page and "deleted: line 2: entry 2 missing before entry 3" in page
+    assert 'class="status status-history-broken">history broken' in page
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--from", "2026-01-01", "--to", "2025-12-31"], "is not before --to"),
+        (["--from", "2026-02-30", "--to", "2026-03-01"], "--from 2026-02-30: not a date"),
+        (["--from", "2026-01-01"], "--from needs --to too"),
+    ],
+)
+def test_bad_period_arguments_exit_2_and_write_nothing(tmp_path, args, said):
+    result = run_cli("report", str(EXAMPLE), *args, env={"PROVISION_STATE_DIR": str(tmp_path)})
+    assert result.rc == 2 and said in " ".join(result.stderr.split()), result
+    assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_provision_report_from_to_writes_the_period_into_the_pack(tmp_path, monkeypatch):
+    """The command line end to end but for the lab: the latest run and live state as recorded (collect is the
+    only part replaced); the history is the real one of the site's state."""
+    from typer.testing import CliRunner
+
+    from provisioner.cli import app
+    from provisioner.engine import evidence
+
+    monkeypatch.setenv("PROVISION_STATE_DIR", str(tmp_path / "state"))
+    state = SiteState("example")
+    for minute, verdict in ((0, "pass"), (30, "fail"), (60, "pass")):
+        record(state, at(minute), {"NET-2": verdict}, name=f"run{minute}")
+    monkeypatch.setattr(evidence, "collect", lambda site, state: build_report(state=state))
+    runner = CliRunner(env={"PROVISION_STATE_DIR": str(tmp_path / "state")})
+    args = ["report", "example", "--out", str(tmp_path / "pack"), "--from", "2026-03-01", "--to", "2026-03-02"]
+    made = runner.invoke(app, [*args, "--json"])
+    assert made.exit_code == 0, made.output
+    summary = json.loads(made.stdout)["period"]
+    assert summary["from"] == "2026-03-01T00:00:00+00:00" and summary["history_ok"]
+    [window] = summary["windows"]
+    assert (window["start"]["run"], window["end"]["run"], window["repair"]) == ("run30", "run60", "30m 00s")
+    assert summary["verdict"]["status"] == "at risk"
+    assert run_cli("report", "verify", str(tmp_path / "pack")).rc == 0
+    text = runner.invoke(app, [*args[:3], str(tmp_path / "pack2"), *args[4:]])
+    assert text.exit_code == 0, text.output
+    said = " ".join(text.stdout.split())
+    assert "NET-2 failing from 2026-03-01T00:30:00+00:00 (run run30): repaired 2026-03-01T01:00:00+00:00" in said
