@@ -20,6 +20,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.waivers import control_status, summarise
 from provisioner.workspace.hash_chain import ChainProblem, HashChain
 from provisioner.workspace.site_state import SiteState
@@ -49,12 +50,13 @@ def iso(moment: dt.datetime) -> str:
 
 
 def verdicts(rows: list[dict[str, Any]], covered: Collection[str] | None = None) -> dict[str, str]:
-    """pass | fail | waived | skip for every control the run covered: those with results when `covered` is None;
-    otherwise each control of `covered` ("skip" where the run produced no result for it). Controls outside
-    `covered` are left out even if rows name them: the run was not meant to vouch for them."""
+    """pass | fail | waived | skip for every control the run covered: the whole catalogue when `covered` is None (a
+    full run), otherwise each control of `covered`; "skip" where the run produced no result for it (it proved
+    nothing: not verified). Controls outside `covered` are left out even if rows name them: the run was not meant
+    to vouch for them."""
     counts = summarise(rows)
     if covered is None:
-        return {cid: control_status(c) for cid, c in sorted(counts.items())}
+        covered = list(CONTROLS)
     return {cid: control_status(counts[cid]) if cid in counts else "skip" for cid in sorted(set(covered))}
 
 

@@ -201,7 +201,7 @@ def test_a_fault_between_runs_a_gap_and_the_alerts(lab, watched, tmp_path):
     (net2,) = [c for c in period["controls"] if c["id"] == "NET-2"]
     gaps = [s for s in net2["segments"] if s["status"] == "not verified"]
     assert any(
-        moment(s["from"]) <= stopped + dt.timedelta(seconds=EVERY + GRACE + 5) and moment(s["to"]) >= restarted
+        moment(s["start"]) <= stopped + dt.timedelta(seconds=EVERY + GRACE + 5) and moment(s["end"]) >= restarted
         for s in gaps
     ), net2["segments"]
     (fast,) = [s for s in period["schedules"] if s["name"] == "fast"]

@@ -12,6 +12,7 @@ from helpers import EXAMPLE, run_cli
 from history_runs import at, delete_line, edit_line, lines, record, rewrite, swap_lines
 
 from provisioner.conformance import history
+from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.history import NAMESPACE, check_history, read_history
 from provisioner.workspace import signing
 from provisioner.workspace.hash_chain import entry_hash
@@ -128,7 +129,11 @@ def test_an_entry_has_the_shared_fields_and_uncovered_controls_are_absent(tmp_pa
     assert entry["results_digest"] == "sha256:ab" and entry["signer"] == "SHA256:k"
     assert {"seq", "prev", "hash", "sig"} <= set(entry)
     whole = history.record_run(state, tmp_path / "r2", rows, now=at(1))
-    assert set(whole["controls"]) == {"NET-2", "ACC-2", "ACC-3", "ACC-1"} and whole["trigger"] == "manual"
+    assert whole["trigger"] == "manual"  # a full run covers the whole catalogue; without a result: skip
+    assert {k: v for k, v in whole["controls"].items() if v != "skip"} == {
+        "NET-2": "pass", "ACC-2": "fail", "ACC-3": "waived", "ACC-1": "pass"
+    }  # fmt: skip
+    assert set(whole["controls"]) == set(CONTROLS) and whole["controls"]["DATA-1"] == "skip"
     assert "attempts" not in whole
 
 
