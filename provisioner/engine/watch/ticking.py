@@ -90,6 +90,9 @@ def tick(
             assert site.model.watch is not None
             schedules = site.model.watch.schedules
             for schedule in schedule_due.due(schedules, folder.last_runs(), clock.now()):
+                if not folder.has_config():  # `provision watch remove` while this tick kept going: no more runs
+                    folder.log(clock.now(), "the watcher was removed: this tick stops")
+                    return report
                 report.ran.append(_run(folder, alerts, site, config, schedule, verifier, clock))
                 _deliver(folder, alerts, config, clock, notifier, report)
             now = clock.now()

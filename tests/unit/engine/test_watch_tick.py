@@ -104,6 +104,24 @@ def test_for_a_minute_it_sleeps_until_the_next_due_time(watcher):
     assert clock.now() == dt.datetime(2026, 12, 5, 12, 0, 45, tzinfo=dt.UTC)
 
 
+def test_a_watcher_removed_during_a_tick_stops_it_before_its_next_run(watcher):
+    """`provision watch remove` while cron's tick keeps going for its minute: no verify after the removal."""
+    verify = watcher["verify"]
+    verify.duration = 5
+    site = load_site(watcher["site_file"])
+    real = verify.__call__
+
+    def remove_after_the_first_run(*args: Any) -> RunOutcome:
+        outcome = real(*args)
+        service.remove(site.name)
+        return outcome
+
+    watcher["verify"] = remove_after_the_first_run
+    tick(watcher, for_seconds=60)
+    assert [trigger for _, trigger in verify.calls] == ["watch:fast"], verify.calls
+    assert "the watcher was removed: this tick stops" in folder().tick_log.read_text()
+
+
 def test_a_tick_waits_for_the_lock_and_never_runs_beside_another(watcher):
     verify = watcher["verify"]
     with folder().lock(wait=0, sleep=watcher["clock"].sleep) as taken:
