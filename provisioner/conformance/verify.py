@@ -160,7 +160,7 @@ def suite_command(
         f"--junitxml={run_dir / 'junit.xml'}", "-o", "junit_family=xunit2",
     ]  # fmt: skip
     if workers > 1:
-        cmd += ["-p", "xdist.plugin", "-n", str(workers)]
+        cmd += ["-p", "xdist.plugin", "-n", str(workers), "--maxschedchunk", "1"]  # see plugin.interleaved
     if keys_dir is not None:
         cmd.append(f"--provision-keys={keys_dir}")
     if select:

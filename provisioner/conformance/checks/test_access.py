@@ -55,6 +55,7 @@ def test_no_developer_or_tester_account_on_production(lab, evidence, prod_host_n
 
 
 @pytest.mark.control("ACC-2")
+@pytest.mark.waits(1.0)
 def test_developer_key_refused_by_production_and_accepted_in_development(lab, evidence, developer_name):
     key = lab.key_of(developer_name)
     if key is None:
@@ -239,6 +240,7 @@ def test_production_sudo_only_for_administrators(lab, evidence, prod_host_name):
 
 
 @pytest.mark.control("ACC-4")
+@pytest.mark.waits(1.0)
 def test_developer_sudo_refused_in_test_and_allowed_in_development(lab, evidence, developer_name):
     key = lab.key_of(developer_name)
     if key is None:

@@ -51,6 +51,7 @@ def test_hostname_carries_the_environment(lab, evidence, host_name):
 
 
 @pytest.mark.control("LOG-1")
+@pytest.mark.waits(1.0)
 def test_production_records_a_fresh_login_and_sudo(lab, evidence, prod_host_name):
     host = lab.host(prod_host_name)
     address = str(host.address)
@@ -82,6 +83,7 @@ def _message(entry: dict[str, object]) -> str:
 
 
 @pytest.mark.control("LOG-1")
+@pytest.mark.waits(1.0)
 def test_production_logs_leave_the_host_as_they_are_written(lab, evidence, prod_host_name):
     """The fresh login and sudo command reach the controller's copy of the host's journal, received from the
     host's own address, within seconds: a root user on the host who wipes its logs afterwards cannot take them

@@ -68,6 +68,7 @@ def _folders_from_the_hypervisor(lab):
 
 
 @pytest.mark.control("DATA-1")
+@pytest.mark.waits(1.0)
 def test_no_personal_data_outside_production(lab, evidence, data_env_name):
     with _reader(lab, evidence, data_env_name) as reader:
         report = service.scan(lab.site, data_env_name, reader=reader, folder_reader=_folders_from_the_hypervisor(lab))
@@ -97,6 +98,7 @@ def test_no_personal_data_outside_production(lab, evidence, data_env_name):
 
 
 @pytest.mark.control("DATA-2")
+@pytest.mark.waits(1.0)
 def test_data_provenance_matches_the_data_rule(lab, evidence, data_env_name):
     env = lab.model.environment(data_env_name)
     hosts = [h for h in lab.model.hosts_in(env.name) if "db" in h.roles]

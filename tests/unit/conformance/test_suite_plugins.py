@@ -41,3 +41,20 @@ def test_without_the_setting_this_venv_would_load_them(tmp_path: Path):
     env = {k: v for k, v in suite_environment().items() if k != "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
     plugins = registered_plugins(tmp_path, 1, env)
     assert [p for p in plugins if p.startswith(AUTOLOADED_HERE)], plugins
+
+
+def test_the_checks_that_wait_start_first_one_per_worker(tmp_path: Path):
+    """xdist hands out tests two at a time at first (verify passes --maxschedchunk 1): the longest waits come
+    first, each followed by a quick check, so each worker starts on one of them. Three reachability checks in a
+    row had landed on one worker and made verify 3 s longer."""
+    cmd = suite_command(load_site(EXAMPLE), tmp_path, workers=4)
+    assert cmd[cmd.index("--maxschedchunk") + 1] == "1"
+    cmd[cmd.index("-n") + 1] = "0"
+    out = subprocess.run([*cmd, "--collect-only"], capture_output=True, text=True, env=suite_environment(), timeout=120)
+    order = [line.split("::", 1)[1] for line in out.stdout.splitlines() if "::" in line]
+    assert len(order) > 20, out.stdout + out.stderr
+    first = order[:8]
+    assert [name.startswith("test_reachability_from_each_") for name in first[0:6:2]] == [True] * 3, first
+    waits = {"test_reachability_from_each_", "test_developer_key_refused", "test_data_provenance", "test_no_personal",
+             "test_production_records", "test_production_logs", "test_developer_sudo_refused"}  # fmt: skip
+    assert not any(first[i].startswith(tuple(waits)) for i in (1, 3, 5, 7)), first
