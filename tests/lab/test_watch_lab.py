@@ -1,7 +1,8 @@
 """Continuous verification on the shared lab (issue 21), on a compressed schedule: NET-2 every 20 s, run by a real
 cron daemon through `provision watch install`, with a real notification command.
 
-One story, in order: the watcher's first runs pass; a hole is opened in the gateway's forward chain (dev may reach
+One story, in order: the watcher's first runs pass; a connection from dev to prod between two runs is counted as a
+blocked attempt by the next run; a hole is opened in the gateway's forward chain (dev may reach
 prod) and closed again between runs; the watcher is stopped for longer than its interval and grace, then started
 again; the period report over the whole story shows the failure window with its bounds, the gap as "not verified"
 and less than every scheduled run; the notification command was called once at the failure and once at the
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import verify_keys
-from probes import in_container
+from probes import in_container, tcp_connect
 from watch_support import NotifyRecorder
 
 from provisioner.conformance.history import history_path, read_history
@@ -135,6 +136,22 @@ def close_hole(gateway: str) -> None:
             in_container(gateway, f"nft delete rule inet {GATEWAY_TABLE} forward handle {handle}")
 
 
+def blocked_attempt_between_runs(lab, data: dict[str, Any]) -> dict[str, Any]:
+    """A connection from dev-app1 to prod-db1's PostgreSQL port, refused by the gateway; returns the attempts of the
+    first watcher run whose window (the previous run's end to its own start) holds it."""
+    dev = next(h for h in data["hosts"] if h["environment"] == "dev" and "app" in h.get("roles", []))
+    prod_db = next(h for h in data["hosts"] if h["environment"] == "prod" and "db" in h.get("roles", []))
+    for _ in range(3):
+        tried = utc_now()
+        refused = tcp_connect(f"{lab.site.name}-{dev['name']}", prod_db["address"], 5432)
+        assert "connected" not in refused.stdout, refused.stdout
+        after = wait_for("a watcher run after the attempt", lambda at=tried: watch_runs(lab, at), 120)[0]
+        window = after.get("attempts") or {}
+        if window.get("since") and moment(window["since"]) <= tried <= moment(window["until"]):
+            return window
+    raise AssertionError("three attempts in a row fell inside a run's own window")
+
+
 def test_a_fault_between_runs_a_gap_and_the_alerts(lab, watched, tmp_path):
     site_file, recorder = watched
     data = yaml.safe_load(site_file.read_text())
@@ -147,6 +164,11 @@ def test_a_fault_between_runs_a_gap_and_the_alerts(lab, watched, tmp_path):
         lambda: [e for e in watch_runs(lab, started) if e["controls"]["NET-2"] == "pass"],
         180,
     )
+
+    # 1b. a blocked attempt between two runs (dev-app1 -> prod-db1:5432) is counted by the next run, by pair; an
+    # attempt that happened to fall inside a run's own window belongs to the probes and is tried again
+    blocked = blocked_attempt_between_runs(lab, data)
+    assert blocked["gateway"]["read"] and blocked["gateway"]["by_pair"].get("dev->prod", 0) >= 1, blocked
 
     # 2. a hole in the gateway between two runs; the next run fails NET-2 and the command hears of it once
     fault = utc_now()
@@ -204,6 +226,11 @@ def test_a_fault_between_runs_a_gap_and_the_alerts(lab, watched, tmp_path):
         moment(s["start"]) <= stopped + dt.timedelta(seconds=EVERY + GRACE + 5) and moment(s["end"]) >= restarted
         for s in gaps
     ), net2["segments"]
+    after_gap = [
+        later["status"] for gap, later in zip(net2["segments"], net2["segments"][1:], strict=False)
+        if gap["status"] == "not verified" and moment(gap["end"]) >= restarted
+    ]  # fmt: skip
+    assert after_gap and after_gap[0] == "pass", net2["segments"]  # the first run after the restart closes the gap
     (fast,) = [s for s in period["schedules"] if s["name"] == "fast"]
     assert fast["ran"] < fast["expected"], fast
     assert period["verdict"]["status"] != "proven", period["verdict"]
