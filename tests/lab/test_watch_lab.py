@@ -234,6 +234,9 @@ def test_a_fault_between_runs_a_gap_and_the_alerts(lab, watched, tmp_path):
     (fast,) = [s for s in period["schedules"] if s["name"] == "fast"]
     assert fast["ran"] < fast["expected"], fast
     assert period["verdict"]["status"] != "proven", period["verdict"]
+    page = (out / "report.html").read_text()
+    assert 'class="timeline"' in page and 'data-control="NET-2"' in page, "the timeline is drawn in the HTML"
+    assert lab.cli("report", "verify", str(out)).rc == 0, "the period pack checks out like any other"
 
     # 5. one history entry deleted: the history check fails, naming where; the history is restored after
     chain = history_path(lab.state)
