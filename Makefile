@@ -41,6 +41,7 @@ apt:
 # nothing is downloaded when they are installed already
 venv: $(VENV)/.installed
 	@$(BIN)/python -m provisioner.controller.collection_pins
+	@$(BIN)/python -m compileall -q provisioner plugins >/dev/null  # the editable install's bytecode, as pip writes it for the rest
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -22,7 +22,9 @@ app = typer.Typer()
 @handled()
 def verify(
     site: SiteArg = None,
-    workers: Annotated[int, typer.Option("--workers", "-n", min=1, max=32, help="parallel workers")] = 4,
+    workers: Annotated[
+        int, typer.Option("--workers", "-n", min=1, max=32, help="parallel workers")
+    ] = evidence.DEFAULT_WORKERS,
     keys: Annotated[
         str | None, typer.Option("--keys", help="folder of people's private keys for login attempts")
     ] = None,

@@ -42,7 +42,9 @@ def install(
     scheduler: Annotated[
         SchedulerKind, typer.Option("--scheduler", help="systemd where it runs (auto), or cron")
     ] = SchedulerKind.AUTO,
-    workers: Annotated[int, typer.Option("--workers", "-n", min=1, max=32, help="verify's parallel workers")] = 4,
+    workers: Annotated[
+        int, typer.Option("--workers", "-n", min=1, max=32, help="verify's parallel workers")
+    ] = service.DEFAULT_WORKERS,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify the site on the schedules its site file declares under watch:, from now on."""

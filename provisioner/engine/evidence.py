@@ -10,6 +10,7 @@ from typing import Any
 from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.history import VerifyHistory
 from provisioner.conformance.people_keys import check_people_keys
+from provisioner.conformance.verify import DEFAULT_WORKERS as DEFAULT_WORKERS
 from provisioner.conformance.verify import VerifyResult, check_arguments, check_controls, run_verify
 from provisioner.errors import InputError, ProvisionError, shown
 from provisioner.releases.service import ReleaseBook

@@ -14,6 +14,7 @@ from typing import Any
 
 from provisioner.conformance.controls import CONTROLS
 from provisioner.conformance.people_keys import check_people_keys
+from provisioner.conformance.verify import DEFAULT_WORKERS as DEFAULT_WORKERS
 from provisioner.conformance.verify import check_arguments
 from provisioner.controller.scheduler import Job, Scheduler, cron_daemon_pids
 from provisioner.engine.watch import due as schedule_due
@@ -78,7 +79,7 @@ def install(
     keys: str,
     notify: str | None = None,
     scheduler_kind: str = "auto",
-    workers: int = 4,
+    workers: int = DEFAULT_WORKERS,
     scheduler: Scheduler | None = None,
     proc: Path = Path("/proc"),
 ) -> Installed:
