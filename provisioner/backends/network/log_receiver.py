@@ -23,6 +23,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from provisioner.backends.network import links
 from provisioner.controller.needs import program
@@ -82,15 +83,7 @@ class LogReceiver:
             check=False,
             timeout=60,
         )
-        entries = []
-        for line in found.stdout.splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict):
-                entries.append(entry)
-        return entries
+        return journal_entries(found.stdout)
 
     def holds_address(self) -> bool:
         return any(a.split("/")[0] == str(self.address) for a in links.all_addresses())
@@ -179,3 +172,16 @@ def for_site(state: SiteState, site: Site) -> LogReceiver:
     return LogReceiver(
         state.site, site.management.controller, state.host_logs_dir, log_tls.receiver_files(state.secrets_dir)
     )
+
+
+def journal_entries(text: str) -> list[dict[str, Any]]:
+    """The entries of `journalctl --output=json` output, one JSON object per line; lines that are not are skipped."""
+    entries = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from provisioner.backends.network import log_receiver
 from provisioner.conformance import reachability
 from provisioner.conformance.attempts.auth_log import SSHD_IDENTIFIERS, SUDO_IDENTIFIER, Entry
 from provisioner.controller.shell import run
@@ -155,15 +156,7 @@ def _bounds(since: dt.datetime, until: dt.datetime) -> str:
 
 
 def _json_lines(text: str) -> list[Mapping[str, Any]]:
-    entries: list[Mapping[str, Any]] = []
-    for line in text.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict):
-            entries.append(entry)
-    return entries
+    return list(log_receiver.journal_entries(text))
 
 
 def _first_line(text: str) -> str:
