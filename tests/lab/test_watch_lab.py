@@ -1,11 +1,12 @@
-"""Continuous verification on the shared lab (issue 21), on a compressed schedule: NET-2 every 20 s, run by a real
-cron daemon through `provision watch install`, with a real notification command.
+"""Continuous verification on the shared lab (issue 21), on a compressed schedule: NET-2 every 20 s, run by a real cron
+daemon through `provision watch install`, with a real notification command.
 
-One story, in order: the watcher's first runs pass; a connection from dev to prod between two runs is counted as a
-blocked attempt by the next run; a hole is opened in the gateway's forward chain (dev may reach
-prod) and closed again between runs; the watcher is stopped for longer than its interval and grace, then started
-again; the period report over the whole story shows the failure window with its bounds, the gap as "not verified"
-and less than every scheduled run; the notification command was called once at the failure and once at the
+One story, in order: the watcher's first runs pass; a connection from dev to prod, a developer's key offered to a
+production host and a sudo refused there, all between two runs, are counted as blocked attempts (the gateway's by
+pair, the refusals from the shipped journal by person, each once); a hole is opened in the gateway's forward chain
+(dev may reach prod) and closed again between runs; the watcher is stopped for longer than its interval and grace,
+then started again; the period report over the whole story shows the failure window with its bounds, the gap as "not
+verified" and less than every scheduled run; the notification command was called once at the failure and once at the
 recovery; deleting one history entry fails the history check, naming where. The lab is left as it was.
 """
 
@@ -136,20 +137,50 @@ def close_hole(gateway: str) -> None:
             in_container(gateway, f"nft delete rule inet {GATEWAY_TABLE} forward handle {handle}")
 
 
-def blocked_attempt_between_runs(lab, data: dict[str, Any]) -> dict[str, Any]:
-    """A connection from dev-app1 to prod-db1's PostgreSQL port, refused by the gateway; returns the attempts of the
-    first watcher run whose window (the previous run's end to its own start) holds it."""
+def attempts_between_runs(lab, data: dict[str, Any]) -> tuple[dict[str, Any], dt.datetime, dt.datetime]:
+    """Three attempts made together, between two watcher runs: a connection from dev-app1 to prod-db1's PostgreSQL
+    port (the gateway refuses it), alice's key offered to prod-app1 from the controller (she has no account in
+    production: sshd refuses it), and the deploy identity on prod-app1 asking sudo for a command it may not run,
+    with a wrong password (PAM refuses it). Returns the attempts of the first watcher run after them, and when they
+    began and ended; attempts that fell inside a run's own window belong to its probes, so they are made again."""
     dev = next(h for h in data["hosts"] if h["environment"] == "dev" and "app" in h.get("roles", []))
     prod_db = next(h for h in data["hosts"] if h["environment"] == "prod" and "db" in h.get("roles", []))
+    prod_app = next(h for h in data["hosts"] if h["environment"] == "prod" and "app" in h.get("roles", []))
+    keys = verify_keys()
     for _ in range(3):
-        tried = utc_now()
+        began = utc_now()
         refused = tcp_connect(f"{lab.site.name}-{dev['name']}", prod_db["address"], 5432)
         assert "connected" not in refused.stdout, refused.stdout
-        after = wait_for("a watcher run after the attempt", lambda at=tried: watch_runs(lab, at), 120)[0]
+        login = subprocess.run(
+            ["ssh", "-i", str(keys / "alice"), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10",
+             f"alice@{prod_app['address']}", "true"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert login.returncode == 255 and "Permission denied" in login.stderr, login.stderr
+        # a wrong password on stdin: PAM refuses it and says so in the journal (`sudo -n` would be refused without a
+        # line: sudo logs neither the missing password nor the denied command then)
+        sudo = in_container(
+            f"{lab.site.name}-{prod_app['name']}",
+            "su -s /bin/sh deploy -c 'echo not-the-password | sudo -S -p \"\" /usr/bin/cat /etc/shadow'",
+        )
+        assert sudo.returncode != 0 and "root:" not in sudo.stdout, sudo.stdout + sudo.stderr
+        ended = utc_now()
+        after = wait_for("a watcher run after the attempts", lambda at=ended: watch_runs(lab, at), 120)[0]
         window = after.get("attempts") or {}
-        if window.get("since") and moment(window["since"]) <= tried <= moment(window["until"]):
-            return window
-    raise AssertionError("three attempts in a row fell inside a run's own window")
+        if window.get("since") and moment(window["since"]) <= began and ended <= moment(window["until"]):
+            return window, began, ended
+    raise AssertionError("three times in a row the attempts fell inside a run's own window")
+
+
+def refusals_counted(lab, began: dt.datetime, ended: dt.datetime) -> list[dict[str, Any]]:
+    """The refusals stamped between `began` and `ended`, as every watcher run since counted them (the journals
+    reach the controller by shipping: a later run may count what the first one had not received yet)."""
+    low, high = began.replace(microsecond=0), ended + dt.timedelta(seconds=1)
+    return [
+        refusal for entry in watch_runs(lab, began) for refusal in (entry.get("attempts") or {}).get("refused", [])
+        if low <= moment(refusal["time"]) <= high
+    ]  # fmt: skip
 
 
 def test_a_fault_between_runs_a_gap_and_the_alerts(lab, watched, tmp_path):
@@ -165,10 +196,23 @@ def test_a_fault_between_runs_a_gap_and_the_alerts(lab, watched, tmp_path):
         180,
     )
 
-    # 1b. a blocked attempt between two runs (dev-app1 -> prod-db1:5432) is counted by the next run, by pair; an
-    # attempt that happened to fall inside a run's own window belongs to the probes and is tried again
-    blocked = blocked_attempt_between_runs(lab, data)
+    # 1b. attempts between two runs: a connection dev-app1 -> prod-db1:5432 is counted by the next run, by pair;
+    # a refused login and a refused sudo on prod-app1 are counted from the shipped journal, by person, each once
+    blocked, began, ended = attempts_between_runs(lab, data)
     assert blocked["gateway"]["read"] and blocked["gateway"]["by_pair"].get("dev->prod", 0) >= 1, blocked
+
+    def both_refusals() -> list[dict[str, Any]] | None:
+        found = refusals_counted(lab, began, ended)
+        return found if {r["what"] for r in found} >= {"ssh", "sudo"} else None
+
+    refusals = wait_for("the refused login and sudo counted by a watcher run", both_refusals, 120)
+    counted_by = len(watch_runs(lab, began))
+    wait_for("one more watcher run", lambda: len(watch_runs(lab, began)) > counted_by, 90)
+    refusals = refusals_counted(lab, began, ended)  # and none counted twice by a later run
+    ssh = [(r["host"], r["user"], r["person"], r["from_env"]) for r in refusals if r["what"] == "ssh"]
+    sudo = [(r["host"], r["user"], r["person"]) for r in refusals if r["what"] == "sudo"]
+    assert ssh == [("prod-app1", "alice", "alice", "mgmt")], refusals
+    assert sudo == [("prod-app1", "deploy", None)], refusals
 
     # 2. a hole in the gateway between two runs; the next run fails NET-2 and the command hears of it once
     fault = utc_now()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,7 +36,7 @@ class Sources(Protocol):
 
     def gateway_journal(self, since: dt.datetime, until: dt.datetime) -> list[Mapping[str, Any]]: ...
 
-    def host_journal(self, host: Host, since: dt.datetime, until: dt.datetime) -> list[Mapping[str, Any]]: ...
+    def host_journal(self, host: Host, after: str | None, since: dt.datetime | None) -> list[Mapping[str, Any]]: ...
 
 
 class LiveSources:
@@ -84,7 +83,9 @@ class LiveSources:
         )
         return _json_lines(output)
 
-    def host_journal(self, host: Host, since: dt.datetime, until: dt.datetime) -> list[Mapping[str, Any]]:
+    def host_journal(self, host: Host, after: str | None, since: dt.datetime | None) -> list[Mapping[str, Any]]:
+        """The sshd and sudo entries of `host`'s copy in the order they reached the controller: those after the
+        cursor `after` (an entry read before), else those stamped from `since` on, else all."""
         files = journal_files(self.state.host_logs_dir, str(host.address))
         if not files:
             raise Unreadable(
@@ -92,10 +93,14 @@ class LiveSources:
                 f"{self.state.host_logs_dir}): the log receiver has received nothing from it"
             )
         identifiers = [f"SYSLOG_IDENTIFIER={name}" for name in (*SSHD_IDENTIFIERS, SUDO_IDENTIFIER)]
+        if after is not None:
+            position = [f"--after-cursor={after}"]
+        else:
+            position = [f"--since=@{math.floor(since.timestamp())}"] if since is not None else []
         try:
             found = run(
-                ["journalctl", "--no-pager", "--output=json", *(f"--file={f}" for f in files),
-                 *shlex.split(_bounds(since, until)), *identifiers],
+                ["journalctl", "--no-pager", "--output=json", *(f"--file={f}" for f in files), *position,
+                 *identifiers],
                 check=False, timeout=JOURNAL_TIMEOUT,
             )  # fmt: skip
         except ProvisionError as exc:
@@ -138,16 +143,6 @@ def deny_lines(journal: list[Mapping[str, Any]], since: dt.datetime, until: dt.d
         if DENY_LOG_PREFIX in entry.message:
             lines.append((entry.time, f"{entry.time.isoformat(timespec='seconds')} {entry.message.strip()}"))
     return [line for _time, line in sorted(lines)]
-
-
-def in_window(journal: list[Mapping[str, Any]], since: dt.datetime, until: dt.datetime) -> list[Mapping[str, Any]]:
-    """The entries written at or after `since` and before `until` (journalctl's bounds are whole seconds)."""
-    kept = []
-    for raw in journal:
-        entry = Entry.from_journal(raw)
-        if entry is not None and since <= entry.time < until:
-            kept.append(raw)
-    return kept
 
 
 def _bounds(since: dt.datetime, until: dt.datetime) -> str:

@@ -75,11 +75,9 @@ class Lab(LiveSources):
         })  # fmt: skip
 
     def logged(self, address: str, entries: list[dict[str, Any]]) -> None:
-        """Entries of a production host, shipped to the controller's copy."""
+        """Entries of a production host, shipped to the controller's copy (appended, as the receiver does)."""
         self.journals.setdefault(address, []).extend(entries)
-        copy = self.state.host_logs_dir / f"remote-{address}.journal"
-        copy.unlink(missing_ok=True)
-        write_copy(self.state.host_logs_dir, address, self.journals[address])
+        write_copy(self.state.host_logs_dir, address, entries)
 
     def next_pid(self) -> int:
         self.pid += 1
@@ -195,6 +193,78 @@ def test_the_next_run_does_not_count_them_again(world):
     assert second["gateway"]["by_pair"] == {"dev->prod": 3} and second["refused_total"] == 1
     assert third["gateway"]["by_pair"] == {} and third["refused_total"] == 0
     assert third["since"] > second["until"]
+
+
+# ---- the journals arrive late: read by arrival (the journal's cursor), not by time -------------------------
+def test_a_refusal_that_arrives_after_its_window_was_read_is_counted_by_the_next_run_once(world):
+    """A refusal made between run 1 and run 2 whose lines reach the controller only after run 2 has read the
+    journals (shipping lags): run 3 counts it, marked late; run 4 does not count it again. Read by time, it would
+    fall into no run's window."""
+    site, state, lab = world
+    verify(site, state, lab)
+    made = refused_key(lab.later(5), lab.next_pid(), "alice", DEV_HOST, key(site, "alice"))  # not shipped yet
+    _start, second = verify(site, state, lab)
+    assert second["refused_total"] == 0 and "late" not in second["logs"]
+    lab.logged(PROD_APP1, made)  # it arrives now
+    _start, third = verify(site, state, lab)
+    assert [(r["user"], r["person"], r["from_env"]) for r in third["refused"]] == [("alice", "alice", "dev")]
+    assert third["refused"][0]["time"] < second["until"], "stamped in the window before"
+    assert third["logs"]["late"] == 1 and "arrived after it had read them: counted here" in third["logs"]["why"]
+    _start, fourth = verify(site, state, lab)
+    assert fourth["refused_total"] == 0 and "late" not in fourth["logs"]
+
+
+def test_a_probe_of_a_run_that_arrives_late_is_still_a_probe(world):
+    """The suite's own refused login during run 2 reaches the controller after run 2 has read the journals: it lies
+    inside run 2's window (kept), so run 3 does not count it."""
+    site, state, lab = world
+    verify(site, state, lab)
+    start, _second = verify(site, state, lab, probes=False)
+    probe = refused_key(start.time + dt.timedelta(seconds=0.2), lab.next_pid(), "alice", CONTROLLER, key(site, "alice"))
+    lab.logged(PROD_APP1, probe)
+    _start, third = verify(site, state, lab)
+    assert third["refused_total"] == 0 and third["by_person"] == {}
+    kept = json.loads(state_path(state).read_text())
+    assert len(kept["runs"]) == 3 and kept["runs"][1][0] == start.time.isoformat(timespec="microseconds")
+
+
+def test_an_entry_stamped_after_a_run_s_end_is_left_to_the_next_run(world):
+    """An entry already in the copy but stamped after this run's end (a host whose clock is ahead, or an attempt
+    while the run reads) is the next run's: it stops this run's read there, and what arrived after it waits too."""
+    site, state, lab = world
+    verify(site, state, lab)
+    ahead = lab.clock + dt.timedelta(seconds=3.5)  # after run 2's end, before run 3's start (runs without probes)
+    lab.logged(PROD_APP1, refused_key(ahead, lab.next_pid(), "bob", DEV_HOST, key(site, "bob")))
+    lab.refused_sudo("carol", PROD_APP1)  # arrives after the one ahead, stamped now: before run 2
+    _start, second = verify(site, state, lab, probes=False)
+    end = dt.datetime.fromisoformat(json.loads(state_path(state).read_text())["end"]["time"])
+    assert end < ahead < lab.clock + dt.timedelta(seconds=1.25), "stamped after run 2's end, before run 3's start"
+    assert second["by_person"] == {}, "both wait: carol's line arrived after bob's, which is run 3's"
+    _start, third = verify(site, state, lab, probes=False)
+    assert third["by_person"] == {"bob": {"ssh": 1, "sudo": 0}, "carol": {"ssh": 0, "sudo": 1}}
+    assert third["logs"]["late"] == 1, "carol's sudo was stamped before run 2's end"
+    _start, fourth = verify(site, state, lab)
+    assert fourth["refused_total"] == 0
+
+
+def test_the_position_in_each_journal_is_its_cursor(world):
+    site, state, lab = world
+    verify(site, state, lab)
+    lab.refused_sudo("carol", PROD_DB1)
+    verify(site, state, lab)
+    kept = json.loads(state_path(state).read_text())
+    assert set(kept["journals"]) == {"prod-app1", "prod-db1"}
+    assert all(p["cursor"].startswith("s=") for p in kept["journals"].values()), kept["journals"]
+    kept["journals"]["prod-db1"] = {"cursor": "not-a-cursor"}
+    state_path(state).write_text(json.dumps(kept))
+    lab.refused_sudo("dave", PROD_APP1)
+    _start, found = verify(site, state, lab)
+    assert found["logs"]["read"] is False and "prod-db1" in found["logs"]["why"], found["logs"]
+    assert found["by_person"] == {"dave": {"ssh": 0, "sudo": 1}}, "the other host still counts"
+    kept = json.loads(state_path(state).read_text())
+    assert "time" in kept["journals"]["prod-db1"], "a cursor that fails is dropped: the next run reads from a time"
+    _start, after = verify(site, state, lab)
+    assert after["logs"]["read"] is True
 
 
 # ---- counters that cannot be compared ------------------------------------------------------------------------
