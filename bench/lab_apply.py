@@ -68,7 +68,7 @@ def plain_playbook(site_file: Path, state: Path, env: dict[str, str]) -> tuple[f
 
 
 def mitogen_env() -> dict[str, str]:
-    """Ansible settings for Mitogen's linear strategy: provision's own (runner.mitogen_strategy)."""
+    """Ansible settings for Mitogen's strategy: provision's own (runner.mitogen_strategy)."""
     from provisioner.ansible_run.runner import mitogen_strategy
 
     settings = mitogen_strategy()

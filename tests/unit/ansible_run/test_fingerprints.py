@@ -289,8 +289,8 @@ def test_provision_runs_site_yml_with_mitogens_strategy_unless_told_otherwise(mo
 
     monkeypatch.delenv("ANSIBLE_STRATEGY", raising=False)
     settings = mitogen_strategy()
-    assert settings["ANSIBLE_STRATEGY"] == "mitogen_linear"
-    assert (Path(settings["ANSIBLE_STRATEGY_PLUGINS"]) / "mitogen_linear.py").is_file()
+    assert settings["ANSIBLE_STRATEGY"] == "mitogen_free"
+    assert (Path(settings["ANSIBLE_STRATEGY_PLUGINS"]) / "mitogen_free.py").is_file()
     monkeypatch.setenv("ANSIBLE_STRATEGY", "linear")
     assert mitogen_strategy() == {}, "ANSIBLE_STRATEGY in the environment turns Mitogen off"
 

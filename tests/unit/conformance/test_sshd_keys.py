@@ -141,4 +141,7 @@ def test_the_role_writes_keys_root_owned_and_nowhere_a_user_owns():
                     place = str(args.get("dest", args.get("path", "")))
                     assert "/home/" not in place and ".ssh" not in place, f"{tasks_file.name}: {task['name']}"
     removed = next(t for t in tasks if t["name"].startswith("Remove the keys sshd no longer reads"))
-    assert "['authorized_keys', 'authorized_keys2']" in removed["loop"]
+    assert "['authorized_keys', 'authorized_keys2']" in removed["vars"]["accounts_home_keys_unread"]
+    found = next(t for t in tasks if t["name"].startswith("Find the keys sshd no longer reads"))
+    assert found["ansible.builtin.find"]["patterns"] == ["authorized_keys", "authorized_keys2"]
+    assert "accounts_home_keys_found.files" in removed["loop"], "what the find found, of the listed accounts"

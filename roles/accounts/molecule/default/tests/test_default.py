@@ -69,6 +69,20 @@ def test_leaver_removed_with_home():
     assert not machine("prod-app1").file("/home/mallory").exists
 
 
+def test_a_key_in_a_home_is_removed():
+    """prepare left a key in /home/dave/.ssh/authorized_keys: sshd reads only the root-owned copy, the role removes
+    the other."""
+    assert machine("prod-app1").file("/home/dave/.ssh").is_directory, "prepare made it (else this proves nothing)"
+    assert not machine("prod-app1").file("/home/dave/.ssh/authorized_keys").exists
+
+
+def test_a_system_account_with_a_login_shell_loses_it():
+    target = machine("prod-app1")
+    assert target.user("legacysvc").exists and target.user("legacysvc").uid < 1000
+    assert target.user("legacysvc").shell == "/usr/sbin/nologin"
+    assert target.user("root").shell == "/bin/bash" and target.user("provision").shell == "/bin/bash"
+
+
 def test_testers_have_no_place_in_development():
     assert not machine("dev-app1").user("carol").exists
 
