@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -15,6 +17,12 @@ from provisioner.remote import reach as reach_probe
 from provisioner.workspace.redact import Redactor
 from provisioner.workspace.site_state import AUTOMATION_USER, SiteState
 from provisioner.workspace.ssh_sockets import verify_socket_name
+
+DROPPED_RETRY_PAUSES = (0.5, 1.0, 2.0)  # seconds before each new attempt after sshd dropped one unanswered
+# what ssh prints when the server closed the connection before the identification exchange (MaxStartups)
+_DROPPED = re.compile(
+    r"^kex_exchange_identification: (?:Connection closed by remote host|read: Connection reset)", re.M
+)
 
 OUTCOME_TEXT = {
     "connected": "connection opened",
@@ -33,6 +41,11 @@ class Attempt:
     @property
     def ok(self) -> bool:
         return self.rc == 0
+
+
+def dropped_before_identification(rc: int, stderr: str) -> bool:
+    """Whether ssh ended because the server closed the connection before it said who it is: no answer at all."""
+    return rc == 255 and _DROPPED.search(stderr) is not None
 
 
 class Remote:
@@ -67,12 +80,20 @@ class Remote:
         self, key: Path, user: str, address: str, command: str = "true", stdin: str | None = None
     ) -> Attempt:
         """A fresh SSH login with `key` as `user`, no connection sharing: exactly what a person would try. `user` may
-        come from a host's /etc/passwd: after `--`, a name such as `-oProxyCommand=...` is no option to ssh."""
-        proc = subprocess.run(
-            ["ssh", "-i", str(key), *self.ssh_options, "-o", "ControlMaster=no", "-o", "ControlPath=none",
-             "-o", "PreferredAuthentications=publickey", "--", f"{user}@{address}", command],
-            input=stdin, capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
+        come from a host's /etc/passwd: after `--`, a name such as `-oProxyCommand=...` is no option to ssh.
+
+        sshd drops connections beyond its MaxStartups before they identify themselves (many attempts at once, from
+        several checks): such a drop is no answer, neither refused nor accepted, so the attempt is made again, a
+        few times, after a pause; whatever sshd answers is final."""
+        for pause in (*DROPPED_RETRY_PAUSES, None):
+            proc = subprocess.run(
+                ["ssh", "-i", str(key), *self.ssh_options, "-o", "ControlMaster=no", "-o", "ControlPath=none",
+                 "-o", "PreferredAuthentications=publickey", "--", f"{user}@{address}", command],
+                input=stdin, capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            if pause is None or not dropped_before_identification(proc.returncode, proc.stderr):
+                break
+            time.sleep(pause)
         return Attempt(proc.returncode, self.redactor.text(proc.stdout), self.redactor.text(proc.stderr))
 
     def reach(self, source: str, targets: list[tuple[str, int]], proto: str = "tcp") -> list[tuple[str, int, str]]:
