@@ -14,6 +14,7 @@ import re
 import shlex
 from typing import Any
 
+from provisioner.conformance.history import NAMESPACE as HISTORY_NAMESPACE
 from provisioner.conformance.signed_results import NAMESPACE as RESULTS_NAMESPACE
 from provisioner.releases.decisions import NAMESPACE
 from provisioner.report import run_files
@@ -23,7 +24,8 @@ from provisioner.site.sshkeys import parse_public_key
 from provisioner.workspace import signing
 
 DECISION_NAMESPACE = NAMESPACE  # the namespace people sign decisions in (releases.decisions)
-EVIDENCE_NAMESPACES = f"{REPORT_NAMESPACE},{RESULTS_NAMESPACE}"  # what the evidence key signs in a pack
+# what the evidence key signs in a pack: the manifest, the verify run's results, the history's entries
+EVIDENCE_NAMESPACES = f"{REPORT_NAMESPACE},{RESULTS_NAMESPACE},{HISTORY_NAMESPACE}"
 FOLDER = "decisions"
 ALLOWED_SIGNERS = "allowed_signers"
 VERIFY_FILE = "VERIFY.md"
@@ -139,10 +141,15 @@ def _verify_command(signer: str, namespace: str, signature_file: str, data_file:
 
 
 def verify_instructions(
-    report: dict[str, Any], manifest: str, signature: str, public_key_file: str, left_out: list[str]
+    report: dict[str, Any],
+    manifest: str,
+    signature: str,
+    public_key_file: str,
+    left_out: list[str],
+    more_steps: list[str] | None = None,
 ) -> str:
     """VERIFY.md: how an auditor checks this pack with sha256sum and ssh-keygen alone, from inside its folder.
-    Every command sits on its own line in a ```sh block."""
+    Every command sits on its own line in a ```sh block; `more_steps` (lines) come last."""
     key = report["evidence_key"]
     decisions: list[dict[str, Any]] = report.get("decisions", [])
     out = [
@@ -212,6 +219,8 @@ def verify_instructions(
     if left_out:
         out += ["", "Ledger entries that look signed but could not be included (the report lists them too):", ""]
         out += [f"- {reason}" for reason in left_out]
+    if more_steps:
+        out += ["", *more_steps]
     return "\n".join(out) + "\n"
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import InputError, ProvisionError
-from provisioner.report import decisions, policy, run_files
+from provisioner.report import decisions, history_files, policy, run_files
 from provisioner.report.junit import render_junit
 from provisioner.report.manifest import MANIFEST, PUBLIC_KEY, SIGNATURE, write_manifest
 from provisioner.report.oscal import render_oscal
@@ -66,8 +66,9 @@ def evidence_key(state: SiteState) -> dict[str, str]:
 
 def write_pack(report: dict[str, Any], folder: Path, state: SiteState) -> Path:
     """Every file is masked for the site's secrets before it is written; the PDF is made from masked HTML. The
-    signed decisions, the verify run's signed results.json (masked when verify wrote it), allowed_signers and
-    VERIFY.md are written as they are: a masked byte would break a signature.
+    signed decisions, the verify run's signed results.json (masked when verify wrote it), allowed_signers,
+    VERIFY.md and, in a period pack, the verification history (history_files) are written as they are: a masked
+    byte would break a signature.
     `report` gains `evidence_key` (identity, public key, fingerprint)."""
     redactor = Redactor(state.secret_values())
     signed_run = run_files.files(report)
@@ -76,6 +77,13 @@ def write_pack(report: dict[str, Any], folder: Path, state: SiteState) -> Path:
             raise ProvisionError(
                 f"{name}: the verify run's results hold a secret this controller knows now, and signed results "
                 "cannot be masked; run `provision verify` again (it masks the secrets it knows)"
+            )
+    history = history_files.files(state) if report.get("period") is not None else {}
+    for name, data in history.items():
+        if redactor.text(data.decode(errors="replace")) != data.decode(errors="replace"):
+            raise ProvisionError(
+                f"{name}: the verification history holds a secret this controller knows now, and its signed "
+                "entries cannot be masked"
             )
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):
@@ -98,12 +106,20 @@ def write_pack(report: dict[str, Any], folder: Path, state: SiteState) -> Path:
     texts[decisions.ALLOWED_SIGNERS] = decisions.allowed_signers(
         report["evidence_key"]["identity"], report["evidence_key"]["public"], report.get("signers", []), signed
     )
+    history_steps = (
+        history_files.verify_steps(report["evidence_key"]["identity"], decisions.ALLOWED_SIGNERS, 6)
+        if history
+        else None
+    )
     texts[decisions.VERIFY_FILE] = decisions.verify_instructions(
-        report, MANIFEST, SIGNATURE, PUBLIC_KEY, report.get("decisions_left_out", [])
+        report, MANIFEST, SIGNATURE, PUBLIC_KEY, report.get("decisions_left_out", []), history_steps
     )
     for name, text in texts.items():
         (folder / name).write_text(text)
     for name, data in signed_run.items():  # the verify run's results.json and its signature, as verify signed them
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    for name, data in history.items():  # the history's files as they are: a masked byte would break a signature
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(data)
     for decision in signed:

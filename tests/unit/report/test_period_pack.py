@@ -10,14 +10,16 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from helpers import EXAMPLE, run_cli
-from history_runs import at, delete_line, record
-from report_fixtures import build_report, example_site
+from history_runs import at, delete_line, edit_line, lines, record, rewrite
+from report_fixtures import build_report, example_site, run_in, verify_md_commands
 
+from provisioner.conformance.history import history_path
 from provisioner.report import collect, period
 from provisioner.report.manifest import verify_pack
 from provisioner.report.pack import JSON_FILE, PDF, write_pack
 from provisioner.report.render_html import render_html
 from provisioner.site.model import WatchSchedule, WatchSettings
+from provisioner.workspace.hash_chain import entry_hash
 from provisioner.workspace.site_state import SiteState
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -126,3 +128,68 @@ def test_provision_report_from_to_writes_the_period_into_the_pack(tmp_path, monk
     assert text.exit_code == 0, text.output
     said = " ".join(text.stdout.split())
     assert "NET-2 failing from 2026-03-01T00:30:00+00:00 (run run30): repaired 2026-03-01T01:00:00+00:00" in said
+
+
+# ---- the history itself travels with a period pack, checkable with stock tools -------------------------------
+def history_commands(folder) -> list[str]:
+    return [c for c in verify_md_commands(folder) if "history/" in c]
+
+
+def test_the_history_in_the_pack_checks_out_with_stock_tools(state, tmp_path):
+    """The chain and its head as the controller holds them, and each entry as the bytes its hash covers: the
+    commands VERIFY.md gives (sha256sum, ssh-keygen, grep, bash) all succeed, and the manifest covers the files."""
+    folder = write_pack(period_report(state), tmp_path / "pack", state)
+    assert (folder / "history" / "verify-chain.jsonl").read_bytes() == history_path(state).read_bytes()
+    assert len(list((folder / "history" / "entries").glob("*.json"))) == 5
+    commands = history_commands(folder)
+    assert len(commands) == 5, commands
+    for command in commands:
+        result = run_in(folder, command)
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+    assert run_in(folder, commands[0]).stdout.count(": OK") == 5
+    assert "history/entries/000005.json: OK" in run_in(folder, "sha256sum -c MANIFEST.sha256").stdout
+    assert verify_pack(folder) == []
+    allowed = (folder / "allowed_signers").read_text()
+    assert 'namespaces="provision-report,provision-results,provision-verify-history"' in allowed
+
+
+def test_a_non_period_pack_carries_no_history(state, tmp_path):
+    folder = write_pack(build_report(state=state), tmp_path / "pack", state)
+    assert not (folder / "history").exists() and history_commands(folder) == []
+
+
+@pytest.mark.parametrize(
+    ("tamper", "command", "said"),
+    [
+        ("edited", 0, "history/entries/000003.json: FAILED"),
+        ("deleted", 2, "history/entries/000002.json: does not follow the line before it"),
+        ("resigned", 1, "history/entries/000003.json: signature does not verify"),
+        ("cut off", 4, ""),
+    ],
+)
+def test_a_history_tampered_on_the_controller_fails_the_stock_check_naming_the_line(tmp_path, tamper, command, said):
+    """An intruder on the controller edits, deletes, re-hashes or cuts an entry before the pack is made: the pack is
+    still intact as a pack (its manifest holds), but the history's own check fails, at the line."""
+    state = SiteState("example", tmp_path / "example")
+    for minute in range(0, 100, 20):
+        record(state, at(minute), {"NET-2": "pass"}, trigger="watch:net")
+    if tamper == "edited":
+        edit_line(state, 3, lambda e: e["controls"].update({"NET-2": "pass", "NET-1": "pass"}))
+    elif tamper == "deleted":
+        delete_line(state, 2)
+    elif tamper == "resigned":  # content changed and re-hashed: the hash matches, the signature does not
+
+        def rehash(entry):
+            entry["controls"]["NET-1"] = "pass"
+            entry["hash"] = entry_hash(entry)
+
+        edit_line(state, 3, rehash)
+    else:
+        rewrite(state, lines(state)[:-1])
+    folder = write_pack(period_report(state), tmp_path / "pack", state)
+    assert verify_pack(folder) == [], "the pack itself is as it was written"
+    result = run_in(folder, history_commands(folder)[command])
+    assert result.returncode != 0, (tamper, result.stdout, result.stderr)
+    assert said in result.stdout, (result.stdout, result.stderr)
+    others = [i for i, c in enumerate(history_commands(folder)) if run_in(folder, c).returncode != 0]
+    assert command in others
