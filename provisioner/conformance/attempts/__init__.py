@@ -55,6 +55,16 @@ class Snapshot:
     unfinished: str | None = None  # start of a run that never finished, or still runs
 
 
+@dataclass(frozen=True)
+class JournalRead:
+    """How this run reads the production journals: up to its end, outside the verify runs' own windows, each from
+    where the previous run stopped (host -> {"cursor": ...} or {"time": ...})."""
+
+    end: dt.datetime
+    windows: list[tuple[dt.datetime, dt.datetime]]
+    positions: Mapping[str, Mapping[str, str]]
+
+
 def state_path(state: SiteState) -> Path:
     return state.evidence_dir / STATE_FILE
 
@@ -88,7 +98,7 @@ def after_run(
     unfinished = _time(start.unfinished)
     if unfinished is not None and unfinished < start.time:  # a run that never finished: its probes, late or not
         windows.insert(-1, (unfinished, start.time))
-    found, journals = between_runs(site, start, sources, end, windows, _positions(kept))
+    found, journals = between_runs(site, start, sources, JournalRead(end, windows, _positions(kept)))
     attempts = _scrubbed(found, Redactor(state.secret_values()))
     running = kept.get("running")
     still = running if isinstance(running, dict) and running.get("time") != _iso(start.time) else None
@@ -105,12 +115,7 @@ def after_run(
 
 
 def between_runs(
-    site: LoadedSite,
-    start: Snapshot,
-    sources: Sources,
-    end: dt.datetime,
-    windows: list[tuple[dt.datetime, dt.datetime]],
-    positions: Mapping[str, Mapping[str, str]],
+    site: LoadedSite, start: Snapshot, sources: Sources, read: JournalRead
 ) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
     """The `attempts` entry of the verification history (issue 21's shared contract), and where each production
     journal was read up to (for the next run)."""
@@ -118,7 +123,7 @@ def between_runs(
     no_window = _no_window(start)
     if no_window is not None:
         # nothing is counted, but the journals are read up to this run's end: the next run reads on from there
-        _found, _logs, journals = _refusals(site, sources, start, end, windows, positions, count=False)
+        _found, _logs, journals = _refusals(site, sources, start, read, count=False)
         return {
             **attempts,
             "window": no_window,
@@ -131,7 +136,7 @@ def between_runs(
     since = dt.datetime.fromisoformat(str(start.previous["time"]))
     attempts["since"] = _iso(since)
     attempts["gateway"] = {**_gateway_counts(site, start), "log": _gateway_log(sources, since, start.time)}
-    found, logs, journals = _refusals(site, sources, start, end, windows, positions, count=True)
+    found, logs, journals = _refusals(site, sources, start, read, count=True)
     attempts["refused"] = [r.as_dict() for r in found[:REFUSED_KEPT]]
     attempts["refused_total"] = len(found)
     attempts["by_person"] = auth_log.by_person(found)
@@ -179,13 +184,7 @@ def _gateway_log(sources: Sources, since: dt.datetime, until: dt.datetime) -> di
 
 
 def _refusals(
-    site: LoadedSite,
-    sources: Sources,
-    start: Snapshot,
-    end: dt.datetime,
-    windows: list[tuple[dt.datetime, dt.datetime]],
-    positions: Mapping[str, Mapping[str, str]],
-    count: bool,
+    site: LoadedSite, sources: Sources, start: Snapshot, read: JournalRead, count: bool
 ) -> tuple[list[auth_log.Refusal], dict[str, Any], dict[str, dict[str, str]]]:
     """The refusals in the production journals that arrived since the previous run read them, outside every verify
     run's own window; the logs' summary; where each journal was read up to."""
@@ -198,7 +197,7 @@ def _refusals(
     problems = []
     journals: dict[str, dict[str, str]] = {}
     for host in hosts:
-        position = positions.get(host.name) or {}
+        position = read.positions.get(host.name) or {}
         cursor = position.get("cursor") or None
         # without a cursor (the first read of this copy): the entries stamped from the previous run's end on, or,
         # with no previous run, from this run's start (none of those is counted; the read only sets the cursor)
@@ -209,22 +208,21 @@ def _refusals(
             problems.append(str(exc))
             journals[host.name] = {"time": _iso(since)}  # read again from a time: a cursor that fails is dropped
             continue
-        taken, last_cursor = _arrived_before(arrived, end)
+        taken, last_cursor = _arrived_before(arrived, read.end)
         journals[host.name] = (
             {"cursor": last_cursor} if last_cursor else ({"cursor": cursor} if cursor else {"time": _iso(since)})
         )
         counted = []
         for raw in taken:
             entry = Entry.from_journal(raw)
-            if entry is None or (cursor is None and entry.time < since) or _inside(entry.time, windows):
+            if entry is None or (cursor is None and entry.time < since) or _inside(entry.time, read.windows):
                 continue
             counted.append(raw)
         if count:
             found += auth_log.refusals(host.name, counted, attribution)
-    read = [h.name for h in hosts]
     logs: dict[str, Any] = {
         "read": not problems,
-        "why": "; ".join(problems) if problems else f"shipped journals of {', '.join(read)}",
+        "why": "; ".join(problems) if problems else f"shipped journals of {', '.join(h.name for h in hosts)}",
     }
     late = sum(1 for r in found if previous_end is not None and r.time < previous_end)
     if late:

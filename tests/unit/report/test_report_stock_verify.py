@@ -81,7 +81,8 @@ def test_the_pack_keeps_the_signed_statement_bytes_and_names_every_signer(copy, 
     statement = (copy / "decisions" / "0004-approve-r1.txt").read_bytes()
     assert "approuvé".encode() in statement and statement.endswith(b"four eyes\n")
     allowed = (copy / "allowed_signers").read_text().splitlines()
-    assert allowed[1].startswith('evidence@example namespaces="provision-report,provision-results,provision-verify-history" ssh-ed25519 ')
+    namespaces = "provision-report,provision-results,provision-verify-history"
+    assert allowed[1].startswith(f'evidence@example namespaces="{namespaces}" ssh-ed25519 ')
     for name, public in signers.items():
         key = " ".join(public.split()[:2])
         assert f'{name} namespaces="provision-decision" {key}' in allowed
