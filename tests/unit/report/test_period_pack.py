@@ -193,3 +193,20 @@ def test_a_history_tampered_on_the_controller_fails_the_stock_check_naming_the_l
     assert said in result.stdout, (result.stdout, result.stderr)
     others = [i for i, c in enumerate(history_commands(folder)) if run_in(folder, c).returncode != 0]
     assert command in others
+
+
+def test_a_history_holding_a_secret_known_now_is_refused_not_copied(tmp_path):
+    """History entries are signed and cannot be masked: a secret the controller learnt after an entry was written
+    (here, a refused user name that later became a database password) stops the pack, naming the file."""
+    from provisioner.errors import ProvisionError
+
+    state = SiteState("example", tmp_path / "example")
+    secret = "later-a-password-4711"
+    refused = [{"host": "prod-app1", "what": "ssh", "user": secret, "time": at(5).isoformat()}]
+    record(state, at(0), {"NET-2": "pass"}, trigger="watch:net")
+    record(state, at(10), {"NET-2": "pass"}, trigger="watch:net", attempts={"refused": refused})
+    state.secrets_dir.mkdir(parents=True)
+    (state.secrets_dir / "db_password").write_text(secret + "\n")
+    with pytest.raises(ProvisionError, match=r"history/verify-chain.jsonl: the verification history holds a secret"):
+        write_pack(period_report(state), tmp_path / "pack", state)
+    assert not (tmp_path / "pack").exists(), "nothing written"
