@@ -9,12 +9,24 @@ import hashlib
 import io
 import shlex
 import tarfile
+import time
 
 import pytest
 
 testinfra_hosts = ["dev-app1", "prod-app1"]
 DEPLOY = "/usr/local/sbin/provision-deploy"
 INCOMING = "/home/deploy/incoming"
+
+
+def journal_line(host, wanted: str, seconds: float = 10) -> str:
+    """The deploy command's journal entries, read again until `wanted` is among them or `seconds` have passed:
+    journald stores what logger sends a moment later, and one read straight after the command can miss it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        journal = host.run("journalctl -t provision-deploy --no-pager -o cat").stdout
+        if wanted in journal or time.monotonic() > deadline:
+            return journal
+        time.sleep(0.25)
 
 
 def page(host) -> str:
@@ -133,7 +145,7 @@ def test_the_deploy_identity_deploys_through_sudo_with_the_legitimate_form(host)
     assert result.rc == 0 and f"installed r8 sha256:{digest}" in result.stdout, result.stderr
     assert host.run("readlink /srv/app/current").stdout.strip() == "releases/r8"
     assert 'data-release="r8"' in page(host)
-    journal = host.run("journalctl -t provision-deploy --no-pager -o cat").stdout
+    journal = journal_line(host, f"release r8 sha256:{digest} installed by deploy")
     assert f"release r8 sha256:{digest} installed by deploy" in journal
 
 
