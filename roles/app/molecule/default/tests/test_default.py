@@ -20,7 +20,7 @@ INCOMING = "/home/deploy/incoming"
 
 def journal_line(host, wanted: str, seconds: float = 10) -> str:
     """The deploy command's journal entries, read again until `wanted` is among them or `seconds` have passed:
-    journald stores what logger sends a moment later, and one read straight after the command can miss it."""
+    journald stores what the command sends to syslog a moment later; one read straight after it can miss it."""
     deadline = time.monotonic() + seconds
     while True:
         journal = host.run("journalctl -t provision-deploy --no-pager -o cat").stdout
