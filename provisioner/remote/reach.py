@@ -6,8 +6,9 @@ back); a UDP datagram with IP_RECVERR names who sent the ICMP error, with its ty
 "administratively prohibited" is told from a target's own firewall or from a target that is down ("host
 unreachable"). Silence is retried with a growing pause (a gateway under load rate-limits its ICMP answers); what
 stays silent is "no-answer", which proves nothing either way. An ICMPv6 echo to all nodes of the link, sent while the
-connections are tried, lists who answers over IPv6; the probe hears its own answer, so its silence about others is
-meaningful.
+connections are tried, lists who answers over IPv6 within a second; the probe hears its own answer, so its silence
+about others is meaningful. A second is thousands of times what an answer takes: on the lab's bridges a host with
+IPv6 and no firewall answered in 0.3-0.4 ms, right after the probe's own answer (0.2-0.3 ms).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def link_v6(interface):
     scope = socket.if_nametoindex(interface)
     sock.sendto(struct.pack("!BBHHH", 128, 0, 0, 0x7072, 1) + b"provisioner", ("ff02::1", 0, 0, scope))
     heard = set()
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 1
     while time.monotonic() < deadline:
         ready, _, _ = select.select([sock], [], [], 0.2)
         if ready:
@@ -95,7 +96,7 @@ def link_v6(interface):
     return {"heard": sorted(heard), "own": sorted(own)}
 
 with concurrent.futures.ThreadPoolExecutor(64) as pool:
-    # the link's IPv6 listens while the connections are tried: its two seconds overlap theirs
+    # the link's IPv6 listens while the connections are tried: its second overlaps theirs
     ipv6 = pool.submit(link_v6, request.get("ipv6_interface"))
     results = list(pool.map(probe, request["targets"]))
     print(json.dumps({"results": results, "ipv6": ipv6.result()}))

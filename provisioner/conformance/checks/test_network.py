@@ -47,7 +47,7 @@ def test_hypervisor_wiring_matches_the_design(lab, evidence):
 
 
 @pytest.mark.control("NET-2")
-@pytest.mark.waits(2.0)
+@pytest.mark.waits(1.2)
 def test_reachability_from_each_environment(lab, evidence, source_name):
     source = lab.host(source_name)
     env = lab.model.environment(source.environment)
@@ -63,7 +63,7 @@ def test_reachability_from_each_environment(lab, evidence, source_name):
 
 
 @pytest.mark.control("NET-2")
-@pytest.mark.waits(2.0)
+@pytest.mark.waits(1.2)
 def test_reachability_from_each_access_network(lab, evidence, access_network_name):
     """People's workstations (issue 18): from the access network, SSH to the hosts of the environments it reaches
     passes; everything else — SSH elsewhere, every service port, every gateway leg, the controller — is refused by

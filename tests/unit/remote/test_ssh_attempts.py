@@ -5,6 +5,7 @@ or a login is final at once."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,46 @@ def test_only_a_drop_before_identification_counts_as_no_answer():
     assert not dropped_before_identification(255, REFUSED)
     assert not dropped_before_identification(255, "ssh: connect to host 10.90.30.21 port 22: No route to host\n")
     assert not dropped_before_identification(0, DROPPED), "a login that printed the words is a login"
+
+
+@pytest.fixture
+def recorded_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`ssh` that refuses and records its arguments; returns what the real OpenSSH client (`ssh -G`) makes of
+    them: the key exchange algorithms it would offer, in order."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    recorded = tmp_path / "arguments"
+    script = bin_dir / "ssh"
+    script.write_text(f"#!/bin/sh\nprintf '%s\\0' \"$@\" > \"{recorded}\"\nprintf '{REFUSED}' >&2; exit 255\n")
+    script.chmod(0o755)
+    real_ssh = "/usr/bin/ssh"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    def offered(stdin: str | None) -> list[str]:
+        remote = Remote(SiteState("example", tmp_path / "state"))
+        remote.attempt_ssh(tmp_path / "key", "alice", "10.90.30.21", stdin=stdin)
+        arguments = recorded.read_bytes().split(b"\0")[:-1]
+        options = [a.decode() for a in arguments[: arguments.index(b"--")]]
+        config = subprocess.run([real_ssh, "-G", *options, "alice@10.90.30.21"], capture_output=True, text=True)
+        assert config.returncode == 0, config.stderr
+        line = next(x for x in config.stdout.splitlines() if x.startswith("kexalgorithms "))
+        return line.split()[1].split(",")
+
+    return offered
+
+
+def _client_default() -> list[str]:
+    plain = subprocess.run(["/usr/bin/ssh", "-G", "alice@10.90.30.21"], capture_output=True, text=True, check=True)
+    return next(x for x in plain.stdout.splitlines() if x.startswith("kexalgorithms ")).split()[1].split(",")
+
+
+def test_an_attempt_with_nothing_on_stdin_offers_curve25519_first_and_the_default_list_after(recorded_arguments):
+    default = _client_default()
+    assert default[0].startswith("sntrup761x25519"), "OpenSSH 9's own order puts the post-quantum hybrid first"
+    offered = recorded_arguments(None)
+    assert offered[:2] == ["curve25519-sha256", "curve25519-sha256@libssh.org"]
+    assert sorted(offered) == sorted(default), "every algorithm of the default list is still offered, after them"
+
+
+def test_an_attempt_that_sends_a_secret_keeps_the_default_key_exchange(recorded_arguments):
+    assert recorded_arguments("a password\n") == _client_default()
