@@ -1,9 +1,10 @@
-"""Benchmark of the LXC lab, side by side in one run on the same lab (site `bench`, 10.92.x): cold apply with a
-cached base image, a no-op `provision apply`, a no-op `provision apply --full`, a no-op of plain `ansible-playbook`
-with the generated inventory and ansible.cfg, and `provision verify`. Prints each figure with its target and the
-ratio; asserts nothing. With --drift it also makes drift by hand on the lab (a changed managed file, a removed
-authorized key, a flushed nft table) and shows that a plain `provision apply` repairs it. With --mitogen it also
-times plain ansible-playbook with Mitogen's strategy (which provision's own run uses) and a cold apply without it.
+"""Benchmark of the LXC lab, side by side in one run on the same lab (site `bench`, 10.92.x). Each round: a cold
+apply with a cached base image (the lab destroyed first), a no-op `provision apply`, a no-op `provision apply --full`,
+a no-op of plain `ansible-playbook` with the generated inventory and ansible.cfg, and `provision verify`. Prints each
+figure's median over the rounds with its target and the ratio; asserts nothing. With --drift it also makes drift by
+hand on the lab (a changed managed file, a removed authorized key, a flushed nft table) and shows that a plain
+`provision apply` repairs it. With --mitogen it also times plain ansible-playbook with Mitogen's strategy (which
+provision's own run uses) and a cold apply without it.
 
     .venv/bin/python bench/lab_apply.py [--rounds N] [--uncached-image] [--drift]
 
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import yaml
 
@@ -46,15 +48,22 @@ def provision(*args: str, env: dict[str, str]) -> tuple[float, str]:
 
 
 def timed_verify(site_file: Path, keys: Path, env: dict[str, str]) -> tuple[float, str]:
-    """`provision verify`, timed; a failed control (exit 1) is a figure too, and the failures are returned."""
+    """`provision verify`, timed; a failed control (exit 1) is a figure too, and the failures are returned, with
+    how long the suite's own session took (its JUnit report: from the first worker's start to the last result)."""
     seconds, out = timed(
         [sys.executable, "-m", "provisioner", "verify", str(site_file), "--keys", str(keys), "--json"],
         env,
         "provision verify",
         allowed=(0, 1),
     )
-    failures = json.loads(out).get("failures") or []
-    return seconds, "all controls pass" if not failures else f"FAILED: {json.dumps(failures)[:600]}"
+    result = json.loads(out)
+    failures = result.get("failures") or []
+    junit = Path(result["run_dir"]) / "junit.xml"
+    session = ""
+    if junit.exists():
+        suite = ElementTree.parse(junit).getroot().find("testsuite")
+        session = f" (the suite's session {float(suite.get('time', 0)):.1f} s)" if suite is not None else ""
+    return seconds, ("all controls pass" if not failures else f"FAILED: {json.dumps(failures)[:600]}") + session
 
 
 def plain_playbook(site_file: Path, state: Path, env: dict[str, str]) -> tuple[float, str]:
@@ -114,7 +123,7 @@ def make_drift(site_file: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2, help="no-op and verify repetitions")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds: cold apply, no-ops and verify in each")
     parser.add_argument("--uncached-image", action="store_true", help="also time a cold apply that builds the base")
     parser.add_argument("--drift", action="store_true", help="make drift by hand and show apply repairs it")
     parser.add_argument(
@@ -152,8 +161,10 @@ def main() -> None:
                 shutil.rmtree(base_image.lxc_path() / base_image.base_name(), ignore_errors=True)
             add("cold apply (building the base image)", provision("apply", str(site_file), env=env)[0])
             provision("destroy", str(site_file), "--confirm-prod", SITE, env=env)
-        add("cold apply (cached base image)", provision("apply", str(site_file), env=env)[0])
-        for _ in range(args.rounds):
+        for round_number in range(args.rounds):
+            if round_number:  # every round starts from nothing: the cold apply is a median too, not one sample
+                provision("destroy", str(site_file), "--confirm-prod", SITE, env=env)
+            add("cold apply (cached base image)", provision("apply", str(site_file), env=env)[0])
             seconds, out = provision("apply", str(site_file), "--json", env=env)
             add("provision apply, no-op", seconds)
             notes.append(f"no-op apply: {changed_count(out)} changed; {decided(out)}")
@@ -161,7 +172,7 @@ def main() -> None:
             add("plain ansible-playbook, no-op", plain_playbook(site_file, state, env)[0])
             seconds, verdict = timed_verify(site_file, keys, env)
             add("provision verify", seconds)
-            notes.append(f"verify: {verdict}")
+            notes.append(f"verify {seconds:.1f} s: {verdict}")
         if args.drift:
             notes.extend(f"drift: {what}" for what in make_drift(site_file))
             seconds, out = provision("apply", str(site_file), "--json", env=env)
