@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,9 +153,15 @@ def suite_command(
     keys_dir: Path | None = None,
     select: str | None = None,
     controls: list[str] | None = None,
+    basetemp: Path | None = None,
 ) -> list[str]:
     """The conformance suite's command line, run with `suite_environment()`: pytest with exactly the plugins named
-    here (the suite's own, and xdist for parallel workers)."""
+    here (the suite's own, and xdist for parallel workers).
+
+    `basetemp` is a folder for pytest's own temporary files that nothing else uses. xdist asks pytest for one to
+    give its workers; given none, pytest numbers a new folder under the user's shared pytest-of-<user> and deletes
+    the older ones there, other pytest runs' folders too. A verify run that deleted another run's 485 MB folder so
+    took 5 s longer, and a run must not delete what it did not make."""
     cmd = [
         sys.executable, "-m", "pytest", str(CHECKS_DIR),
         "-p", "provisioner.conformance.plugin", "-p", "no:cacheprovider",
@@ -165,6 +172,8 @@ def suite_command(
     ]  # fmt: skip
     if workers > 1:
         cmd += ["-p", "xdist.plugin", "-n", str(workers), "--maxschedchunk", "1"]  # see plugin.interleaved
+    if basetemp is not None:
+        cmd.append(f"--basetemp={basetemp}")
     if keys_dir is not None:
         cmd.append(f"--provision-keys={keys_dir}")
     if select:
@@ -195,9 +204,10 @@ def run_verify(
     if not state.known_hosts.exists():
         raise ProvisionError(f"site '{site.name}' has not been applied here yet: run `provision apply` first")
     run_dir = new_run_dir(state, "verify")
-    cmd = suite_command(site, run_dir, workers, keys_dir, select, controls)
-    start = attempts.before_run(site, state)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=suite_environment())
+    with tempfile.TemporaryDirectory(prefix="provisioner-verify-") as scratch:
+        cmd = suite_command(site, run_dir, workers, keys_dir, select, controls, basetemp=Path(scratch) / "pytest")
+        start = attempts.before_run(site, state)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=suite_environment())
     between = attempts.after_run(site, state, run_dir, start)  # before the Redactor: attempts.json is scrubbed
     redactor = Redactor(state.secret_values())
     (run_dir / "pytest.log").write_text(redactor.text(proc.stdout + proc.stderr))

@@ -58,3 +58,34 @@ def test_the_checks_that_wait_start_first_one_per_worker(tmp_path: Path):
     waits = {"test_reachability_from_each_", "test_developer_key_refused", "test_data_provenance", "test_no_personal",
              "test_production_records", "test_production_logs", "test_developer_sudo_refused"}  # fmt: skip
     assert not any(first[i].startswith(tuple(waits)) for i in (1, 3, 5, 7)), first
+
+
+def test_the_suite_keeps_out_of_other_runs_temporary_folders(tmp_path: Path):
+    """With workers, xdist asks pytest for a base temporary folder. Given none, pytest numbers a new one under the
+    shared pytest-of-<user> and deletes the older ones there, whoever made them (a 485 MB folder of another run made
+    a verify 5 s longer). Verify gives the suite a folder of its own: the shared root is left as it was."""
+    import getpass
+
+    root = tmp_path / "temproot"
+    shared = root / f"pytest-of-{getpass.getuser()}"
+    others = [shared / f"pytest-{n}" for n in range(1, 6)]
+    for folder in others:
+        (folder / "work").mkdir(parents=True)
+        (folder / "work" / "file").write_text("another run's")
+    before = sorted(p.name for p in shared.iterdir())
+
+    def run(basetemp: Path | None) -> subprocess.CompletedProcess[str]:
+        cmd = suite_command(load_site(EXAMPLE), tmp_path, workers=2, select="no_check_is_named_so", basetemp=basetemp)
+        env = {**suite_environment(), "PYTEST_DEBUG_TEMPROOT": str(root)}
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+    ours = tmp_path / "ours" / "pytest"
+    ours.parent.mkdir()
+    result = run(ours)
+    assert result.returncode == 5 and "no tests ran" in result.stdout, result.stdout + result.stderr
+    assert sorted(p.name for p in shared.iterdir()) == before
+    assert all((folder / "work" / "file").read_text() == "another run's" for folder in others)
+    assert ours.is_dir(), "pytest made the folder it was given, for the workers' temporary folders"
+
+    run(None)  # the command line without a folder of its own: pytest clears the oldest runs' folders away
+    assert not (shared / "pytest-1").exists() and (shared / "pytest-6").exists(), sorted(shared.iterdir())
