@@ -26,9 +26,10 @@ from provisioner.workspace.redact import Redactor
 from provisioner.workspace.site_state import SiteState
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
-# Parallel workers of the suite: measured on the example lab (2 cores), 5 ran verify in 7.6 s against 8.2 s with
-# 4 and 8.0 s with 6: its five checks that wait longest (one reachability check per segment and access network)
-# then start together, one per worker (see plugin.interleaved).
+# Parallel workers of the suite: measured on the example lab (2 cores), 5 ran the suite in 6.4-6.6 s against
+# 6.5-6.8 s with 4 or 6 (before the cheaper login attempts: 7.6 s against 8.2 and 8.0): its five checks that wait
+# longest (one reachability check per segment and access network) then start together, one per worker (see
+# plugin.interleaved).
 DEFAULT_WORKERS = 5
 SELECT_HELP = "give parts of check names joined by and, or, not and parentheses, such as 'access and not database'"
 TRIGGER_RE = re.compile(r"^(manual|watch:[a-z][a-z0-9-]{0,30})$")
