@@ -161,8 +161,8 @@ def suite_command(
 
     `basetemp` is a folder for pytest's own temporary files that nothing else uses. xdist asks pytest for one to
     give its workers; given none, pytest numbers a new folder under the user's shared pytest-of-<user> and deletes
-    the older ones there, other pytest runs' folders too. A verify run that deleted another run's 485 MB folder so
-    took 5 s longer, and a run must not delete what it did not make."""
+    the older ones there, other pytest runs' folders too. With another run's 746 MB folder there, the suite took 5 s
+    longer to delete it, and a run must not delete what it did not make."""
     cmd = [
         sys.executable, "-m", "pytest", str(CHECKS_DIR),
         "-p", "provisioner.conformance.plugin", "-p", "no:cacheprovider",

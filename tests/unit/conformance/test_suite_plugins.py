@@ -62,8 +62,8 @@ def test_the_checks_that_wait_start_first_one_per_worker(tmp_path: Path):
 
 def test_the_suite_keeps_out_of_other_runs_temporary_folders(tmp_path: Path):
     """With workers, xdist asks pytest for a base temporary folder. Given none, pytest numbers a new one under the
-    shared pytest-of-<user> and deletes the older ones there, whoever made them (a 485 MB folder of another run made
-    a verify 5 s longer). Verify gives the suite a folder of its own: the shared root is left as it was."""
+    shared pytest-of-<user> and deletes the older ones there, whoever made them (another run's 746 MB folder made
+    the suite 5 s longer). Verify gives the suite a folder of its own: the shared root is left as it was."""
     import getpass
 
     root = tmp_path / "temproot"
