@@ -87,25 +87,26 @@ def recorded_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     script = bin_dir / "ssh"
     script.write_text(f"#!/bin/sh\nprintf '%s\\0' \"$@\" > \"{recorded}\"\nprintf '{REFUSED}' >&2; exit 255\n")
     script.chmod(0o755)
-    real_ssh = "/usr/bin/ssh"
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
     def offered(stdin: str | None) -> list[str]:
         remote = Remote(SiteState("example", tmp_path / "state"))
         remote.attempt_ssh(tmp_path / "key", "alice", "10.90.30.21", stdin=stdin)
         arguments = recorded.read_bytes().split(b"\0")[:-1]
-        options = [a.decode() for a in arguments[: arguments.index(b"--")]]
-        config = subprocess.run([real_ssh, "-G", *options, "alice@10.90.30.21"], capture_output=True, text=True)
-        assert config.returncode == 0, config.stderr
-        line = next(x for x in config.stdout.splitlines() if x.startswith("kexalgorithms "))
-        return line.split()[1].split(",")
+        return _client_kex([a.decode() for a in arguments[: arguments.index(b"--")]])
 
     return offered
 
 
+def _client_kex(options: list[str]) -> list[str]:
+    """The key exchange algorithms the real OpenSSH client offers with these options, in order (`ssh -G`)."""
+    config = subprocess.run(["/usr/bin/ssh", "-G", *options, "alice@10.90.30.21"], capture_output=True, text=True)
+    assert config.returncode == 0, config.stderr
+    return next(x for x in config.stdout.splitlines() if x.startswith("kexalgorithms ")).split()[1].split(",")
+
+
 def _client_default() -> list[str]:
-    plain = subprocess.run(["/usr/bin/ssh", "-G", "alice@10.90.30.21"], capture_output=True, text=True, check=True)
-    return next(x for x in plain.stdout.splitlines() if x.startswith("kexalgorithms ")).split()[1].split(",")
+    return _client_kex([])
 
 
 def test_an_attempt_with_nothing_on_stdin_offers_curve25519_first_and_the_default_list_after(recorded_arguments):
